@@ -1,0 +1,16 @@
+"""GANatomy compute package: models, statistics, dissection, intervention, FID (no UI here).
+
+Public entry points::
+
+    core.toyworld.render(scene, n, seed, size=128)   # procedural scenes + exact labels
+    core.load_segmenter("toyworld")                  # segmenter protocol (core.protocols)
+    core.load_features("toyworld")                   # FID feature network
+    core.frechet_distance(mu1, s1, mu2, s2)
+"""
+from . import protocols, toyworld  # noqa: F401
+from .checkpoints import CheckpointError, load_checkpoint  # noqa: F401
+from .fid import FeatureStats, feature_stats, frechet_distance  # noqa: F401
+from .protocols import ProtocolError, check_generator, check_segmenter  # noqa: F401
+from .zoo import load_features, load_segmenter  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,98 @@
+"""Evaluation of the toyworld networks against toyworld's exact ground truth."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import toyworld
+from .fid import FeatureStats, frechet_distance
+
+__all__ = ["segmentation_confusion", "iou_from_confusion", "real_stats", "degrade", "DEGRADATIONS"]
+
+
+@torch.no_grad()
+def segmentation_confusion(segmenter, scenes=toyworld.SCENES, n_per_scene: int = 100, seed: int = 7,
+                           batch: int = 50, progress=None) -> torch.Tensor:
+    """Confusion matrix [true, predicted] over held-out scenes (seed < 1000)."""
+    L = len(toyworld.LABELS)
+    conf = torch.zeros(L, L, dtype=torch.long)
+    for scene in scenes:
+        for start in range(0, n_per_scene, batch):
+            m = min(batch, n_per_scene - start)
+            im, lb = toyworld.render(scene, m, seed=seed, start=start)
+            pred = segmenter.segment(im).cpu()
+            conf += torch.bincount((lb * L + pred).flatten(), minlength=L * L).view(L, L)
+            if progress:
+                progress(m)
+    return conf
+
+
+def iou_from_confusion(conf: torch.Tensor) -> dict[str, float]:
+    """Per-concept IoU for every concept that occurs (or is predicted) in the confusion."""
+    conf = conf.double()
+    tp = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - tp
+    return {name: float(tp[i] / union[i]) for i, name in enumerate(toyworld.LABELS)
+            if i > 0 and union[i] > 0}
+
+
+# ----------------------------------------------------------------------------- FID checks
+
+def _gauss_kernel(sigma: float):
+    r = max(1, int(round(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-x * x / (2 * sigma * sigma))
+    return k / k.sum()
+
+
+def degrade(images: torch.Tensor, kind: str, strength: float, seed: int = 0) -> torch.Tensor:
+    """Degraded copies of images in [-1, 1]: ``blur`` (Gaussian sigma in px), ``noise``
+    (Gaussian std in [0, 1] image units), ``color`` (RGB channel shift in [0, 1] units)."""
+    if strength <= 0:
+        return images
+    if kind == "blur":
+        k = _gauss_kernel(strength).to(images)
+        c = images.shape[1]
+        r = k.numel() // 2
+        x = F.pad(images, (r, r, r, r), mode="reflect")
+        x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    if kind == "noise":
+        g = torch.Generator().manual_seed(seed)
+        return (images + 2 * strength * torch.randn(images.shape, generator=g)).clamp(-1, 1)
+    if kind == "color":
+        shift = torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1) * 2 * strength
+        return (images + shift).clamp(-1, 1)
+    raise ValueError(f"unknown degradation {kind!r}; choose one of {', '.join(DEGRADATIONS)}")
+
+
+DEGRADATIONS = {"blur": (0.5, 1.0, 2.0, 4.0), "noise": (0.02, 0.05, 0.1, 0.2),
+                "color": (0.02, 0.05, 0.1, 0.2)}
+
+
+@torch.no_grad()
+def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=None,
+               progress=None) -> FeatureStats:
+    """Feature statistics of ``n`` real scenes (split evenly over ``scenes``)."""
+    st = FeatureStats()
+    per = [n // len(scenes) + (i < n % len(scenes)) for i in range(len(scenes))]
+    for scene, m_total in zip(scenes, per):
+        for start in range(0, m_total, batch):
+            m = min(batch, m_total - start)
+            im, _ = toyworld.render(scene, m, seed=seed, start=start)
+            if transform is not None:
+                im = transform(im)
+            st.update(features(im))
+            if progress:
+                progress(m)
+    return st
+
+
+def fid_between(a: FeatureStats, b: FeatureStats) -> float:
+    return frechet_distance(*a.mean_cov(), *b.mean_cov())
+
+
+def summarize_iou(ious: dict[str, float]) -> tuple[float, list[tuple[str, float]]]:
+    vals = np.array(list(ious.values()))
+    return float(vals.mean()), sorted(ious.items(), key=lambda kv: kv[1])

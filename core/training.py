@@ -1,0 +1,78 @@
+"""Shared helpers for the training scripts (seeded data, atomic resumable checkpoints)."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import toyworld
+
+# Seed ranges, kept disjoint so that evaluation never sees training scenes:
+#   0 .. 999          evaluation and tests (held out)
+#   1_000_000 + step  segmenter training
+#   2_000_000 + step  feature-network training
+#   3_000_000 + step  GAN training (real scenes)
+EVAL_SEED_MAX = 999
+SEGMENTER_SEED0 = 1_000_000
+FEATURES_SEED0 = 2_000_000
+GAN_SEED0 = 3_000_000
+
+
+def mixed_batch(step: int, per_scene: int, seed0: int, size: int = 128):
+    """Images, labels and scene ids for one step: ``per_scene`` scenes of every type."""
+    ims, lbs, sc = [], [], []
+    for i, scene in enumerate(toyworld.SCENES):
+        im, lb = toyworld.render(scene, per_scene, seed=seed0 + step, size=size)
+        ims.append(im)
+        lbs.append(lb)
+        sc.append(torch.full((per_scene,), i, dtype=torch.long))
+    return torch.cat(ims), torch.cat(lbs), torch.cat(sc)
+
+
+def robustness_augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Blur (down-up), noise and contrast jitter, so a segmenter copes with GAN outputs."""
+    n = images.shape[0]
+    out = images.clone()
+    r = torch.rand(n, 4, generator=gen)
+    blur = r[:, 0] < 0.3
+    if blur.any():
+        small = F.interpolate(out[blur], scale_factor=0.5, mode="bilinear", antialias=True,
+                              align_corners=False)
+        out[blur] = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    noisy = (r[:, 1] < 0.3).float().view(n, 1, 1, 1) * r[:, 2].view(n, 1, 1, 1) * 0.08
+    out = out + noisy * torch.randn(out.shape, generator=gen)
+    gain = 1.0 + (r[:, 3].view(n, 1, 1, 1) - 0.5) * 0.2
+    return (out * gain).clamp(-1, 1)
+
+
+def save_atomic(obj, path: str | os.PathLike):
+    """torch.save to a temporary file, then rename: a killed run never leaves a broken file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def shipped_state(model: torch.nn.Module) -> dict:
+    """fp16 copy of a state dict (integer buffers kept as they are)."""
+    return {k: (v.half() if v.is_floating_point() else v).clone()
+            for k, v in model.state_dict().items()}
+
+
+class Timer:
+    def __init__(self, already: float = 0.0):
+        self.t0 = time.time() - already
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0

@@ -1,0 +1,164 @@
+"""Measure toyworld and its shipped networks; write docs/reports/*.json and docs/REPORT.md.
+
+    python scripts/report_toyworld.py speed       # renderer scenes/s on one core
+    python scripts/report_toyworld.py grid        # docs/toyworld_samples.png
+    python scripts/report_toyworld.py segmenter   # per-concept IoU on 2,000 held-out scenes
+    python scripts/report_toyworld.py features    # FID noise floor and degradation curves
+    python scripts/report_toyworld.py all
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from core import evaluation, load_features, load_segmenter, toyworld  # noqa: E402
+
+REPORTS = ROOT / "docs" / "reports"
+
+
+def _save(name, data):
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    data["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    (REPORTS / f"{name}.json").write_text(json.dumps(data, indent=1))
+    print(json.dumps(data, indent=1)[:3000])
+
+
+def speed():
+    torch.set_num_threads(1)
+    out = {}
+    for scene in toyworld.SCENES:
+        toyworld.render(scene, 64, seed=0)
+        best = 0.0
+        for rep in range(3):
+            t = time.perf_counter()
+            toyworld.render(scene, 1024, seed=rep)
+            best = max(best, 1024 / (time.perf_counter() - t))
+        out[scene] = round(best, 1)
+    _save("speed", {"scenes_per_second_one_core_128px": out,
+                    "command": "python scripts/report_toyworld.py speed"})
+
+
+def grid(per=6):
+    from PIL import Image
+    rows = []
+    for scene in toyworld.SCENES:
+        im, lb = toyworld.render(scene, per, seed=3)
+        rgb = ((im.permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).byte()
+        lab = toyworld.colorize(lb)
+        rows.append(torch.cat([torch.cat(list(rgb), 1), torch.cat(list(lab), 1)], 0))
+    path = ROOT / "docs" / "toyworld_samples.png"
+    path.parent.mkdir(exist_ok=True)
+    Image.fromarray(torch.cat(rows, 0).numpy()).save(path, optimize=True)
+    print("wrote", path)
+
+
+def segmenter(n_total=2000, seed=7):
+    torch.set_num_threads(2)
+    seg = load_segmenter("toyworld")
+    per = [n_total // 3 + (i < n_total % 3) for i in range(3)]
+    bar = tqdm(total=n_total, desc="segmenter eval")
+    res = {"n_scenes": n_total, "seed": seed, "per_scene_type": {}}
+    total = None
+    for scene, n in zip(toyworld.SCENES, per):
+        conf = evaluation.segmentation_confusion(seg, [scene], n, seed=seed, batch=100,
+                                                 progress=bar.update)
+        total = conf if total is None else total + conf
+        ious = evaluation.iou_from_confusion(conf)
+        res["per_scene_type"][scene] = {"miou": round(float(np.mean(list(ious.values()))), 4),
+                                        "pixel_acc": round(float(conf.diag().sum() / conf.sum()), 4)}
+    ious = evaluation.iou_from_confusion(total)
+    res["iou"] = {k: round(v, 4) for k, v in sorted(ious.items(), key=lambda kv: kv[1])}
+    res["miou"] = round(float(np.mean(list(ious.values()))), 4)
+    res["pixel_acc"] = round(float(total.diag().sum() / total.sum()), 4)
+    res["below_0.6"] = [k for k, v in ious.items() if v < 0.6]
+    res["train_meta"] = seg.meta
+    res["command"] = "python scripts/report_toyworld.py segmenter"
+    _save("segmenter", res)
+
+
+def features(n=5000):
+    torch.set_num_threads(2)
+    net = load_features("toyworld")
+    scenes = toyworld.SCENES
+    bar = tqdm(total=n * (2 + sum(len(v) for v in evaluation.DEGRADATIONS.values())), desc="FID")
+    ref = evaluation.real_stats(net, scenes, n, seed=100, progress=bar.update)
+    other = evaluation.real_stats(net, scenes, n, seed=101, progress=bar.update)
+    res = {"n_per_set": n, "feature_dim": net.dim, "real_vs_real": round(evaluation.fid_between(ref, other), 4),
+           "degraded": {}}
+    for kind, strengths in evaluation.DEGRADATIONS.items():
+        res["degraded"][kind] = {}
+        for s in strengths:
+            st = evaluation.real_stats(net, scenes, n, seed=101, progress=bar.update,
+                                       transform=lambda im, k=kind, s=s: evaluation.degrade(im, k, s))
+            res["degraded"][kind][str(s)] = round(evaluation.fid_between(ref, st), 4)
+    res["train_meta"] = net.meta
+    res["command"] = "python scripts/report_toyworld.py features"
+    _save("features", res)
+
+
+def write_report():
+    def load(name):
+        p = REPORTS / f"{name}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+    sp, sg, ft = load("speed"), load("segmenter"), load("features")
+    L = ["# Measured figures", "",
+         "Every figure comes from a JSON file in `docs/reports/`, written by the command beside it.", ""]
+    if sp:
+        L += ["## toyworld renderer", "", f"`{sp['command']}` — {sp['machine']}", "",
+              "| scene | scenes/s at 128 x 128, one core |", "|---|---|"]
+        L += [f"| {k} | {v} |" for k, v in sp["scenes_per_second_one_core_128px"].items()] + [""]
+    if sg:
+        m = sg["train_meta"]
+        L += ["## Segmenter (`core.load_segmenter('toyworld')`)", "",
+              f"`{sg['command']}` — {sg['n_scenes']} held-out scenes (seed {sg['seed']}, disjoint from "
+              f"training seeds), {sg['machine']}", "",
+              f"**mIoU {sg['miou']:.3f}**, pixel accuracy {sg['pixel_acc']:.3f}; concepts below 0.6: "
+              f"{', '.join(sg['below_0.6']) or 'none'}.", "",
+              "| scene type | mIoU | pixel acc |", "|---|---|---|"]
+        L += [f"| {k} | {v['miou']:.3f} | {v['pixel_acc']:.3f} |" for k, v in sg["per_scene_type"].items()]
+        L += ["", "| concept | IoU |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in sg["iou"].items()]
+        L += ["", f"Trained {m.get('steps')} steps x {m.get('batch')} scenes in "
+              f"{m.get('train_seconds', 0) / 60:.1f} min on {m.get('hardware')} "
+              "(`python scripts/train_segmenter.py`).", ""]
+    if ft:
+        m = ft["train_meta"]
+        L += ["## FID feature network (`core.load_features('toyworld')`)", "",
+              f"`{ft['command']}` — {ft['n_per_set']} scenes per set (all scene types), "
+              f"{ft['feature_dim']}-d features, {ft['machine']}", "",
+              f"**Noise floor** (two disjoint real sets): FID {ft['real_vs_real']:.3f}", "",
+              "| degradation | strength | FID vs real |", "|---|---|---|"]
+        units = {"blur": "Gaussian sigma (px)", "noise": "noise std (fraction of range)",
+                 "color": "RGB shift (fraction of range)"}
+        for kind, vals in ft["degraded"].items():
+            for s, v in vals.items():
+                L.append(f"| {kind} | {s} ({units[kind]}) | {v:.3f} |")
+        L += ["", f"Trained {m.get('steps')} steps x {m.get('batch')} scenes in "
+              f"{m.get('train_seconds', 0) / 60:.1f} min on {m.get('hardware')} "
+              "(`python scripts/train_features.py`).", ""]
+    (ROOT / "docs" / "REPORT.md").write_text("\n".join(L))
+    print("wrote docs/REPORT.md")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["speed", "grid", "segmenter", "features", "all", "report"])
+    a = ap.parse_args()
+    steps = {"speed": [speed], "grid": [grid], "segmenter": [segmenter], "features": [features],
+             "all": [speed, grid, segmenter, features], "report": []}[a.what]
+    for f in steps:
+        f()
+    write_report()
+
+
+if __name__ == "__main__":
+    main()
