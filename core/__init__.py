@@ -11,6 +11,7 @@ from . import protocols, toyworld  # noqa: F401
 from .checkpoints import CheckpointError, load_checkpoint  # noqa: F401
 from .fid import FeatureStats, feature_stats, frechet_distance  # noqa: F401
 from .protocols import ProtocolError, check_generator, check_segmenter  # noqa: F401
-from .zoo import load_features, load_segmenter  # noqa: F401
+from .progan import ProGAN  # noqa: F401
+from .zoo import list_models, load_features, load_generator, load_segmenter  # noqa: F401
 
 __version__ = "0.1.0"

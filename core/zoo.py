@@ -7,12 +7,15 @@ from typing import Callable
 
 import torch
 
-from . import nets
+from . import nets, progan
 from .checkpoints import CheckpointError, load_checkpoint, load_state_into
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
-__all__ = ["load_segmenter", "load_features", "SEGMENTERS", "FEATURES", "WEIGHTS"]
+__all__ = ["load_segmenter", "load_features", "load_generator", "list_models", "SEGMENTERS",
+           "FEATURES", "WEIGHTS", "GAN_DIR"]
+
+GAN_DIR = WEIGHTS / "gans"
 
 
 def _load_toy(cls, filename: str, what: str, script: str):
@@ -56,3 +59,60 @@ def load_segmenter(name: str = "toyworld", device="cpu"):
 def load_features(name: str = "toyworld", device="cpu"):
     """An image feature network for FID: ``net(images) -> N x D`` (``"toyworld"``: shipped)."""
     return _load(FEATURES, "feature network", name, device)
+
+
+# ----------------------------------------------------------------------------- generators
+#
+# A shipped generator is a weights file ``core/weights/gans/<scene>[_<variant>][@<tag>].pt``
+# holding {"state_dict": fp16 tensors, "meta": model card}. Names: ``toyworld/town``,
+# ``toyworld/town@step-2000``, ``toyworld/town-nostd`` (variant).
+
+
+def _card_files():
+    return sorted(GAN_DIR.glob("*.pt")) if GAN_DIR.exists() else []
+
+
+def _name_of(path: Path) -> str:
+    return "toyworld/" + path.stem.replace("_", "-")
+
+
+def list_models() -> dict[str, dict]:
+    """Every shipped generator by name, with its model card (data, resolution, steps, FID, ...)."""
+    out = {}
+    for f in _card_files():
+        card_path = f.with_suffix(".json")
+        card = {}
+        if card_path.exists():
+            import json
+            card = json.loads(card_path.read_text())
+        out[_name_of(f)] = card
+    return out
+
+
+def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None):
+    """Load a generator: a shipped name (see :func:`list_models`) or a ProGAN checkpoint path
+    (e.g. a published ``*_lsun.pth``). Loading never executes code from the file."""
+    s = str(name_or_path)
+    if s.startswith("toyworld/"):
+        stem = s[len("toyworld/"):].replace("-", "_")
+        path = GAN_DIR / f"{stem}.pt"
+        if not path.exists():
+            known = ", ".join(sorted(list_models())) or "none shipped yet"
+            raise ValueError(f"unknown model {s!r}; shipped models: {known}")
+    else:
+        path = Path(s)
+    ck = load_checkpoint(path)
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ck).__name__}, not a state dict")
+    meta = ck.get("meta", {}) if isinstance(ck.get("meta"), dict) else {}
+    state = progan.normalize_keys(ck)
+    try:
+        cfg = progan.config_from_state_dict(state)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path} is not a ProGAN generator: {e}") from None
+    pn = meta.get("pixelnorm", True) if pixelnorm is None else pixelnorm
+    model = progan.ProGAN(cfg["z_dim"], cfg["channels"], pixelnorm=pn)
+    load_state_into(model, state, path)
+    model.meta = dict(meta)
+    model.source = str(path)
+    return model.to(device).eval().requires_grad_(False)
