@@ -512,7 +512,7 @@ def _town(C: _Canvas, D: _Draw):
     fx0 = D.u(-0.2, 0.6)
     fx1 = fx0 + D.u(0.25, 0.7)
     fper = D.u(0.025, 0.045)
-    pick = torch.remainder(C.xs, fper.view(-1, 1, 1)) < (fper * D.u(0.35, 0.6)).view(-1, 1, 1)
+    pick = torch.remainder(C.xs, fper.view(-1, 1, 1)) < C.wmin(fper * D.u(0.4, 0.6)).view(-1, 1, 1)
     rails = torch.maximum(C.by(fb - fhgt * 0.8, fb - fhgt * 0.65), C.by(fb - fhgt * 0.35, fb - fhgt * 0.2))
     fence_c = _color(D, [((0.0, 1.0), (0.0, 0.08), (0.8, 0.97)), ((0.05, 0.1), (0.35, 0.6), (0.3, 0.55))])
     k = C.slot("fence", fence_c, noise=0.08)
@@ -538,7 +538,7 @@ def _town(C: _Canvas, D: _Draw):
         lx = D.u(0.03, 0.97)
         lb = road_top - 0.003
         lh = D.u(0.16, 0.28)
-        pw = C.wmin(torch.full((n,), 0.012))
+        pw = C.wmin(torch.full((n,), 0.018))
         pole_c = _color(D, [((0.0, 1.0), (0.0, 0.15), (0.08, 0.3)), ((0.3, 0.45), (0.4, 0.6), (0.15, 0.3))])
         k = C.slot("lamp/pole" + str(j), pole_c, noise=0.04)
         C.paint(k, C.rect(lx - pw / 2, lx + pw / 2, lb - lh, lb), present)
@@ -692,8 +692,8 @@ def _room(C: _Canvas, D: _Draw):
     # table: top and two legs
     tw, tbase, th = D.u(0.16, 0.3), (fy + D.u(0.05, 0.3)).clamp(max=0.99), D.u(0.09, 0.16)
     txc, table_fits = on_floor(D.u(), tw, tbase)
-    lw = C.wmin(torch.full((n,), 0.014))
-    tt = C.wmin(D.u(0.018, 0.03))
+    lw = C.wmin(D.u(0.018, 0.026))
+    tt = C.wmin(D.u(0.026, 0.045))
     table_c = _color(D, [((0.04, 0.1), (0.4, 0.75), (0.2, 0.55)), ((0.0, 1.0), (0.0, 0.1), (0.1, 0.95))])
     legs = torch.maximum(C.bx(txc - tw / 2 + 0.01, txc - tw / 2 + 0.01 + lw),
                          C.bx(txc + tw / 2 - 0.01 - lw, txc + tw / 2 - 0.01))
@@ -716,7 +716,7 @@ def _room(C: _Canvas, D: _Draw):
 
     # floor lamp: pole and shade
     lb, lh = (fy + D.u(0.02, 0.2)).clamp(max=0.99), D.u(0.25, 0.4)
-    pw = C.wmin(torch.full((n,), 0.01))
+    pw = C.wmin(torch.full((n,), 0.016))
     lx, fits = on_floor(D.u(), pw, lb)
     has_lamp = D.coin(0.5) & fits
     k = C.slot("lamp/pole", _hsv(D.u(0, 1), D.u(0, 0.2), D.u(0.05, 0.45)), noise=0.03)

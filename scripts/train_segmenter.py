@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core import nets, toyworld, training  # noqa: E402
+from core.checkpoints import load_checkpoint, load_state_into  # noqa: E402
 
 
 def class_weights(n_per_scene=128):
@@ -40,13 +41,20 @@ def main():
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--out", default="core/weights/segmenter_toyworld.pt")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default="", help="start from these shipped weights (fine-tuning); "
+                    "uses a cosine learning-rate decay instead of one-cycle")
+    ap.add_argument("--seed-offset", type=int, default=0, help="shift the data seeds (fresh scenes)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = nets.ToySegmenter()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.steps, pct_start=0.1)
+    if a.init:
+        load_state_into(model, load_checkpoint(a.init)["state_dict"], a.init)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.steps)
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.steps, pct_start=0.1)
     weights = class_weights()
     start, spent = 0, 0.0
     if a.resume and Path(a.ckpt).exists():
@@ -61,7 +69,7 @@ def main():
     model.train()
     bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc="segmenter")
     for step in bar:
-        images, labels, _ = training.mixed_batch(step, per, training.SEGMENTER_SEED0)
+        images, labels, _ = training.mixed_batch(step, per, training.SEGMENTER_SEED0 + a.seed_offset)
         gen = torch.Generator().manual_seed(a.seed * 1_000_003 + step)
         images = training.robustness_augment(images, gen)
         loss = F.cross_entropy(model(images), labels, weight=weights)
@@ -74,8 +82,13 @@ def main():
             training.save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
                                   "sched": sched.state_dict(), "step": step + 1,
                                   "seconds": timer.elapsed()}, a.ckpt)
-    meta = {"steps": a.steps, "batch": per * len(toyworld.SCENES), "seed": a.seed,
-            "train_seconds": round(timer.elapsed(), 1), "hardware": training.hardware(),
+    prev = {}
+    if a.init:
+        prev = load_checkpoint(a.init).get("meta", {})
+    meta = {"steps": a.steps + prev.get("steps", 0), "finetune_of": prev or None,
+            "batch": per * len(toyworld.SCENES), "seed": a.seed,
+            "train_seconds": round(timer.elapsed() + prev.get("train_seconds", 0), 1),
+            "hardware": training.hardware(),
             "labels": list(toyworld.LABELS)}
     training.save_atomic({"state_dict": training.shipped_state(model), "meta": meta}, a.out)
     print(f"wrote {a.out}: {meta}")

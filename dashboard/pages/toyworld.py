@@ -32,7 +32,7 @@ show_pred = c3.toggle("Segmenter prediction", value=False)
 n = 8
 rgb, labels, label_rgb = scenes(scene, seed, n, 128)
 st.image(list(rgb), width=128, caption=[f"#{i}" for i in range(n)])
-st.image(list(label_rgb), width=128, caption=["labels"] * n)
+st.image(list(label_rgb), width=128, caption=["labels"] * n, output_format="PNG")
 if show_pred:
     try:
         import torch
@@ -41,7 +41,7 @@ if show_pred:
         pred = seg.segment(imgs).numpy()
         acc = float((pred == labels).mean())
         st.image(list(toyworld.colorize(torch.from_numpy(pred)).numpy()), width=128,
-                 caption=["segmenter"] * n)
+                 caption=["segmenter"] * n, output_format="PNG")
         st.caption(f"Pixel accuracy on these scenes: {acc:.1%}")
     except CheckpointError as e:
         st.error(f"The segmenter could not be loaded: {e}")
