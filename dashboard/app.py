@@ -14,6 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 
-pages = [st.Page(str(Path(__file__).parent / "pages" / "toyworld.py"), title="Toyworld", icon="🏘️",
+pages = [st.Page(str(Path(__file__).parent / "views" / "toyworld.py"), title="Toyworld", icon="🏘️",
                  default=True)]
 st.navigation(pages).run()
