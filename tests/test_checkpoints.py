@@ -1,24 +1,12 @@
 """Checkpoint loading is safe (weights_only) and its errors name the file and the fix."""
-import pathlib
-
 import pytest
 import torch
 
 from core.checkpoints import CheckpointError, load_checkpoint, load_state_into
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
-
-
-def test_refuses_code_without_running_it(tmp_path):
-    marker = tmp_path / "pwned"
-    bad = tmp_path / "evil.pt"
-    torch.save({"w": torch.zeros(2), "x": _Evil(str(marker))}, bad)
+def test_refuses_code_without_running_it(code_running_checkpoint):
+    bad, marker = code_running_checkpoint({"w": torch.zeros(2)})
     with pytest.raises(CheckpointError, match="evil.pt.*refused"):
         load_checkpoint(bad)
     assert not marker.exists()

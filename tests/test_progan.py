@@ -1,6 +1,4 @@
 """ProGAN: published 256x256 layout loads key for key; round trip; clear errors; weights_only."""
-import pathlib
-
 import pytest
 import torch
 
@@ -121,19 +119,8 @@ def test_bad_checkpoints_name_file_and_keys(tmp_path):
         core.load_generator("toyworld/castle")
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
-
-
-def test_loading_never_executes_code(tmp_path):
-    sd = ProGAN(32, (16, 8)).state_dict()
-    marker = tmp_path / "ran"
-    p = tmp_path / "evil.pth"
-    torch.save({**sd, "x": _Evil(str(marker))}, p)
+def test_loading_never_executes_code(code_running_checkpoint):
+    p, marker = code_running_checkpoint(ProGAN(32, (16, 8)).state_dict(), "evil.pth")
     with pytest.raises(CheckpointError, match="refused"):
         core.load_generator(p)
     assert not marker.exists()
