@@ -1,7 +1,6 @@
 """Evaluation of the toyworld networks against toyworld's exact ground truth."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,7 +91,3 @@ def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=
 def fid_between(a: FeatureStats, b: FeatureStats) -> float:
     return frechet_distance(*a.mean_cov(), *b.mean_cov())
 
-
-def summarize_iou(ious: dict[str, float]) -> tuple[float, list[tuple[str, float]]]:
-    vals = np.array(list(ious.values()))
-    return float(vals.mean()), sorted(ious.items(), key=lambda kv: kv[1])

@@ -38,8 +38,7 @@ class WScale(nn.Module):
         self.b = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):
-        return torch.addcmul(self.b.view(1, -1, 1, 1), x, torch.tensor(self.scale, dtype=x.dtype,
-                                                                       device=x.device))
+        return x * self.scale + self.b.view(1, -1, 1, 1)
 
     def extra_repr(self):
         return f"scale={self.scale:.5f}"

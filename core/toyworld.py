@@ -193,8 +193,8 @@ class _Slot:
 
 
 class _Canvas:
-    def __init__(self, n: int, size: int, D: _Draw, record: bool):
-        self.n, self.size, self.D, self.record = n, size, D, record
+    def __init__(self, n: int, size: int, record: bool):
+        self.n, self.size, self.record = n, size, record
         ar = (torch.arange(size, dtype=torch.float32) + 0.5) / size
         self.xs = ar.view(1, 1, size)
         self.ys = ar.view(1, size, 1)
@@ -865,7 +865,7 @@ def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bo
 def _render_chunk(scene: str, u: torch.Tensor, size: int, record: bool):
     D = _Draw(u)
     n = u.shape[0]
-    C = _Canvas(n, size, D, record)
+    C = _Canvas(n, size, record)
     # texture parameters first, so every scene type uses the same columns for them
     tile_off = ((D.u() * size).long().clamp_(max=size - 1), (D.u() * size).long().clamp_(max=size - 1))
     hper, vper, rfreq = D.u(0.02, 0.045), D.u(0.02, 0.05), D.u(25.0, 45.0)

@@ -76,3 +76,22 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.time() - self.t0
+
+
+def resume(path, model, opt, sched, total_steps: int) -> tuple[int, float]:
+    """Restore a run saved by :func:`checkpoint`; returns (step, seconds spent so far).
+    The learning-rate schedule is fixed by the run's total, so it must not change."""
+    ck = torch.load(path, weights_only=True)
+    if ck.get("total_steps", total_steps) != total_steps:
+        raise SystemExit(f"{path} belongs to a run of --steps {ck['total_steps']}; resume it with "
+                         f"that value, or start afresh without --resume (got --steps {total_steps})")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    sched.load_state_dict(ck["sched"])
+    print(f"resumed at step {ck['step']}")
+    return ck["step"], ck["seconds"]
+
+
+def checkpoint(path, model, opt, sched, step: int, seconds: float, total_steps: int) -> None:
+    save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "step": step, "seconds": seconds, "total_steps": total_steps}, path)

@@ -1,11 +1,9 @@
 """Registries of the shipped (and, later, user-registered) segmenters and feature networks."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from . import nets, progan
 from .checkpoints import CheckpointError, load_checkpoint, load_state_into
@@ -46,8 +44,8 @@ FEATURES: dict[str, Callable] = {
 
 
 def _load(registry: dict, kind: str, name, device):
-    if isinstance(name, (str, os.PathLike)) and str(name) in registry:
-        return registry[str(name)](device=device)
+    if isinstance(name, str) and name in registry:
+        return registry[name](device=device)
     raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}")
 
 

@@ -49,12 +49,7 @@ def main():
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.steps, pct_start=0.1)
     start, spent = 0, 0.0
     if a.resume and Path(a.ckpt).exists():
-        ck = torch.load(a.ckpt, weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        start, spent = ck["step"], ck["seconds"]
-        print(f"resumed at step {start}")
+        start, spent = training.resume(a.ckpt, model, opt, sched, a.steps)
     timer = training.Timer(spent)
     per = max(1, a.batch // len(toyworld.SCENES))
     model.train()
@@ -71,9 +66,7 @@ def main():
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % a.ckpt_every == 0 or step + 1 == a.steps:
-            training.save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
-                                  "sched": sched.state_dict(), "step": step + 1,
-                                  "seconds": timer.elapsed()}, a.ckpt)
+            training.checkpoint(a.ckpt, model, opt, sched, step + 1, timer.elapsed(), a.steps)
     meta = {"steps": a.steps, "batch": per * len(toyworld.SCENES), "seed": a.seed, "dim": model.dim,
             "train_seconds": round(timer.elapsed(), 1), "hardware": training.hardware()}
     training.save_atomic({"state_dict": training.shipped_state(model), "meta": meta}, a.out)
