@@ -11,7 +11,7 @@ from .checkpoints import CheckpointError, load_checkpoint, load_state_into
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 __all__ = ["load_segmenter", "load_features", "load_generator", "list_models", "SEGMENTERS",
-           "FEATURES", "WEIGHTS", "GAN_DIR"]
+           "FEATURES", "WEIGHTS", "GAN_DIR", "checkpoint_series", "model_path"]
 
 GAN_DIR = WEIGHTS / "gans"
 
@@ -61,44 +61,69 @@ def load_features(name: str = "toyworld", device="cpu"):
 
 # ----------------------------------------------------------------------------- generators
 #
-# A shipped generator is a weights file ``core/weights/gans/<scene>[_<variant>][@<tag>].pt``
-# holding {"state_dict": fp16 tensors, "meta": model card}. Names: ``toyworld/town``,
-# ``toyworld/town@step-2000``, ``toyworld/town-nostd`` (variant).
+# A shipped generator is ``core/weights/gans/<name>.pt`` holding {"state_dict": fp16 tensors,
+# "meta": model card}, with the card also beside it as ``<name>.json`` (read without loading
+# weights). Names: ``toyworld/town`` (final), ``toyworld/town@step-2000`` (a training
+# snapshot), ``toyworld/town-nostd`` (a variant; ``@step-N`` works for variants too).
+
+PREFIX = "toyworld/"
 
 
-def _card_files():
+def _files():
     return sorted(GAN_DIR.glob("*.pt")) if GAN_DIR.exists() else []
-
-
-def _name_of(path: Path) -> str:
-    return "toyworld/" + path.stem.replace("_", "-")
 
 
 def list_models() -> dict[str, dict]:
     """Every shipped generator by name, with its model card (data, resolution, steps, FID, ...)."""
+    import json
     out = {}
-    for f in _card_files():
-        card_path = f.with_suffix(".json")
-        card = {}
-        if card_path.exists():
-            import json
-            card = json.loads(card_path.read_text())
-        out[_name_of(f)] = card
+    for f in _files():
+        card = f.with_suffix(".json")
+        out[PREFIX + f.stem] = json.loads(card.read_text()) if card.exists() else {}
+    return dict(sorted(out.items(), key=lambda kv: _sort_key(kv[0])))
+
+
+def _sort_key(name: str):
+    base, _, tag = name.partition("@")
+    step = int(tag[5:]) if tag.startswith("step-") and tag[5:].isdigit() else float("inf")
+    return (base, step, tag)
+
+
+def checkpoint_series(name: str = "toyworld/town") -> list[tuple[int, str]]:
+    """``[(step, model name), ...]`` in training order: every ``@step-N`` snapshot of ``name``
+    followed by ``name`` itself (the final model) at its trained step count."""
+    base = name.partition("@")[0]
+    models = list_models()
+    if base not in models and not any(m.startswith(base + "@") for m in models):
+        raise ValueError(f"unknown model {base!r}; shipped models: {', '.join(models) or 'none'}")
+    out = []
+    for m, card in models.items():
+        b, _, tag = m.partition("@")
+        if b == base and tag.startswith("step-") and tag[5:].isdigit():
+            out.append((int(tag[5:]), m))
+    if base in models:
+        final = int(models[base].get("steps", 0))
+        if not out or final > out[-1][0]:
+            out.append((final, base))
     return out
+
+
+def model_path(name: str) -> Path:
+    """Weights file of a shipped model name; a clear error lists the names when unknown."""
+    if not name.startswith(PREFIX):
+        raise ValueError(f"{name!r} is not a shipped model name (they start with {PREFIX!r})")
+    path = GAN_DIR / f"{name[len(PREFIX):]}.pt"
+    if "/" in name[len(PREFIX):] or not path.exists():
+        known = ", ".join(list_models()) or "none shipped yet"
+        raise ValueError(f"unknown model {name!r}; shipped models: {known}")
+    return path
 
 
 def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None):
     """Load a generator: a shipped name (see :func:`list_models`) or a ProGAN checkpoint path
     (e.g. a published ``*_lsun.pth``). Loading never executes code from the file."""
     s = str(name_or_path)
-    if s.startswith("toyworld/"):
-        stem = s[len("toyworld/"):].replace("-", "_")
-        path = GAN_DIR / f"{stem}.pt"
-        if not path.exists():
-            known = ", ".join(sorted(list_models())) or "none shipped yet"
-            raise ValueError(f"unknown model {s!r}; shipped models: {known}")
-    else:
-        path = Path(s)
+    path = model_path(s) if s.startswith(PREFIX) else Path(s)
     ck = load_checkpoint(path)
     if not isinstance(ck, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ck).__name__}, not a state dict")
@@ -112,5 +137,5 @@ def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None):
     model = progan.ProGAN(cfg["z_dim"], cfg["channels"], pixelnorm=pn)
     load_state_into(model, state, path)
     model.meta = dict(meta)
-    model.source = str(path)
+    model.source = s
     return model.to(device).eval().requires_grad_(False)

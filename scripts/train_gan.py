@@ -28,7 +28,17 @@ from core import evaluation, gan, load_features, toyworld, training  # noqa: E40
 from core.fid import FeatureStats, frechet_distance  # noqa: E402
 from core.progan import ProGAN  # noqa: E402
 
-CHANNELS = {64: (256, 256, 128, 64, 32), 128: (256, 256, 128, 64, 32, 16)}
+# Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
+# paper dissects), narrower elsewhere so that a model is ~1.5M parameters (3 MB in fp16) and
+# a 64x64 step at batch 16 takes ~1 s on one CPU core. D is narrower still: it is thrown away.
+G_CHANNELS = {64: (128, 256, 64, 32, 16), 128: (128, 256, 128, 64, 32, 16)}
+D_CHANNELS = {64: (128, 128, 64, 32, 16), 128: (128, 128, 64, 32, 16, 16)}
+# EMA snapshots for the training-evolution study (steps), then every --snapshot-every.
+SNAPSHOTS = (100, 250, 500, 1000, 2000)
+
+
+def _widths(text):
+    return tuple(int(c) for c in text.split(","))
 
 
 def real_fid_stats(features, scene, size, n=10_000, device="cpu"):
@@ -59,18 +69,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", choices=toyworld.SCENES, required=True)
     ap.add_argument("--variant", choices=["", "nostd", "nopn"], default="")
-    ap.add_argument("--res", type=int, choices=sorted(CHANNELS), default=64)
+    ap.add_argument("--res", type=int, choices=sorted(G_CHANNELS), default=64)
     ap.add_argument("--steps", type=int, default=30000)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--g-channels", type=_widths, default=None, help="e.g. 128,256,64,32,16")
+    ap.add_argument("--d-channels", type=_widths, default=None)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--fid-n", type=int, default=1000, help="generated samples per training-time FID")
     ap.add_argument("--lr", type=float, default=0.002)
-    ap.add_argument("--r1", type=float, default=0.5, help="R1 weight gamma")
+    ap.add_argument("--r1", type=float, default=0.2, help="R1 weight gamma")
     ap.add_argument("--r1-every", type=int, default=4)
     ap.add_argument("--z-dim", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--fid-every", type=int, default=2000)
-    ap.add_argument("--snapshot-every", type=int, default=2000)
-    ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--fid-every", type=int, default=500)
+    ap.add_argument("--snapshot-every", type=int, default=1000)
+    ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
 
@@ -78,9 +92,17 @@ def main():
     run = ROOT / "cache" / "train" / f"gan_{name}"
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    G = ProGAN(a.z_dim, CHANNELS[a.res], pixelnorm=a.variant != "nopn").to(dev)
-    D = gan.Discriminator(CHANNELS[a.res], mbstd=a.variant != "nostd").to(dev)
+    gch = a.g_channels or G_CHANNELS[a.res]
+    dch = a.d_channels or D_CHANNELS[a.res]
+    if 4 * 2 ** (len(gch) - 1) != a.res or len(dch) != len(gch):
+        raise SystemExit(f"--g-channels/--d-channels need {(a.res // 4).bit_length()} widths for --res {a.res}")
+    config = {"g_channels": list(gch), "d_channels": list(dch), "z_dim": a.z_dim, "batch": a.batch,
+              "res": a.res, "variant": a.variant}
+    G = ProGAN(a.z_dim, gch, pixelnorm=a.variant != "nopn").to(dev)
+    D = gan.Discriminator(dch, mbstd=a.variant != "nostd").to(dev)
     if dev.type == "cuda":
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     ema = gan.EMA(G)
@@ -90,6 +112,9 @@ def main():
     ck_path = run / "ckpt.pt"
     if a.resume and ck_path.exists():
         ck = torch.load(ck_path, map_location=dev, weights_only=True)
+        if json.loads(ck.get("config", "{}")) not in ({}, config):
+            raise SystemExit(f"{ck_path} was trained with {ck['config']}; resume with the same options "
+                             f"(got {json.dumps(config)}), or start afresh without --resume")
         G.load_state_dict(ck["G"])
         D.load_state_dict(ck["D"])
         ema.model.load_state_dict(ck["G_ema"])
@@ -112,7 +137,8 @@ def main():
         meta = {"scene": a.scene, "variant": a.variant or "base", "resolution": a.res, "steps": step,
                 "fid": fid, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
                 "minibatch_stddev": a.variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
-                "hardware": training.hardware(), "loss": "non-saturating + R1", "batch": a.batch}
+                "hardware": training.hardware(), "loss": "non-saturating + R1", "batch": a.batch,
+                "fid_samples": a.fid_n, "g_channels": list(gch)}
         training.save_atomic({"state_dict": training.shipped_state(ema.model), "meta": meta},
                              run / "snapshots" / f"step-{step}.pt")
 
@@ -146,16 +172,17 @@ def main():
         done = step + 1
         fid = None
         if done % a.fid_every == 0 or done == a.steps or done == 1:
-            fid = round(gen_fid(ema.model, features, real, device=dev), 3)
+            fid = round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3)
             log.append({"step": done, "fid": fid, "seconds": round(timer.elapsed(), 1)})
             tqdm.write(f"step {done}: FID {fid}")
-        if done % a.snapshot_every == 0 or done == a.steps or done in (500, 1000):
-            save_snapshot(done, fid if fid is not None else round(gen_fid(ema.model, features, real, device=dev), 3))
+        if done % a.snapshot_every == 0 or done == a.steps or done in SNAPSHOTS:
+            save_snapshot(done, fid if fid is not None else
+                          round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3))
         if done % a.ckpt_every == 0 or done == a.steps:
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": done,
                                   "seconds": timer.elapsed(), "log": json.dumps(log),
-                                  "rng": torch.get_rng_state()}, ck_path)
+                                  "rng": torch.get_rng_state(), "config": json.dumps(config)}, ck_path)
             (run / "log.json").write_text(json.dumps(log))
     print(f"done: {name} {a.steps} steps in {timer.elapsed() / 60:.1f} min")
 

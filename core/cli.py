@@ -1,0 +1,110 @@
+"""Command line: ``python -m core <command> ...`` (also under ``torchrun``).
+
+    python -m core models                                  # shipped generators and their cards
+    python -m core dissect --model toyworld/town --layers layer4 layer6 --samples 2000 --out DIR
+    torchrun --nproc_per_node=2 -m core dissect --model toyworld/town --samples 2000 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+__all__ = ["main"]
+
+
+def _die(msg: str, code: int = 2):
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _init_distributed():
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def cmd_models(a):
+    from .zoo import list_models
+    for name, card in list_models().items():
+        fid = card.get("fid")
+        print(f"{name:32s} res {card.get('resolution', '?')}  steps {card.get('steps', '?')}  FID {fid}")
+
+
+def cmd_dissect(a):
+    from tqdm import tqdm
+
+    from .dissect import dissect
+    from .hooks import layer_names
+    from .report import write_outputs
+    from .zoo import load_generator, load_segmenter
+
+    rank, world = _init_distributed()
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    try:
+        G = load_generator(a.model, device=device)
+        seg = load_segmenter(a.segmenter, device=device)
+    except (ValueError, OSError) as e:
+        _die(str(e))
+    layers = a.layers or [n for n in layer_names(G) if not n.startswith("output")]
+    bar = tqdm(total=a.samples, desc="dissect", unit="img", disable=rank != 0)
+
+    def progress(done, total):
+        bar.n = min(done, total)
+        bar.refresh()
+
+    t0 = time.perf_counter()
+    try:
+        res = dissect(G, seg, layers, a.samples, seed=a.seed, batch_size=a.batch_size, device=device,
+                        progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
+                        iou_threshold=a.iou_threshold, topk=a.topk, cache=not a.no_cache)
+    except ValueError as e:
+        _die(str(e))
+    bar.close()
+    if rank == 0:
+        paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units)
+        print(res.summary().to_string(index=False))
+        print(json.dumps({"seconds": round(time.perf_counter() - t0, 2), "cached": res.meta.get("cached"),
+                          **{k: str(v) for k, v in paths.items()}}))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m core", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list shipped generators").set_defaults(fn=cmd_models)
+    d = sub.add_parser("dissect", help="dissect generator layers against a segmenter")
+    d.add_argument("--model", default="toyworld/town", help="shipped name or ProGAN checkpoint path")
+    d.add_argument("--segmenter", default="toyworld")
+    d.add_argument("--layers", nargs="+", default=None, help="default: every layer but the output")
+    d.add_argument("--samples", type=int, default=2000)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--batch-size", type=int, default=None)
+    d.add_argument("--resolution", type=int, default=None, help="default: half the image size")
+    d.add_argument("--bins", type=int, default=256)
+    d.add_argument("--parts", action="store_true", help="object-part expansion (c-t, c-b, c-l, c-r)")
+    d.add_argument("--iou-threshold", type=float, default=0.05)
+    d.add_argument("--topk", type=int, default=20)
+    d.add_argument("--strip-units", type=int, default=40, help="units per layer shown with image strips")
+    d.add_argument("--device", default=None)
+    d.add_argument("--no-cache", action="store_true")
+    d.add_argument("--out", required=True)
+    d.set_defaults(fn=cmd_dissect)
+    a = ap.parse_args(argv)
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()

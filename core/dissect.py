@@ -1,0 +1,600 @@
+"""Dissection (Bau et al. 2019, §3.1 eq. 2): unit x concept IoU at information-quality thresholds.
+
+One generator pass and one segmentation pass per batch feed every requested layer. For each
+layer the statistics are a single streaming histogram on the generator's device::
+
+    hist[set, label slot, unit, bin]        (int64, bounded memory, summable across processes)
+
+Each unit's featuremap is scaled so that its candidate thresholds become the integers
+0 … B-1 (``t_k = lo_u + k * width_u``; ``lo``/``width`` fixed from the first batch), upsampled
+bilinearly (aligned corners) to the dissection resolution with two small matmuls, and binned
+with ``ceil``: a pixel lands in bin ``b`` = number of candidate thresholds strictly below it.
+Reverse cumulative sums then give, for every candidate threshold, the exact joint counts of
+(activation > t) and each concept — the 2x2 tables the information-quality ratio I/H needs.
+
+Samples alternate between two disjoint sets: even sample indices choose each (unit, concept)
+threshold (argmax I/H), odd indices measure the IoU at that threshold. IoU is a ratio of sums
+over all pixels of the IoU set. Label slots hold the segmenter's primary label per pixel; extra
+segmenter channels and the optional object-part labels (``c-t``, ``c-b``, ``c-l``, ``c-r``:
+halves of each connected component's bounding box) go to further slots, so that mask counts
+still count every pixel once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import cache as _cache
+from .hooks import Trace, resolve_layers
+from .protocols import ProtocolError, check_generator, check_segmentation, check_segmenter
+from .sampling import z_range
+
+__all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "interp_matrix",
+           "upsample", "part_labels", "information_quality"]
+
+CODE_VERSION = "dissect-v1"
+QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999, 1.0)
+PARTS = ("t", "b", "l", "r")
+
+
+@dataclass(frozen=True)
+class DissectOptions:
+    resolution: int | None = None   # dissection (segmentation) resolution; None: half the image's
+    bins: int = 256                 # candidate thresholds per unit
+    parts: bool = False             # object-part expansion (c-t, c-b, c-l, c-r)
+    iou_threshold: float = 0.05     # a unit is interpretable when its best IoU exceeds this
+    min_frequency: float = 1e-3     # concepts rarer than this (pixel fraction) are not scored
+    topk: int = 20                  # top-activating samples kept per unit
+
+    def key(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """[n_out, n_in] matrix of 1-D linear interpolation with aligned corners
+    (``F.interpolate(..., mode='bilinear', align_corners=True)`` along one axis)."""
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    if n_in == 1:
+        m[:, 0] = 1.0
+    else:
+        pos = torch.arange(n_out, dtype=torch.float64) * ((n_in - 1) / max(n_out - 1, 1))
+        i0 = pos.floor().clamp(max=n_in - 2).long()
+        frac = pos - i0
+        rows = torch.arange(n_out)
+        m[rows, i0] = 1 - frac
+        m[rows, i0 + 1] += frac
+    return m.to(device=device, dtype=dtype)
+
+
+def upsample(act: torch.Tensor, ry: torch.Tensor | None, rx: torch.Tensor | None) -> torch.Tensor:
+    """Separable bilinear resize of [N, U, h, w] with precomputed matrices (None: same size)."""
+    if rx is not None:
+        act = act @ rx.T
+    if ry is not None:
+        act = ry @ act
+    return act
+
+
+def information_quality(n11, m, nc, total):
+    """Information-quality ratio I/H of the 2x2 joint table of (mask, concept), from counts:
+    ``n11`` = |mask ∧ concept|, ``m`` = |mask|, ``nc`` = |concept|, ``total`` = all pixels.
+    Broadcasts; float64; 0 where the joint entropy is 0."""
+    total = torch.as_tensor(total, dtype=torch.float64)
+    p11 = n11 / total
+    p10 = (m - n11) / total
+    p01 = (nc - n11) / total
+    p00 = (1 - p11 - p10 - p01).clamp(min=0)
+    pm, pc = p11 + p10, p11 + p01
+
+    def xlogy(a, b):
+        return torch.where(a > 0, a * torch.log(torch.where(a > 0, b, torch.ones_like(b))),
+                           torch.zeros_like(a))
+
+    h = -(xlogy(p11, p11) + xlogy(p10, p10) + xlogy(p01, p01) + xlogy(p00, p00))
+    i = (xlogy(p11, p11 / (pm * pc).clamp(min=1e-300)) + xlogy(p10, p10 / (pm * (1 - pc)).clamp(min=1e-300))
+         + xlogy(p01, p01 / ((1 - pm) * pc).clamp(min=1e-300))
+         + xlogy(p00, p00 / ((1 - pm) * (1 - pc)).clamp(min=1e-300)))
+    return torch.where(h > 1e-12, i / h.clamp(min=1e-12), torch.zeros_like(h))
+
+
+def part_labels(labels: list[str]) -> list[str]:
+    return [f"{c}-{p}" for c in labels[1:] for p in PARTS]
+
+
+def part_maps(primary: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertical and horizontal part ids for a label map batch [N, S, S] (0 = unlabeled).
+
+    Returns two int arrays [N, S, S] with values ``(c-1)*4 + p`` (p: 0 t, 1 b, 2 l, 3 r) or -1
+    for unlabeled pixels. Connected components are 4-connected; a pixel is in the top half of
+    its component when its centre lies above the middle of the component's bounding box."""
+    from scipy import ndimage
+
+    n, s, _ = primary.shape
+    vert = np.full(primary.shape, -1, dtype=np.int64)
+    horiz = np.full(primary.shape, -1, dtype=np.int64)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64) + 0.5
+    for i in range(n):
+        img = primary[i]
+        for c in np.unique(img):
+            if c == 0:
+                continue
+            comp, k = ndimage.label(img == c)
+            sl = ndimage.find_objects(comp)
+            mid_y = np.array([0.0] + [(a.start + a.stop) / 2 for a, _ in sl])
+            mid_x = np.array([0.0] + [(b.start + b.stop) / 2 for _, b in sl])
+            on = comp > 0
+            base = (int(c) - 1) * 4
+            vert[i][on] = base + np.where(yy[on] < mid_y[comp[on]], 0, 1)
+            horiz[i][on] = base + np.where(xx[on] < mid_x[comp[on]], 2, 3)
+    return vert, horiz
+
+
+def _module_device(obj) -> torch.device | None:
+    if isinstance(obj, torch.nn.Module):
+        for p in obj.parameters():
+            return p.device
+        for b in obj.buffers():
+            return b.device
+    return None
+
+
+# ----------------------------------------------------------------------------- accumulators
+
+class _LayerStats:
+    """Streaming statistics of one layer (all summable or min/max/top-k mergeable)."""
+
+    def __init__(self, name, n_units, fh, fw, size, bins, n_slots, topk, device):
+        self.name, self.u, self.bins, self.n_slots = name, n_units, bins, n_slots
+        self.stride = n_units * (bins + 1)
+        n = 2 * n_slots * self.stride
+        if n >= 2 ** 31:
+            raise ValueError(f"layer {name}: {n_units} units x {bins} bins x {n_slots} label slots is "
+                             f"too large for one histogram; lower bins= or turn parts off")
+        self.hist = torch.zeros(n, dtype=torch.int64, device=device)
+        self.ry = None if fh == size else interp_matrix(fh, size, device)
+        self.rx = None if fw == size else interp_matrix(fw, size, device)
+        self.unit_off = (torch.arange(n_units, device=device, dtype=torch.int32) * (bins + 1)).view(1, -1, 1, 1)
+        self.lo = self.width = None
+        self.vmin = torch.full((n_units,), math.inf, device=device)
+        self.vmax = torch.full((n_units,), -math.inf, device=device)
+        self.k = topk
+        self.top_v = torch.empty(n_units, 0, device=device)
+        self.top_i = torch.empty(n_units, 0, dtype=torch.int64, device=device)
+
+    def set_range(self, lo, width):
+        self.lo, self.width = lo, width
+        self.scale = (1.0 / width).view(1, -1, 1, 1)
+        self.offset = (-lo / width).view(1, -1, 1, 1)
+
+    @staticmethod
+    def range_from(act, bins):
+        a = act.float().transpose(0, 1).reshape(act.shape[1], -1)
+        lo, hi = a.amin(1), a.amax(1)
+        width = (hi - lo) / bins
+        width = torch.where(width > 0, width, torch.ones_like(width))
+        return lo, width
+
+    def update(self, act, slot_off, sample_idx, max_elems=1 << 24):
+        """act [n, U, h, w]; slot_off [n, K, S, S] int32 = set * n_slots + slot."""
+        act = act.float()
+        n = act.shape[0]
+        amax = act.amax((2, 3))
+        self.vmin = torch.minimum(self.vmin, act.amin((0, 2, 3)))
+        self.vmax = torch.maximum(self.vmax, amax.amax(0))
+        v = torch.cat([self.top_v, amax.T], 1)
+        i = torch.cat([self.top_i, sample_idx.view(1, -1).expand(self.u, -1)], 1)
+        k = min(self.k, v.shape[1])
+        self.top_v, j = v.topk(k, dim=1)
+        self.top_i = i.gather(1, j)
+        s = slot_off.shape[-1]
+        step = max(1, max_elems // (self.u * s * s))
+        for a in range(0, n, step):
+            x = upsample(act[a:a + step] * self.scale + self.offset, self.ry, self.rx)
+            bins = x.ceil_().clamp_(0, self.bins).to(torch.int32).add_(self.unit_off)
+            so = slot_off[a:a + step] * self.stride
+            for kk in range(so.shape[1]):
+                idx = bins.add_(so[:, kk:kk + 1]) if kk == so.shape[1] - 1 else bins + so[:, kk:kk + 1]
+                self.hist += torch.bincount(idx.reshape(-1), minlength=self.hist.numel())
+
+
+# ----------------------------------------------------------------------------- result
+
+@dataclass
+class Dissection:
+    """Result of :func:`dissect`. ``labels`` includes part labels when ``parts`` was on."""
+    labels: list[str]
+    layers: list[str]
+    n_samples: int
+    seed: int
+    options: DissectOptions
+    model: str = ""
+    segmenter: str = ""
+    data: dict = field(default_factory=dict)   # layer -> {array name: np.ndarray}
+    meta: dict = field(default_factory=dict)
+
+    def _layer(self, layer):
+        if layer not in self.data:
+            raise ValueError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}")
+        return self.data[layer]
+
+    def iou(self, layer) -> np.ndarray:
+        """[n_units, len(labels)] IoU on the IoU sample set, at each pair's I/H threshold."""
+        return self._layer(layer)["iou"]
+
+    def thresholds(self, layer) -> np.ndarray:
+        return self._layer(layer)["threshold"]
+
+    def iqr(self, layer) -> np.ndarray:
+        return self._layer(layer)["iqr"]
+
+    def frequency(self, layer=None) -> np.ndarray:
+        """Pixel frequency of each label over all samples (dissection resolution)."""
+        return self._layer(layer or self.layers[0])["frequency"]
+
+    def topk(self, layer):
+        """(values [U, k], sample indices [U, k]): samples with the largest spatial maximum."""
+        d = self._layer(layer)
+        return d["top_values"], d["top_index"]
+
+    def quantiles(self, layer) -> pd.DataFrame:
+        d = self._layer(layer)
+        return pd.DataFrame(d["quantiles"], columns=[f"q{q:g}" for q in QUANTILE_LEVELS])
+
+    def units(self, layer) -> pd.DataFrame:
+        """One row per unit: best concept (``label``; ``""`` when not interpretable), its IoU,
+        threshold, I/H, precision, IoU on the threshold set, and interpretability."""
+        d = self._layer(layer)
+        iou = d["iou"]
+        best = iou.argmax(1)
+        r = np.arange(iou.shape[0])
+        ok = iou[r, best] > self.options.iou_threshold
+        concept = np.array(self.labels, dtype=object)[best]
+        return pd.DataFrame({
+            "unit": r,
+            "label": np.where(ok, concept, ""),
+            "concept": concept,
+            "iou": iou[r, best],
+            "threshold": d["threshold"][r, best],
+            "iqr": d["iqr"][r, best],
+            "precision": d["precision"][r, best],
+            "iou_threshold_set": d["iou_thr_set"][r, best],
+            "interpretable": ok,
+            "top_value": d["top_values"][:, 0] if d["top_values"].shape[1] else np.nan,
+        })
+
+    def summary(self) -> pd.DataFrame:
+        """Per layer: interpretable units, distinct concepts, mean IoU of interpretable units."""
+        rows = []
+        for layer in self.layers:
+            u = self.units(layer)
+            good = u[u.interpretable]
+            rows.append({"layer": layer, "units": len(u), "interpretable": len(good),
+                         "concepts": good.label.nunique(),
+                         "mean_iou": float(good.iou.mean()) if len(good) else 0.0})
+        return pd.DataFrame(rows)
+
+    def concept_counts(self, layer) -> pd.Series:
+        u = self.units(layer)
+        return u[u.interpretable].label.value_counts()
+
+    # -- persistence (cache) --
+    def to_arrays(self):
+        arrays = {f"{layer}::{k}": v for layer, d in self.data.items() for k, v in d.items()}
+        meta = {"labels": self.labels, "layers": self.layers, "n_samples": self.n_samples,
+                "seed": self.seed, "options": self.options.key(), "model": self.model,
+                "segmenter": self.segmenter, "meta": self.meta}
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays, meta):
+        data: dict = {}
+        for k, v in arrays.items():
+            layer, name = k.split("::", 1)
+            data.setdefault(layer, {})[name] = v
+        return cls(labels=list(meta["labels"]), layers=list(meta["layers"]), n_samples=meta["n_samples"],
+                   seed=meta["seed"], options=DissectOptions(**meta["options"]), model=meta["model"],
+                   segmenter=meta["segmenter"], data=data, meta=dict(meta["meta"]))
+
+
+# ----------------------------------------------------------------------------- finalise
+
+def _quantiles(hist_all, lo, width, vmin, vmax, levels):
+    """Approximate quantiles from the all-pixel histogram (linear inside a bin)."""
+    u, nb = hist_all.shape
+    bins = nb - 1
+    k = torch.arange(nb, dtype=torch.float64)
+    left = lo.view(-1, 1) + (k - 1).clamp(min=0).view(1, -1) * width.view(-1, 1)
+    right = lo.view(-1, 1) + k.clamp(max=bins - 1).view(1, -1) * width.view(-1, 1)
+    left[:, 0] = vmin
+    right[:, 0] = lo
+    right[:, -1] = vmax
+    left = torch.minimum(left, right)
+    c = hist_all.cumsum(1)
+    total = c[:, -1:].clamp(min=1)
+    out = []
+    for q in levels:
+        target = q * total
+        j = torch.searchsorted(c, target.contiguous()).clamp(max=nb - 1)
+        prev = torch.where(j > 0, c.gather(1, (j - 1).clamp(min=0)), torch.zeros_like(target))
+        cnt = hist_all.gather(1, j).clamp(min=1)
+        f = ((target - prev) / cnt).clamp(0, 1)
+        val = left.gather(1, j) + f * (right.gather(1, j) - left.gather(1, j))
+        out.append(val.squeeze(1))
+    res = torch.stack(out, 1)
+    res[:, 0], res[:, -1] = vmin, vmax
+    return res
+
+
+def _finalise(st: _LayerStats, slot_concept, n_labels_ext, n_primary, totals, concept_px,
+              opts: DissectOptions):
+    b = st.bins
+    h = st.hist.view(2, st.n_slots, st.u, b + 1).double().cpu()
+    gt = h.flip(-1).cumsum(-1).flip(-1)[..., 1:]          # [2, slots, U, B]: count(x > t_k)
+    m = gt[:, :n_primary].sum(1)                           # [2, U, B]: |mask|
+    valid = slot_concept >= 0
+    n11 = torch.zeros(2, n_labels_ext, st.u, b, dtype=torch.float64)
+    n11.index_add_(1, slot_concept[valid], gt[:, valid])
+    nc = concept_px.view(2, n_labels_ext, 1, 1)
+    total = totals.view(2, 1, 1, 1)
+    iqr_a = information_quality(n11[0], m[0].unsqueeze(0), nc[0], total[0])   # [L, U, B]
+    kbest = iqr_a.argmax(-1)                               # [L, U]
+    pick = kbest.unsqueeze(-1)
+    iqr = iqr_a.gather(-1, pick).squeeze(-1)
+    n11_b = n11[1].gather(-1, pick).squeeze(-1)
+    m_b = m[1].unsqueeze(0).expand(n_labels_ext, -1, -1).gather(-1, pick).squeeze(-1)
+    nc_b = nc[1].view(-1, 1)
+    union = m_b + nc_b - n11_b
+    iou = torch.where(union > 0, n11_b / union.clamp(min=1), torch.zeros_like(union))
+    prec = torch.where(m_b > 0, n11_b / m_b.clamp(min=1), torch.zeros_like(m_b))
+    n11_a = n11[0].gather(-1, pick).squeeze(-1)
+    m_a = m[0].unsqueeze(0).expand(n_labels_ext, -1, -1).gather(-1, pick).squeeze(-1)
+    union_a = m_a + nc[0].view(-1, 1) - n11_a
+    iou_a = torch.where(union_a > 0, n11_a / union_a.clamp(min=1), torch.zeros_like(union_a))
+    lo, width = st.lo.double().cpu(), st.width.double().cpu()
+    thr = lo.view(1, -1) + kbest.double() * width.view(1, -1)
+    freq = concept_px.sum(0) / totals.sum()
+    scored = (freq >= opts.min_frequency)
+    scored[0] = False
+    mask = scored.view(-1, 1).double()
+    hist_all = h[:, :n_primary].sum((0, 1))                # [U, B+1]
+    q = _quantiles(hist_all, lo, width, st.vmin.double().cpu(), st.vmax.double().cpu(), QUANTILE_LEVELS)
+    return {
+        "iou": (iou * mask).T.numpy(), "iqr": (iqr * mask).T.numpy(), "threshold": thr.T.numpy(),
+        "precision": (prec * mask).T.numpy(), "iou_thr_set": (iou_a * mask).T.numpy(),
+        "frequency": freq.numpy(), "scored": scored.numpy(),
+        "top_values": st.top_v.double().cpu().numpy(), "top_index": st.top_i.cpu().numpy(),
+        "quantiles": q.numpy(), "lo": lo.numpy(), "width": width.numpy(),
+    }
+
+
+# ----------------------------------------------------------------------------- main entry
+
+def _label_slots(seg: torch.Tensor, size: int, n_labels: int, parts: bool, n_slots: int):
+    """[n, K', S, S] slot ids for a segmentation batch (nearest resize to the dissection size)."""
+    if seg.dim() == 3:
+        seg = seg.unsqueeze(1)
+    seg = seg.long()
+    h, w = seg.shape[-2:]
+    if (h, w) != (size, size):
+        ys = (torch.arange(size, device=seg.device) * h) // size
+        xs = (torch.arange(size, device=seg.device) * w) // size
+        seg = seg[:, :, ys][:, :, :, xs]
+    chans = [seg[:, 0]]
+    for k in range(1, seg.shape[1]):
+        chans.append(torch.where(seg[:, k] > 0, seg[:, k] + n_labels, torch.full_like(seg[:, k], n_labels)))
+    if parts:
+        v, hz = part_maps(seg[:, 0].cpu().numpy(), n_labels)
+        for p in (v, hz):
+            p = torch.from_numpy(p).to(seg.device)
+            chans.append(torch.where(p >= 0, p + 2 * n_labels, torch.full_like(p, n_labels)))
+    return torch.stack(chans, 1).to(torch.int32)
+
+
+def _check_n(n_samples):
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
+        raise ValueError(f"n_samples must be a positive integer (at least 2: even samples choose "
+                         f"thresholds, odd samples measure IoU); got {n_samples!r}")
+    if n_samples < 2:
+        raise ValueError("n_samples must be at least 2: even samples choose thresholds, odd samples "
+                         "measure IoU")
+
+
+def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, seed: int = 0,
+            batch_size: int | None = None, device=None, progress: Callable | None = None, *,
+            options: DissectOptions | None = None, cache: bool = True, **option_kw) -> Dissection:
+    """Dissect ``layers`` of ``generator`` against ``segmenter`` over ``n_samples`` samples.
+
+    Sample ``i`` is ``generator(z_i)`` with ``z_i = core.sampling.z_range(seed, i, i+1)``.
+    ``progress(done, total)`` is called after every batch. Options (keywords or ``options=``):
+    see :class:`DissectOptions`. Results are cached on disk (``cache=False`` to skip).
+    Under ``torch.distributed`` (e.g. ``torchrun``) the batches are sharded across processes
+    and the statistics merged: every process returns the same, complete result.
+    """
+    opts = options or DissectOptions(**option_kw)
+    if options is not None and option_kw:
+        raise TypeError("pass options either as options= or as keywords, not both")
+    _check_n(n_samples)
+    check_generator(generator, probe=False)
+    check_segmenter(segmenter)
+    layers = resolve_layers(generator, layers)
+    if device is None:
+        device = _module_device(generator) or torch.device("cpu")
+    device = torch.device(device)
+    seg_device = _module_device(segmenter) or device
+    labels = list(segmenter.labels)
+    n_labels = len(labels)
+
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    if batch_size is None:
+        batch_size = 64 if device.type == "cuda" else 32
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    # probe: shapes of every layer and of the image (one sample)
+    with torch.no_grad(), Trace(generator, capture=layers) as tr:
+        img = generator(z_range(seed, 0, 1, generator.z_dim, device))
+    if not (isinstance(img, torch.Tensor) and img.dim() == 4 and img.shape[1] == 3):
+        raise ProtocolError(f"generator forward(z) must return images N x 3 x H x W; got "
+                            f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
+    for name in layers:
+        if tr[name].dim() != 4:
+            raise ValueError(f"layer {name!r} outputs shape {tuple(tr[name].shape)}; dissection needs "
+                             f"featuremaps N x C x H x W (pick a convolutional layer)")
+    size = opts.resolution or max(img.shape[-1] // 2, 1)
+    shapes = {name: tuple(tr[name].shape[1:]) for name in layers}
+
+    key = None
+    gen_id = _cache.model_fingerprint(generator) if cache else None
+    seg_id = _cache.model_fingerprint(segmenter) if cache else None
+    if cache and gen_id and seg_id:
+        key = _cache.make_key(kind="dissect", version=CODE_VERSION, generator=gen_id, segmenter=seg_id,
+                              layers=layers, n=int(n_samples), seed=int(seed), options=opts.key(),
+                              size=size, batch=batch_size)
+        hit = _cache.load("dissect", key)
+        if hit is not None:
+            res = Dissection.from_arrays(*hit)
+            res.meta["cached"] = True
+            if progress:
+                progress(n_samples, n_samples)
+            return res
+
+    ext_labels = labels + (part_labels(labels) if opts.parts else [])
+    n_ext = len(ext_labels)
+    multi = False
+    n_slots = n_labels  # grows to 2L + parts when needed (decided on the first batch)
+
+    stats: dict[str, _LayerStats] = {}
+    concept_slot_px = None
+    totals = torch.zeros(2, dtype=torch.float64)
+    n_batches = (n_samples + batch_size - 1) // batch_size
+    if n_batches < world:
+        raise ValueError(f"{world} processes but only {n_batches} batches of {batch_size}: use at most "
+                         f"{n_batches} processes or a smaller batch_size")
+    mine = [b for b in range(n_batches) if b % world == rank]
+    t_fwd = t_stats = 0.0
+    done = 0
+    first = True
+
+    def init_stats(slots):
+        for name in layers:
+            u, fh, fw = shapes[name]
+            stats[name] = _LayerStats(name, u, fh, fw, size, opts.bins, slots, opts.topk, device)
+
+    def share_ranges(acts):
+        for name in layers:
+            if acts is not None:
+                lo, w = _LayerStats.range_from(acts[name], opts.bins)
+            else:
+                u = shapes[name][0]
+                lo, w = torch.zeros(u, device=device), torch.ones(u, device=device)
+            if dist:
+                torch.distributed.broadcast(lo, 0)
+                torch.distributed.broadcast(w, 0)
+            stats[name].set_range(lo, w)
+
+    with torch.no_grad():
+        for bi in mine:
+            start, stop = bi * batch_size, min(n_samples, (bi + 1) * batch_size)
+            t0 = time.perf_counter()
+            z = z_range(seed, start, stop, generator.z_dim, device)
+            with Trace(generator, capture=layers) as tr:
+                images = generator(z)
+            seg = segmenter.segment(images.to(seg_device))
+            if first:
+                check_segmentation(seg, stop - start, n_labels)
+                multi = seg.dim() == 4 and seg.shape[1] > 1
+                n_slots = n_labels if not (multi or opts.parts) else 2 * n_labels + (
+                    4 * (n_labels - 1) if opts.parts else 0)
+                init_stats(n_slots)
+                concept_slot_px = torch.zeros(2 * n_slots, dtype=torch.float64, device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            t_fwd += t1 - t0
+            slots = _label_slots(seg.to(device), size, n_labels, opts.parts, n_slots)
+            idx = torch.arange(start, stop, device=device)
+            which = (idx % 2).to(torch.int32)                    # 0: threshold set, 1: IoU set
+            slot_off = slots + (which * n_slots).view(-1, 1, 1, 1)
+            concept_slot_px += torch.bincount(slot_off.reshape(-1).long(), minlength=2 * n_slots).double()
+            totals += torch.stack([(which == 0).sum(), (which == 1).sum()]).double().cpu() * size * size
+            if first:
+                share_ranges({n: tr[n] for n in layers})
+                first = False
+            for name in layers:
+                stats[name].update(tr[name], slot_off, idx)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t_stats += time.perf_counter() - t1
+            done += stop - start
+            if progress:
+                progress(done * world if dist else done, n_samples)
+
+        if dist:
+            _merge_distributed(stats, concept_slot_px, totals, device)
+
+    # slot -> extended-label index (-1: ignored slot)
+    slot_concept = torch.full((n_slots,), -1, dtype=torch.long)
+    slot_concept[:n_labels] = torch.arange(n_labels)
+    if n_slots > n_labels:
+        slot_concept[n_labels + 1: 2 * n_labels] = torch.arange(1, n_labels)
+        if opts.parts:
+            slot_concept[2 * n_labels:] = torch.arange(n_labels, n_ext)
+    cs = concept_slot_px.view(2, n_slots).cpu()
+    concept_px = torch.zeros(2, n_ext, dtype=torch.float64)
+    valid = slot_concept >= 0
+    concept_px.index_add_(1, slot_concept[valid], cs[:, valid])
+
+    data = {}
+    for name in layers:
+        data[name] = _finalise(stats[name], slot_concept, n_ext, n_labels, totals, concept_px, opts)
+    meta = {"forward_seconds": t_fwd, "stats_seconds": t_stats, "resolution": size,
+            "batch_size": batch_size, "world_size": world, "code_version": CODE_VERSION,
+            "shapes": {k: list(v) for k, v in shapes.items()}, "cached": False}
+    res = Dissection(labels=ext_labels, layers=layers, n_samples=int(n_samples), seed=int(seed),
+                     options=opts, model=str(getattr(generator, "source", type(generator).__name__)),
+                     segmenter=str(getattr(segmenter, "source", type(segmenter).__name__)), data=data,
+                     meta=meta)
+    if key is not None and rank == 0:
+        _cache.save("dissect", key, *res.to_arrays())
+    return res
+
+
+def _merge_distributed(stats, concept_slot_px, totals, device):
+    d = torch.distributed
+    d.all_reduce(concept_slot_px)
+    t = totals.to(device)
+    d.all_reduce(t)
+    totals.copy_(t.cpu())
+    world = d.get_world_size()
+    for st in stats.values():
+        d.all_reduce(st.hist)
+        d.all_reduce(st.vmin, op=d.ReduceOp.MIN)
+        d.all_reduce(st.vmax, op=d.ReduceOp.MAX)
+        # top-k: pad to k columns, gather, keep the best k
+        k = st.k
+        v = torch.full((st.u, k), -math.inf, device=device)
+        i = torch.full((st.u, k), -1, dtype=torch.int64, device=device)
+        v[:, :st.top_v.shape[1]] = st.top_v
+        i[:, :st.top_i.shape[1]] = st.top_i
+        vs = [torch.empty_like(v) for _ in range(world)]
+        is_ = [torch.empty_like(i) for _ in range(world)]
+        d.all_gather(vs, v)
+        d.all_gather(is_, i)
+        v, i = torch.cat(vs, 1), torch.cat(is_, 1)
+        n_valid = int((v > -math.inf).sum(1).min())
+        v, j = v.topk(min(k, n_valid), dim=1)
+        st.top_v, st.top_i = v, i.gather(1, j)
+
+
+def dumps_units(res: Dissection, layer: str) -> str:
+    return json.dumps(res.units(layer).to_dict(orient="records"), default=float)

@@ -1,0 +1,217 @@
+"""Dissection: exact against brute force, planted structure, caching, bad input."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import core
+from core import hooks
+from core.dissect import dissect, interp_matrix, upsample
+from core.protocols import ProtocolError
+from core.sampling import z_at, z_range
+from tests.planted import PLANTED, ColorSegmenter, PlantedGenerator
+
+
+def tiny_progan():
+    torch.manual_seed(3)
+    return core.ProGAN(16, (16, 12, 8)).eval().requires_grad_(False)   # 16x16 images
+
+
+def brute_iqr(a, b):
+    """I/H of two boolean arrays by counting (independent of core.dissect)."""
+    n = a.size
+    joint = np.array([[np.sum(~a & ~b), np.sum(~a & b)], [np.sum(a & ~b), np.sum(a & b)]]) / n
+    pa, pb = joint.sum(1), joint.sum(0)
+    h = -sum(p * math.log(p) for p in joint.ravel() if p > 0)
+    i = sum(joint[x, y] * math.log(joint[x, y] / (pa[x] * pb[y]))
+            for x in range(2) for y in range(2) if joint[x, y] > 0)
+    return i / h if h > 0 else 0.0
+
+
+def test_interp_matrix_matches_interpolate():
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    ry, rx = interp_matrix(5, 13, dtype=torch.float64), interp_matrix(7, 13, dtype=torch.float64)
+    ref = F.interpolate(x, size=(13, 13), mode="bilinear", align_corners=True)
+    assert torch.allclose(upsample(x, ry, rx), ref, atol=1e-12)
+
+
+def test_sampling_is_batch_independent():
+    a = z_range(7, 0, 600, 5)
+    assert torch.equal(z_range(7, 250, 260, 5), a[250:260])
+    assert torch.equal(z_at(7, [599, 3, 256], 5), a[[599, 3, 256]])
+    assert not torch.equal(z_range(8, 0, 10, 5), a[:10])
+
+
+def test_exact_against_brute_force():
+    """Every (unit, concept) threshold is the I/H argmax over the candidate thresholds computed
+    by explicit counting on the even samples, and the IoU is the explicit count ratio on the
+    odd samples. Tolerance: 1e-9 on IoU (floating-point ties at a threshold are the only
+    possible source of disagreement; none occur here)."""
+    G, seg = tiny_progan(), ColorSegmenter()
+    # a segmenter on a tiny random ProGAN: label pixels by the sign pattern of the image
+    class SignSeg:
+        labels = ["-", "a", "b", "c"]
+
+        def segment(self, images):
+            return ((images[:, 0] > 0).long() + 2 * (images[:, 1] > 0).long()).clamp(max=3)
+
+        def scores(self, images):
+            return F.one_hot(self.segment(images), 4).permute(0, 3, 1, 2).float()
+
+    seg = SignSeg()
+    n, size = 12, 8
+    res = dissect(G, seg, ["layer2", "layer4"], n, seed=5, batch_size=5, resolution=size, bins=16,
+                  min_frequency=0.0, cache=False)
+    z = z_range(5, 0, n, G.z_dim)
+    with hooks.Trace(G, capture=["layer2", "layer4"]) as tr:
+        images = G(z)
+    lab = seg.segment(images)
+    ys = (torch.arange(size) * lab.shape[1]) // size
+    lab = lab[:, ys][:, :, ys].numpy()
+    even, odd = np.arange(n) % 2 == 0, np.arange(n) % 2 == 1
+    checked = 0
+    for layer in ["layer2", "layer4"]:
+        up = F.interpolate(tr[layer].double(), size=(size, size), mode="bilinear",
+                           align_corners=True).numpy()
+        d = res.data[layer]
+        for u in range(up.shape[1]):
+            cands = d["lo"][u] + np.arange(16) * d["width"][u]
+            for c in range(1, 4):
+                conc = lab == c
+                if conc[even].sum() == 0:
+                    continue
+                scores = [brute_iqr(up[even, u] > t, conc[even]) for t in cands]
+                k = int(np.argmax(scores))
+                assert res.thresholds(layer)[u, c] == pytest.approx(cands[k], abs=1e-9)
+                assert res.iqr(layer)[u, c] == pytest.approx(scores[k], abs=1e-9)
+                m = up[odd, u] > cands[k]
+                inter, union = np.sum(m & conc[odd]), np.sum(m | conc[odd])
+                assert res.iou(layer)[u, c] == pytest.approx(inter / union if union else 0.0, abs=1e-9)
+                checked += 1
+    assert checked > 50
+    # top-k: the samples with the largest spatial maxima, brute force
+    v, i = res.topk("layer4")
+    smax = tr["layer4"].amax((2, 3))
+    for u in range(smax.shape[1]):
+        order = torch.argsort(smax[:, u], descending=True)[: v.shape[1]]
+        assert np.allclose(v[u], smax[order, u].numpy(), atol=1e-6)
+        assert set(i[u]) == set(order.numpy())
+
+
+def test_planted_units_are_found():
+    G, seg = PlantedGenerator(), ColorSegmenter()
+    res = dissect(G, seg, "units", 200, seed=1, batch_size=64, resolution=32, cache=False)
+    units = res.units("units")
+    for u, concept in PLANTED.items():
+        assert units.label[u] == concept, units
+        assert units.iou[u] > 0.3
+    iou = res.iou("units")
+    for u, concept in PLANTED.items():
+        c = res.labels.index(concept)
+        others = [v for v in range(iou.shape[0]) if v not in PLANTED]
+        assert iou[u, c] > 2 * iou[others, c].max()
+    assert not units.interpretable[7]           # the dead unit
+
+
+def test_parts_expansion_labels_halves():
+    G, seg = PlantedGenerator(), ColorSegmenter()
+    res = dissect(G, seg, "units", 64, seed=1, resolution=32, parts=True, cache=False)
+    assert "door-t" in res.labels and "lamp-r" in res.labels
+    iou = res.iou("units")
+    # the door unit covers the whole door, so it matches the door better than any half of it
+    assert iou[0, res.labels.index("door")] > iou[0, res.labels.index("door-t")] > 0.2
+    freq = res.frequency()
+    # top + bottom halves cover the concept exactly once
+    for c in ("door", "sky", "lamp"):
+        assert freq[res.labels.index(f"{c}-t")] + freq[res.labels.index(f"{c}-b")] == \
+            pytest.approx(freq[res.labels.index(c)], rel=1e-9)
+
+
+def test_cache_returns_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    G, seg = PlantedGenerator(), ColorSegmenter()
+    seg.cache_key = "color-segmenter-v1"
+    G.cache_key = "planted-v1"
+    a = dissect(G, seg, "units", 64, seed=2)
+    assert not a.meta["cached"]
+    t = time.perf_counter()
+    b = dissect(G, seg, "units", 64, seed=2)
+    assert b.meta["cached"] and time.perf_counter() - t < 1.0
+    assert np.array_equal(a.iou("units"), b.iou("units"))
+    assert a.units("units").equals(b.units("units"))
+    c = dissect(G, seg, "units", 64, seed=3)
+    assert not c.meta["cached"]
+    # a half-written entry (killed run) is never loaded
+    entries = list((tmp_path / "dissect").iterdir())
+    (entries[0] / "arrays.npz").write_bytes(b"garbage")
+    assert core.cache.load("dissect", entries[0].name) is None
+
+
+def test_bad_input():
+    G, seg = PlantedGenerator(), ColorSegmenter()
+    with pytest.raises(ValueError, match=r"unknown layer 'layer99'; available layers: units, out"):
+        dissect(G, seg, ["layer99"], 10, cache=False)
+    for bad in (0, -3, 2.5, None):
+        with pytest.raises(ValueError, match="n_samples must be"):
+            dissect(G, seg, "units", bad, cache=False)
+
+    class WrongShape(ColorSegmenter):
+        def segment(self, images):
+            return super().segment(images)[:1]
+
+    class WrongDtype(ColorSegmenter):
+        def segment(self, images):
+            return super().segment(images).float()
+
+    with pytest.raises(ProtocolError, match=r"N x H x W or N x K x H x W with N = 10"):
+        dissect(G, WrongShape(), "units", 10, batch_size=10, cache=False)
+    with pytest.raises(ProtocolError, match="integer"):
+        dissect(G, WrongDtype(), "units", 10, cache=False)
+
+
+DIST_SCRIPT = r'''
+import json, os, sys
+import numpy as np, torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads(1)
+from tests.planted import PlantedGenerator, ColorSegmenter
+from core.dissect import dissect
+if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    torch.distributed.init_process_group("gloo")
+res = dissect(PlantedGenerator(), ColorSegmenter(), ["units", "out"], 90, seed=4, batch_size=16,
+              resolution=16, cache=False)
+rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+out = {{k: {{n: v.tolist() for n, v in d.items()}} for k, d in res.data.items()}}
+with open(os.path.join({out!r}, f"r{{rank}}_w{{os.environ.get('WORLD_SIZE', '1')}}.json"), "w") as f:
+    json.dump(out, f)
+'''
+
+
+def test_torchrun_two_processes_equal_single(tmp_path):
+    """Sharded over 2 gloo processes, the merged statistics equal the single-process ones."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    script = tmp_path / "run.py"
+    script.write_text(DIST_SCRIPT.format(root=root, out=str(tmp_path)))
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=120)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    "--master_port=29533", str(script)], check=True, env=env, timeout=180,
+                   capture_output=True)
+    import json
+    single = json.loads((tmp_path / "r0_w1.json").read_text())
+    for rank in (0, 1):
+        merged = json.loads((tmp_path / f"r{rank}_w2.json").read_text())
+        for layer in single:
+            for name in single[layer]:
+                a, b = np.array(single[layer][name]), np.array(merged[layer][name])
+                if name == "top_index":   # ties may order differently; the sets agree
+                    continue
+                assert np.allclose(a, b, atol=1e-9, equal_nan=True), (layer, name)
