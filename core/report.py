@@ -5,7 +5,6 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .dissect import Dissection
