@@ -149,20 +149,42 @@ def _module_device(obj) -> torch.device | None:
 
 # ----------------------------------------------------------------------------- accumulators
 
+_MAGIC = 8388608.0          # 2**23: adding it to an integer-valued float < 2**23 puts the
+_MAGIC_BITS = 0x4B000000    # integer in the low mantissa bits (bit pattern = _MAGIC_BITS + value)
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, torch.get_num_threads())),
+                                   thread_name_prefix="ganatomy-bincount")
+    return _POOL
+
+
 class _LayerStats:
-    """Streaming statistics of one layer (all summable or min/max/top-k mergeable)."""
+    """Streaming statistics of one layer (all summable or min/max/top-k mergeable).
+
+    ``hist`` is unit-major — [unit, set, slot, bin] — so that counting one unit touches one
+    contiguous block of ``2 * slots * (bins + 1)`` counters (cache-resident), and units can be
+    counted in parallel threads without sharing counters."""
 
     def __init__(self, name, n_units, fh, fw, size, bins, n_slots, topk, device):
         self.name, self.u, self.bins, self.n_slots = name, n_units, bins, n_slots
-        self.stride = n_units * (bins + 1)
-        n = 2 * n_slots * self.stride
+        self.block = 2 * n_slots * (bins + 1)               # counters per unit
+        n = n_units * self.block
         if n >= 2 ** 31:
             raise ValueError(f"layer {name}: {n_units} units x {bins} bins x {n_slots} label slots is "
                              f"too large for one histogram; lower bins= or turn parts off")
         self.hist = torch.zeros(n, dtype=torch.int64, device=device)
         self.ry = None if fh == size else interp_matrix(fh, size, device)
         self.rx = None if fw == size else interp_matrix(fw, size, device)
-        self.unit_off = (torch.arange(n_units, device=device, dtype=torch.int32) * (bins + 1)).view(1, -1, 1, 1)
+        uo = torch.arange(n_units, device=device, dtype=torch.float64) * self.block
+        # exact float->int via the 2**23 trick when every index fits below 2**23
+        self.magic = n < 2 ** 23
+        self.unit_off_f = (uo + (_MAGIC if self.magic else 0)).float().view(-1, 1, 1, 1)
+        self.unit_off_i = uo.to(torch.int32).view(-1, 1, 1, 1)
         self.lo = self.width = None
         self.vmin = torch.full((n_units,), math.inf, device=device)
         self.vmax = torch.full((n_units,), -math.inf, device=device)
@@ -172,8 +194,8 @@ class _LayerStats:
 
     def set_range(self, lo, width):
         self.lo, self.width = lo, width
-        self.scale = (1.0 / width).view(1, -1, 1, 1)
-        self.offset = (-lo / width).view(1, -1, 1, 1)
+        self.scale = (1.0 / width).view(-1, 1, 1, 1)
+        self.offset = (-lo / width).view(-1, 1, 1, 1)
 
     @staticmethod
     def range_from(act, bins):
@@ -182,6 +204,28 @@ class _LayerStats:
         width = (hi - lo) / bins
         width = torch.where(width > 0, width, torch.ones_like(width))
         return lo, width
+
+    def hist_view(self):
+        """[set, slot, unit, bin] view of the counters (a copy, as float64 on the CPU)."""
+        h = self.hist.view(self.u, 2, self.n_slots, self.bins + 1)
+        return h.permute(1, 2, 0, 3).double().cpu()
+
+    def _count(self, idx):
+        """hist += bincount(idx) for a unit-major index tensor [U', ...] (U' = all units)."""
+        if idx.device.type != "cpu" or torch.get_num_threads() < 2 or idx.numel() < (1 << 20):
+            self.hist += torch.bincount(idx.reshape(-1), minlength=self.hist.numel())
+            return
+        parts = min(torch.get_num_threads(), self.u)
+        cuts = [round(i * self.u / parts) for i in range(parts + 1)]
+
+        def work(j):
+            a, b = cuts[j], cuts[j + 1]
+            if a == b:
+                return
+            sub = idx[a:b].reshape(-1) - a * self.block if a else idx[a:b].reshape(-1)
+            self.hist[a * self.block: b * self.block] += torch.bincount(sub, minlength=(b - a) * self.block)
+
+        list(_pool().map(work, range(parts)))
 
     def update(self, act, slot_off, sample_idx, max_elems=1 << 24):
         """act [n, U, h, w]; slot_off [n, K, S, S] int32 = set * n_slots + slot."""
@@ -197,13 +241,19 @@ class _LayerStats:
         self.top_i = i.gather(1, j)
         s = slot_off.shape[-1]
         step = max(1, max_elems // (self.u * s * s))
+        unit_major = act.transpose(0, 1)                          # [U, n, h, w]
         for a in range(0, n, step):
-            x = upsample(act[a:a + step] * self.scale + self.offset, self.ry, self.rx)
-            bins = x.ceil_().clamp_(0, self.bins).to(torch.int32).add_(self.unit_off)
-            so = slot_off[a:a + step] * self.stride
-            for kk in range(so.shape[1]):
-                idx = bins.add_(so[:, kk:kk + 1]) if kk == so.shape[1] - 1 else bins + so[:, kk:kk + 1]
-                self.hist += torch.bincount(idx.reshape(-1), minlength=self.hist.numel())
+            x = upsample(unit_major[:, a:a + step] * self.scale + self.offset, self.ry, self.rx)
+            x = x.ceil_().clamp_(0, self.bins)                    # bin = #thresholds below
+            so = slot_off[a:a + step].transpose(0, 1) * (self.bins + 1)   # [K, n, S, S]
+            if self.magic:
+                base = x.add_(self.unit_off_f).view(torch.int32)  # exact: all values < 2**24
+                so = so - _MAGIC_BITS
+            else:
+                base = x.to(torch.int32).add_(self.unit_off_i)
+            for kk in range(so.shape[0]):
+                last = kk == so.shape[0] - 1
+                self._count(base.add_(so[kk:kk + 1]) if last else base + so[kk:kk + 1])
 
 
 # ----------------------------------------------------------------------------- result
@@ -336,40 +386,53 @@ def _quantiles(hist_all, lo, width, vmin, vmax, levels):
 
 def _finalise(st: _LayerStats, slot_concept, n_labels_ext, n_primary, totals, concept_px,
               opts: DissectOptions):
-    b = st.bins
-    h = st.hist.view(2, st.n_slots, st.u, b + 1).double().cpu()
-    gt = h.flip(-1).cumsum(-1).flip(-1)[..., 1:]          # [2, slots, U, B]: count(x > t_k)
+    """Thresholds (argmax I/H on the threshold set) and IoU (on the IoU set) for every unit and
+    every scored concept (frequency >= min_frequency, label 0 excluded); others get IoU 0 and
+    threshold NaN."""
+    b, u = st.bins, st.u
+    h = st.hist_view()                                     # [2, slots, U, B+1]
+    gt = h.flip(-1).cumsum(-1).flip(-1)[..., 1:]           # [2, slots, U, B]: count(x > t_k)
     m = gt[:, :n_primary].sum(1)                           # [2, U, B]: |mask|
-    valid = slot_concept >= 0
-    n11 = torch.zeros(2, n_labels_ext, st.u, b, dtype=torch.float64)
-    n11.index_add_(1, slot_concept[valid], gt[:, valid])
-    nc = concept_px.view(2, n_labels_ext, 1, 1)
-    total = totals.view(2, 1, 1, 1)
-    iqr_a = information_quality(n11[0], m[0].unsqueeze(0), nc[0], total[0])   # [L, U, B]
-    kbest = iqr_a.argmax(-1)                               # [L, U]
-    pick = kbest.unsqueeze(-1)
-    iqr = iqr_a.gather(-1, pick).squeeze(-1)
-    n11_b = n11[1].gather(-1, pick).squeeze(-1)
-    m_b = m[1].unsqueeze(0).expand(n_labels_ext, -1, -1).gather(-1, pick).squeeze(-1)
-    nc_b = nc[1].view(-1, 1)
-    union = m_b + nc_b - n11_b
-    iou = torch.where(union > 0, n11_b / union.clamp(min=1), torch.zeros_like(union))
-    prec = torch.where(m_b > 0, n11_b / m_b.clamp(min=1), torch.zeros_like(m_b))
-    n11_a = n11[0].gather(-1, pick).squeeze(-1)
-    m_a = m[0].unsqueeze(0).expand(n_labels_ext, -1, -1).gather(-1, pick).squeeze(-1)
-    union_a = m_a + nc[0].view(-1, 1) - n11_a
-    iou_a = torch.where(union_a > 0, n11_a / union_a.clamp(min=1), torch.zeros_like(union_a))
-    lo, width = st.lo.double().cpu(), st.width.double().cpu()
-    thr = lo.view(1, -1) + kbest.double() * width.view(1, -1)
     freq = concept_px.sum(0) / totals.sum()
-    scored = (freq >= opts.min_frequency)
+    scored = freq >= opts.min_frequency
     scored[0] = False
-    mask = scored.view(-1, 1).double()
+    sc = torch.nonzero(scored).view(-1)                    # concepts to score
+    # slots that feed a scored concept, mapped to the concept's row among ``sc``
+    row_of = torch.full((n_labels_ext,), -1, dtype=torch.long)
+    row_of[sc] = torch.arange(len(sc))
+    slot_row = torch.where(slot_concept >= 0, row_of[slot_concept.clamp(min=0)], torch.full_like(slot_concept, -1))
+    use = slot_row >= 0
+    n11 = torch.zeros(2, len(sc), u, b, dtype=torch.float64)
+    n11.index_add_(1, slot_row[use], gt[:, use])
+    nc = concept_px[:, sc].view(2, -1, 1, 1)
+    iqr_a = information_quality(n11[0], m[0].unsqueeze(0), nc[0], totals[0])   # [C', U, B]
+    kbest = iqr_a.argmax(-1)                               # [C', U]
+    pick = kbest.unsqueeze(-1)
+
+    def at(x):
+        return x.gather(-1, pick).squeeze(-1)
+
+    def ratio(num, den):
+        return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(den))
+
+    mb = at(m[1].unsqueeze(0).expand(len(sc), -1, -1))
+    ma = at(m[0].unsqueeze(0).expand(len(sc), -1, -1))
+    n11b, n11a = at(n11[1]), at(n11[0])
+    lo, width = st.lo.double().cpu(), st.width.double().cpu()
+
+    def full(x, fill=0.0):
+        out = torch.full((n_labels_ext, u), fill, dtype=torch.float64)
+        out[sc] = x
+        return out.T.numpy()
+
     hist_all = h[:, :n_primary].sum((0, 1))                # [U, B+1]
     q = _quantiles(hist_all, lo, width, st.vmin.double().cpu(), st.vmax.double().cpu(), QUANTILE_LEVELS)
     return {
-        "iou": (iou * mask).T.numpy(), "iqr": (iqr * mask).T.numpy(), "threshold": thr.T.numpy(),
-        "precision": (prec * mask).T.numpy(), "iou_thr_set": (iou_a * mask).T.numpy(),
+        "iou": full(ratio(n11b, mb + nc[1].view(-1, 1) - n11b)),
+        "iqr": full(at(iqr_a)),
+        "threshold": full(lo.view(1, -1) + kbest.double() * width.view(1, -1), math.nan),
+        "precision": full(ratio(n11b, mb)),
+        "iou_thr_set": full(ratio(n11a, ma + nc[0].view(-1, 1) - n11a)),
         "frequency": freq.numpy(), "scored": scored.numpy(),
         "top_values": st.top_v.double().cpu().numpy(), "top_index": st.top_i.cpu().numpy(),
         "quantiles": q.numpy(), "lo": lo.numpy(), "width": width.numpy(),
@@ -554,10 +617,12 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
     valid = slot_concept >= 0
     concept_px.index_add_(1, slot_concept[valid], cs[:, valid])
 
+    t_fin = time.perf_counter()
     data = {}
     for name in layers:
         data[name] = _finalise(stats[name], slot_concept, n_ext, n_labels, totals, concept_px, opts)
-    meta = {"forward_seconds": t_fwd, "stats_seconds": t_stats, "resolution": size,
+    meta = {"forward_seconds": t_fwd, "stats_seconds": t_stats,
+            "finalise_seconds": time.perf_counter() - t_fin, "resolution": size,
             "batch_size": batch_size, "world_size": world, "code_version": CODE_VERSION,
             "shapes": {k: list(v) for k, v in shapes.items()}, "cached": False}
     res = Dissection(labels=ext_labels, layers=layers, n_samples=int(n_samples), seed=int(seed),
