@@ -72,14 +72,15 @@ DEGRADATIONS = {"blur": (0.5, 1.0, 2.0, 4.0), "noise": (0.02, 0.05, 0.1, 0.2),
 
 @torch.no_grad()
 def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=None,
-               progress=None) -> FeatureStats:
-    """Feature statistics of ``n`` real scenes (split evenly over ``scenes``)."""
+               progress=None, size: int = 128) -> FeatureStats:
+    """Feature statistics of ``n`` real scenes (split evenly over ``scenes``), rendered at
+    ``size`` x ``size`` — the resolution of the images they are compared with."""
     st = FeatureStats()
     per = [n // len(scenes) + (i < n % len(scenes)) for i in range(len(scenes))]
     for scene, m_total in zip(scenes, per):
         for start in range(0, m_total, batch):
             m = min(batch, m_total - start)
-            im, _ = toyworld.render(scene, m, seed=seed, start=start)
+            im, _ = toyworld.render(scene, m, seed=seed, start=start, size=size)
             if transform is not None:
                 im = transform(im)
             st.update(features(im))
@@ -91,3 +92,23 @@ def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=
 def fid_between(a: FeatureStats, b: FeatureStats) -> float:
     return frechet_distance(*a.mean_cov(), *b.mean_cov())
 
+
+
+def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500,
+                      device="cpu"):
+    """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the toyworld feature space,
+    cached under ``cache/fid_stats/`` (the key names the resolution the scenes are rendered at)."""
+    import numpy as np
+
+    from .cache import cache_root
+    path = cache_root() / "fid_stats" / f"{scene}_{size}px_{n}_seed{seed}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        return z["mu"], z["cov"]
+    st = real_stats(lambda im: features(im.to(device)), [scene], n, seed=seed, size=size)
+    mu, cov = st.mean_cov()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, mu=mu, cov=cov)
+    tmp.replace(path)
+    return mu, cov

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,20 +38,6 @@ SNAPSHOTS = (100, 250, 500, 1000, 2000)
 
 def _widths(text):
     return tuple(int(c) for c in text.split(","))
-
-
-def real_fid_stats(features, scene, size, n=10_000, device="cpu"):
-    path = ROOT / "cache" / "fid_stats" / f"{scene}_{size}_{n}.npz"
-    if path.exists():
-        z = np.load(path)
-        return z["mu"], z["cov"]
-    st = evaluation.real_stats(lambda im: features(im.to(device)), [scene], n, seed=500)
-    mu, cov = st.mean_cov()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, mu=mu, cov=cov)
-    tmp.replace(path)
-    return mu, cov
 
 
 @torch.no_grad()
@@ -125,7 +110,7 @@ def main():
         print(f"resumed {name} at step {start}")
     timer = training.Timer(spent)
     features = load_features("toyworld", device=dev)
-    real = real_fid_stats(features, a.scene, a.res, device=dev)
+    real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
     data = torch.utils.data.DataLoader(
         gan.RealScenes(a.scene, a.batch, a.res, training.GAN_SEED0, start=start), batch_size=None,
         num_workers=a.workers, prefetch_factor=4 if a.workers else None, persistent_workers=a.workers > 0)

@@ -1,0 +1,161 @@
+"""Evaluate the shipped toyworld GANs; write docs/reports/gans.json, sample grids, and the
+evaluation into each model card.
+
+    python scripts/report_gans.py                 # every shipped model
+    python scripts/report_gans.py --n-gen 2000    # generated samples per FID (default 2,000)
+
+Per scene type: FID (toyworld feature space) of the final model, of its earliest training
+snapshot, and of real-vs-real, each as n-gen samples vs the same 10,000 real scenes (seeds
+500..); the segmenter's per-concept pixel frequency on 2,000 generated vs 2,000 real scenes
+(every concept with >= 1% real frequency must be generated at >= 0.2%); sample grids
+(docs/gans/<scene>.png) and the town training evolution (docs/gans/town_evolution.png).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import core  # noqa: E402
+from core import evaluation, toyworld, training  # noqa: E402
+from core.fid import FeatureStats, frechet_distance  # noqa: E402
+from core.sampling import z_range  # noqa: E402
+from core.visualize import to_uint8  # noqa: E402
+from core.zoo import GAN_DIR  # noqa: E402
+
+REPORTS = ROOT / "docs" / "reports"
+GRIDS = ROOT / "docs" / "gans"
+REAL_SEED, REAL_N = 500, 10_000
+RR_SEED = 900          # real-vs-real: a disjoint set of held-out scenes
+FREQ_SEED = 700
+
+
+@torch.no_grad()
+def gen_images(G, n, seed=0, batch=250):
+    for a in range(0, n, batch):
+        yield G(z_range(seed, a, min(n, a + batch), G.z_dim))
+
+
+@torch.no_grad()
+def fid_of(G, features, real, n):
+    st = FeatureStats()
+    for im in gen_images(G, n):
+        st.update(features(im))
+    return float(frechet_distance(*st.mean_cov(), *real))
+
+
+@torch.no_grad()
+def real_vs_real(features, scene, res, real, n):
+    st = FeatureStats()
+    for a in range(0, n, 250):
+        im, _ = toyworld.render(scene, min(250, n - a), seed=RR_SEED, size=res, start=a)
+        st.update(features(im))
+    return float(frechet_distance(*st.mean_cov(), *real))
+
+
+@torch.no_grad()
+def frequencies(seg, images_iter, n_labels):
+    counts = torch.zeros(n_labels, dtype=torch.float64)
+    for im in images_iter:
+        counts += torch.bincount(seg.segment(im).reshape(-1), minlength=n_labels).double()
+    return (counts / counts.sum()).numpy()
+
+
+def grid(images: torch.Tensor, cols: int) -> np.ndarray:
+    arr = to_uint8(images)
+    n, h, w, _ = arr.shape
+    rows = (n + cols - 1) // cols
+    out = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        out[r * (h + 2): r * (h + 2) + h, c * (w + 2): c * (w + 2) + w] = arr[i]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-gen", type=int, default=2000)
+    ap.add_argument("--n-freq", type=int, default=2000)
+    ap.add_argument("--scenes", nargs="*", default=list(toyworld.SCENES))
+    a = ap.parse_args()
+    features = core.load_features("toyworld")
+    seg = core.load_segmenter("toyworld")
+    models = core.list_models()
+    report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scenes": {}}
+    GRIDS.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    for scene in a.scenes:
+        name = f"toyworld/{scene}"
+        if name not in models:
+            print(f"skip {scene}: not shipped")
+            continue
+        G = core.load_generator(name)
+        res = G.resolution
+        real = evaluation.cached_real_stats(features, scene, res, REAL_N, REAL_SEED)
+        run = ROOT / "cache" / "train" / f"gan_{scene}" / "snapshots"
+        snaps = sorted(run.glob("step-*.pt"), key=lambda p: int(p.stem[5:])) if run.exists() else []
+        series = core.checkpoint_series(name)
+        earliest_src = snaps[0] if snaps else GAN_DIR / f"{series[0][1][len('toyworld/'):]}.pt"
+        G0 = core.load_generator(earliest_src)
+        entry = {
+            "model": name, "resolution": res, "steps": G.meta.get("steps"),
+            "fid_final": round(fid_of(G, features, real, a.n_gen), 4),
+            "earliest": {"steps": G0.meta.get("steps"), "fid": round(fid_of(G0, features, real, a.n_gen), 4)},
+            "fid_real_vs_real": round(real_vs_real(features, scene, res, real, a.n_gen), 4),
+            "n_generated": a.n_gen, "n_real": REAL_N,
+        }
+        if scene == "town" and len(series) > 1:
+            entry["series"] = [{"model": m, "steps": s,
+                                "fid": round(fid_of(core.load_generator(m), features, real, a.n_gen), 4)}
+                               for s, m in series]
+        # concept frequency: segmenter on generated vs real
+        gen_f = frequencies(seg, gen_images(G, a.n_freq, seed=1), len(seg.labels))
+        real_f = frequencies(seg, (toyworld.render(scene, min(250, a.n_freq - s), seed=FREQ_SEED, size=res,
+                                                   start=s)[0] for s in range(0, a.n_freq, 250)),
+                             len(seg.labels))
+        rows, ok = [], True
+        for i, lab in enumerate(seg.labels):
+            if i == 0 or (real_f[i] < 1e-4 and gen_f[i] < 1e-4):
+                continue
+            need = real_f[i] >= 0.01
+            good = (gen_f[i] >= 0.002) if need else None
+            ok &= good is not False
+            rows.append({"concept": lab, "real": round(float(real_f[i]), 5), "generated": round(float(gen_f[i]), 5),
+                         "required": bool(need), "pass": good})
+        entry["frequency"] = rows
+        entry["frequency_pass"] = bool(ok)
+        report["scenes"][scene] = entry
+        # grids
+        with torch.no_grad():
+            Image.fromarray(grid(G(z_range(42, 0, 32, G.z_dim)), 8)).resize(
+                (8 * (res + 2) * 2, 4 * (res + 2) * 2), Image.NEAREST).save(GRIDS / f"{scene}.png")
+        # card
+        card_path = GAN_DIR / f"{scene}.json"
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        card.update({"eval_fid_10k_real": entry["fid_final"], "eval_fid_earliest": entry["earliest"],
+                     "eval_fid_real_vs_real": entry["fid_real_vs_real"], "eval_n_generated": a.n_gen})
+        card_path.write_text(json.dumps(card, indent=1))
+        print(json.dumps({k: v for k, v in entry.items() if k != "frequency"}, indent=1))
+    if "town" in a.scenes and len(core.checkpoint_series("toyworld/town")) > 1:
+        rows = []
+        for step, m in core.checkpoint_series("toyworld/town"):
+            Gs = core.load_generator(m)
+            with torch.no_grad():
+                rows.append(Gs(z_range(42, 0, 8, Gs.z_dim)))
+        g = grid(torch.cat(rows), 8)
+        Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(GRIDS / "town_evolution.png")
+    report["seconds"] = round(time.time() - t0, 1)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / "gans.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
