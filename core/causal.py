@@ -1,0 +1,342 @@
+"""Causal measurements (paper §3.2, §4.3–4.4, S-6.4–6.5): average causal effect, the continuous
+ACE optimisation of eq. 5–6, ablation curves, the context-insertion study and tracing.
+
+All edits go through :mod:`core.intervention` (per-call, thread-local): the model is shared
+and never mutated.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .hooks import Trace, layer_names, resolve_layers
+from .intervention import Edit, concept_index, generate, insertion_constants
+from .sampling import z_range
+
+__all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "trace_effect",
+           "channel_scales", "removal_fraction"]
+
+
+def _device(generator):
+    return next(generator.parameters(), torch.zeros(0)).device
+
+
+def _hit(segmenter, images, c):
+    seg = segmenter.segment(images)
+    hit = seg == c
+    return hit.any(1) if hit.dim() == 4 else hit
+
+
+def _check_units(generator, layer, units):
+    units = [int(u) for u in np.asarray(units, dtype=np.int64).reshape(-1)]
+    if not units:
+        raise ValueError("the unit list is empty: give at least one unit index")
+    n = _n_units(generator, layer)
+    bad = [u for u in units if u < 0 or u >= n]
+    if bad:
+        raise IndexError(f"unit indices {bad} out of range for layer {layer!r} with {n} units (valid: 0..{n - 1})")
+    return units
+
+
+_UNITS_CACHE: dict = {}
+
+
+def _n_units(generator, layer) -> int:
+    key = (id(generator), layer)
+    if key not in _UNITS_CACHE:
+        with torch.no_grad(), Trace(generator, capture=[layer]) as tr:
+            generator(z_range(0, 0, 1, generator.z_dim, _device(generator)))
+        _UNITS_CACHE[key] = int(tr[layer].shape[1])
+    return _UNITS_CACHE[key]
+
+
+# ----------------------------------------------------------------------------- ACE (eq. 4)
+
+@torch.no_grad()
+def causal_effect(generator, segmenter, layer, units, concept, value, n_samples: int = 200,
+                  seed: int = 2, batch_size: int = 25, mask=None) -> dict:
+    """Average causal effect of ``units`` on ``concept`` (eq. 4): E[s_c(x_insert)] −
+    E[s_c(x_ablate)], s_c = fraction of the image's pixels labelled c; also reported
+    normalised by the concept's mean frequency E[s_c(x)] so that rare concepts compare."""
+    layer = resolve_layers(generator, [layer])[0]
+    units = _check_units(generator, layer, units)
+    c = concept_index(segmenter, concept)
+    dev = _device(generator)
+    v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    v = v if v.numel() == 1 else v[units] if v.numel() > len(units) else v
+    tot = {"base": 0.0, "insert": 0.0, "ablate": 0.0}
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        for key, edits in (("base", []), ("insert", [Edit(layer, units, "insert", v, mask)]),
+                           ("ablate", [Edit(layer, units, "ablate", None, mask)])):
+            tot[key] += float(_hit(segmenter, generate(generator, z, edits), c).float().mean((1, 2)).sum())
+    m = {k: x / n_samples for k, x in tot.items()}
+    ace_raw = m["insert"] - m["ablate"]
+    return {"concept": segmenter.labels[c], "layer": layer, "units": units, "base": m["base"],
+            "insert": m["insert"], "ablate": m["ablate"], "ace": ace_raw,
+            "ace_normalised": ace_raw / m["base"] if m["base"] > 0 else math.nan}
+
+
+# ----------------------------------------------------------------------------- eq. 5–6
+
+@dataclass
+class AceResult:
+    layer: str
+    concept: str
+    alpha: np.ndarray                 # [n_units] in [0, 1]
+    ranking: np.ndarray               # units by decreasing alpha
+    losses: list = field(default_factory=list)
+    effects: list = field(default_factory=list)   # normalised delta per step
+    k: np.ndarray | None = None       # insertion constants
+    init: np.ndarray | None = None
+    seconds: float = 0.0
+    top_n: int = 20
+
+    @property
+    def units(self) -> list[int]:
+        """The top-n units (the causal unit set applied at evaluation)."""
+        return [int(u) for u in self.ranking[: self.top_n]]
+
+
+def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
+    """Candidate (sample, location) pairs: concept present (removal candidates) and concept
+    absent but appearing when every unit is set to k (insertion candidates)."""
+    present, absent, freq = [], [], []
+    n_units = _n_units(generator, layer)
+    all_units = list(range(n_units))
+    for a in range(0, n, batch_size):
+        idx = torch.arange(a, min(n, a + batch_size))
+        z = z_range(seed, a, int(idx[-1]) + 1, generator.z_dim, dev)
+        with torch.no_grad():
+            images, cap = generate(generator, z, capture=[layer])
+            h, w = cap[layer].shape[-2:]
+            base = _hit(segmenter, images, c).float()
+            full = _hit(segmenter, generate(generator, z, [Edit(layer, all_units, "insert", k)]), c).float()
+        freq.append(base.mean((1, 2)))
+        cb = F.adaptive_avg_pool2d(base[:, None], (h, w))[:, 0]
+        cf = F.adaptive_avg_pool2d(full[:, None], (h, w))[:, 0]
+        for i, j, x in torch.nonzero(cb > 0).tolist():
+            present.append((int(idx[i]), j, x))
+        for i, j, x in torch.nonzero((cb == 0) & (cf > 0)).tolist():
+            absent.append((int(idx[i]), j, x))
+    return present, absent, float(torch.cat(freq).mean()), (h, w)
+
+
+def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_size: int = 4,
+        lr: float = 0.01, l2: float = 0.1, init="iou", iou: np.ndarray | None = None,
+        k: torch.Tensor | None = None, pool_size: int = 96, seed: int = 0, top_n: int = 20,
+        dissect_samples: int = 400, progress: Callable | None = None) -> AceResult:
+    """Find the units whose joint insertion/ablation has the largest causal effect on
+    ``concept`` (eq. 5–6): alpha in [0,1]^d, minimise −delta_alpha + l2 * sum(alpha^2) by
+    Adam over random z and featuremap locations, clamping alpha to [0, 1] after every step.
+
+    Locations: half where the concept is present (ablation removes it), half where it is
+    absent but appears when every unit is set to k (insertion adds it). ``init="iou"``
+    starts from IoU / max IoU (from ``iou`` or a cached dissection of ``dissect_samples``);
+    ``init="uniform"`` from 0.5. ``progress(step, n_steps, loss)`` after every step."""
+    t0 = time.perf_counter()
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    dev = _device(generator)
+    n_units = _n_units(generator, layer)
+    if k is None:
+        k = insertion_constants(generator, segmenter, layer, c, n_samples=100, seed=seed + 11)
+    k = torch.as_tensor(k, dtype=torch.float32, device=dev).reshape(-1)
+    if init == "iou":
+        if iou is None:
+            from .dissect import dissect
+            iou = dissect(generator, segmenter, [layer], dissect_samples, seed=seed + 7).iou(layer)[:, c]
+        iou = np.asarray(iou, dtype=np.float64).reshape(-1)
+        a0 = iou / iou.max() if iou.max() > 0 else np.full(n_units, 0.5)
+    elif init == "uniform":
+        a0 = np.full(n_units, 0.5)
+    else:
+        a0 = np.asarray(init, dtype=np.float64).reshape(-1)
+    if a0.shape[0] != n_units:
+        raise ValueError(f"init has {a0.shape[0]} values but layer {layer!r} has {n_units} units")
+    alpha = torch.tensor(np.clip(a0, 0, 1), dtype=torch.float32, device=dev, requires_grad=True)
+    present, absent, freq, (h, w) = _location_pool(generator, segmenter, layer, c, k, pool_size,
+                                                   seed + 101, 16, dev)
+    if not present and not absent:
+        raise ValueError(f"concept {segmenter.labels[c]!r} neither appears nor can be inserted in "
+                         f"{pool_size} samples at {layer!r}; try another layer or concept")
+    freq = max(freq, 1e-4)
+    opt = torch.optim.Adam([alpha], lr=lr)
+    rng = np.random.default_rng(seed)
+    losses, effects = [], []
+    for step in range(n_steps):
+        half = batch_size // 2
+        picks = []
+        for pool, m in ((present, batch_size - half), (absent, half)):
+            src = pool if pool else (present or absent)
+            picks += [src[i] for i in rng.integers(0, len(src), m)]
+        idx = [p[0] for p in picks]
+        z = z_range_at(seed + 101, idx, generator.z_dim, dev)
+        loc = torch.zeros(len(picks), 1, h, w, device=dev)
+        for i, (_, y, x) in enumerate(picks):
+            loc[i, 0, y, x] = 1.0
+        zz = torch.cat([z, z])
+        m = torch.cat([loc, loc])
+        v = torch.cat([k.view(1, -1, 1, 1).expand(len(picks), -1, 1, 1),
+                       torch.zeros(len(picks), n_units, 1, 1, device=dev)])
+
+        def fn(out, m=m, v=v):
+            s = m * alpha.view(1, -1, 1, 1)
+            return out * (1 - s) + s * v
+
+        with Trace(generator, edits={layer: fn}):
+            images = generator(zz)
+        score = segmenter.scores(images)[:, c].mean((1, 2))
+        delta = (score[: len(picks)].mean() - score[len(picks):].mean()) / freq
+        loss = -delta + l2 * (alpha ** 2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            alpha.clamp_(0, 1)
+        losses.append(float(loss.detach()))
+        effects.append(float(delta.detach()))
+        if progress:
+            progress(step + 1, n_steps, float(loss))
+    a = alpha.detach().cpu().numpy()
+    ranking = np.argsort(-a, kind="stable")
+    return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,
+                     effects=effects, k=k.cpu().numpy(), init=a0, seconds=time.perf_counter() - t0,
+                     top_n=top_n)
+
+
+def z_range_at(seed, indices, z_dim, device):
+    from .sampling import z_at
+    return z_at(seed, indices, z_dim, device)
+
+
+# ----------------------------------------------------------------------------- curves
+
+@torch.no_grad()
+def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
+                   counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
+                   n_samples: int = 500, seed: int = 3, batch_size: int = 25,
+                   progress: Callable | None = None) -> pd.DataFrame:
+    """Fraction of the concept's pixels removed by ablating the top-n units of each ranking
+    over the whole featuremap (Fig. 4 right). One row per (ranking, n)."""
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    dev = _device(generator)
+    base = 0.0
+    after = {(name, n): 0.0 for name in rankings for n in counts}
+    ranks = {name: _check_units(generator, layer, r) for name, r in rankings.items()}
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        base += float(_hit(segmenter, generate(generator, z), c).float().sum())
+        for name, r in ranks.items():
+            for n in counts:
+                after[(name, n)] += float(_hit(segmenter, generate(generator, z, [Edit(layer, r[:n])]), c).float().sum())
+        if progress:
+            progress(min(n_samples, a + batch_size), n_samples)
+    rows = [{"ranking": name, "n": n, "removed": 1 - after[(name, n)] / base if base else math.nan}
+            for name in rankings for n in counts]
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def removal_fraction(generator, segmenter, layer, concept, units, n_samples=200, seed=5, batch_size=25):
+    """Fraction of the concept's pixels removed by ablating ``units`` everywhere."""
+    df = ablation_curve(generator, segmenter, layer, concept, {"units": list(units)}, counts=(len(units),),
+                        n_samples=n_samples, seed=seed, batch_size=batch_size)
+    return float(df.removed.iloc[0])
+
+
+# ----------------------------------------------------------------------------- context (Fig. 11)
+
+@torch.no_grad()
+def context_study(generator, segmenter, layer, units, value, concept, n_images: int = 16,
+                  seed: int = 4, batch_size: int = 16, progress: Callable | None = None):
+    """Insert ``units`` (set to ``value``) at every single featuremap location of every image.
+
+    Returns ``(rows, summary, maps)``: rows = one per (image, location) with the segmenter's
+    majority class in that location's cell before insertion (``context``) and the insertion
+    effect (change in the fraction of the image labelled ``concept``); summary = mean effect
+    per context class; maps = [n_images, h, w] effect per location."""
+    layer = resolve_layers(generator, [layer])[0]
+    units = _check_units(generator, layer, units)
+    c = concept_index(segmenter, concept)
+    dev = _device(generator)
+    labels = list(segmenter.labels)
+    v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    v = v[units] if v.numel() > len(units) else v
+    z_all = z_range(seed, 0, n_images, generator.z_dim, dev)
+    images, cap = generate(generator, z_all, capture=[layer])
+    h, w = cap[layer].shape[-2:]
+    seg0 = segmenter.segment(images)
+    seg0 = seg0[:, 0] if seg0.dim() == 4 else seg0
+    base = (seg0 == c).float().mean((1, 2))
+    L = len(labels)
+    onehot = F.one_hot(seg0.long(), L).permute(0, 3, 1, 2).float()
+    share = F.adaptive_avg_pool2d(onehot, (h, w))                     # [n, L, h, w]
+    context = share.argmax(1)                                          # majority class per cell
+    maps = torch.zeros(n_images, h, w)
+    locs = [(y, x) for y in range(h) for x in range(w)]
+    jobs = [(i, y, x) for i in range(n_images) for (y, x) in locs]
+    done = 0
+    for a in range(0, len(jobs), batch_size):
+        chunk = jobs[a:a + batch_size]
+        z = z_all[[j[0] for j in chunk]]
+        mask = torch.zeros(len(chunk), 1, h, w, device=dev)
+        for t, (_, y, x) in enumerate(chunk):
+            mask[t, 0, y, x] = 1
+        frac = _hit(segmenter, generate(generator, z, [Edit(layer, units, "insert", v, mask)]), c).float().mean((1, 2))
+        for t, (i, y, x) in enumerate(chunk):
+            maps[i, y, x] = float(frac[t] - base[i])
+        done += len(chunk)
+        if progress:
+            progress(done, len(jobs))
+    rows = pd.DataFrame([{"image": i, "y": y, "x": x, "context": labels[int(context[i, y, x])],
+                          "effect": float(maps[i, y, x])} for (i, y, x) in jobs])
+    summary = rows.groupby("context").effect.agg(["mean", "count"]).sort_values("mean", ascending=False)
+    return rows, summary.reset_index(), maps.numpy()
+
+
+# ----------------------------------------------------------------------------- tracing (S-6.5)
+
+@torch.no_grad()
+def channel_scales(generator, layers, n_samples: int = 64, seed: int = 9, batch_size: int = 32):
+    """Mean |activation| per channel of each layer (the tracing normaliser)."""
+    dev = _device(generator)
+    acc: dict[str, torch.Tensor] = {}
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        _, cap = generate(generator, z, capture=layers)
+        for name in layers:
+            s = cap[name].abs().float().mean((2, 3)).sum(0)
+            acc[name] = acc.get(name, 0) + s
+    return {k: (v / n_samples).clamp(min=1e-8) for k, v in acc.items()}
+
+
+@torch.no_grad()
+def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = None):
+    """Change in every layer after ``edit.layer`` caused by ``edit``: per layer, the mean over
+    channels of |r' − r| / mean|r| (averaged over space and samples), plus the effect map
+    [n, h, w] at the last traced layer. Returns (DataFrame[layer, change], map)."""
+    names = layer_names(generator)
+    if edit.layer not in names:
+        resolve_layers(generator, [edit.layer])
+    later = names[names.index(edit.layer) + 1:] if edit.layer in names else []
+    if not later:
+        raise ValueError(f"no layers after {edit.layer!r} to trace")
+    scales = scales or channel_scales(generator, later)
+    _, a = generate(generator, z, capture=later)
+    _, b = generate(generator, z, [edit], capture=later)
+    rows = []
+    for name in later:
+        d = (b[name] - a[name]).abs().float() / scales[name].view(1, -1, 1, 1)
+        rows.append({"layer": name, "change": float(d.mean())})
+    last = later[-1]
+    emap = ((b[last] - a[last]).abs().float() / scales[last].view(1, -1, 1, 1)).mean(1)
+    return pd.DataFrame(rows), emap.cpu().numpy()
