@@ -299,14 +299,21 @@ class Dissection:
         d = self._layer(layer)
         return pd.DataFrame(d["quantiles"], columns=[f"q{q:g}" for q in QUANTILE_LEVELS])
 
-    def units(self, layer) -> pd.DataFrame:
+    def units(self, layer, exclude=None) -> pd.DataFrame:
         """One row per unit: best concept (``label``; ``""`` when not interpretable), its IoU,
-        threshold, I/H, precision, IoU on the threshold set, and interpretability."""
+        threshold, I/H, precision, IoU on the threshold set, and interpretability.
+
+        ``exclude``: units left out of labelling (e.g. the supplement S-6.3 filter: units whose
+        unit FID exceeds a threshold, ``np.nonzero(unit_fid.fid > 55)[0]``)."""
         d = self._layer(layer)
         iou = d["iou"]
         best = iou.argmax(1)
         r = np.arange(iou.shape[0])
         ok = iou[r, best] > self.options.iou_threshold
+        if exclude is not None:
+            ex = np.zeros(len(r), bool)
+            ex[np.asarray(list(exclude), dtype=np.int64)] = True
+            ok = ok & ~ex
         concept = np.array(self.labels, dtype=object)[best]
         return pd.DataFrame({
             "unit": r,

@@ -37,9 +37,15 @@ SEGMENTERS: dict[str, Callable] = {
     "toyworld": _load_toy(nets.ToySegmenter, "segmenter_toyworld.pt", "segmenter",
                           "scripts/train_segmenter.py"),
 }
+def _load_inception(device="cpu"):
+    from .inception import load_inception
+    return load_inception(device=device)
+
+
 FEATURES: dict[str, Callable] = {
     "toyworld": _load_toy(nets.ToyFeatures, "features_toyworld.pt", "feature network",
                           "scripts/train_features.py"),
+    "inception": _load_inception,   # standard FID Inception, from a local weights file
 }
 
 

@@ -215,3 +215,11 @@ def test_torchrun_two_processes_equal_single(tmp_path):
                 if name == "top_index":   # ties may order differently; the sets agree
                     continue
                 assert np.allclose(a, b, atol=1e-9, equal_nan=True), (layer, name)
+
+
+def test_exclude_filter_drops_labels():
+    G, seg = PlantedGenerator(), ColorSegmenter()
+    res = dissect(G, seg, "units", 64, seed=1, resolution=32, cache=False)
+    u = res.units("units", exclude=[0, 2])
+    assert u.label[0] == "" and u.label[2] == "" and u.label[4] == "lamp"
+    assert u.concept[0] == "door"          # the best concept is still reported

@@ -4,6 +4,8 @@ import pytest
 import scipy.linalg
 import torch
 
+import core
+
 from core.fid import FeatureStats, frechet_distance
 
 
@@ -80,3 +82,27 @@ def test_streaming_stats_equal_numpy_and_merge():
     mu2, cov2 = b.merge(c).mean_cov()
     np.testing.assert_allclose(mu2, mu, rtol=1e-12)
     np.testing.assert_allclose(cov2, cov, rtol=1e-10)
+
+
+def test_inception_loads_from_local_file_only(tmp_path, monkeypatch):
+    from core import inception
+    from core.checkpoints import CheckpointError
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("GANATOMY_INCEPTION", raising=False)
+    monkeypatch.setattr(inception, "candidate_paths",
+                        lambda: [tmp_path / "none" / inception.WEIGHTS_NAME,
+                                 tmp_path / "torch" / "hub" / "checkpoints" / inception.WEIGHTS_NAME])
+    with pytest.raises(CheckpointError, match=r"pt_inception-2015-12-05-6726825d.pth\) were not found; "
+                                              r"looked at:(.|\n)*hub/checkpoints(.|\n)*GANATOMY_INCEPTION"):
+        core.load_features("inception")
+    # a file in the FID layout (random weights here) loads with weights_only and gives 2048-d features
+    torch.manual_seed(0)
+    path = tmp_path / "torch" / "hub" / "checkpoints" / inception.WEIGHTS_NAME
+    path.parent.mkdir(parents=True)
+    torch.save(inception.build_fid_inception().state_dict(), path)
+    net = core.load_features("inception")
+    f = net(torch.rand(2, 3, 64, 64) * 2 - 1)
+    assert f.shape == (2, 2048) and torch.isfinite(f).all()
+    path.write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match=inception.WEIGHTS_NAME):
+        core.load_features("inception")
