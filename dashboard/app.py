@@ -1,7 +1,7 @@
 """GANatomy dashboard entry point: ``streamlit run dashboard/app.py``.
 
-Pages are thin views over ``core``. Until the dissection pages land, the app shows toyworld,
-the embedded default world: scenes and their exact label maps.
+Pages are thin views over ``core`` (dashboard/views/*), sharing the model picker and cached
+resources of dashboard/common.py.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 
-pages = [st.Page(str(Path(__file__).parent / "views" / "toyworld.py"), title="Toyworld", icon="🏘️",
-                 default=True)]
+VIEWS = Path(__file__).parent / "views"
+pages = [st.Page(str(VIEWS / "dissection.py"), title="Dissection", icon="🔬", default=True),
+         st.Page(str(VIEWS / "whatif.py"), title="What-if", icon="🎨"),
+         st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon="🏘️")]
 st.navigation(pages).run()
