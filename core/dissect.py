@@ -52,6 +52,7 @@ class DissectOptions:
     iou_threshold: float = 0.05     # a unit is interpretable when its best IoU exceeds this
     min_frequency: float = 1e-3     # concepts rarer than this (pixel fraction) are not scored
     topk: int = 20                  # top-activating samples kept per unit
+    max_hist_bytes: int = 6 << 30   # refuse (with advice) rather than exhaust memory
 
     def key(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -556,6 +557,11 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
     first = True
 
     def init_stats(slots):
+        need = sum(shapes[n][0] for n in layers) * 2 * slots * (opts.bins + 1) * 8
+        if need > opts.max_hist_bytes:
+            raise ValueError(f"the histograms for {len(layers)} layers would take {need / 2**30:.1f} GiB "
+                             f"(limit {opts.max_hist_bytes / 2**30:.1f} GiB): dissect fewer layers per call, "
+                             f"lower bins= (now {opts.bins}) or raise max_hist_bytes=")
         for name in layers:
             u, fh, fw = shapes[name]
             stats[name] = _LayerStats(name, u, fh, fw, size, opts.bins, slots, opts.topk, device)

@@ -223,3 +223,30 @@ def test_exclude_filter_drops_labels():
     u = res.units("units", exclude=[0, 2])
     assert u.label[0] == "" and u.label[2] == "" and u.label[4] == "lamp"
     assert u.concept[0] == "door"          # the best concept is still reported
+
+
+def test_training_evolution_over_a_series(tmp_path, monkeypatch):
+    """Two fake snapshots and a final model: one row per checkpoint and layer, in step order."""
+    from core import studies, zoo
+    monkeypatch.setattr(zoo, "GAN_DIR", tmp_path)
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    import json
+    for i, (stem, step) in enumerate([("toy@step-10", 10), ("toy@step-200", 200), ("toy", 300)]):
+        torch.manual_seed(i)
+        G = core.ProGAN(16, (16, 12, 8))
+        torch.save({"state_dict": G.state_dict(), "meta": {"steps": step}}, tmp_path / f"{stem}.pt")
+        (tmp_path / f"{stem}.json").write_text(json.dumps({"steps": step}))
+    assert core.checkpoint_series("toyworld/toy") == [(10, "toyworld/toy@step-10"),
+                                                      (200, "toyworld/toy@step-200"), (300, "toyworld/toy")]
+
+    class SignSeg:
+        labels = ["-", "a", "b"]
+
+        def segment(self, images):
+            return (images[:, 0] > 0).long() + 1
+
+        def scores(self, images):
+            return torch.nn.functional.one_hot(self.segment(images), 3).permute(0, 3, 1, 2).float()
+
+    df = studies.training_evolution("toyworld/toy", SignSeg(), ["layer3"], n_samples=16)
+    assert list(df.step) == [10, 200, 300] and set(df.columns) >= {"interpretable", "concepts", "mean_iou"}
