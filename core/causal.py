@@ -204,7 +204,7 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_
         losses.append(float(loss.detach()))
         effects.append(float(delta.detach()))
         if progress:
-            progress(step + 1, n_steps, float(loss))
+            progress(step + 1, n_steps, losses[-1])
     a = alpha.detach().cpu().numpy()
     ranking = np.argsort(-a, kind="stable")
     return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,

@@ -17,5 +17,9 @@ st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 VIEWS = Path(__file__).parent / "views"
 pages = [st.Page(str(VIEWS / "dissection.py"), title="Dissection", icon="🔬", default=True),
          st.Page(str(VIEWS / "whatif.py"), title="What-if", icon="🎨"),
+         st.Page(str(VIEWS / "causal_units.py"), title="Causal units", icon="🎯"),
+         st.Page(str(VIEWS / "repair.py"), title="Artifact repair", icon="🩹"),
+         st.Page(str(VIEWS / "evolution.py"), title="Training evolution", icon="📈"),
+         st.Page(str(VIEWS / "tracing.py"), title="Tracing", icon="🧭"),
          st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon="🏘️")]
 st.navigation(pages).run()

@@ -70,3 +70,51 @@ def test_whatif_page_edit_changes_images():
     assert [i.url for i in _images(at)[1].proto.imgs] != after
     at.text_input[0].set_value("9999").run()
     assert at.error and "out of range" in at.error[0].value
+
+
+def _page(path, timeout=300):
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    return at.switch_page(path).run()
+
+
+def test_causal_units_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    at = _page("views/causal_units.py")
+    assert not at.exception, at.exception
+    at.select_slider[0].set_value(20).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("causal units" in m.value for m in at.markdown)
+    imgs = _images(at)
+    assert [i.url for i in imgs[-2].proto.imgs] != [i.url for i in imgs[-1].proto.imgs]
+
+
+def test_repair_page_flags_persist(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    at = _page("views/repair.py")
+    assert not at.exception, at.exception
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    box = at.checkbox[0]
+    unit = int(box.label.split()[1])
+    box.check().run()
+    from core import repair
+    assert unit in repair.load_flags(at.selectbox[0].value, "layer4")
+
+
+def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    at = _page("views/evolution.py")
+    assert not at.exception, at.exception
+    if at.button:
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        assert len(at.dataframe) == 1
+    at = _page("views/tracing.py")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    before = at.get("plotly_chart")[1].proto.spec
+    at.slider[0].set_value(0).run()
+    assert not at.exception
+    assert at.get("plotly_chart")[1].proto.spec != before

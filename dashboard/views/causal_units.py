@@ -1,0 +1,63 @@
+"""Causal units: which units *cause* a concept (ACE optimisation, eq. 5-6) and ablation curves."""
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+import torch
+
+import core
+from core import causal
+from core.intervention import Edit, generate, insertion_constants
+from core.sampling import z_range
+from core.visualize import to_uint8
+from dashboard.common import pick_layer, pick_model, segmenter
+
+st.title("Causal units")
+name, G = pick_model()
+layer = pick_layer(G)
+seg = segmenter()
+c1, c2, c3 = st.columns(3)
+concept = c1.selectbox("Concept", seg.labels[1:], index=seg.labels[1:].index("door") if "door" in seg.labels else 0)
+steps = c2.select_slider("Optimisation steps", [20, 50, 100, 200], value=50)
+curve_n = c3.select_slider("Images for the ablation curve", [50, 100, 200, 500], value=100)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_ace(model, layer, concept, steps, _G, _seg):
+    bar = st.progress(0.0, text="Optimising alpha…")
+    dis = core.dissect(_G, _seg, [layer], 400)
+    c = _seg.labels.index(concept)
+    k = insertion_constants(_G, _seg, layer, concept, n_samples=100)
+    res = causal.ace(_G, _seg, layer, concept, n_steps=steps, iou=dis.iou(layer)[:, c], k=k,
+                     progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
+    bar.empty()
+    return res, dis.iou(layer)[:, c], k.numpy()
+
+
+key = (name, layer, concept, steps)
+if st.button("Find causal units", type="primary") or st.session_state.get("ace_key") == key:
+    st.session_state["ace_key"] = key
+    try:
+        with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
+            res, iou, k = run_ace(name, layer, concept, steps, G, seg)
+    except ValueError as e:
+        st.error(f"Cannot optimise: {e}")
+        st.stop()
+    st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
+    st.plotly_chart(px.line(y=res.losses, labels={"x": "step", "y": "loss"}, title="Loss (−δ + λ‖α‖²)"),
+                    use_container_width=True)
+    if st.toggle("Ablation curve: ACE ranking vs IoU ranking"):
+        with st.spinner("Ablating…"):
+            df = causal.ablation_curve(G, seg, layer, concept,
+                                       {"ace": res.ranking[:20].tolist(), "iou": (-iou).argsort()[:20].tolist()},
+                                       counts=(1, 2, 5, 10, 20), n_samples=curve_n)
+        st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
+                                title=f"Fraction of {concept} pixels removed"), use_container_width=True)
+    z = z_range(7, 0, 6, G.z_dim)
+    with torch.no_grad():
+        before = to_uint8(generate(G, z))
+        after = to_uint8(generate(G, z, [Edit(layer, res.units)]))
+    st.image(list(before), width=104, caption=["before"] * 6)
+    st.image(list(after), width=104, caption=[f"{concept} units ablated"] * 6)
+else:
+    st.info("Pick a concept and press **Find causal units**.")

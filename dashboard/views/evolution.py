@@ -1,0 +1,33 @@
+"""Training evolution: how interpretable units emerge over the town checkpoint series (S-6.6)."""
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+import core
+from core import studies
+from dashboard.common import pick_layer, pick_model, segmenter
+
+st.title("Training evolution")
+name, G = pick_model()
+layer = pick_layer(G)
+try:
+    series = core.checkpoint_series(name)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+if len(series) < 2:
+    st.info(f"{name} has no training snapshots; the town model ships a series (toyworld/town@step-N).")
+    st.stop()
+st.caption("Checkpoints: " + ", ".join(f"{s}" for s, _ in series))
+n = st.select_slider("Samples per checkpoint", [200, 500, 1000], value=200)
+if st.button("Dissect every checkpoint", type="primary") or st.session_state.get("evo_key") == (name, layer, n):
+    st.session_state["evo_key"] = (name, layer, n)
+    bar = st.progress(0.0, text="Dissecting checkpoints…")
+    df = studies.training_evolution(name, segmenter(), [layer], n_samples=n,
+                                    progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} checkpoints"))
+    bar.empty()
+    long = df.melt(id_vars=["step"], value_vars=["interpretable", "concepts", "mean_iou"])
+    st.plotly_chart(px.line(long, x="step", y="value", facet_col="variable", markers=True,
+                            title=f"{layer} over training").update_yaxes(matches=None), use_container_width=True)
+    st.dataframe(df, hide_index=True, use_container_width=True)

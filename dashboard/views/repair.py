@@ -1,0 +1,58 @@
+"""Artifact repair: per-unit FID finds artifact units; ablating them should lower FID."""
+from __future__ import annotations
+
+import streamlit as st
+
+import core
+from core import evaluation, repair
+from core.visualize import unit_strips
+from dashboard.common import pick_layer, pick_model
+
+st.title("Artifact repair")
+name, G = pick_model()
+layer = pick_layer(G)
+c1, c2 = st.columns(2)
+n = c1.select_slider("Generated images", [500, 2000, 5000, 20000], value=500)
+top = c2.select_slider("Top images per unit", [50, 100, 250, 1000], value=50)
+
+
+@st.cache_resource(show_spinner=False)
+def features():
+    return core.load_features("toyworld")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_unit_fid(model, layer, n, top, _G):
+    bar = st.progress(0.0, text="Generating…")
+    real = evaluation.cached_real_stats(features(), _G.meta.get("scene", "town"), _G.resolution)
+    uf = repair.unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n),
+                         progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"))
+    bar.empty()
+    return uf, real
+
+
+if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_key") == (name, layer, n, top):
+    st.session_state["ufid_key"] = (name, layer, n, top)
+    with st.status("Per-unit FID", expanded=True):
+        uf, real = run_unit_fid(name, layer, n, top, G)
+    table = uf.table()
+    st.dataframe(table.head(30), hide_index=True, use_container_width=True, height=240)
+    flags = set(repair.load_flags(name, layer))
+    st.subheader("Candidates (highest unit FID)")
+    cands = uf.highest(8)
+    strips = unit_strips(G, layer, cands, [-1e9] * len(cands), uf.top_index[:6, cands].T, uf.seed)
+    for u in cands:
+        col1, col2 = st.columns([1, 6])
+        if col1.checkbox(f"unit {u}", value=u in flags, key=f"flag-{u}"):
+            flags.add(u)
+        else:
+            flags.discard(u)
+        col2.image(strips[u], caption=f"unit {u}: FID {uf.fid[u]:.3f}")
+    repair.save_flags(name, layer, sorted(flags))
+    chosen = sorted(flags) or uf.highest(5)
+    if st.button(f"Ablate {len(chosen)} units and compare FID"):
+        with st.spinner("FID before/after…"):
+            t, _ = repair.repair_table(G, layer, features(), real, chosen, n_candidates=n, n_eval=max(n // 5, 50))
+        st.dataframe(t, hide_index=True, use_container_width=True)
+else:
+    st.info("Press **Compute unit FID** (results are cached).")
