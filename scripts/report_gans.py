@@ -84,6 +84,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-gen", type=int, default=2000)
     ap.add_argument("--n-freq", type=int, default=2000)
+    ap.add_argument("--n-series", type=int, default=1000, help="generated samples per series FID")
     ap.add_argument("--scenes", nargs="*", default=list(toyworld.SCENES))
     a = ap.parse_args()
     features = core.load_features("toyworld")
@@ -114,7 +115,8 @@ def main():
         }
         if scene == "town" and len(series) > 1:
             entry["series"] = [{"model": m, "steps": s,
-                                "fid": round(fid_of(core.load_generator(m), features, real, a.n_gen), 4)}
+                                "fid": round(fid_of(core.load_generator(m), features, real, a.n_series), 4),
+                                "n_generated": a.n_series}
                                for s, m in series]
         # concept frequency: segmenter on generated vs real
         gen_f = frequencies(seg, gen_images(G, a.n_freq, seed=1), len(seg.labels))
@@ -126,7 +128,7 @@ def main():
             if i == 0 or (real_f[i] < 1e-4 and gen_f[i] < 1e-4):
                 continue
             need = real_f[i] >= 0.01
-            good = (gen_f[i] >= 0.002) if need else None
+            good = bool(gen_f[i] >= 0.002) if need else None
             ok &= good is not False
             rows.append({"concept": lab, "real": round(float(real_f[i]), 5), "generated": round(float(gen_f[i]), 5),
                          "required": bool(need), "pass": good})

@@ -250,3 +250,43 @@ def test_training_evolution_over_a_series(tmp_path, monkeypatch):
 
     df = studies.training_evolution("toyworld/toy", SignSeg(), ["layer3"], n_samples=16)
     assert list(df.step) == [10, 200, 300] and set(df.columns) >= {"interpretable", "concepts", "mean_iou"}
+
+
+def test_multilabel_segmenter_counts_every_channel():
+    """A segmenter with 2 label channels per pixel: concepts of the second channel are scored
+    by the same brute-force counts, and mask sizes still count each pixel once."""
+    G = tiny_progan()
+
+    class TwoChannel:
+        labels = ["-", "a", "b", "c"]
+
+        def segment(self, images):
+            first = (images[:, 0] > 0).long() + 1                       # a or b everywhere
+            second = torch.where(images[:, 1] > 0.2, torch.full_like(first, 3), torch.zeros_like(first))
+            return torch.stack([first, second], 1)                      # c overlaps a/b
+
+        def scores(self, images):
+            return torch.zeros(images.shape[0], 4, *images.shape[-2:])
+
+    seg = TwoChannel()
+    n, size = 10, 8
+    res = dissect(G, seg, ["layer3"], n, seed=2, batch_size=4, resolution=size, bins=12,
+                  min_frequency=0.0, cache=False)
+    z = z_range(2, 0, n, G.z_dim)
+    with hooks.Trace(G, capture=["layer3"]) as tr:
+        images = G(z)
+    lab = seg.segment(images)
+    ys = (torch.arange(size) * lab.shape[-1]) // size
+    lab = lab[:, :, ys][:, :, :, ys].numpy()
+    up = F.interpolate(tr["layer3"].double(), size=(size, size), mode="bilinear", align_corners=True).numpy()
+    even, odd = np.arange(n) % 2 == 0, np.arange(n) % 2 == 1
+    d = res.data["layer3"]
+    for u in range(up.shape[1]):
+        cands = d["lo"][u] + np.arange(12) * d["width"][u]
+        for c in (1, 3):
+            conc = (lab == c).any(1)
+            scores = [brute_iqr(up[even, u] > t, conc[even]) for t in cands]
+            k = int(np.argmax(scores))
+            m = up[odd, u] > cands[k]
+            inter, union = np.sum(m & conc[odd]), np.sum(m | conc[odd])
+            assert res.iou("layer3")[u, c] == pytest.approx(inter / union if union else 0.0, abs=1e-9)
