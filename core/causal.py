@@ -20,7 +20,7 @@ from .hooks import Trace, layer_names, resolve_layers
 from .intervention import Edit, concept_index, generate, insertion_constants
 from .sampling import z_range
 
-__all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "trace_effect",
+__all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "trace_effect", "removal_table",
            "channel_scales", "removal_fraction"]
 
 
@@ -340,3 +340,26 @@ def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = N
     last = later[-1]
     emap = ((b[last] - a[last]).abs().float() / scales[last].view(1, -1, 1, 1)).mean(1)
     return pd.DataFrame(rows), emap.cpu().numpy()
+
+
+def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: int = 20,
+                  ace_steps: int = 100, n_samples: int = 200, seed: int = 0,
+                  progress: Callable | None = None, **ace_kw) -> pd.DataFrame:
+    """Percent of each concept's pixels removed by ablating its ``n_units`` causal units (found by
+    :func:`ace`), per generator (e.g. one per scene type) — the paper's Fig. 9–10 table.
+    ``concepts``: a list used for every generator, or {generator name: [concepts]}."""
+    rows = []
+    jobs = [(g, c) for g in generators for c in (concepts[g] if isinstance(concepts, dict) else concepts)]
+    for i, (gname, concept) in enumerate(jobs):
+        G = generators[gname]
+        try:
+            res = ace(G, segmenter, layer, concept, n_steps=ace_steps, top_n=n_units, seed=seed, **ace_kw)
+            removed = removal_fraction(G, segmenter, layer, concept, res.units, n_samples=n_samples)
+            rows.append({"generator": gname, "concept": concept, "units": res.units,
+                         "removed_percent": 100 * removed})
+        except ValueError as e:       # the concept never appears in this generator's scenes
+            rows.append({"generator": gname, "concept": concept, "units": [], "removed_percent": math.nan,
+                         "note": str(e)})
+        if progress:
+            progress(i + 1, len(jobs))
+    return pd.DataFrame(rows)

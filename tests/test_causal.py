@@ -146,3 +146,14 @@ def test_bad_input(planted):
         generate(G, z, [Edit("layer9", [1])])
     with pytest.raises(ValueError, match="insert Edit needs value="):
         Edit("feat", [1], "insert")
+
+
+def test_removal_table(planted):
+    G, seg = planted
+    df = causal.removal_table({"planted": G}, seg, "feat", ["door", "sky"], n_units=5, ace_steps=30,
+                              n_samples=40, batch_size=8, lr=0.05, pool_size=32)
+    door = df.set_index("concept").loc["door"]
+    assert door.removed_percent == pytest.approx(100.0)          # the 5 causal door units
+    assert set(door.units) == set(DOOR_UNITS)
+    sky = df.set_index("concept").loc["sky"]
+    assert np.isnan(sky.removed_percent) or sky.removed_percent < 1   # nothing in feat draws the sky
