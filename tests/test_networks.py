@@ -88,7 +88,7 @@ def test_feature_network_and_fid_sensitivity(feats):
 def test_unknown_names_list_what_exists():
     with pytest.raises(ValueError, match="available: toyworld"):
         core.load_segmenter("ade20k-upernet")
-    with pytest.raises(ValueError, match="available: toyworld"):
+    with pytest.raises(ValueError, match="available: inception, toyworld"):
         core.load_features("inception-v9")
 
 
