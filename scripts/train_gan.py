@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -127,6 +128,14 @@ def main():
         training.save_atomic({"state_dict": training.shipped_state(ema.model), "meta": meta},
                              run / "snapshots" / f"step-{step}.pt")
 
+    stop = {"now": False}
+
+    def request_stop(signum, frame):   # SIGTERM / Ctrl-C: finish this step, save, exit
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    done = start
     for step in bar:
         reals = next(it).to(dev, non_blocking=True)
         if dev.type == "cuda":
@@ -156,20 +165,26 @@ def main():
                         "seconds": round(timer.elapsed(), 1)})
         done = step + 1
         fid = None
-        if done % a.fid_every == 0 or done == a.steps or done == 1:
+        last = done == a.steps or stop["now"]
+        if done % a.fid_every == 0 or last or done == 1:
             fid = round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3)
             log.append({"step": done, "fid": fid, "seconds": round(timer.elapsed(), 1)})
             tqdm.write(f"step {done}: FID {fid}")
-        if done % a.snapshot_every == 0 or done == a.steps or done in SNAPSHOTS:
+        if done % a.snapshot_every == 0 or last or done in SNAPSHOTS:
             save_snapshot(done, fid if fid is not None else
                           round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3))
-        if done % a.ckpt_every == 0 or done == a.steps:
+        if done % a.ckpt_every == 0 or last:
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": done,
                                   "seconds": timer.elapsed(), "log": json.dumps(log),
                                   "rng": torch.get_rng_state(), "config": json.dumps(config)}, ck_path)
             (run / "log.json").write_text(json.dumps(log))
-    print(f"done: {name} {a.steps} steps in {timer.elapsed() / 60:.1f} min")
+        if stop["now"]:
+            tqdm.write(f"stopped at step {done}: snapshot and checkpoint saved; resume with --resume")
+            break
+    if not (run / "snapshots" / f"step-{done}.pt").exists():   # e.g. resumed at the final step
+        save_snapshot(done, round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3))
+    print(f"done: {name} {done} steps in {timer.elapsed() / 60:.1f} min")
 
 
 if __name__ == "__main__":
