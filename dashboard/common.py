@@ -25,7 +25,7 @@ def pick_model(key: str = "model", label: str = "Generator"):
         st.warning("No generators are shipped yet: train one with `python scripts/train_gan.py` and "
                    "ship it with `python scripts/ship_gans.py`.")
         st.stop()
-    default = st.session_state.get("shared_model", models[0])
+    default = st.session_state.get("shared_model", "toyworld/town" if "toyworld/town" in models else models[0])
     name = st.sidebar.selectbox(label, models, index=models.index(default) if default in models else 0,
                                 key=key)
     st.session_state["shared_model"] = name
