@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -45,16 +46,16 @@ def _check_units(generator, layer, units):
     return units
 
 
-_UNITS_CACHE: dict = {}
+_UNITS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> {layer: units}
 
 
 def _n_units(generator, layer) -> int:
-    key = (id(generator), layer)
-    if key not in _UNITS_CACHE:
+    known = _UNITS_CACHE.setdefault(generator, {})
+    if layer not in known:
         with torch.no_grad(), Trace(generator, capture=[layer]) as tr:
             generator(z_range(0, 0, 1, generator.z_dim, _device(generator)))
-        _UNITS_CACHE[key] = int(tr[layer].shape[1])
-    return _UNITS_CACHE[key]
+        known[layer] = int(tr[layer].shape[1])
+    return known[layer]
 
 
 # ----------------------------------------------------------------------------- ACE (eq. 4)

@@ -35,7 +35,7 @@ def _init_distributed():
 def cmd_models(a):
     from .zoo import list_models
     for name, card in list_models().items():
-        fid = card.get("fid")
+        fid = card.get("eval_fid_10k_real", card.get("fid"))
         print(f"{name:32s} res {card.get('resolution', '?')}  steps {card.get('steps', '?')}  FID {fid}")
 
 
