@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .hooks import Trace, layer_names, resolve_layers
 from .intervention import Edit, concept_index, generate, insertion_constants
-from .sampling import z_range
+from .sampling import z_at, z_range
 
 __all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "trace_effect", "removal_table",
            "channel_scales", "removal_fraction"]
@@ -179,7 +179,7 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_
             src = pool if pool else (present or absent)
             picks += [src[i] for i in rng.integers(0, len(src), m)]
         idx = [p[0] for p in picks]
-        z = z_range_at(seed + 101, idx, generator.z_dim, dev)
+        z = z_at(seed + 101, idx, generator.z_dim, dev)
         loc = torch.zeros(len(picks), 1, h, w, device=dev)
         for i, (_, y, x) in enumerate(picks):
             loc[i, 0, y, x] = 1.0
@@ -211,11 +211,6 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_
     return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,
                      effects=effects, k=k.cpu().numpy(), init=a0, seconds=time.perf_counter() - t0,
                      top_n=top_n)
-
-
-def z_range_at(seed, indices, z_dim, device):
-    from .sampling import z_at
-    return z_at(seed, indices, z_dim, device)
 
 
 # ----------------------------------------------------------------------------- curves

@@ -21,7 +21,6 @@ still count every pixel once.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -673,6 +672,3 @@ def _merge_distributed(stats, concept_slot_px, totals, device):
         v, j = v.topk(min(k, n_valid), dim=1)
         st.top_v, st.top_i = v, i.gather(1, j)
 
-
-def dumps_units(res: Dissection, layer: str) -> str:
-    return json.dumps(res.units(layer).to_dict(orient="records"), default=float)

@@ -112,3 +112,15 @@ def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: in
     np.savez(tmp, mu=mu, cov=cov)
     tmp.replace(path)
     return mu, cov
+
+
+@torch.no_grad()
+def generator_fid(generator, features, real, n: int = 2000, seed: int = 0, batch: int = 250,
+                  device="cpu") -> float:
+    """FID of ``n`` samples of ``generator`` (codes ``core.sampling.z_range(seed, ...)``) against
+    ``real`` = (mu, cov) in the space of ``features``."""
+    from .sampling import z_range
+    st = FeatureStats()
+    for a in range(0, n, batch):
+        st.update(features(generator(z_range(seed, a, min(n, a + batch), generator.z_dim, device)).float()))
+    return float(frechet_distance(*st.mean_cov(), *real))

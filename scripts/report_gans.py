@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
 from core import evaluation, toyworld, training  # noqa: E402
-from core.fid import FeatureStats, frechet_distance  # noqa: E402
+from core.fid import frechet_distance  # noqa: E402
 from core.sampling import z_range  # noqa: E402
 from core.visualize import to_uint8  # noqa: E402
 from core.zoo import GAN_DIR  # noqa: E402
@@ -44,20 +44,8 @@ def gen_images(G, n, seed=0, batch=250):
         yield G(z_range(seed, a, min(n, a + batch), G.z_dim))
 
 
-@torch.no_grad()
-def fid_of(G, features, real, n):
-    st = FeatureStats()
-    for im in gen_images(G, n):
-        st.update(features(im))
-    return float(frechet_distance(*st.mean_cov(), *real))
-
-
-@torch.no_grad()
 def real_vs_real(features, scene, res, real, n):
-    st = FeatureStats()
-    for a in range(0, n, 250):
-        im, _ = toyworld.render(scene, min(250, n - a), seed=RR_SEED, size=res, start=a)
-        st.update(features(im))
+    st = evaluation.real_stats(features, [scene], n, seed=RR_SEED, size=res)
     return float(frechet_distance(*st.mean_cov(), *real))
 
 
@@ -117,14 +105,14 @@ def main():
         G0 = core.load_generator(earliest_src)
         entry = {
             "model": name, "resolution": res, "steps": G.meta.get("steps"),
-            "fid_final": round(fid_of(G, features, real, a.n_gen), 4),
-            "earliest": {"steps": G0.meta.get("steps"), "fid": round(fid_of(G0, features, real, a.n_gen), 4)},
+            "fid_final": round(evaluation.generator_fid(G, features, real, a.n_gen), 4),
+            "earliest": {"steps": G0.meta.get("steps"), "fid": round(evaluation.generator_fid(G0, features, real, a.n_gen), 4)},
             "fid_real_vs_real": round(real_vs_real(features, scene, res, real, a.n_gen), 4),
             "n_generated": a.n_gen, "n_real": REAL_N,
         }
         if scene == "town" and len(series) > 1:
             entry["series"] = [{"model": m, "steps": s,
-                                "fid": round(fid_of(core.load_generator(m), features, real, a.n_series), 4),
+                                "fid": round(evaluation.generator_fid(core.load_generator(m), features, real, a.n_series), 4),
                                 "n_generated": a.n_series}
                                for s, m in series]
             for row in entry["series"]:

@@ -25,7 +25,6 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from core import evaluation, gan, load_features, toyworld, training  # noqa: E402
-from core.fid import FeatureStats, frechet_distance  # noqa: E402
 from core.progan import ProGAN  # noqa: E402
 
 # Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
@@ -39,16 +38,6 @@ SNAPSHOTS = (100, 250, 500, 1000, 2000)
 
 def _widths(text):
     return tuple(int(c) for c in text.split(","))
-
-
-@torch.no_grad()
-def gen_fid(G, features, real, n=2000, batch=200, device="cpu", seed=123):
-    st = FeatureStats()
-    g = torch.Generator().manual_seed(seed)
-    for i in range(0, n, batch):
-        z = torch.randn(min(batch, n - i), G.z_dim, generator=g).to(device)
-        st.update(features(G(z).float()))
-    return frechet_distance(*st.mean_cov(), *real)
 
 
 def main():
@@ -167,12 +156,12 @@ def main():
         fid = None
         last = done == a.steps or stop["now"]
         if done % a.fid_every == 0 or last or done == 1:
-            fid = round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3)
+            fid = round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3)
             log.append({"step": done, "fid": fid, "seconds": round(timer.elapsed(), 1)})
             tqdm.write(f"step {done}: FID {fid}")
         if done % a.snapshot_every == 0 or last or done in SNAPSHOTS:
             save_snapshot(done, fid if fid is not None else
-                          round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3))
+                          round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3))
         if done % a.ckpt_every == 0 or last:
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": done,
@@ -183,7 +172,7 @@ def main():
             tqdm.write(f"stopped at step {done}: snapshot and checkpoint saved; resume with --resume")
             break
     if not (run / "snapshots" / f"step-{done}.pt").exists():   # e.g. resumed at the final step
-        save_snapshot(done, round(gen_fid(ema.model, features, real, n=a.fid_n, device=dev), 3))
+        save_snapshot(done, round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3))
     print(f"done: {name} {done} steps in {timer.elapsed() / 60:.1f} min")
 
 
