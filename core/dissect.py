@@ -351,6 +351,35 @@ class Dissection:
                 "segmenter": self.segmenter, "meta": self.meta}
         return arrays, meta
 
+    def subset(self, layers) -> "Dissection":
+        """The same result restricted to ``layers`` (arrays shared, not copied)."""
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        for name in layers:
+            self._layer(name)
+        return Dissection(labels=list(self.labels), layers=layers, n_samples=self.n_samples, seed=self.seed,
+                          options=self.options, model=self.model, segmenter=self.segmenter,
+                          data={name: self.data[name] for name in layers}, meta=dict(self.meta))
+
+    @classmethod
+    def merge(cls, results, layers) -> "Dissection":
+        """One result holding ``layers``, each taken from the first of ``results`` that has it
+        (results of the same generator, segmenter, samples, seed and options)."""
+        layers = list(layers)
+        first = results[0]
+        for r in results[1:]:
+            if (r.labels, r.n_samples, r.seed, r.options) != (first.labels, first.n_samples, first.seed, first.options):
+                raise ValueError("can only merge dissections of the same labels, samples, seed and options")
+        data = {}
+        for name in layers:
+            src = next((r for r in results if name in r.data), None)
+            if src is None:
+                raise ValueError(f"no result holds layer {name!r}")
+            data[name] = src.data[name]
+        meta = dict(first.meta)
+        meta["cached"] = all(r.meta.get("cached", False) for r in results)
+        return cls(labels=list(first.labels), layers=layers, n_samples=first.n_samples, seed=first.seed,
+                   options=first.options, model=first.model, segmenter=first.segmenter, data=data, meta=meta)
+
     @classmethod
     def from_arrays(cls, arrays, meta):
         data: dict = {}
@@ -480,12 +509,15 @@ def _check_n(n_samples):
 
 def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, seed: int = 0,
             batch_size: int | None = None, device=None, progress: Callable | None = None, *,
-            options: DissectOptions | None = None, cache: bool = True, **option_kw) -> Dissection:
+            options: DissectOptions | None = None, cache: bool = True, cached_only: bool = False,
+            **option_kw) -> Dissection | None:
     """Dissect ``layers`` of ``generator`` against ``segmenter`` over ``n_samples`` samples.
 
     Sample ``i`` is ``generator(z_i)`` with ``z_i = core.sampling.z_range(seed, i, i+1)``.
     ``progress(done, total)`` is called after every batch. Options (keywords or ``options=``):
-    see :class:`DissectOptions`. Results are cached on disk (``cache=False`` to skip).
+    see :class:`DissectOptions`. Results are cached on disk (``cache=False`` to skip), one entry
+    per layer: a later call with any of these layers reuses them. ``cached_only=True`` returns
+    the result only when it is all on disk, else None (computes nothing).
     Under ``torch.distributed`` (e.g. ``torchrun``) the batches are sharded across processes
     and the statistics merged: every process returns the same, complete result.
     """
@@ -523,20 +555,40 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
     size = opts.resolution or max(img.shape[-1] // 2, 1)
     shapes = {name: tuple(tr[name].shape[1:]) for name in layers}
 
-    key = None
+    key = key_for = None
     gen_id = _cache.model_fingerprint(generator) if cache else None
     seg_id = _cache.model_fingerprint(segmenter) if cache else None
     if cache and gen_id and seg_id:
-        key = _cache.make_key(kind="dissect", version=CODE_VERSION, generator=gen_id, segmenter=seg_id,
-                              layers=layers, n=int(n_samples), seed=int(seed), options=opts.key(),
-                              size=size, batch=batch_size)
+        def key_for(names):
+            return _cache.make_key(kind="dissect", version=CODE_VERSION, generator=gen_id, segmenter=seg_id,
+                                   layers=list(names), n=int(n_samples), seed=int(seed), options=opts.key(),
+                                   size=size, batch=batch_size)
+        key = key_for(layers)
         hit = _cache.load("dissect", key)
+        if hit is None and len(layers) > 1:
+            # every layer is also stored on its own: reuse the layers dissected before (alone or
+            # with others) and compute only the missing ones, in one pass
+            parts = {}
+            for name in layers:
+                h = _cache.load("dissect", key_for([name]))
+                if h is not None:
+                    parts[name] = Dissection.from_arrays(*h)
+            todo = [name for name in layers if name not in parts]
+            if parts and todo and not cached_only:
+                rest = dissect(generator, segmenter, todo, n_samples, seed, batch_size, device, progress,
+                               options=opts, cache=cache)
+                parts.update({name: rest for name in todo})
+                return Dissection.merge([parts[name] for name in layers], layers)
+            if parts and not todo:
+                hit = Dissection.merge([parts[name] for name in layers], layers).to_arrays()
         if hit is not None:
             res = Dissection.from_arrays(*hit)
             res.meta["cached"] = True
             if progress:
                 progress(n_samples, n_samples)
             return res
+    if cached_only:
+        return None
 
     ext_labels = labels + (part_labels(labels) if opts.parts else [])
     n_ext = len(ext_labels)
@@ -642,7 +694,8 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
                      segmenter=str(getattr(segmenter, "source", type(segmenter).__name__)), data=data,
                      meta=meta)
     if key is not None and rank == 0:
-        _cache.save("dissect", key, *res.to_arrays())
+        for name in layers:          # one entry per layer (see above: later calls combine them)
+            _cache.save("dissect", key_for([name]), *res.subset([name]).to_arrays())
     return res
 
 

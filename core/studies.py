@@ -8,7 +8,8 @@ import pandas as pd
 from .dissect import dissect
 from .zoo import checkpoint_series, load_generator
 
-__all__ = ["compare_models", "training_evolution"]
+__all__ = ["compare_models", "training_evolution", "zoo_groups", "dissect_models", "concept_map",
+           "concept_map_summary"]
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
@@ -34,3 +35,79 @@ def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: i
     steps = {m: s for s, m in series}
     df.insert(1, "step", df.model.map(steps))
     return df
+
+
+# ----------------------------------------------------------------------------- concept maps
+
+def zoo_groups(models: dict) -> dict[str, dict]:
+    """Group a model listing (``core.list_models()``: name -> card) by scene type:
+    ``{scene: {"base": name or None, "variants": [names]}}``. Training snapshots (``@step-N``)
+    are left out; a model whose card names no scene forms its own group."""
+    groups: dict[str, dict] = {}
+    for name, card in models.items():
+        if "@" in name:
+            continue
+        card = card or {}
+        scene = str(card.get("scene") or name)
+        g = groups.setdefault(scene, {"base": None, "variants": []})
+        if card.get("variant", "base") == "base" and g["base"] is None:
+            g["base"] = name
+        else:
+            g["variants"].append(name)
+    for g in groups.values():
+        if g["base"] is None and g["variants"]:
+            g["base"] = g["variants"].pop(0)
+    return groups
+
+
+def dissect_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 500,
+                   seed: int = 0, progress: Callable | None = None, loader: Callable = load_generator,
+                   **options) -> dict:
+    """``{name: Dissection}`` of the same layers of several generators (one pass per generator;
+    layers already on disk are not recomputed). ``progress(done, total, name)`` counts images
+    over all generators."""
+    out = {}
+    total = n_samples * len(names)
+    for i, name in enumerate(names):
+        G = loader(name)
+        cb = (lambda d, t, i=i, name=name: progress(i * n_samples + d, total, name)) if progress else None
+        out[name] = dissect(G, segmenter, list(layers), n_samples, seed=seed, progress=cb, **options)
+    return out
+
+
+def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshold: float | None = None) -> pd.DataFrame:
+    """How many units of each layer match each concept (the paper's Fig. 5, 6, 19 and 7).
+
+    ``results``: ``{row name (scene type or model): Dissection}``. One row per (row, layer,
+    concept) with ``units`` (number of interpretable units whose best concept it is),
+    ``mean_iou``/``max_iou`` over them and ``unit_list``; sorted by row, layer and decreasing
+    count (then concept name). ``iou_threshold`` overrides each dissection's own."""
+    rows = []
+    for row, res in results.items():
+        for layer in (layers or res.layers):
+            u = res.units(layer)
+            ok = u.iou > iou_threshold if iou_threshold is not None else u.interpretable
+            good = u[ok]
+            for concept, g in good.groupby("concept"):
+                rows.append({"row": row, "layer": layer, "concept": concept, "units": len(g),
+                             "mean_iou": float(g.iou.mean()), "max_iou": float(g.iou.max()),
+                             "unit_list": g.sort_values("iou", ascending=False).unit.tolist(),
+                             "layer_units": len(u)})
+    cols = ["row", "layer", "concept", "units", "mean_iou", "max_iou", "unit_list", "layer_units"]
+    df = pd.DataFrame(rows, columns=cols)
+    if len(df):
+        order = {r: i for i, r in enumerate(results)}
+        df = df.assign(_r=df.row.map(order)).sort_values(["_r", "layer", "units", "concept"],
+                                                         ascending=[True, True, False, True])
+        df = df.drop(columns="_r").reset_index(drop=True)
+    return df
+
+
+def concept_map_summary(cm: pd.DataFrame) -> pd.DataFrame:
+    """Per (row, layer) of a :func:`concept_map`: interpretable units, distinct concepts, mean IoU."""
+    if not len(cm):
+        return pd.DataFrame(columns=["row", "layer", "interpretable", "concepts", "mean_iou"])
+    g = cm.assign(iou_sum=cm.mean_iou * cm.units).groupby(["row", "layer"], sort=False)
+    out = g.agg(interpretable=("units", "sum"), concepts=("concept", "nunique"), iou_sum=("iou_sum", "sum"))
+    out["mean_iou"] = out.iou_sum / out.interpretable
+    return out.drop(columns="iou_sum").reset_index()

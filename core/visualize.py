@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from .hooks import Trace
 from .sampling import z_at
 
-__all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "png_bytes", "data_uri"]
+__all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "png_bytes", "data_uri",
+           "activation_histograms"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -93,3 +94,27 @@ def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
 
 def data_uri(image: np.ndarray, scale: int = 1) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode()
+
+
+@torch.no_grad()
+def activation_histograms(generator, layer: str, n_samples: int = 64, seed: int = 0, bins: int = 40,
+                          batch_size: int = 32):
+    """Histogram of every unit's activations over all featuremap locations of ``n_samples``
+    samples of ``seed``: (counts [U, bins] int64, edges [U, bins + 1] float64), each unit
+    binned between its own minimum and maximum. One generator pass serves all units."""
+    from .sampling import z_range
+    dev = next(generator.parameters(), torch.zeros(0)).device
+    acts = []
+    for a in range(0, n_samples, batch_size):
+        with Trace(generator, capture=[layer]) as tr:
+            generator(z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev))
+        acts.append(tr[layer].float().transpose(0, 1).reshape(tr[layer].shape[1], -1).cpu())
+    x = torch.cat(acts, 1).double()                               # [U, n * h * w]
+    lo, hi = x.amin(1), x.amax(1)
+    hi = torch.where(hi > lo, hi, lo + 1e-6)
+    idx = ((x - lo[:, None]) / (hi - lo)[:, None] * bins).floor().clamp(0, bins - 1).long()
+    u = x.shape[0]
+    counts = torch.zeros(u, bins, dtype=torch.int64)
+    counts.scatter_add_(1, idx, torch.ones_like(idx))
+    edges = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, bins + 1, dtype=torch.float64)[None]
+    return counts.numpy(), edges.numpy()
