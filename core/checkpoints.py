@@ -15,11 +15,13 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be used; the message names the file, the reason and the fix."""
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu"):
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", safe_types: tuple = ()):
     """Load a checkpoint without executing code from it.
 
     Only tensors and plain containers are accepted (``weights_only=True``); a pickle that tries
-    to build arbitrary objects is refused before anything from it runs.
+    to build arbitrary objects is refused before anything from it runs. ``safe_types`` adds
+    plain data classes that may be rebuilt too (e.g. ``argparse.Namespace``, which training
+    scripts store as ``args``): they are instantiated and their ``__dict__`` filled, nothing else.
     """
     p = Path(path)
     if not p.exists():
@@ -31,6 +33,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"):
         raise CheckpointError(f"checkpoint {p} is empty (0 bytes): the download or copy was "
                               "interrupted; fetch the file again")
     try:
+        if safe_types:
+            with torch.serialization.safe_globals(list(safe_types)):
+                return torch.load(p, map_location=map_location, weights_only=True)
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(

@@ -1,9 +1,9 @@
-"""Registries of the shipped (and, later, user-registered) segmenters and feature networks."""
+"""Registries of the shipped segmenters, feature networks and generators; published and
+user-added models are resolved through :mod:`core.published`."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
-
 
 from . import nets, progan
 from .checkpoints import CheckpointError, load_checkpoint, load_state_into
@@ -49,14 +49,27 @@ FEATURES: dict[str, Callable] = {
 }
 
 
-def _load(registry: dict, kind: str, name, device):
+def _load(registry: dict, kind: str, name, device, more: str = ""):
     if isinstance(name, str) and name in registry:
         return registry[name](device=device)
-    raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}")
+    raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}{more}")
 
 
-def load_segmenter(name: str = "toyworld", device="cpu"):
-    """A segmenter meeting :mod:`core.protocols` (``"toyworld"``: the shipped U-Net)."""
+def load_segmenter(name: str = "toyworld", device="cpu", *, download: bool = False, **options):
+    """A segmenter meeting :mod:`core.protocols`: ``"toyworld"`` (the shipped U-Net), a
+    published or user-added name (``segformer/ade20k-b0``, weights from ``cache/models/``,
+    downloaded only with ``download=True``), or the path of a SegFormer folder / weights file."""
+    if isinstance(name, str) and name not in SEGMENTERS:
+        from . import published
+        if published.is_known(name):
+            if not published.is_known(name, "segmenter"):
+                raise ValueError(f"{name} is a generator; load it with core.load_generator({name!r})")
+            return published.load(name, device=device, download=download, **options)
+        if ("/" in name or "\\" in name) and Path(name).exists():
+            return published.load_segmenter_path(name, device=device, **options)
+        more = f"; published (weights in {published.models_dir()}): " + ", ".join(
+            n for n, s in published.PUBLISHED.items() if s.kind == "segmenter")
+        return _load(SEGMENTERS, "segmenter", name, device, more)
     return _load(SEGMENTERS, "segmenter", name, device)
 
 
@@ -125,12 +138,41 @@ def model_path(name: str) -> Path:
     return path
 
 
-def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None):
-    """Load a generator: a shipped name (see :func:`list_models`) or a ProGAN checkpoint path
-    (e.g. a published ``*_lsun.pth``). Loading never executes code from the file."""
+def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None, *, arch: str | None = None,
+                   download: bool = False, **options):
+    """Load a generator, never executing code from a file:
+
+    - a shipped name (``toyworld/town``, see :func:`list_models`);
+    - a published or user-added name (``progan/churchoutdoor``, ``stylegan2/church``,
+      ``biggan/deep-256``, see :func:`core.published.status`): weights from ``cache/models/``,
+      downloaded only with ``download=True``;
+    - a checkpoint path: ProGAN (e.g. a published ``*_lsun.pth``), StyleGAN2 (rosinality
+      ``g_ema``) or BigGAN (``pytorch-pretrained-biggan``), detected from the keys or given as
+      ``arch``.
+
+    ``options`` go to the architecture's loader (``truncation``, ``class_index``, ``noise_mode``).
+    """
     s = str(name_or_path)
-    path = model_path(s) if s.startswith(PREFIX) else Path(s)
-    ck = load_checkpoint(path)
+    if s.startswith(PREFIX):
+        if arch not in (None, "progan") or options:
+            raise TypeError(f"shipped model {s} is a ProGAN; it takes no {arch or ', '.join(options)}")
+        path = model_path(s)
+        return _progan_from_checkpoint(load_checkpoint(path), path, s, pixelnorm).to(device).eval() \
+            .requires_grad_(False)
+    from . import published
+    if not Path(s).exists() and published.is_known(s):
+        if not published.is_known(s, "generator"):
+            raise ValueError(f"{s} is a segmenter; load it with core.load_segmenter({s!r})")
+        if pixelnorm is not None:
+            options["pixelnorm"] = pixelnorm
+        return published.load(s, device=device, download=download, **options)
+    if pixelnorm is not None:
+        options["pixelnorm"] = pixelnorm
+    return published.load_generator_file(s, arch=arch, device=device, **options)
+
+
+def _progan_from_checkpoint(ck, path, source: str, pixelnorm: bool | None = None):
+    """A ProGAN from loaded checkpoint contents; errors name the file and the keys."""
     if not isinstance(ck, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ck).__name__}, not a state dict")
     meta = ck.get("meta", {}) if isinstance(ck.get("meta"), dict) else {}
@@ -143,5 +185,5 @@ def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None):
     model = progan.ProGAN(cfg["z_dim"], cfg["channels"], pixelnorm=pn)
     load_state_into(model, state, path)
     model.meta = dict(meta)
-    model.source = s
-    return model.to(device).eval().requires_grad_(False)
+    model.source = source
+    return model
