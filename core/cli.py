@@ -1,6 +1,7 @@
 """Command line: ``python -m core <command> ...`` (also under ``torchrun``).
 
-    python -m core models                                  # shipped generators and their cards
+    python -m core models                                  # shipped, published and added models
+    python -m core fetch progan/churchoutdoor              # download a published model (on request)
     python -m core dissect --model toyworld/town --layers layer4 layer6 --samples 2000 --out DIR
     torchrun --nproc_per_node=2 -m core dissect --model toyworld/town --samples 2000 --out DIR
 """
@@ -33,10 +34,29 @@ def _init_distributed():
 
 
 def cmd_models(a):
+    from .published import models_dir, status
     from .zoo import list_models
     for name, card in list_models().items():
         fid = card.get("eval_fid_10k_real", card.get("fid"))
         print(f"{name:32s} res {card.get('resolution', '?')}  steps {card.get('steps', '?')}  FID {fid}")
+    print(f"\npublished and added models (weights in {models_dir()}):")
+    for r in status():
+        state = "available" if r["available"] else "missing  "
+        print(f"{r['name']:32s} {r['kind']:9s} {state} {r['path']}")
+
+
+def cmd_fetch(a):
+    from .published import fetch
+
+    def progress(done, total):
+        if total:
+            print(f"\r{done / 2 ** 20:8.1f} / {total / 2 ** 20:.1f} MiB", end="", file=sys.stderr)
+
+    try:
+        path = fetch(a.name, download=True, progress=progress)
+    except ValueError as e:
+        _die(str(e))
+    print(f"\n{a.name}: {path}", file=sys.stderr)
 
 
 def cmd_dissect(a):
@@ -52,8 +72,8 @@ def cmd_dissect(a):
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     try:
-        G = load_generator(a.model, device=device)
-        seg = load_segmenter(a.segmenter, device=device)
+        G = load_generator(a.model, device=device, arch=a.arch, download=a.download)
+        seg = load_segmenter(a.segmenter, device=device, download=a.download)
     except (ValueError, OSError) as e:
         _die(str(e))
     layers = a.layers or [n for n in layer_names(G) if not n.startswith("output")]
@@ -84,10 +104,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m core", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list shipped generators").set_defaults(fn=cmd_models)
+    sub.add_parser("models", help="list shipped, published and added models").set_defaults(fn=cmd_models)
+    f = sub.add_parser("fetch", help="download a published model's weights into cache/models (verified)")
+    f.add_argument("name", help="e.g. progan/churchoutdoor, segformer/ade20k-b0")
+    f.set_defaults(fn=cmd_fetch)
     d = sub.add_parser("dissect", help="dissect generator layers against a segmenter")
-    d.add_argument("--model", default="toyworld/town", help="shipped name or ProGAN checkpoint path")
-    d.add_argument("--segmenter", default="toyworld")
+    d.add_argument("--model", default="toyworld/town",
+                   help="shipped / published / added name, or a ProGAN, StyleGAN2 or BigGAN checkpoint path")
+    d.add_argument("--arch", default=None, choices=["progan", "stylegan2", "biggan"],
+                   help="architecture of a checkpoint path (default: detected from its keys)")
+    d.add_argument("--download", action="store_true",
+                   help="download a missing published model (and segmenter) into cache/models")
+    d.add_argument("--segmenter", default="toyworld", help="toyworld, a published / added name, or a path")
     d.add_argument("--layers", nargs="+", default=None, help="default: every layer but the output")
     d.add_argument("--samples", type=int, default=2000)
     d.add_argument("--seed", type=int, default=0)

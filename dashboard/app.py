@@ -21,5 +21,6 @@ pages = [st.Page(str(VIEWS / "dissection.py"), title="Dissection", icon="🔬", 
          st.Page(str(VIEWS / "repair.py"), title="Artifact repair", icon="🩹"),
          st.Page(str(VIEWS / "evolution.py"), title="Training evolution", icon="📈"),
          st.Page(str(VIEWS / "tracing.py"), title="Tracing", icon="🧭"),
+         st.Page(str(VIEWS / "models.py"), title="Models", icon="📦"),
          st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon="🏘️")]
 st.navigation(pages).run()

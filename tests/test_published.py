@@ -613,3 +613,16 @@ def test_register_by_path_and_upload(models_dir, tmp_path, tiny_segformer):
     assert "lab/broken" not in published.user_models()
     published.unregister("lab/mine")
     assert "lab/mine" not in published.user_models()
+
+
+def test_cli_lists_models_and_says_where_a_missing_one_goes(capsys, models_dir, tmp_path):
+    from core.cli import main
+    main(["models"])
+    out = capsys.readouterr().out
+    assert "toyworld/town" in out and str(models_dir) in out
+    assert any(line.startswith("progan/churchoutdoor") and "missing" in line for line in out.splitlines())
+    with pytest.raises(SystemExit) as e:
+        main(["dissect", "--model", "progan/churchoutdoor", "--samples", "8", "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "proggan_churchoutdoor-7e701dd5.pth" in err and "python -m core fetch progan/churchoutdoor" in err

@@ -1,0 +1,118 @@
+"""Models: the published and added generators and segmenters — what is here, what is missing and
+where its file goes; add a model by path or upload; pick the segmenter (thin view over
+core.published)."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import published, toyworld
+from core.protocols import check_segmenter
+
+st.title("Models")
+st.caption(f"Weights of published and added models live in `{published.models_dir()}` "
+           "(`$GANATOMY_MODELS` moves it). Nothing is downloaded unless you press **Download**; "
+           "files are loaded without running code from them.")
+
+
+def refuse(what: str, error: BaseException):
+    st.error(f"**{what}** — {error or type(error).__name__}", icon="⚠️")
+
+
+if notice := st.session_state.pop("models_notice", None):
+    st.success(notice)
+
+
+# ----------------------------------------------------------------------------- what is here
+rows = published.status()
+table = pd.DataFrame([{
+    "model": r["name"], "kind": r["kind"], "architecture": r["arch"],
+    "status": "available" if r["available"] else "missing",
+    "file": r["path"],
+    "packages": ", ".join(r["packages"]) + ("" if r["packages_ok"] or not r["packages"] else " — not installed"),
+    "source": r["source"]} for r in rows])
+st.dataframe(table, hide_index=True, width="stretch")
+n_ok = sum(r["available"] for r in rows)
+st.caption(f"{n_ok} of {len(rows)} available. Optional packages: `pip install -r requirements-optional.txt`.")
+
+missing = [r for r in rows if not r["available"]]
+if missing:
+    st.subheader("Missing models")
+    name = st.selectbox("Model", [r["name"] for r in missing], key="missing_model")
+    row = next(r for r in missing if r["name"] == name)
+    if name in published.PUBLISHED:
+        st.info(published.missing_message(published.spec(name)))
+    else:
+        st.info(f"{name}: its file {row['path']} is gone; put it back there or add the model again.")
+    if row["downloadable"] and st.button(f"Download {name}", key="download"):
+        bar = st.progress(0.0, text="Downloading…")
+
+        def progress(done, total):
+            if total:
+                bar.progress(min(done / total, 1.0), text=f"{done / 2 ** 20:.1f} of {total / 2 ** 20:.1f} MiB")
+
+        try:
+            path = published.fetch(name, download=True, progress=progress)
+            st.session_state["models_notice"] = f"{name} downloaded and verified: `{path}`"
+            st.rerun()
+        except Exception as e:      # offline, checksum mismatch, missing package: say why
+            refuse(f"Could not download {name}", e)
+
+# ----------------------------------------------------------------------------- add a model
+st.subheader("Add a model")
+c1, c2 = st.columns(2)
+new_name = c1.text_input("Name", placeholder="lab/church-v2", key="add_name").strip()
+arch_choice = c2.selectbox("Architecture", ["detect from the file", *published.KIND_OF], key="add_arch")
+arch = None if arch_choice.startswith("detect") else arch_choice
+options = {}
+if arch in ("stylegan2", "biggan"):
+    o1, o2 = st.columns(2)
+    options["truncation"] = float(o1.slider("Truncation", 0.05, 1.0, 1.0, 0.05, key="add_trunc"))
+    if arch == "biggan":
+        options["class_index"] = int(o2.number_input("ImageNet class", 0, 999, 497, key="add_class"))
+
+
+def add(what: str, fn):
+    if not new_name:
+        st.error("Give the model a name first (e.g. `lab/church-v2`).", icon="⚠️")
+        return
+    try:
+        entry = fn()
+    except Exception as e:          # broken, foreign or unsafe files are refused with the reason
+        refuse(f"{what} was refused", e)
+        return
+    st.session_state["models_notice"] = (f"Added **{new_name}**: {entry['arch']} {entry['kind']} from "
+                                         f"`{entry['path']}`. Load it with `core.load_{entry['kind']}({new_name!r})`.")
+    st.rerun()                      # list it in the table above
+
+
+by_path, by_upload = st.tabs(["Local path", "Upload"])
+with by_path:
+    path = st.text_input("Path of a weights file (or of a SegFormer folder)", key="add_path").strip()
+    if st.button("Add by path", key="add_path_button"):
+        if not path:
+            st.error("Give the path of the weights file.", icon="⚠️")
+        else:
+            add(path, lambda: published.register(new_name, path, arch=arch, options=options))
+with by_upload:
+    up = st.file_uploader("Weights file", type=["pt", "pth", "bin", "ckpt", "safetensors"], key="upload")
+    if st.button("Add upload", key="add_upload_button", disabled=up is None):
+        add(f"Upload {up.name}", lambda: published.add_upload(up.getvalue(), up.name, new_name, arch=arch,
+                                                                options=options))
+
+# ----------------------------------------------------------------------------- segmenter
+st.subheader("Segmenter")
+choices = ["toyworld", *published.available_segmenters()]
+current = st.session_state.get("shared_segmenter", "toyworld")
+seg_name = st.selectbox("Segmenter for dissection", choices,
+                        index=choices.index(current) if current in choices else 0, key="segmenter_pick")
+st.session_state["shared_segmenter"] = seg_name
+if st.button("Check segmenter", key="check_segmenter"):
+    try:
+        from dashboard.common import segmenter
+        seg = segmenter(seg_name)
+        images, _ = toyworld.render("town", 2, seed=0, size=64)
+        check_segmenter(seg, images)
+        st.success(f"{seg_name}: {len(seg.labels) - 1} concepts ({', '.join(seg.labels[1:9])}, …)")
+    except Exception as e:
+        refuse(f"{seg_name} cannot be used", e)

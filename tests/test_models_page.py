@@ -1,0 +1,92 @@
+"""Dashboard "Models" page (AppTest, no browser): lists published models with their status and
+where missing files go; adds a model by path; refuses broken or unsafe uploads with the reason."""
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import core
+from core import published
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture
+def net_calls(monkeypatch):
+    """Records any attempt to open a URL (none may happen unless a download is asked for)."""
+    import urllib.request
+    calls = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        OSError("no network in tests")))
+    return calls
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch, net_calls):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
+
+    def open_page():
+        at = AppTest.from_file(APP, default_timeout=120).switch_page("views/models.py").run()
+        assert not at.exception, at.exception
+        return at
+    return open_page
+
+
+def _table(at):
+    return at.dataframe[0].value.set_index("model")
+
+
+def test_lists_models_and_where_missing_files_go(page, tmp_path, net_calls):
+    at = page()
+    assert at.title[0].value == "Models"
+    table = _table(at)
+    for d in ("churchoutdoor", "bedroom", "kitchen"):
+        assert table.loc[f"progan/{d}", "status"] == "missing"
+    assert table.loc["segformer/ade20k-b0", "kind"] == "segmenter"
+    assert table.loc["progan/churchoutdoor", "file"] == str(tmp_path / "models" / "proggan_churchoutdoor-7e701dd5.pth")
+    at.selectbox(key="missing_model").set_value("progan/churchoutdoor").run()
+    info = " ".join(i.value for i in at.info)
+    assert "proggan_churchoutdoor-7e701dd5.pth" in info and str(tmp_path / "models") in info
+    assert [b for b in at.button if b.key == "download"]            # offered, never pressed by itself
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
+    assert at.selectbox(key="segmenter_pick").options == ["toyworld"]
+    assert net_calls == []                                            # nothing downloads at page start
+    at.button(key="download").click().run()                           # asked: tried, failed, explained
+    assert not at.exception, at.exception
+    assert len(net_calls) == 1 and "could not download" in at.error[0].value
+    assert str(tmp_path / "models") in at.error[0].value
+
+
+def test_add_by_path_then_listed_available(page, tmp_path):
+    torch.manual_seed(0)
+    p = tmp_path / "tiny.pt"
+    torch.save(core.ProGAN(32, (16, 8)).state_dict(), p)
+    at = page()
+    at.text_input(key="add_name").set_value("lab/tiny")
+    at.text_input(key="add_path").set_value(str(p))
+    at.button(key="add_path_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "lab/tiny" in at.success[0].value and "progan" in at.success[0].value
+    assert _table(at).loc["lab/tiny", "status"] == "available"
+    assert isinstance(core.load_generator("lab/tiny"), core.ProGAN)
+
+
+def test_broken_and_unsafe_uploads_are_refused_with_the_reason(page, tmp_path, code_running_checkpoint):
+    at = page()
+    at.text_input(key="add_name").set_value("lab/broken")
+    at.file_uploader(key="upload").set_value(("broken.pt", b"PK\x03\x04 not really a checkpoint", "application/octet-stream")).run()
+    at.button(key="add_upload_button").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "refused" in at.error[0].value and "cannot be read" in at.error[0].value
+    evil, marker = code_running_checkpoint(core.ProGAN(32, (16, 8)).state_dict(), "evil.pt")
+    at.text_input(key="add_name").set_value("lab/evil")
+    at.file_uploader(key="upload").set_value(("evil.pt", evil.read_bytes(), "application/octet-stream")).run()
+    at.button(key="add_upload_button").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "could run code" in at.error[0].value
+    assert not marker.exists()
+    assert published.user_models() == {}
+    assert "lab/evil" not in _table(at).index
