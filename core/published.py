@@ -102,6 +102,7 @@ class Spec:
     description: str = ""
     how_to_get: str = ""
     packages: tuple[str, ...] = ()     # pip names the loader needs beyond requirements.txt
+    origin: str = ""                   # where the weights come from when there is no URL
 
     @property
     def target(self) -> Path:
@@ -125,7 +126,7 @@ class Spec:
     def source(self) -> str:
         if self.hub_id:
             return f"https://huggingface.co/{self.hub_id}"
-        return self.files[0].url or ""
+        return self.files[0].url or self.origin
 
 
 _LSUN = {"bedroom": "d8a89ff1", "churchoutdoor": "7e701dd5", "conferenceroom": "21e85882",
@@ -153,6 +154,7 @@ def _build_registry() -> dict[str, Spec]:
         fn = f"stylegan2-{key}-config-f.pt"
         reg[f"stylegan2/{key}"] = Spec(
             f"stylegan2/{key}", "generator", "stylegan2", (Source(fn),), options={"truncation": 1.0},
+            origin=f"NVIDIA's stylegan2-{key}-config-f.pkl, converted by rosinality's convert_weight.py",
             description=f"StyleGAN2 config-f, {what} {size}x{size} (Karras et al. 2020), rosinality g_ema format",
             how_to_get=f"Convert NVIDIA's stylegan2-{key}-config-f.pkl with rosinality/stylegan2-pytorch "
                        f"(`python convert_weight.py --repo stylegan2 stylegan2-{key}-config-f.pkl` writes {fn}), "
@@ -301,7 +303,10 @@ def is_known(name: str, kind: str | None = None) -> bool:
 
 def _packages_ok(packages) -> bool:
     mods = {"pytorch-pretrained-biggan": "pytorch_pretrained_biggan", "transformers": "transformers"}
-    return all(importlib.util.find_spec(mods.get(p, p)) is not None for p in packages)
+    try:
+        return all(importlib.util.find_spec(mods.get(p, p)) is not None for p in packages)
+    except (ImportError, ValueError):       # a broken or blocked package counts as missing
+        return False
 
 
 def status() -> list[dict]:
@@ -341,6 +346,8 @@ def missing_message(s: Spec) -> str:
         if len(s.files) > 1:
             what += f" (with {', '.join(f.filename for f in s.files[1:])} beside it if you have it)"
     get = s.how_to_get or (f"it is published at {s.source}" if s.source else "")
+    if not (s.hub_id or s.files[0].url):
+        get += " (there is no download address: GANatomy cannot fetch it for you)"
     dl = (f"; or have GANatomy download it (only on request): core.load_generator({s.name!r}, download=True) "
           f"or `python -m core fetch {s.name}`" if (s.hub_id or s.files[0].url) else "")
     if s.kind == "segmenter" and dl:
@@ -369,7 +376,7 @@ def download_url(url: str, dest, sha256: str | None = None, progress: Callable |
                  timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` atomically, verifying SHA-256 (full or prefix) when given.
 
-    Without an expected digest the computed one is recorded in ``<dest>.sha256``."""
+    The full digest is recorded in ``<dest>.sha256`` (``sha256sum`` format) either way."""
     import urllib.error
     import urllib.request
     dest = Path(dest)
@@ -390,8 +397,7 @@ def download_url(url: str, dest, sha256: str | None = None, progress: Callable |
             raise DownloadError(f"download of {url} stopped after {done} of {total} bytes; nothing was kept")
         digest = h.hexdigest()
         _check_digest(digest, sha256, url)
-        if not sha256:
-            dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
+        dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
         os.replace(tmp, dest)
         return dest
     except DownloadError:
@@ -457,7 +463,7 @@ def fetch(name: str, download: bool = False, progress: Callable | None = None) -
     if s.hub_id:
         return _fetch_hub(s, progress)
     if not s.files[0].url:
-        raise MissingWeightsError(missing_message(s) + " (there is no download address for it)")
+        raise MissingWeightsError(missing_message(s))
     for src in s.files:
         if src.url and not (models_dir() / src.filename).is_file():
             download_url(src.url, models_dir() / src.filename, src.sha256, progress)

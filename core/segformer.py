@@ -3,7 +3,8 @@ segmenter protocol.
 
 ``labels`` is ``["-"] + the 150 ADE20K class names`` (index 0 = unlabeled, which SegFormer never
 predicts). Images in [-1, 1] are mapped to [0, 1], optionally resized to the model's training
-size (``input_size``, 512 for the ``*-ade-512-512`` models), normalised with the ImageNet mean
+size (``input_size``, 512 for the ``*-ade-512-512`` models; images are always brought up to the
+smallest size the encoder accepts, 32 px), normalised with the ImageNet mean
 and std, and the logits (1/4 of the input size) are resized bilinearly back to the image size:
 ``segment`` returns N x H x W labels and ``scores`` N x 151 x H x W probabilities (channel 0 is
 all zeros).
@@ -70,6 +71,12 @@ class SegformerSegmenter(nn.Module):
         if len(self.labels) != k + 1:
             raise ValueError(f"{len(self.labels) - 1} label names for a {k}-class SegFormer")
         self.input_size = input_size
+        # the smallest input every stage's sequence-reduction conv fits (32 for the MiT encoders)
+        cfg, scale, need = model.config, 1, 1
+        for stride, sr in zip(cfg.strides, cfg.sr_ratios):
+            scale *= stride
+            need = max(need, scale * sr)
+        self.min_size = need
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._hash = None
@@ -85,9 +92,12 @@ class SegformerSegmenter(nn.Module):
         """Class logits N x K x H x W at the image size."""
         h, w = images.shape[-2:]
         x = (images.to(self.mean.dtype) + 1) / 2
-        if self.input_size and (h, w) != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=max(h, w) > self.input_size)
+        size = (self.input_size, self.input_size) if self.input_size else (h, w)
+        if min(size) < self.min_size:
+            size = tuple(max(d, self.min_size) for d in size)
+        if size != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                              antialias=max(h, w) > max(size))
         x = (x - self.mean) / self.std
         out = self.model(pixel_values=x).logits
         return F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)

@@ -35,8 +35,12 @@ def models_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def toyseg():
-    return core.load_segmenter("toyworld")
+def ade_seg(tiny_segformer, tmp_path_factory):
+    """The tiny ADE20K SegFormer below, saved in the hub layout and loaded by path: the
+    segmenter the published generators are dissected against."""
+    folder = tmp_path_factory.mktemp("ade") / "segformer"
+    tiny_segformer.save_pretrained(folder)
+    return core.load_segmenter(str(folder))
 
 
 def _rand(shape, g):
@@ -96,7 +100,7 @@ def test_progan_lsun_by_name_round_trips_bit_identically(models_dir):
     assert all(torch.equal(got[k], v) for k, v in sd.items())
 
 
-def test_progan_by_name_generates_and_dissects(models_dir, toyseg):
+def test_progan_by_name_generates_and_dissects(models_dir, ade_seg):
     torch.manual_seed(0)
     small = core.ProGAN(64, (32, 32, 16))                        # published naming, 16x16
     models_dir.mkdir(parents=True)
@@ -105,8 +109,8 @@ def test_progan_by_name_generates_and_dissects(models_dir, toyseg):
     z = torch.randn(3, 64)
     with torch.no_grad():
         assert torch.equal(G(z), small.eval()(z))
-    res = core.dissect(G, toyseg, ["layer4"], 32, cache=False)
-    assert res.iou("layer4").shape == (32, len(toyseg.labels))
+    res = core.dissect(G, ade_seg, ["layer4"], 32, cache=False)
+    assert res.iou("layer4").shape == (32, len(ade_seg.labels))
 
 
 # ============================================================================== StyleGAN2
@@ -263,7 +267,7 @@ def test_stylegan2_truncation_interpolates_w_toward_the_mean_exactly(tmp_path):
     assert H.conv1.conv.weight is G.conv1.conv.weight and H.cache_key != G.cache_key
 
 
-def test_stylegan2_by_name_from_training_checkpoint_dissect_and_edit(models_dir, toyseg):
+def test_stylegan2_by_name_from_training_checkpoint_dissect_and_edit(models_dir, ade_seg):
     """A rosinality train.py checkpoint ({'g', 'd', 'g_ema', ..., 'args': Namespace}) under the
     registry name: load -> generate -> dissect 32 samples -> edit a synthesis layer."""
     sd = _tiny_sg2(32, seed=3)
@@ -273,8 +277,8 @@ def test_stylegan2_by_name_from_training_checkpoint_dissect_and_edit(models_dir,
                models_dir / "stylegan2-church-config-f.pt")
     G = core.load_generator("stylegan2/church", truncation=0.8)
     assert G.truncation == 0.8 and G.resolution == 32
-    res = core.dissect(G, toyseg, ["convs.1", "convs.3"], 32, cache=False)
-    assert res.iou("convs.1").shape == (4, len(toyseg.labels)) and len(res.units("convs.3")) == 4
+    res = core.dissect(G, ade_seg, ["convs.1", "convs.3"], 32, cache=False)
+    assert res.iou("convs.1").shape == (4, len(ade_seg.labels)) and len(res.units("convs.3")) == 4
     z = torch.randn(2, 8)
     with torch.no_grad():
         before = G(z)
@@ -337,13 +341,13 @@ def test_biggan_loads_and_matches_the_package_forward(tmp_path, biggan_pkg):
     assert core.load_generator(p, class_index=3, truncation=0.4)(z).allclose(out)
 
 
-def test_biggan_by_name_dissects(models_dir, toyseg, biggan_pkg):
+def test_biggan_by_name_dissects(models_dir, ade_seg, biggan_pkg):
     _, sd = _biggan_state(biggan_pkg, seed=2)
     models_dir.mkdir(parents=True)
     torch.save(sd, models_dir / "biggan-deep-128-pytorch_model.bin")
     G = core.load_generator("biggan/deep-128", class_index=5)
-    res = core.dissect(G, toyseg, ["generator.layers.2"], 32, cache=False)
-    assert res.iou("generator.layers.2").shape == (32, len(toyseg.labels))
+    res = core.dissect(G, ade_seg, ["generator.layers.2"], 32, cache=False)
+    assert res.iou("generator.layers.2").shape == (32, len(ade_seg.labels))
 
 
 # ============================================================================== SegFormer
@@ -532,6 +536,7 @@ def test_download_only_on_request_verified_and_atomic(monkeypatch, models_dir, h
     G = core.load_generator("progan/test", download=True)
     assert (models_dir / "proggan_test.pth").read_bytes() == (root / "g.pth").read_bytes()
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in src.state_dict().items())
+    assert (models_dir / "proggan_test.pth.sha256").read_text().split()[0] == digest
     # a corrupted download is discarded: wrong checksum
     bad = published.Spec("progan/bad", "generator", "progan",
                          (published.Source("proggan_bad.pth", base + "g.pth", "0" * 64),))
@@ -540,7 +545,7 @@ def test_download_only_on_request_verified_and_atomic(monkeypatch, models_dir, h
         published.fetch("progan/bad", download=True)
     assert not (models_dir / "proggan_bad.pth").exists()
     assert not [f for f in models_dir.iterdir() if ".part" in f.name]
-    # no checksum known: the digest is recorded beside the file
+    # no checksum known: the digest is still recorded beside the file
     dest = published.download_url(base + "g.pth", tmp_path / "dl" / "x.pth")
     assert (tmp_path / "dl" / "x.pth.sha256").read_text().split()[0] == digest
     # offline / unreachable: a clear message saying where to put the file
