@@ -12,15 +12,19 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import dashboard.common  # noqa: E402,F401  (sets the torch threads of the server once)
+
 st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 
-VIEWS = Path(__file__).parent / "views"
-pages = [st.Page(str(VIEWS / "dissection.py"), title="Dissection", icon="🔬", default=True),
-         st.Page(str(VIEWS / "whatif.py"), title="What-if", icon="🎨"),
-         st.Page(str(VIEWS / "causal_units.py"), title="Causal units", icon="🎯"),
-         st.Page(str(VIEWS / "repair.py"), title="Artifact repair", icon="🩹"),
-         st.Page(str(VIEWS / "evolution.py"), title="Training evolution", icon="📈"),
-         st.Page(str(VIEWS / "tracing.py"), title="Tracing", icon="🧭"),
-         st.Page(str(VIEWS / "models.py"), title="Models", icon="📦"),
-         st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon="🏘️")]
+VIEWS = Path(__file__).resolve().parent / "views"
+pages = [st.Page(str(VIEWS / "concept_maps.py"), title="Concept maps", icon=":material/grid_view:", default=True),
+         st.Page(str(VIEWS / "units.py"), title="Unit browser", icon=":material/biotech:"),
+         st.Page(str(VIEWS / "paint.py"), title="Paint", icon=":material/brush:"),
+         st.Page(str(VIEWS / "causal_units.py"), title="Causal units", icon=":material/target:"),
+         st.Page(str(VIEWS / "whatif.py"), title="What-if", icon=":material/science:"),
+         st.Page(str(VIEWS / "repair.py"), title="Artifact repair", icon=":material/healing:"),
+         st.Page(str(VIEWS / "evolution.py"), title="Training evolution", icon=":material/timeline:"),
+         st.Page(str(VIEWS / "tracing.py"), title="Tracing", icon=":material/conversion_path:"),
+         st.Page(str(VIEWS / "models.py"), title="Models", icon=":material/inventory_2:"),
+         st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon=":material/cottage:")]
 st.navigation(pages).run()

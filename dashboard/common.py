@@ -1,21 +1,72 @@
-"""Shared dashboard state: model pickers and cached resources (no math here: pages call core)."""
+"""Shared dashboard state: model pickers, cached resources, dissections behind a progress bar,
+concept colours and error reporting (no math here: pages call core)."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
+import torch
 
 import core
+from core import toyworld
+from core.checkpoints import CheckpointError
 from core.hooks import layer_names
+
+SAMPLE_CHOICES = [50, 100, 200, 500, 1000, 2000]
+
+
+def _torch_threads() -> int:
+    """Intra-op threads per computation (``$GANATOMY_TORCH_THREADS``, default 1). Each session's
+    script runs in its own thread, so sessions already run side by side; one thread per
+    computation keeps a busy or shared server responsive (several threads per op on a loaded
+    machine slow small ops tenfold)."""
+    try:
+        return max(1, int(os.environ.get("GANATOMY_TORCH_THREADS", 1)))
+    except ValueError:
+        return 1
+
+
+torch.set_num_threads(_torch_threads())
 
 
 @st.cache_resource(show_spinner="Loading generator…", max_entries=16)
 def generator(name: str):
-    """Shared by every session; never mutated (edits travel with each call)."""
-    return core.load_generator(name)
+    """Shared by every session; never mutated (edits travel with each call). Its weights are
+    hashed once here for the result cache (``cache_key``) instead of at every lookup."""
+    G = core.load_generator(name)
+    G.cache_key = core.cache.model_fingerprint(G)
+    return G
 
 
 @st.cache_resource(show_spinner="Loading segmenter…")
 def segmenter(name: str = "toyworld"):
-    return core.load_segmenter(name)
+    seg = core.load_segmenter(name)
+    seg.cache_key = core.cache.model_fingerprint(seg)
+    return seg
+
+
+def fail(what: str, error: BaseException, fix: str | None = None, stop: bool = True):
+    """Show a failed computation as its cause and the fix (never a traceback)."""
+    cause = str(error) or type(error).__name__
+    st.error(f"**{what}.** {cause}" + (f"\n\n**Fix:** {fix}" if fix else ""), icon=":material/error:")
+    if stop:
+        st.stop()
+
+
+# errors a computation can end with, and what the user can do about each
+ERRORS = (ValueError, IndexError, KeyError, core.ProtocolError, CheckpointError, OSError, RuntimeError,
+          MemoryError)
+
+
+def fix_for(error: BaseException) -> str:
+    if isinstance(error, MemoryError) or "memory" in str(error).lower():
+        return "use fewer samples (sidebar) or fewer layers, or run the dashboard on a machine with more memory."
+    if isinstance(error, (CheckpointError, OSError)):
+        return ("check the model file (a ProGAN state dict, see README ‘Point the dashboard at your own "
+                "model’) and that `core/weights/` is intact (`git checkout -- core/weights`).")
+    if isinstance(error, IndexError):
+        return "choose units within the layer's range."
+    return "pick another model, layer or concept, or more samples (sidebar)."
 
 
 def pick_model(key: str = "model", label: str = "Generator"):
@@ -31,9 +82,8 @@ def pick_model(key: str = "model", label: str = "Generator"):
     st.session_state["shared_model"] = name
     try:
         return name, generator(name)
-    except (ValueError, OSError) as e:
-        st.error(f"Could not load {name}: {e}")
-        st.stop()
+    except ERRORS as e:
+        fail(f"Could not load {name}", e, fix_for(e))
 
 
 def dissectable_layers(G) -> list[str]:
@@ -47,3 +97,53 @@ def pick_layer(G, key="layer", default="layer4", sidebar=True):
     layer = where.selectbox("Layer", layers, index=layers.index(default) if default in layers else 0, key=key)
     st.session_state["shared_layer"] = layer
     return layer
+
+
+def default_samples() -> int:
+    """Dissection samples when a session starts (``$GANATOMY_DASHBOARD_SAMPLES``, else 500)."""
+    try:
+        n = int(os.environ.get("GANATOMY_DASHBOARD_SAMPLES", 500))
+    except ValueError:
+        n = 500
+    return n if n in SAMPLE_CHOICES else 500
+
+
+def pick_samples(key="samples"):
+    """Sidebar: samples per dissection, shared by the concept maps, unit browser and paint."""
+    default = st.session_state.get("shared_samples", default_samples())
+    n = st.sidebar.select_slider("Dissection samples", SAMPLE_CHOICES, value=default, key=key,
+                                 help="Even samples choose each unit's threshold, odd samples measure "
+                                      "IoU. Results are cached on disk per model and layer.")
+    st.session_state["shared_samples"] = n
+    return n
+
+
+def concept_color(label: str) -> str:
+    """A fixed colour per concept (toyworld's label colours; others from a stable palette)."""
+    base = label.split("-")[0] if label not in toyworld.LABELS else label
+    if base in toyworld.LABELS:
+        r, g, b = toyworld.LABEL_COLORS[toyworld.LABELS.index(base)].tolist()
+        return f"rgb({r},{g},{b})"
+    import plotly.express as px
+    pal = px.colors.qualitative.Dark24
+    return pal[sum(map(ord, label)) % len(pal)]
+
+
+def dissection(name: str, G, layers, n: int, compute: bool):
+    """The dissection of ``layers`` of model ``name`` over ``n`` samples: from the disk cache at
+    once, or (when ``compute``) computed behind a status box with a progress bar; None when
+    it is not cached and not to be computed. Errors are shown (cause and fix) and stop the page."""
+    seg = segmenter()
+    try:
+        res = core.dissect(G, seg, list(layers), n, cached_only=True)
+        if res is not None or not compute:
+            return res
+        with st.status(f"Dissecting {', '.join(layers)} of {name} over {n} samples…", expanded=True) as box:
+            bar = st.progress(0.0, text="Generating and segmenting…")
+            res = core.dissect(G, seg, list(layers), n,
+                               progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t} images"))
+            box.update(label=f"Dissected {', '.join(layers)} of {name} (saved to cache/)", state="complete",
+                       expanded=False)
+        return res
+    except ERRORS as e:
+        fail(f"Dissection of {name} failed", e, fix_for(e))

@@ -40,21 +40,125 @@ def _urls(at):
     return [[i.url for i in img.proto.imgs] for img in _images(at)]
 
 
-def test_dissection_page_runs_and_unit_choice_changes_strip(tmp_path, monkeypatch):
+def _dissected(tmp_path, monkeypatch, models=("toyworld/town",), layers=("layer4",), n=50):
+    """A private cache holding small dissections (as a first visit would leave)."""
+    import core
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", str(n))
+    seg = core.load_segmenter("toyworld")
+    for m in models:
+        core.dissect(core.load_generator(m), seg, list(layers), n)
+
+
+def test_concept_maps_page_dissects_and_opens_the_unit_browser(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", "50")
     at = AppTest.from_file(APP, default_timeout=300).run()
     assert not at.exception, at.exception
-    assert at.title[0].value == "Dissection"
-    at.select_slider[0].set_value(200).run()
+    assert at.title[0].value == "Concept maps"
+    assert not at.get("plotly_chart")                       # nothing heavy before the button
+    at.multiselect[1].set_value(["layer4"]).run()
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+    import json
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = [t for t in spec["data"] if t["type"] == "bar"]
+    assert len(bars) == len(at.multiselect[0].value)        # one cell per scene type at one layer
+    colour = {}
+    for t in bars:
+        assert t["y"] == sorted(t["y"], reverse=True)       # sorted within a cell
+        for concept, c in zip(t["x"], t["marker"]["color"]):
+            assert colour.setdefault(concept, c) == c        # one colour per concept in every cell
+    assert len(at.dataframe[0].value) == len(bars)
+    pick = at.selectbox(key="cm_open")
+    scene, layer, concept = pick.value
+    at.button(key="cm_open_btn").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Unit browser"
+    assert at.get("segmented_control")[0].value == concept
+    assert at.sidebar.selectbox[0].value.endswith(scene)
+
+
+def test_concept_maps_failure_shows_cause_and_fix(tmp_path, monkeypatch):
+    import core
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+
+    def broken(*a, **k):
+        raise ValueError("the histograms would take 99 GiB")
+    monkeypatch.setattr(core, "dissect", broken)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.error and "99 GiB" in at.error[0].value and "Fix:" in at.error[0].value
+
+
+def test_unit_browser_unit_choice_changes_images(tmp_path, monkeypatch):
+    _dissected(tmp_path, monkeypatch)
+    at = _page("views/units.py")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Unit browser"
     assert at.metric[0].label == "Interpretable units"
-    first = _urls(at)
-    units = [s for s in at.selectbox if s.label == "Unit"][0]
+    assert len(at.get("plotly_chart")) == 2                 # IoU per concept, activation histogram
+    first, hist = _urls(at), at.get("plotly_chart")[1].proto.spec
+    units = at.selectbox(key="unit_pick")
     units.set_value(int(units.options[-1].split()[1])).run()
     assert not at.exception, at.exception
     assert _urls(at) != first
+    assert at.get("plotly_chart")[1].proto.spec != hist
+    # filter by a concept: every row of the table is a unit of that concept
+    show = at.get("segmented_control")[0]
+    concept = [o for o in show.options if o not in ("all units", "interpretable")][0]
+    show.set_value(concept).run()
+    assert not at.exception, at.exception
+    assert set(at.dataframe[0].value.label) == {concept}
+
+
+def _drawing(cells=((0, 3), (0, 8))):
+    """A canvas value as the drawable canvas sends it: a stroke over rows/columns of a 320 px canvas."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    (r0, r1), (c0, c1) = cells
+    a = np.zeros((320, 320, 4), np.uint8)
+    a[r0 * 40:r1 * 40, c0 * 40:c1 * 40] = (255, 214, 10, 190)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "Path"}]}, "data": url}, "backgroundFit": None}
+
+
+def test_paint_page_stroke_edits_the_image_and_context_study(tmp_path, monkeypatch):
+    _dissected(tmp_path, monkeypatch)
+    at = _page("views/paint.py")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Paint"
+    edited = lambda: [i.url for i in _images(at)[0].proto.imgs]          # noqa: E731
+    before = edited()
+    key = "paint-canvas-toyworld/town-layer4-0"
+    at.session_state[key] = _drawing()
+    at.run()
+    assert not at.exception, at.exception
+    painted = edited()
+    assert painted != before
+    assert any("added in 24 cells" in m.value for m in at.markdown)
+    at.get("segmented_control")[0].set_value("remove").run()
+    assert not at.exception, at.exception
+    assert edited() not in (before, painted)
+    assert any("removed in 24 cells" in m.value for m in at.markdown)
+    assert not at.button(key="paint_undo").disabled
+    at.number_input(key="paint_seed").set_value(3).run()                 # another image, a fresh canvas
+    assert not at.exception, at.exception
+    assert edited() != before and any("paint on the left" in m.value for m in at.markdown)
+    at.select_slider(key="ctx_images").set_value(1).run()
+    at.button(key="ctx_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    keys = [c.proto.id for c in at.get("plotly_chart")]
+    assert len(keys) == 2                                    # the map and the bars by context
 
 
 def test_whatif_page_edit_changes_images():

@@ -45,14 +45,14 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
         st.stop()
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
     st.plotly_chart(px.line(y=res.losses, labels={"x": "step", "y": "loss"}, title="Loss (−δ + λ‖α‖²)"),
-                    use_container_width=True)
+                    width="stretch")
     if st.toggle("Ablation curve: ACE ranking vs IoU ranking"):
         with st.spinner("Ablating…"):
             df = causal.ablation_curve(G, seg, layer, concept,
                                        {"ace": res.ranking[:20].tolist(), "iou": (-iou).argsort()[:20].tolist()},
                                        counts=(1, 2, 5, 10, 20), n_samples=curve_n)
         st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
-                                title=f"Fraction of {concept} pixels removed"), use_container_width=True)
+                                title=f"Fraction of {concept} pixels removed"), width="stretch")
     z = z_range(7, 0, 6, G.z_dim)
     with torch.no_grad():
         before = to_uint8(generate(G, z))

@@ -29,5 +29,5 @@ if st.button("Dissect every checkpoint", type="primary") or st.session_state.get
     bar.empty()
     long = df.melt(id_vars=["step"], value_vars=["interpretable", "concepts", "mean_iou"])
     st.plotly_chart(px.line(long, x="step", y="value", facet_col="variable", markers=True,
-                            title=f"{layer} over training").update_yaxes(matches=None), use_container_width=True)
-    st.dataframe(df, hide_index=True, use_container_width=True)
+                            title=f"{layer} over training").update_yaxes(matches=None), width="stretch")
+    st.dataframe(df, hide_index=True, width="stretch")

@@ -36,7 +36,7 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
     with st.status("Per-unit FID", expanded=True):
         uf, real = run_unit_fid(name, layer, n, top, G)
     table = uf.table()
-    st.dataframe(table.head(30), hide_index=True, use_container_width=True, height=240)
+    st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
     flags = set(repair.load_flags(name, layer))
     st.subheader("Candidates (highest unit FID)")
     cands = uf.highest(8)
@@ -53,6 +53,6 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
     if st.button(f"Ablate {len(chosen)} units and compare FID"):
         with st.spinner("FID before/after…"):
             t, _ = repair.repair_table(G, layer, features(), real, chosen, n_candidates=n, n_eval=max(n // 5, 50))
-        st.dataframe(t, hide_index=True, use_container_width=True)
+        st.dataframe(t, hide_index=True, width="stretch")
 else:
     st.info("Press **Compute unit FID** (results are cached).")

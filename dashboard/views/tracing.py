@@ -51,6 +51,6 @@ except (ValueError, IndexError) as e:
     st.error(f"Cannot trace this edit: {e}")
     st.stop()
 st.plotly_chart(px.line(df, x="layer", y="change", markers=True,
-                        title="Normalised change per later layer"), use_container_width=True)
+                        title="Normalised change per later layer"), width="stretch")
 st.plotly_chart(px.imshow(emap[0], color_continuous_scale="magma", title="Effect at the last layer"),
-                use_container_width=True)
+                width="stretch")

@@ -1,0 +1,143 @@
+"""Concept maps: how many units of each layer match each concept, per scene type (paper Fig. 5,
+6, 19) and per model variant (Fig. 7). A click on a bar opens the unit browser."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+import core
+from core import studies
+from dashboard.common import (ERRORS, concept_color, dissectable_layers, dissection, fail, fix_for, generator,
+                              pick_samples)
+
+st.title("Concept maps")
+st.caption("Units per concept for every scene type and layer: each bar counts the units whose best "
+           "concept (IoU above 0.05) it is, coloured by concept, sorted. Hover for counts and mean IoU; "
+           "click a bar to browse those units.")
+
+groups = studies.zoo_groups(core.list_models())
+if not groups:
+    st.warning("No generators are shipped yet: train one with `python scripts/train_gan.py` and ship it "
+               "with `python scripts/ship_gans.py`.")
+    st.stop()
+n = pick_samples()
+scenes = list(groups)
+try:
+    first = generator(groups[scenes[0]]["base"])
+except ERRORS as e:
+    fail(f"Could not load {groups[scenes[0]]['base']}", e, fix_for(e))
+all_layers = dissectable_layers(first)
+c1, c2 = st.columns([1, 2])
+chosen_scenes = c1.multiselect("Scene types", scenes, default=scenes, key="cm_scenes")
+default_layers = [ly for ly in ("layer4", "layer6") if ly in all_layers] or all_layers[:1]
+layers = c2.multiselect("Layers", all_layers, default=default_layers, key="cm_layers")
+if not chosen_scenes or not layers:
+    st.info("Choose at least one scene type and one layer.")
+    st.stop()
+models = {s: groups[s]["base"] for s in chosen_scenes}
+
+
+def load_all(names, compute):
+    out = {}
+    for name in names:
+        try:
+            G = generator(name)
+        except ERRORS as e:
+            fail(f"Could not load {name}", e, fix_for(e))
+        res = dissection(name, G, layers, n, compute)
+        if res is not None:
+            out[name] = res
+    return out
+
+
+def cell_figure(cm, rows, layers, row_label):
+    """One bar chart per (row, layer) cell; customdata carries (model, layer, concept)."""
+    fig = make_subplots(rows=len(rows), cols=len(layers), shared_yaxes=False,
+                        row_titles=[row_label(r) for r in rows], column_titles=list(layers),
+                        vertical_spacing=0.12 if len(rows) > 1 else 0.1, horizontal_spacing=0.05)
+    for i, r in enumerate(rows, 1):
+        for j, layer in enumerate(layers, 1):
+            cell = cm[(cm.row == r) & (cm.layer == layer)]
+            fig.add_trace(go.Bar(
+                x=cell.concept.tolist(), y=cell.units.tolist(), marker_color=[concept_color(c) for c in cell.concept],
+                marker_line=dict(color="rgba(40,40,40,0.6)", width=1),
+                customdata=[[r, layer, c, m] for c, m in zip(cell.concept, cell.mean_iou)],
+                hovertemplate="<b>%{x}</b><br>%{y} units<br>mean IoU %{customdata[3]:.3f}"
+                              f"<extra>{row_label(r)} · {layer}</extra>",
+                showlegend=False), row=i, col=j)
+            if cell.empty:
+                fig.add_annotation(text="no interpretable units", showarrow=False, row=i, col=j,
+                                   x=0.5, y=0.5, xref="x domain", yref="y domain")
+    fig.update_layout(height=max(260, 250 * len(rows)), margin=dict(t=40, b=10, l=10, r=40), bargap=0.15,
+                      clickmode="event+select")
+    fig.update_xaxes(tickangle=-45)
+    fig.update_yaxes(title_text="units", col=1)
+    return fig
+
+
+def open_units(model, layer, concept):
+    st.session_state["shared_model"] = model
+    st.session_state["shared_layer"] = layer
+    st.session_state["units_concept"] = concept
+    for k in ("model", "layer", "units_concept_pick", "unit_pick"):
+        st.session_state.pop(k, None)
+    st.switch_page("views/units.py")
+
+
+results = load_all(models.values(), compute=False)
+missing = [m for m in models.values() if m not in results]
+if missing:
+    st.info(f"Not dissected yet at {', '.join(layers)} over {n} samples: {', '.join(missing)} "
+            f"(one pass per model, about 20 s each for 500 samples on 2 CPU cores; saved to `cache/`).")
+    if st.button(f"Dissect {len(missing)} model{'s' if len(missing) > 1 else ''}", type="primary"):
+        results.update(load_all(missing, compute=True))
+        st.rerun()
+if results:
+    by_scene = {s: results[m] for s, m in models.items() if m in results}
+    cm = studies.concept_map(by_scene, layers)
+    summary = studies.concept_map_summary(cm)
+    fig = cell_figure(cm, list(by_scene), layers, lambda s: s if models[s].split("/")[-1] == s else f"{s} ({models[s]})")
+    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points",
+                            key="concept_map_chart")
+    try:
+        points = list(event.selection.points)
+    except (AttributeError, KeyError, TypeError):
+        points = []
+    if points and points[0].get("customdata"):
+        scene, layer, concept = points[0]["customdata"][:3]
+        open_units(models[scene], layer, concept)
+    st.dataframe(summary.rename(columns={"row": "scene"}), hide_index=True, width="stretch",
+                 column_config={"mean_iou": st.column_config.NumberColumn("mean IoU", format="%.3f")})
+    options = [(s, r.layer, r.concept) for s in by_scene for r in cm[cm.row == s].itertuples()]
+    if options:
+        o1, o2 = st.columns([3, 1])
+        pick = o1.selectbox("Browse the units of", options, key="cm_open",
+                            format_func=lambda o: f"{o[0]} · {o[1]} · {o[2]}")
+        o2.write("")
+        if o2.button("Open unit browser", key="cm_open_btn"):
+            open_units(models[pick[0]], pick[1], pick[2])
+
+# ----------------------------------------------------------------------------- variants (Fig. 7)
+st.subheader("Model variants")
+variant_groups = {s: g for s, g in groups.items() if g["variants"] and s in chosen_scenes}
+if not variant_groups:
+    st.caption("No model variants are shipped yet. Variants of a scene type (e.g. `toyworld/town-nostd`, "
+               "`toyworld/town-nopn`: no minibatch stddev, no pixel norm) are compared here, layer by "
+               "layer, as in the paper's Fig. 7, once `scripts/train_gan.py` has trained them.")
+else:
+    for scene, g in variant_groups.items():
+        names = [g["base"], *g["variants"]]
+        got = load_all(names, compute=False)
+        todo = [m for m in names if m not in got]
+        if todo:
+            st.info(f"{scene}: not dissected yet: {', '.join(todo)}.")
+            if st.button(f"Dissect the {scene} variants", key=f"var-{scene}"):
+                got.update(load_all(todo, compute=True))
+                st.rerun()
+        if got:
+            vm = studies.concept_map({m: got[m] for m in names if m in got}, layers)
+            st.plotly_chart(cell_figure(vm, [m for m in names if m in got], layers, lambda m: m.split("/")[-1]),
+                            width="stretch", key=f"variants-{scene}")
+            st.dataframe(studies.concept_map_summary(vm).rename(columns={"row": "model"}), hide_index=True,
+                         width="stretch")

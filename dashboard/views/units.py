@@ -1,0 +1,109 @@
+"""Unit browser: every unit of a layer, its best concepts, top-activating images with the
+thresholded mask outlined, and its activation histogram (paper §3.1)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.visualize import activation_histograms, unit_strips
+from dashboard.common import (ERRORS, concept_color, dissection, fail, fix_for, pick_layer, pick_model,
+                              pick_samples)
+
+st.title("Unit browser")
+name, G = pick_model()
+layer = pick_layer(G)
+n = pick_samples()
+
+res = dissection(name, G, [layer], n, compute=False)
+if res is None:
+    st.info(f"{layer} of {name} is not dissected yet over {n} samples (about 20 s for 500 samples on "
+            "2 CPU cores; the result is saved to `cache/`, so every later visit is instant).")
+    if not st.button("Dissect", type="primary"):
+        st.stop()
+    res = dissection(name, G, [layer], n, compute=True)
+
+units = res.units(layer)
+good = units[units.interpretable]
+m1, m2, m3 = st.columns(3)
+m1.metric("Interpretable units", f"{len(good)} / {len(units)}")
+m2.metric("Distinct concepts", good.label.nunique())
+m3.metric("Mean IoU (interpretable)", f"{good.iou.mean():.3f}" if len(good) else "—")
+
+concepts = ["all units", "interpretable"] + sorted(good.label.unique())
+wanted = st.session_state.pop("units_concept", None)
+if wanted in concepts:
+    st.session_state["units_concept_pick"] = wanted
+if st.session_state.get("units_concept_pick") not in concepts:
+    st.session_state["units_concept_pick"] = "all units"
+show = st.segmented_control("Show", concepts, key="units_concept_pick") or "all units"
+table = units[["unit", "label", "concept", "iou", "threshold", "precision", "top_value"]]
+if show == "interpretable":
+    table = table[units.interpretable]
+elif show != "all units":
+    table = table[units.label == show]
+table = table.sort_values("iou", ascending=False).reset_index(drop=True)
+
+
+def pick_row():
+    rows = st.session_state["unit_table"].selection.rows
+    if rows:
+        st.session_state["unit_pick"] = int(table.unit[rows[0]])
+
+
+st.dataframe(table, hide_index=True, width="stretch", height=250, key="unit_table", on_select=pick_row,
+             selection_mode="single-row",
+             column_config={"iou": st.column_config.ProgressColumn("IoU", min_value=0.0, max_value=1.0, format="%.3f"),
+                            "label": st.column_config.TextColumn("label", help="best concept when interpretable"),
+                            "threshold": st.column_config.NumberColumn(format="%.3f"),
+                            "precision": st.column_config.NumberColumn(format="%.3f"),
+                            "top_value": st.column_config.NumberColumn("top activation", format="%.2f")})
+if table.empty:
+    st.info("No units match this choice.")
+    st.stop()
+options = table.unit.tolist()
+if st.session_state.get("unit_pick") not in options:
+    st.session_state["unit_pick"] = options[0]
+unit = st.selectbox("Unit", options, key="unit_pick",
+                    format_func=lambda u: f"unit {u} · {units.concept[u]} (IoU {units.iou[u]:.3f})",
+                    help="Or click a row of the table (sort by any column header).")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def strip(model, layer, unit, n, threshold, _G, _res):
+    _, top_i = _res.topk(layer)
+    return unit_strips(_G, layer, [unit], [threshold], top_i[[unit], :8], _res.seed)[unit]
+
+
+@st.cache_data(show_spinner="Activation histograms…", max_entries=16)
+def histograms(model, layer, _G):
+    return activation_histograms(_G, layer, n_samples=16, bins=40)
+
+
+try:
+    st.image(strip(name, layer, unit, n, float(units.threshold[unit]), G, res), width="stretch",
+             caption=f"Unit {unit}: its top-activating samples, darkened outside the thresholded mask "
+                     f"(outlined at activation > {units.threshold[unit]:.3f})")
+    counts, edges = histograms(name, layer, G)
+except ERRORS as e:
+    fail("Could not render this unit", e, fix_for(e))
+
+c1, c2 = st.columns(2)
+best = pd.Series(res.iou(layer)[unit], index=res.labels).drop(res.labels[0]).sort_values(ascending=False).head(6)
+fig = go.Figure(go.Bar(x=best.index, y=best.values, marker_color=[concept_color(c) for c in best.index],
+                       marker_line=dict(color="rgba(40,40,40,0.6)", width=1),
+                       hovertemplate="%{x}: IoU %{y:.3f}<extra></extra>"))
+fig.add_hline(y=res.options.iou_threshold, line_dash="dot", annotation_text="interpretable",
+              annotation_position="top right")
+fig.update_layout(title=f"Unit {unit}: IoU with its best concepts", height=300, margin=dict(t=40, b=10),
+                  yaxis_title="IoU")
+c1.plotly_chart(fig, width="stretch", key="unit_iou")
+centers = (edges[unit, :-1] + edges[unit, 1:]) / 2
+hist = go.Figure(go.Bar(x=centers, y=counts[unit], width=np.diff(edges[unit]), marker_color="#5b7fbf",
+                        hovertemplate="%{x:.3f}: %{y} locations<extra></extra>"))
+hist.add_vline(x=float(units.threshold[unit]), line_dash="dash", line_color="#d62728",
+               annotation_text="mask threshold", annotation_position="top left")
+hist.update_layout(title=f"Unit {unit}: activations over 16 samples × all locations", height=300,
+                   margin=dict(t=40, b=10), yaxis_type="log", xaxis_title="activation", yaxis_title="locations")
+c2.plotly_chart(hist, width="stretch", key="unit_hist")
