@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,8 @@ from .checkpoints import CheckpointError, load_checkpoint, load_state_into
 __all__ = ["models_dir", "Spec", "Source", "PUBLISHED", "MissingPackageError", "MissingWeightsError",
            "DownloadError", "require", "status", "fetch", "download_url", "load", "load_generator_file",
            "load_segmenter_path", "register", "unregister", "add_upload", "user_models", "detect_arch",
-           "is_known", "spec", "ARCHS", "missing_message", "sha256_file", "available_segmenters"]
+           "is_known", "spec", "ARCHS", "missing_message", "sha256_file", "available_segmenters",
+           "available_generators"]
 
 MODELS_ENV = "GANATOMY_MODELS"
 ARCHS = {"generator": ("progan", "stylegan2", "biggan"), "segmenter": ("segformer",)}
@@ -185,6 +187,7 @@ PUBLISHED: dict[str, Spec] = _build_registry()
 # ----------------------------------------------------------------------------- user models
 
 _NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_REGISTRY_LOCK = threading.Lock()      # dashboard sessions (threads) adding models at once
 
 
 def _registry_file() -> Path:
@@ -244,18 +247,20 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     if check or arch is None:
         arch = _inspect(p, arch, opts)
     entry = {"kind": KIND_OF[arch], "arch": arch, "path": str(p), "options": opts}
-    data = user_models()
-    data[name] = entry
-    _write_json_atomic(_registry_file(), data)
+    with _REGISTRY_LOCK:
+        data = user_models()
+        data[name] = entry
+        _write_json_atomic(_registry_file(), data)
     return entry
 
 
 def unregister(name: str) -> None:
-    data = user_models()
-    if name not in data:
-        raise ValueError(f"{name!r} is not a user-added model; added: {', '.join(data) or 'none'}")
-    del data[name]
-    _write_json_atomic(_registry_file(), data)
+    with _REGISTRY_LOCK:
+        data = user_models()
+        if name not in data:
+            raise ValueError(f"{name!r} is not a user-added model; added: {', '.join(data) or 'none'}")
+        del data[name]
+        _write_json_atomic(_registry_file(), data)
 
 
 def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
@@ -333,6 +338,12 @@ def status() -> list[dict]:
 def available_segmenters() -> list[str]:
     """Names of the published or user-added segmenters whose weights are on this machine."""
     return [r["name"] for r in status() if r["kind"] == "segmenter" and r["available"]]
+
+
+def available_generators() -> list[str]:
+    """Names of the published or user-added generators whose weights are on this machine
+    (each loads with ``core.load_generator(name)``)."""
+    return [r["name"] for r in status() if r["kind"] == "generator" and r["available"]]
 
 
 def missing_message(s: Spec) -> str:

@@ -33,8 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["StyleGAN2", "config_from_state_dict", "normalize_state", "upfirdn2d", "rosinality_channels",
-           "expected_keys"]
+__all__ = ["StyleGAN2", "config_from_state_dict", "normalize_state", "upfirdn2d", "rosinality_channels"]
 
 SQRT2 = math.sqrt(2.0)
 
@@ -391,8 +390,3 @@ def config_from_state_dict(state: dict) -> dict:
         channels[8 * 2 ** j] = int(state[key].shape[1])
     return {"size": size, "style_dim": style_dim, "n_mlp": n_mlp, "channels": channels}
 
-
-def expected_keys(size: int, n_mlp: int = 8) -> list[str]:
-    """Every key of a rosinality ``g_ema`` state dict of this size (for error messages)."""
-    return list(StyleGAN2(size=size, style_dim=8, n_mlp=n_mlp,
-                          channels={2 ** i: 4 for i in range(2, int(math.log2(size)) + 1)}).state_dict())

@@ -604,6 +604,7 @@ def test_register_by_path_and_upload(models_dir, tmp_path, tiny_segformer):
     assert G.truncation == 0.7 and G.source == "lab/mine"
     rows = {r["name"]: r for r in published.status()}
     assert rows["lab/mine"]["available"] and rows["lab/mine"]["origin"] == "user"
+    assert published.available_generators() == ["lab/mine"]
     folder = tmp_path / "segf"
     tiny_segformer.save_pretrained(folder)
     published.register("lab/seg", folder)
