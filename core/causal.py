@@ -107,9 +107,16 @@ class AceResult:
 
 
 def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
-    """Candidate (sample, location) pairs: concept present (removal candidates) and concept
-    absent but appearing when every unit is set to k (insertion candidates)."""
-    present, absent, freq = [], [], []
+    """Where to intervene, from ``n`` pool samples at ``layer``'s grid.
+
+    Returns ``(present, absent, freq, (h, w))``: ``present`` = [(sample, cell mask)] for the
+    samples that show the concept, the mask marking every featuremap cell the concept covers
+    (removal candidates); ``absent`` = [(sample, y, x)] cells where the concept is absent but
+    appears when every unit is set to k there (insertion candidates). When setting every unit
+    to k creates the concept nowhere (the layer cannot insert it in one step), the insertion
+    candidates fall back to absent cells next to the concept's own cells (its most plausible
+    context) and then to any absent cell."""
+    present, absent, near, anywhere, freq = [], [], [], [], []
     n_units = _n_units(generator, layer)
     all_units = list(range(n_units))
     for a in range(0, n, batch_size):
@@ -123,25 +130,37 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
         freq.append(base.mean((1, 2)))
         cb = F.adaptive_avg_pool2d(base[:, None], (h, w))[:, 0]
         cf = F.adaptive_avg_pool2d(full[:, None], (h, w))[:, 0]
-        for i, j, x in torch.nonzero(cb > 0).tolist():
-            present.append((int(idx[i]), j, x))
+        grown = F.max_pool2d((cb > 0).float()[:, None], 3, 1, 1)[:, 0] > 0
+        for i in range(len(idx)):
+            if bool((cb[i] > 0).any()):
+                present.append((int(idx[i]), (cb[i] > 0).cpu()))
         for i, j, x in torch.nonzero((cb == 0) & (cf > 0)).tolist():
             absent.append((int(idx[i]), j, x))
-    return present, absent, float(torch.cat(freq).mean()), (h, w)
+        for i, j, x in torch.nonzero((cb == 0) & grown).tolist():
+            near.append((int(idx[i]), j, x))
+        for i, j, x in torch.nonzero(cb == 0).tolist():
+            anywhere.append((int(idx[i]), j, x))
+    return present, absent or near or anywhere, float(torch.cat(freq).mean()), (h, w)
 
 
-def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_size: int = 4,
-        lr: float = 0.01, l2: float = 0.1, init="iou", iou: np.ndarray | None = None,
-        k: torch.Tensor | None = None, pool_size: int = 96, seed: int = 0, top_n: int = 20,
+def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_size: int = 4,
+        lr: float = 0.01, l2: float = 0.01, init="iou", iou: np.ndarray | None = None,
+        k: torch.Tensor | None = None, pool_size: int = 128, seed: int = 0, top_n: int = 20,
         dissect_samples: int = 400, progress: Callable | None = None) -> AceResult:
     """Find the units whose joint insertion/ablation has the largest causal effect on
     ``concept`` (eq. 5–6): alpha in [0,1]^d, minimise −delta_alpha + l2 * sum(alpha^2) by
     Adam over random z and featuremap locations, clamping alpha to [0, 1] after every step.
 
-    Locations: half where the concept is present (ablation removes it), half where it is
-    absent but appears when every unit is set to k (insertion adds it). ``init="iou"``
-    starts from IoU / max IoU (from ``iou`` or a cached dissection of ``dissect_samples``);
-    ``init="uniform"`` from 0.5. ``progress(step, n_steps, loss)`` after every step."""
+    delta_alpha = s_c(insert) − s_c(ablate), s_c = the segmenter's soft score of c averaged
+    over the image, normalised by the concept's mean frequency. Locations P: half the batch
+    are removal samples (P = every cell the concept covers in that sample, so the gradient
+    sees the whole object disappear), half insertion samples (P = one cell where the concept
+    is absent but appears when every unit is set to k; see :func:`_location_pool`).
+
+    ``init="iou"`` starts from IoU / max IoU (from ``iou`` or a cached dissection of
+    ``dissect_samples``); ``init="uniform"`` from 0.5. The ranking orders units by final alpha,
+    ties (e.g. several units clamped at 0) broken by the initial alpha.
+    ``progress(step, n_steps, loss)`` after every step."""
     t0 = time.perf_counter()
     layer = resolve_layers(generator, [layer])[0]
     c = concept_index(segmenter, concept)
@@ -172,21 +191,26 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_
     opt = torch.optim.Adam([alpha], lr=lr)
     rng = np.random.default_rng(seed)
     losses, effects = [], []
+    kv = k.view(1, -1, 1, 1)
     for step in range(n_steps):
-        half = batch_size // 2
-        picks = []
-        for pool, m in ((present, batch_size - half), (absent, half)):
-            src = pool if pool else (present or absent)
-            picks += [src[i] for i in rng.integers(0, len(src), m)]
-        idx = [p[0] for p in picks]
+        n_ins = batch_size // 2 if (present and absent) else (batch_size if absent else 0)
+        idx, masks = [], []
+        for i in rng.integers(0, len(present), batch_size - n_ins) if present else []:
+            s, cells = present[i]
+            idx.append(s)
+            masks.append(cells.to(dev, torch.float32))
+        for i in rng.integers(0, len(absent), n_ins):
+            s, y, x = absent[i]
+            m = torch.zeros(h, w, device=dev)
+            m[y, x] = 1.0
+            idx.append(s)
+            masks.append(m)
         z = z_at(seed + 101, idx, generator.z_dim, dev)
-        loc = torch.zeros(len(picks), 1, h, w, device=dev)
-        for i, (_, y, x) in enumerate(picks):
-            loc[i, 0, y, x] = 1.0
+        loc = torch.stack(masks)[:, None]
+        b = len(idx)
         zz = torch.cat([z, z])
         m = torch.cat([loc, loc])
-        v = torch.cat([k.view(1, -1, 1, 1).expand(len(picks), -1, 1, 1),
-                       torch.zeros(len(picks), n_units, 1, 1, device=dev)])
+        v = torch.cat([kv.expand(b, -1, 1, 1), torch.zeros(b, n_units, 1, 1, device=dev)])
 
         def fn(out, m=m, v=v):
             s = m * alpha.view(1, -1, 1, 1)
@@ -195,7 +219,7 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_
         with Trace(generator, edits={layer: fn}):
             images = generator(zz)
         score = segmenter.scores(images)[:, c].mean((1, 2))
-        delta = (score[: len(picks)].mean() - score[len(picks):].mean()) / freq
+        delta = (score[:b].mean() - score[b:].mean()) / freq
         loss = -delta + l2 * (alpha ** 2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,7 +231,7 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 100, batch_
         if progress:
             progress(step + 1, n_steps, losses[-1])
     a = alpha.detach().cpu().numpy()
-    ranking = np.argsort(-a, kind="stable")
+    ranking = np.lexsort((-np.clip(a0, 0, 1), -a))
     return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,
                      effects=effects, k=k.cpu().numpy(), init=a0, seconds=time.perf_counter() - t0,
                      top_n=top_n)

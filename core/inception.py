@@ -7,7 +7,14 @@ the weights file ``pt_inception-2015-12-05-6726825d.pth`` is looked for, in orde
 1. ``$GANATOMY_INCEPTION`` (a file path),
 2. ``core/weights/pt_inception-2015-12-05-6726825d.pth``,
 3. ``$TORCH_HOME/hub/checkpoints/`` (default ``~/.cache/torch/hub/checkpoints/``) — where
-   ``pytorch-fid`` itself caches it after a first online run.
+   ``pytorch-fid`` itself caches it after a first online run;
+4. the same folder under torch-fidelity's name for the same weights,
+   ``weights-inception-2015-12-05-6726825d.pth`` (torch-fidelity caches it there too; the
+   ``6726825d`` suffix is the file's SHA-256 prefix, identical for both).
+
+Not used: torchvision's ImageNet Inception (``inception_v3_google-*.pth``) is a different network
+whose FIDs are not comparable with published ones, and the TorchScript ``inception-2015-12-05.pt``
+of StyleGAN/clean-fid cannot be loaded without executing code from the file.
 
 Features: 2048-d pool3 activations of images in [-1, 1], resized to 299x299 bilinearly.
 """
@@ -26,6 +33,7 @@ __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "candidate_paths", "find_weights", "lo
            "build_fid_inception", "InceptionFeatures"]
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+FIDELITY_NAME = "weights-inception-2015-12-05-6726825d.pth"   # torch-fidelity's cache name
 WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_NAME
 
 
@@ -37,6 +45,7 @@ def candidate_paths() -> list[Path]:
     out.append(Path(__file__).resolve().parent / "weights" / WEIGHTS_NAME)
     torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     out.append(torch_home / "hub" / "checkpoints" / WEIGHTS_NAME)
+    out.append(torch_home / "hub" / "checkpoints" / FIDELITY_NAME)
     return out
 
 

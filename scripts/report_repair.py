@@ -17,10 +17,35 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
 from core import evaluation, repair, training  # noqa: E402
+
+
+def save_grid(G, layer, flagged, table, pick, path: Path, n: int = 8) -> str:
+    """Eight evaluation images (the ones where the flagged units fire most): original, flagged
+    units ablated, first random draw ablated — one row each."""
+    import torch
+    from PIL import Image
+    from core.intervention import Edit, generate
+    from core.sampling import z_at
+    from core.visualize import to_uint8
+    rand = [int(u) for u in table.units.iloc[2].split(";")[0].split()]
+    z = z_at(0, pick[:n], G.z_dim)
+    with torch.no_grad():
+        rows = [generate(G, z), generate(G, z, [Edit(layer, flagged)]), generate(G, z, [Edit(layer, rand)])]
+    pad = 2
+    grid = np.full((3 * (G.resolution + pad), n * (G.resolution + pad), 3), 255, np.uint8)
+    for r, imgs in enumerate(rows):
+        for i, im in enumerate(to_uint8(imgs)):
+            y, x = r * (G.resolution + pad), i * (G.resolution + pad)
+            grid[y:y + G.resolution, x:x + G.resolution] = im
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main():
@@ -34,6 +59,8 @@ def main():
     ap.add_argument("--eval", type=int, default=2_000)
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "repair.json"))
+    ap.add_argument("--grid", default=str(ROOT / "docs" / "repair" / "before_after.png"),
+                    help="before/after image pairs (rows: original, flagged ablated, random ablated)")
     a = ap.parse_args()
     G = core.load_generator(a.model)
     feats = core.load_features("toyworld")
@@ -53,6 +80,7 @@ def main():
            "unit_fid_median": float(sorted(uf.fid)[len(uf.fid) // 2]),
            "flagged": flagged, "manual_flags": manual, "table": table.to_dict(orient="records"),
            "eval_images": int(len(pick))}
+    out["grid"] = save_grid(G, a.layer, flagged, table, pick, Path(a.grid))
     print(table.to_string(index=False))
     print(json.dumps({k: out[k] for k in ("unit_fid_seconds", "unit_fid_median", "flagged")}))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

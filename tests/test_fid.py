@@ -106,3 +106,20 @@ def test_inception_loads_from_local_file_only(tmp_path, monkeypatch):
     path.write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match=inception.WEIGHTS_NAME):
         core.load_features("inception")
+
+
+def test_inception_found_under_torch_fidelity_cache_name(tmp_path, monkeypatch):
+    """torch-fidelity caches the same FID weights under its own file name: that file is used."""
+    from core import inception
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("GANATOMY_INCEPTION", raising=False)
+    assert not (inception.candidate_paths()[0]).exists()   # nothing shipped in core/weights
+    path = tmp_path / "hub" / "checkpoints" / inception.FIDELITY_NAME
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(1)
+    ref = inception.build_fid_inception()
+    torch.save(ref.state_dict(), path)
+    net = core.load_features("inception")
+    assert net.source == str(path)
+    w = net.net.Conv2d_1a_3x3.conv.weight
+    assert torch.equal(w, ref.Conv2d_1a_3x3.conv.weight)
