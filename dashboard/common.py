@@ -38,11 +38,29 @@ def generator(name: str):
     return G
 
 
-@st.cache_resource(show_spinner="Loading segmenter…")
-def segmenter(name: str = "toyworld"):
+@st.cache_resource(show_spinner="Loading segmenter…", max_entries=8)
+def _segmenter(name: str):
     seg = core.load_segmenter(name)
     seg.cache_key = core.cache.model_fingerprint(seg)
     return seg
+
+
+def segmenter(name: str | None = None):
+    """The segmenter ``name``, by default the one chosen on the Models page (else toyworld's)."""
+    return _segmenter(name or st.session_state.get("shared_segmenter", "toyworld"))
+
+
+def zoo() -> dict[str, dict]:
+    """Every generator the dashboard can open, by name, with its model card: the shipped
+    toyworld models (and their snapshots) and the published or user-added models whose weights
+    are on this machine (Models page; README, 'Your own models')."""
+    models = dict(core.list_models())
+    try:
+        from core import published
+        models.update({n: {} for n in published.available_generators() if n not in models})
+    except Exception:              # optional model registry unavailable: the shipped zoo still works
+        pass
+    return models
 
 
 def fail(what: str, error: BaseException, fix: str | None = None, stop: bool = True):
@@ -71,7 +89,7 @@ def fix_for(error: BaseException) -> str:
 
 def pick_model(key: str = "model", label: str = "Generator"):
     """Sidebar model picker shared by all pages (remembers the choice across pages)."""
-    models = [m for m in core.list_models() if "@" not in m]
+    models = [m for m in zoo() if "@" not in m]
     if not models:
         st.warning("No generators are shipped yet: train one with `python scripts/train_gan.py` and "
                    "ship it with `python scripts/ship_gans.py`.")

@@ -109,6 +109,13 @@ def _wait_changed(page, old, timeout=20000):
     return _edited_src(page)
 
 
+def _shot(page, path: Path, committed: bool):
+    page.screenshot(path=str(path), full_page=True)
+    if committed:                    # the committed copies: a 256-colour palette keeps them small
+        from PIL import Image
+        Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
 def _open_paint(page, url):
     page.goto(url + "/paint")
     _ready(page, "Paint", EDITED)
@@ -151,7 +158,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
             _ready(page, "Concept maps", ".js-plotly-plot")
             timings["cold_start_s"] = time.perf_counter() - t0
             _no_exception(page, "Concept maps")
-            page.screenshot(path=str(shots / "concept_maps.png"), full_page=True)
+            _shot(page, shots / "concept_maps.png", shots == SHOTS)
 
             # every page of the sidebar, once (first visits), with a screenshot each
             links = page.locator('[data-testid="stSidebarNav"] a')
@@ -164,8 +171,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
                 _ready(page, title, EDITED if title == "Paint" else None)
                 first_visit[title] = time.perf_counter() - t
                 _no_exception(page, title)
-                page.screenshot(path=str(shots / f"{title.lower().replace(' ', '_').replace('-', '')}.png"),
-                                full_page=True)
+                _shot(page, shots / f"{title.lower().replace(' ', '_').replace('-', '')}.png", shots == SHOTS)
             timings["first_visit_s"] = first_visit
 
             # page switches with cached results (every page visited once already)
@@ -199,7 +205,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
             timings["paint_stroke_s"] = time.perf_counter() - t
             assert after != before
             _no_exception(page, "Paint after a stroke")
-            page.screenshot(path=str(shots / "paint.png"), full_page=True)
+            _shot(page, shots / "paint.png", shots == SHOTS)
             page.get_by_role("button", name="Undo stroke").click()
             page.wait_for_function("([sel, src]) => document.querySelector(sel)?.src === src",
                                    arg=[EDITED, before], timeout=20000)

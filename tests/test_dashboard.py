@@ -1,9 +1,20 @@
 """Dashboard smoke tests with Streamlit's AppTest (no browser)."""
 from pathlib import Path
 
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The dashboard sets one torch thread per computation for its server process; AppTest runs
+    it inside pytest, so give the later tests their threads back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
 
 
 def _images(at):

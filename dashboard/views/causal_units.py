@@ -10,7 +10,8 @@ from core import causal
 from core.intervention import Edit, generate, insertion_constants
 from core.sampling import z_range
 from core.visualize import to_uint8
-from dashboard.common import pick_layer, pick_model, segmenter
+from core import studies
+from dashboard.common import ERRORS, fail, fix_for, generator, pick_layer, pick_model, segmenter, zoo
 
 st.title("Causal units")
 name, G = pick_model()
@@ -61,3 +62,33 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     st.image(list(after), width=104, caption=[f"{concept} units ablated"] * 6)
 else:
     st.info("Pick a concept and press **Find causal units**.")
+
+# ----------------------------------------------------------------------------- Fig. 9-10
+st.subheader("Removal table across scene types")
+st.caption(f"For each scene type's generator: the {concept} causal units at {layer} (ACE, {steps} steps), "
+           f"and the percent of {concept} pixels removed when they are ablated ({curve_n} images).")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def removal(names, layer, concept, steps, n_images):
+    bar = st.progress(0.0, text="ACE per scene type…")
+    gens = {name.split("/")[-1]: generator(name) for name in names}
+    df = causal.removal_table(gens, seg, layer, [concept], n_units=20, ace_steps=steps, n_samples=n_images,
+                              progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} generators"))
+    bar.empty()
+    return df
+
+
+bases = tuple(g["base"] for g in studies.zoo_groups(zoo()).values()
+              if str(g["base"]).startswith("toyworld/"))
+rkey = (bases, layer, concept, steps, curve_n)
+if st.button(f"Removal table for {concept} ({len(bases)} generators)", key="removal_run") \
+        or st.session_state.get("removal_key") == rkey:
+    st.session_state["removal_key"] = rkey
+    try:
+        with st.status(f"Removal table for {concept}", expanded=True):
+            table = removal(*rkey)
+    except ERRORS as e:
+        fail("The removal table failed", e, fix_for(e))
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"removed_percent": st.column_config.NumberColumn("removed %", format="%.1f")})

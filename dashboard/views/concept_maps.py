@@ -6,17 +6,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-import core
 from core import studies
 from dashboard.common import (ERRORS, concept_color, dissectable_layers, dissection, fail, fix_for, generator,
-                              pick_samples)
+                              pick_samples, zoo)
 
 st.title("Concept maps")
 st.caption("Units per concept for every scene type and layer: each bar counts the units whose best "
            "concept (IoU above 0.05) it is, coloured by concept, sorted. Hover for counts and mean IoU; "
            "click a bar to browse those units.")
 
-groups = studies.zoo_groups(core.list_models())
+models_all = zoo()
+groups = studies.zoo_groups(models_all)
 if not groups:
     st.warning("No generators are shipped yet: train one with `python scripts/train_gan.py` and ship it "
                "with `python scripts/ship_gans.py`.")
@@ -29,7 +29,8 @@ except ERRORS as e:
     fail(f"Could not load {groups[scenes[0]]['base']}", e, fix_for(e))
 all_layers = dissectable_layers(first)
 c1, c2 = st.columns([1, 2])
-chosen_scenes = c1.multiselect("Scene types", scenes, default=scenes, key="cm_scenes")
+toy = [s for s in scenes if str(groups[s]["base"]).startswith("toyworld/")] or scenes[:1]
+chosen_scenes = c1.multiselect("Scene types (or models)", scenes, default=toy, key="cm_scenes")
 default_layers = [ly for ly in ("layer4", "layer6") if ly in all_layers] or all_layers[:1]
 layers = c2.multiselect("Layers", all_layers, default=default_layers, key="cm_layers")
 if not chosen_scenes or not layers:
@@ -45,6 +46,11 @@ def load_all(names, compute):
             G = generator(name)
         except ERRORS as e:
             fail(f"Could not load {name}", e, fix_for(e))
+        absent = [ly for ly in layers if ly not in dissectable_layers(G)]
+        if absent:
+            st.warning(f"{name} has no layer {', '.join(absent)} (its layers: {', '.join(dissectable_layers(G))}); "
+                       "choose layers it has to map it.")
+            continue
         res = dissection(name, G, layers, n, compute)
         if res is not None:
             out[name] = res
@@ -86,7 +92,7 @@ def open_units(model, layer, concept):
 
 
 results = load_all(models.values(), compute=False)
-missing = [m for m in models.values() if m not in results]
+missing = [m for m in models.values() if m not in results and set(layers) <= set(dissectable_layers(generator(m)))]
 if missing:
     st.info(f"Not dissected yet at {', '.join(layers)} over {n} samples: {', '.join(missing)} "
             f"(one pass per model, about 20 s each for 500 samples on 2 CPU cores; saved to `cache/`).")
@@ -129,7 +135,7 @@ else:
     for scene, g in variant_groups.items():
         names = [g["base"], *g["variants"]]
         got = load_all(names, compute=False)
-        todo = [m for m in names if m not in got]
+        todo = [m for m in names if m not in got and set(layers) <= set(dissectable_layers(generator(m)))]
         if todo:
             st.info(f"{scene}: not dissected yet: {', '.join(todo)}.")
             if st.button(f"Dissect the {scene} variants", key=f"var-{scene}"):

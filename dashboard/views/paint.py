@@ -89,7 +89,7 @@ def _restart(key, objects):
 
 @st.fragment
 def painter():
-    left, mid, right = st.columns([1, 1, 1])
+    left, mid, right = st.columns([11, 10, 7])           # the canvas column fits SIZE px
     with left:
         st.markdown(f"**Original** · paint here · {layer} grid {rows}×{cols}")
         result = st_canvas(fill_color="rgba(255, 214, 10, 0.35)", stroke_width=brush,
