@@ -9,10 +9,11 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
 @pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """The dashboard sets one torch thread per computation for its server process; AppTest runs
-    it inside pytest, so give the later tests their threads back."""
+def _server_threads():
+    """Run the app as its server does (one torch thread per computation, dashboard/common.py);
+    AppTest runs it inside pytest, so the later tests get their threads back."""
     n = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
 
@@ -194,9 +195,10 @@ def _page(path, timeout=300):
 
 def test_causal_units_page(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", "50")
     at = _page("views/causal_units.py")
     assert not at.exception, at.exception
-    at.select_slider[0].set_value(20).run()
+    [s for s in at.select_slider if s.label == "Optimisation steps"][0].set_value(20).run()
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -205,8 +207,23 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert [i.url for i in imgs[-2].proto.imgs] != [i.url for i in imgs[-1].proto.imgs]
 
 
+def _small_real_stats(cache, scene="town", size=64, n=400):
+    """Real feature statistics of a few hundred scenes, stored where the page looks for the
+    10,000-scene ones (the test is about the page, not about FID accuracy)."""
+    import numpy as np
+
+    import core
+    from core import evaluation
+    feats = core.load_features("toyworld")
+    mu, cov = evaluation.real_stats(lambda im: feats(im), [scene], n, seed=500, size=size).mean_cov()
+    path = cache / "fid_stats" / f"{scene}_{size}px_10000_seed500.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, mu=mu, cov=cov)
+
+
 def test_repair_page_flags_persist(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    _small_real_stats(tmp_path)
     at = _page("views/repair.py")
     assert not at.exception, at.exception
     at.button[0].click().run()
@@ -223,6 +240,7 @@ def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
     at = _page("views/evolution.py")
     assert not at.exception, at.exception
     if at.button:
+        [s for s in at.select_slider if s.label == "Samples per checkpoint"][0].set_value(50).run()
         at.button[0].click().run()
         assert not at.exception, at.exception
         assert len(at.dataframe) == 1

@@ -11,11 +11,13 @@ from core.intervention import Edit, generate, insertion_constants
 from core.sampling import z_range
 from core.visualize import to_uint8
 from core import studies
-from dashboard.common import ERRORS, fail, fix_for, generator, pick_layer, pick_model, segmenter, zoo
+from dashboard.common import (ERRORS, fail, fix_for, generator, pick_layer, pick_model, pick_samples, segmenter,
+                              zoo)
 
 st.title("Causal units")
 name, G = pick_model()
 layer = pick_layer(G)
+n_dissect = pick_samples()
 seg = segmenter()
 c1, c2, c3 = st.columns(3)
 concept = c1.selectbox("Concept", seg.labels[1:], index=seg.labels[1:].index("door") if "door" in seg.labels else 0)
@@ -24,9 +26,9 @@ curve_n = c3.select_slider("Images for the ablation curve", [50, 100, 200, 500],
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def run_ace(model, layer, concept, steps, _G, _seg):
+def run_ace(model, layer, concept, steps, n_dissect, _G, _seg):
     bar = st.progress(0.0, text="Optimising alpha…")
-    dis = core.dissect(_G, _seg, [layer], 400)
+    dis = core.dissect(_G, _seg, [layer], n_dissect)       # the dissection the other pages use
     c = _seg.labels.index(concept)
     k = insertion_constants(_G, _seg, layer, concept, n_samples=100)
     res = causal.ace(_G, _seg, layer, concept, n_steps=steps, iou=dis.iou(layer)[:, c], k=k,
@@ -40,7 +42,7 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
-            res, iou, k = run_ace(name, layer, concept, steps, G, seg)
+            res, iou, k = run_ace(name, layer, concept, steps, n_dissect, G, seg)
     except ValueError as e:
         st.error(f"Cannot optimise: {e}")
         st.stop()

@@ -20,7 +20,7 @@ if len(series) < 2:
     st.info(f"{name} has no training snapshots; the town model ships a series (toyworld/town@step-N).")
     st.stop()
 st.caption("Checkpoints: " + ", ".join(f"{s}" for s, _ in series))
-n = st.select_slider("Samples per checkpoint", [200, 500, 1000], value=200)
+n = st.select_slider("Samples per checkpoint", [50, 100, 200, 500, 1000], value=200)
 if st.button("Dissect every checkpoint", type="primary") or st.session_state.get("evo_key") == (name, layer, n):
     st.session_state["evo_key"] = (name, layer, n)
     bar = st.progress(0.0, text="Dissecting checkpoints…")

@@ -87,6 +87,9 @@ def _restart(key, objects):
     st.session_state[key + "-init"] = {"objects": objects, "ganatomy_revision": rev}
 
 
+st.html("<style>.st-key-paint_edited img { image-rendering: pixelated; }</style>")
+
+
 @st.fragment
 def painter():
     left, mid, right = st.columns([11, 10, 7])           # the canvas column fits SIZE px
@@ -118,8 +121,8 @@ def painter():
     with mid:
         st.markdown(f"**Edited** · {concept} {verb} in {n_cells} cell{'' if n_cells == 1 else 's'}"
                     if edits else "**Edited** · paint on the left to edit")
-        with st.container(key="paint_edited"):
-            st.image(paint.grid_image(edited, (1, 1), SIZE), width=SIZE, output_format="PNG")
+        with st.container(key="paint_edited"):       # sent at the model's resolution, enlarged by CSS
+            st.image(edited, width=SIZE, output_format="PNG")
     with right:
         st.markdown(f"**What the paint means at {layer}**")
         st.image(paint.cells_overlay(base, cells, SIZE // 2), width=SIZE // 2, output_format="PNG",
