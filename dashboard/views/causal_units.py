@@ -43,9 +43,8 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
             res, iou, k = run_ace(name, layer, concept, steps, n_dissect, G, seg)
-    except ValueError as e:
-        st.error(f"Cannot optimise: {e}")
-        st.stop()
+    except ERRORS as e:
+        fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
     st.plotly_chart(px.line(y=res.losses, labels={"x": "step", "y": "loss"}, title="Loss (−δ + λ‖α‖²)"),
                     width="stretch")

@@ -6,7 +6,7 @@ import streamlit as st
 
 import core
 from core import studies
-from dashboard.common import pick_layer, pick_model, segmenter
+from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
 
 st.title("Training evolution")
 name, G = pick_model()
@@ -14,8 +14,7 @@ layer = pick_layer(G)
 try:
     series = core.checkpoint_series(name)
 except ValueError as e:
-    st.error(str(e))
-    st.stop()
+    fail(f"No training series for {name}", e, "pick a model that ships snapshots (toyworld/town)")
 if len(series) < 2:
     st.info(f"{name} has no training snapshots; the town model ships a series (toyworld/town@step-N).")
     st.stop()
@@ -24,8 +23,11 @@ n = st.select_slider("Samples per checkpoint", [50, 100, 200, 500, 1000], value=
 if st.button("Dissect every checkpoint", type="primary") or st.session_state.get("evo_key") == (name, layer, n):
     st.session_state["evo_key"] = (name, layer, n)
     bar = st.progress(0.0, text="Dissecting checkpoints…")
-    df = studies.training_evolution(name, segmenter(), [layer], n_samples=n,
-                                    progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} checkpoints"))
+    try:
+        df = studies.training_evolution(name, segmenter(), [layer], n_samples=n,
+                                        progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} checkpoints"))
+    except ERRORS as e:
+        fail("Dissecting the checkpoints failed", e, fix_for(e))
     bar.empty()
     long = df.melt(id_vars=["step"], value_vars=["interpretable", "concepts", "mean_iou"])
     st.plotly_chart(px.line(long, x="step", y="value", facet_col="variable", markers=True,

@@ -6,7 +6,7 @@ import streamlit as st
 import core
 from core import evaluation, repair
 from core.visualize import unit_strips
-from dashboard.common import pick_layer, pick_model
+from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model
 
 st.title("Artifact repair")
 name, G = pick_model()
@@ -33,8 +33,11 @@ def run_unit_fid(model, layer, n, top, _G):
 
 if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_key") == (name, layer, n, top):
     st.session_state["ufid_key"] = (name, layer, n, top)
-    with st.status("Per-unit FID", expanded=True):
-        uf, real = run_unit_fid(name, layer, n, top, G)
+    try:
+        with st.status("Per-unit FID", expanded=True):
+            uf, real = run_unit_fid(name, layer, n, top, G)
+    except ERRORS as e:
+        fail("Per-unit FID failed", e, fix_for(e))
     table = uf.table()
     st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
     flags = set(repair.load_flags(name, layer))
@@ -51,8 +54,11 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
     repair.save_flags(name, layer, sorted(flags))
     chosen = sorted(flags) or uf.highest(5)
     if st.button(f"Ablate {len(chosen)} units and compare FID"):
-        with st.spinner("FID before/after…"):
-            t, _ = repair.repair_table(G, layer, features(), real, chosen, n_candidates=n, n_eval=max(n // 5, 50))
+        try:
+            with st.spinner("FID before/after…"):
+                t, _ = repair.repair_table(G, layer, features(), real, chosen, n_candidates=n, n_eval=max(n // 5, 50))
+        except ERRORS as e:
+            fail("The FID comparison failed", e, fix_for(e))
         st.dataframe(t, hide_index=True, width="stretch")
 else:
     st.info("Press **Compute unit FID** (results are cached).")

@@ -9,7 +9,7 @@ import torch
 from core import causal
 from core.intervention import Edit, insertion_constants
 from core.sampling import z_range
-from dashboard.common import pick_layer, pick_model, segmenter
+from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
 
 st.title("Tracing")
 name, G = pick_model()
@@ -47,9 +47,8 @@ try:
     mask[y, x] = 1
     k = constants(name, layer, concept, G)
     df, emap = causal.trace_effect(G, Edit(layer, units, "insert", k[units], mask), z, scales(name, layer, G))
-except (ValueError, IndexError) as e:
-    st.error(f"Cannot trace this edit: {e}")
-    st.stop()
+except ERRORS as e:
+    fail("Cannot trace this edit", e, fix_for(e))
 st.plotly_chart(px.line(df, x="layer", y="change", markers=True,
                         title="Normalised change per later layer"), width="stretch")
 st.plotly_chart(px.imshow(emap[0], color_continuous_scale="magma", title="Effect at the last layer"),

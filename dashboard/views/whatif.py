@@ -8,7 +8,7 @@ import torch
 from core.intervention import Edit, generate, insertion_constants
 from core.sampling import z_range
 from core.visualize import to_uint8
-from dashboard.common import pick_layer, pick_model, segmenter
+from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
 
 st.title("What-if")
 name, G = pick_model()
@@ -42,9 +42,8 @@ try:
     with torch.no_grad():
         before = to_uint8(generate(G, z))
         after = to_uint8(generate(G, z, [Edit(layer, units, mode, value, mask)]))
-except (ValueError, IndexError) as e:
-    st.error(f"Cannot apply this edit: {e}")
-    st.stop()
+except ERRORS as e:
+    fail("Cannot apply this edit", e, fix_for(e))
 st.caption(f"{layer} has {n_units} units on a {h}x{w} grid; the region covers {int(mask.sum())} cells.")
 st.image(list(before), width=104, caption=[f"before #{i}" for i in range(8)])
 st.image(list(after), width=104, caption=[f"after #{i}" for i in range(8)])
