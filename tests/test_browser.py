@@ -206,6 +206,13 @@ def test_dashboard_in_a_real_browser(tmp_path):
             assert after != before
             _no_exception(page, "Paint after a stroke")
             _shot(page, shots / "paint.png", shots == SHOTS)
+            if shots == SHOTS:                          # refreshing the committed screenshots: the context study too
+                page.get_by_role("button", name="Run the context study").click()
+                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2",
+                                       timeout=120000)
+                _ready(page, "Paint")
+                page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+                _shot(page, shots / "paint_context.png", True)
             page.get_by_role("button", name="Undo stroke").click()
             page.wait_for_function("([sel, src]) => document.querySelector(sel)?.src === src",
                                    arg=[EDITED, before], timeout=20000)
