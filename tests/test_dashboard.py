@@ -92,6 +92,26 @@ def test_concept_maps_page_dissects_and_opens_the_unit_browser(tmp_path, monkeyp
     assert at.sidebar.selectbox[0].value.endswith(scene)
 
 
+def test_concept_maps_compare_model_variants(tmp_path, monkeypatch):
+    """Fig. 7: variants of a scene type's model are mapped side by side (room stands in for a
+    town variant here, as no variant is shipped yet)."""
+    import dashboard.common as common
+    _dissected(tmp_path, monkeypatch, models=("toyworld/town", "toyworld/room"))
+    monkeypatch.setattr(common, "zoo", lambda: {"toyworld/town": {"scene": "town", "variant": "base"},
+                                                "toyworld/room": {"scene": "town", "variant": "demo"}})
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.multiselect[1].set_value(["layer4"]).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.subheader[0].value == "Model variants"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2                                  # the scene-type map and the variants map
+    import json
+    rows = [a["text"] for a in json.loads(charts[1].proto.spec)["layout"]["annotations"]]
+    assert "town" in rows and "room" in rows
+    assert len(at.dataframe[1].value) == 2
+
+
 def test_concept_maps_failure_shows_cause_and_fix(tmp_path, monkeypatch):
     import core
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
