@@ -363,7 +363,7 @@ def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = N
 
 
 def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: int = 20,
-                  ace_steps: int = 100, n_samples: int = 200, seed: int = 0,
+                  ace_steps: int = 150, n_samples: int = 200, seed: int = 0,
                   progress: Callable | None = None, **ace_kw) -> pd.DataFrame:
     """Percent of each concept's pixels removed by ablating its ``n_units`` causal units (found by
     :func:`ace`), per generator (e.g. one per scene type) — the paper's Fig. 9–10 table.

@@ -52,8 +52,15 @@ def main():
     ap.add_argument("--dissect-samples", type=int, default=2000)
     ap.add_argument("--curve-samples", type=int, default=500)
     ap.add_argument("--counts", type=int, nargs="+", default=[1, 2, 5, 10, 20])
-    ap.add_argument("--ace-steps", type=int, default=100)
+    ap.add_argument("--ace-steps", type=int, default=150)
     ap.add_argument("--context-images", type=int, default=16)
+    ap.add_argument("--context-concepts", nargs="*", default=["door", "window", "tree"],
+                    help="concepts whose insertion context is studied (Fig. 11)")
+    ap.add_argument("--table-models", nargs="*", default=["toyworld/town", "toyworld/room", "toyworld/lake"],
+                    help="removal table (Fig. 9-10): generators, one per scene type (missing ones skipped)")
+    ap.add_argument("--table-concepts", nargs="*",
+                    default=["town:door,window,tree,roof,fence", "room:bed,window,door,curtain,painting",
+                             "lake:boat,tree,building,mountain,cloud"])
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "causal.json"))
     a = ap.parse_args()
     G = core.load_generator(a.model)
@@ -83,14 +90,27 @@ def main():
                               for r in ("ace", "iou")},
             "loss_first_last": [res.losses[0], res.losses[-1]],
         }
-        if concept == "door":
+        if concept in a.context_concepts:
             rows, summary, maps = causal.context_study(G, seg, a.layer, res.units, k, concept,
                                                        n_images=a.context_images)
             entry["context"] = summary.to_dict(orient="records")
+            entry["context_success_rate"] = (rows.assign(ok=rows.effect > 0).groupby("context").ok
+                                             .agg(["mean", "count"]).reset_index().to_dict(orient="records"))
+        if "what_if_ms_median" not in out:
             ms, _ = what_if_ms(G, a.layer, res.units, k)
             out["what_if_ms_median"] = round(ms, 1)
         out["concepts"][concept] = entry
         print(json.dumps({concept: {k2: v for k2, v in entry.items() if k2 != "curve"}}, indent=1, default=float))
+    gens = {m: (G if m == a.model else core.load_generator(m)) for m in a.table_models
+            if m in core.list_models()}
+    wanted = dict(item.split(":", 1) for item in a.table_concepts)
+    per = {m: [c for c in wanted.get(gens[m].meta.get("scene", ""), "").split(",") if c in seg.labels]
+           for m in gens}
+    t = time.perf_counter()
+    table = causal.removal_table(gens, seg, a.layer, per, ace_steps=a.ace_steps)
+    out["removal_table"] = table.drop(columns=["units"]).to_dict(orient="records")
+    out["removal_table_seconds"] = round(time.perf_counter() - t, 1)
+    print(table.drop(columns=["units"]).to_string(index=False))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1, default=float))
 
