@@ -134,12 +134,9 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
         for i in range(len(idx)):
             if bool((cb[i] > 0).any()):
                 present.append((int(idx[i]), (cb[i] > 0).cpu()))
-        for i, j, x in torch.nonzero((cb == 0) & (cf > 0)).tolist():
-            absent.append((int(idx[i]), j, x))
-        for i, j, x in torch.nonzero((cb == 0) & grown).tolist():
-            near.append((int(idx[i]), j, x))
-        for i, j, x in torch.nonzero(cb == 0).tolist():
-            anywhere.append((int(idx[i]), j, x))
+        for out, where in ((absent, cf > 0), (near, grown), (anywhere, None)):
+            sel = cb == 0 if where is None else (cb == 0) & where
+            out += [(int(idx[i]), j, x) for i, j, x in torch.nonzero(sel).tolist()]
     return present, absent or near or anywhere, float(torch.cat(freq).mean()), (h, w)
 
 
