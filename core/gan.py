@@ -122,7 +122,8 @@ class RealScenes(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        torch.set_num_threads(1)
+        if info is not None:   # a worker process renders on one thread; never throttle the trainer
+            torch.set_num_threads(1)
         i = self.start + wid
         while True:
             yield toyworld.render(self.scene, self.batch, seed=self.seed0 + i, size=self.size)[0]

@@ -44,7 +44,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", choices=toyworld.SCENES, required=True)
     ap.add_argument("--variant", choices=["", "nostd", "nopn"], default="")
-    ap.add_argument("--res", type=int, choices=sorted(G_CHANNELS), default=64)
+    ap.add_argument("--res", type=int, default=64, help="64 or 128 (or another toyworld size with --g-channels)")
     ap.add_argument("--steps", type=int, default=30000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--g-channels", type=_widths, default=None, help="e.g. 128,256,64,32,16")
@@ -57,14 +57,17 @@ def main():
     ap.add_argument("--z-dim", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--fid-every", type=int, default=500)
+    ap.add_argument("--fid-every", type=int, default=500, help="0 = no training-time FID")
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "cache" / "train", help="runs live in OUT/gan_<name>")
     a = ap.parse_args()
+    if a.res not in G_CHANNELS and not (a.g_channels and a.d_channels):
+        raise SystemExit(f"--res {a.res}: give --g-channels and --d-channels, or use one of {sorted(G_CHANNELS)}")
 
     name = a.scene + (f"_{a.variant}" if a.variant else "")
-    run = ROOT / "cache" / "train" / f"gan_{name}"
+    run = a.out / f"gan_{name}"
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if a.threads:
@@ -99,11 +102,20 @@ def main():
         torch.set_rng_state(ck["rng"])
         print(f"resumed {name} at step {start}")
     timer = training.Timer(spent)
-    features = load_features("toyworld", device=dev)
-    real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
+    if a.fid_every > 0:
+        features = load_features("toyworld", device=dev)
+        real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
+
+    def measure_fid():
+        if a.fid_every <= 0:
+            return None
+        return round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3)
     data = torch.utils.data.DataLoader(
         gan.RealScenes(a.scene, a.batch, a.res, training.GAN_SEED0, start=start), batch_size=None,
-        num_workers=a.workers, prefetch_factor=4 if a.workers else None, persistent_workers=a.workers > 0)
+        num_workers=a.workers, prefetch_factor=4 if a.workers else None, persistent_workers=a.workers > 0,
+        # its own generator: creating the iterator must not draw from the global RNG that the z
+        # samples come from, or a resumed run would drift from an uninterrupted one
+        generator=torch.Generator().manual_seed(a.seed))
     it = iter(data)
     amp = dict(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc=f"gan {name}")
@@ -112,7 +124,7 @@ def main():
         meta = {"scene": a.scene, "variant": a.variant or "base", "resolution": a.res, "steps": step,
                 "fid": fid, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
                 "minibatch_stddev": a.variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
-                "hardware": training.hardware(), "loss": "non-saturating + R1", "batch": a.batch,
+                "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch,
                 "fid_samples": a.fid_n, "g_channels": list(gch)}
         training.save_atomic({"state_dict": training.shipped_state(ema.model), "meta": meta},
                              run / "snapshots" / f"step-{step}.pt")
@@ -155,13 +167,12 @@ def main():
         done = step + 1
         fid = None
         last = done == a.steps or stop["now"]
-        if done % a.fid_every == 0 or last or done == 1:
-            fid = round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3)
+        if a.fid_every > 0 and (done % a.fid_every == 0 or last or done == 1):
+            fid = measure_fid()
             log.append({"step": done, "fid": fid, "seconds": round(timer.elapsed(), 1)})
             tqdm.write(f"step {done}: FID {fid}")
         if done % a.snapshot_every == 0 or last or done in SNAPSHOTS:
-            save_snapshot(done, fid if fid is not None else
-                          round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3))
+            save_snapshot(done, fid if fid is not None else measure_fid())
         if done % a.ckpt_every == 0 or last:
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": done,
@@ -172,7 +183,7 @@ def main():
             tqdm.write(f"stopped at step {done}: snapshot and checkpoint saved; resume with --resume")
             break
     if not (run / "snapshots" / f"step-{done}.pt").exists():   # e.g. resumed at the final step
-        save_snapshot(done, round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3))
+        save_snapshot(done, measure_fid())
     print(f"done: {name} {done} steps in {timer.elapsed() / 60:.1f} min")
 
 
