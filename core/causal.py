@@ -298,24 +298,21 @@ def context_study(generator, segmenter, layer, units, value, concept, n_images: 
     onehot = F.one_hot(seg0.long(), L).permute(0, 3, 1, 2).float()
     share = F.adaptive_avg_pool2d(onehot, (h, w))                     # [n, L, h, w]
     context = share.argmax(1)                                          # majority class per cell
-    maps = torch.zeros(n_images, h, w)
-    locs = [(y, x) for y in range(h) for x in range(w)]
-    jobs = [(i, y, x) for i in range(n_images) for (y, x) in locs]
-    done = 0
-    for a in range(0, len(jobs), batch_size):
-        chunk = jobs[a:a + batch_size]
-        z = z_all[[j[0] for j in chunk]]
-        mask = torch.zeros(len(chunk), 1, h, w, device=dev)
-        for t, (_, y, x) in enumerate(chunk):
-            mask[t, 0, y, x] = 1
-        frac = _hit(segmenter, generate(generator, z, [Edit(layer, units, "insert", v, mask)]), c).float().mean((1, 2))
-        for t, (i, y, x) in enumerate(chunk):
-            maps[i, y, x] = float(frac[t] - base[i])
-        done += len(chunk)
+    maps = torch.zeros(n_images, h * w)
+    img = torch.arange(n_images).repeat_interleave(h * w)            # job j: image img[j], cell cell[j]
+    cell = torch.arange(h * w).repeat(n_images)
+    base = base.float().cpu()
+    for a in range(0, len(img), batch_size):
+        ii, cc = img[a:a + batch_size], cell[a:a + batch_size]
+        mask = F.one_hot(cc, h * w).view(-1, 1, h, w).float().to(dev)
+        frac = _hit(segmenter, generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask)]), c)
+        maps[ii, cc] = frac.float().mean((1, 2)).cpu() - base[ii]
         if progress:
-            progress(done, len(jobs))
-    rows = pd.DataFrame([{"image": i, "y": y, "x": x, "context": labels[int(context[i, y, x])],
-                          "effect": float(maps[i, y, x])} for (i, y, x) in jobs])
+            progress(min(a + batch_size, len(img)), len(img))
+    names = np.asarray(labels, dtype=object)
+    rows = pd.DataFrame({"image": img.numpy(), "y": (cell // w).numpy(), "x": (cell % w).numpy(),
+                         "context": names[context.reshape(-1).cpu().numpy()], "effect": maps.reshape(-1).numpy()})
+    maps = maps.view(n_images, h, w)
     summary = rows.groupby("context").effect.agg(["mean", "count"]).sort_values("mean", ascending=False)
     return rows, summary.reset_index(), maps.numpy()
 

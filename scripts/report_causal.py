@@ -8,11 +8,18 @@ dissection, ablation curves of both over --curve-samples images (fraction of the
 pixels removed by the top 1..20 units), and the removal by 20 units. For doors: the context
 study (insertion ACE grouped by the class at the insertion location). Speed: the median time
 of one what-if (8 images, one edit) and the ACE optimisation time per concept.
+
+    python scripts/report_causal.py --speed-only          # on a quiet machine, after the report
+
+times one ACE optimisation (the first concept) and the what-if alone, with the load average
+before and after, and merges them into the report as ``quiet_timings`` (the full report runs
+many things at once and its own timings are only indicative).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -44,6 +51,26 @@ def what_if_ms(G, layer, units, k, repeats=30):
     return statistics.median(times), times
 
 
+def speed_only(a, G, seg, dis):
+    concept = a.concepts[0]
+    k = insertion_constants(G, seg, a.layer, concept, n_samples=200)
+    load0 = os.getloadavg()[0]
+    res = causal.ace(G, seg, a.layer, concept, n_steps=a.ace_steps, iou=dis.iou(a.layer)[:, seg.labels.index(concept)],
+                     k=k, progress=lambda s, n, loss: None)
+    ms, times = what_if_ms(G, a.layer, res.units, k)
+    quiet = {"model": a.model, "layer": a.layer, "threads": torch.get_num_threads(),
+             f"ace_seconds_{concept}_{a.ace_steps}_steps": round(res.seconds, 1),
+             "what_if_ms_median": round(ms, 1), "what_if_ms_p90": round(float(np.percentile(times, 90)), 1),
+             "load_average_1min_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+             "command": "python " + " ".join(sys.argv)}
+    path = Path(a.out)
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report["quiet_timings"] = quiet
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=float))
+    print(json.dumps(quiet, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="toyworld/town")
@@ -62,14 +89,17 @@ def main():
                     default=["town:door,window,tree,roof,fence", "room:bed,window,door,curtain,painting",
                              "lake:boat,tree,building,mountain,cloud"])
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "causal.json"))
+    ap.add_argument("--speed-only", action="store_true", help="time ACE and one what-if; merge into --out")
     a = ap.parse_args()
     G = core.load_generator(a.model)
     seg = core.load_segmenter("toyworld")
     t = time.perf_counter()
     dis = core.dissect(G, seg, [a.layer], a.dissect_samples)
+    if a.speed_only:
+        return speed_only(a, G, seg, dis)
     out = {"model": a.model, "layer": a.layer, "hardware": training.hardware(),
            "command": "python " + " ".join(sys.argv), "dissect_seconds": round(time.perf_counter() - t, 1),
-           "concepts": {}}
+           "load_average_1min_start": round(os.getloadavg()[0], 2), "concepts": {}}
     iou_all = dis.iou(a.layer)
     for concept in a.concepts:
         c = seg.labels.index(concept)
@@ -111,6 +141,7 @@ def main():
     out["removal_table"] = table.drop(columns=["units"]).to_dict(orient="records")
     out["removal_table_seconds"] = round(time.perf_counter() - t, 1)
     print(table.drop(columns=["units"]).to_string(index=False))
+    out["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1, default=float))
 

@@ -86,6 +86,16 @@ def test_context_gate(planted):
     assert abs(s["sky"]) < 1e-9                         # never a door in the sky
     assert s["wall"] > 0.01                              # inserting on the wall draws one
     assert maps.shape == (6, 8, 8)
+    assert np.allclose(maps[rows.image, rows.y, rows.x], rows.effect)
+    # brute force for the location with the largest effect: one image, one cell, one insertion
+    best = rows.loc[rows.effect.idxmax()]
+    z = z_range(4, int(best.image), int(best.image) + 1, G.z_dim)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[0, 0, int(best.y), int(best.x)] = 1
+    c = seg.labels.index("door")
+    before = (seg.segment(generate(G, z)) == c).float().mean()
+    after = (seg.segment(generate(G, z, [Edit("feat", DOOR_UNITS, "insert", k[DOOR_UNITS], mask)])) == c).float().mean()
+    assert float(after - before) == pytest.approx(best.effect, abs=1e-6) and best.effect > 0.01
 
 
 def test_effect_measure_and_tracing():
