@@ -106,6 +106,24 @@ class AceResult:
         return [int(u) for u in self.ranking[: self.top_n]]
 
 
+class _Adam:
+    """Adam (betas 0.9, 0.999) on one tensor. torch.optim's first use imports the compiler stack
+    (~3 s per process), which a dashboard's first ACE would pay; this is the same update."""
+
+    def __init__(self, p: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps, self.t = p, lr, betas[0], betas[1], eps, 0
+        self.m, self.v = torch.zeros_like(p), torch.zeros_like(p)
+
+    @torch.no_grad()
+    def step(self):
+        g = self.p.grad
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        denom = (self.v / (1 - self.b2 ** self.t)).sqrt_().add_(self.eps)
+        self.p.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1 ** self.t))
+
+
 def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
     """Where to intervene, from ``n`` pool samples at ``layer``'s grid.
 
@@ -185,7 +203,7 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
         raise ValueError(f"concept {segmenter.labels[c]!r} neither appears nor can be inserted in "
                          f"{pool_size} samples at {layer!r}; try another layer or concept")
     freq = max(freq, 1e-4)
-    opt = torch.optim.Adam([alpha], lr=lr)
+    adam = _Adam(alpha, lr)
     rng = np.random.default_rng(seed)
     losses, effects = [], []
     kv = k.view(1, -1, 1, 1)
@@ -218,9 +236,9 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
         score = segmenter.scores(images)[:, c].mean((1, 2))
         delta = (score[:b].mean() - score[b:].mean()) / freq
         loss = -delta + l2 * (alpha ** 2).sum()
-        opt.zero_grad(set_to_none=True)
+        alpha.grad = None
         loss.backward()
-        opt.step()
+        adam.step()
         with torch.no_grad():
             alpha.clamp_(0, 1)
         losses.append(float(loss.detach()))
@@ -232,6 +250,49 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
     return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,
                      effects=effects, k=k.cpu().numpy(), init=a0, seconds=time.perf_counter() - t0,
                      top_n=top_n)
+
+
+ACE_VERSION = "ace-v2"   # bump when ace() changes what it returns for the same arguments
+
+
+def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, n_dissect: int = 400,
+               k_samples: int = 100, seed: int = 0, top_n: int = 20, progress: Callable | None = None,
+               cache: bool = True, cached_only: bool = False, **ace_options) -> AceResult | None:
+    """:func:`ace` initialised from the IoU of a (cached) dissection of ``n_dissect`` samples and
+    the (cached) insertion constants, stored under ``cache/ace`` keyed by both models' weights,
+    layer, concept and options: the causal-units page computes it once, and any later caller
+    (the paint page, a script, another session) gets the same units at once.
+    ``cached_only=True`` returns the stored result or None, computing nothing. ``ace_options``
+    (``lr``, ``l2``, ``batch_size``, ``pool_size``) go to :func:`ace` and into the key."""
+    from . import cache as _cache
+    from .dissect import dissect
+    from .paint import cached_insertion_constants
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    gid, sid = (_cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)) if cache else (None, None)
+    key = None
+    if gid and sid:
+        key = _cache.make_key(kind="ace", version=ACE_VERSION, generator=gid, segmenter=sid, layer=layer,
+                              concept=int(c), steps=int(n_steps), n_dissect=int(n_dissect), k_samples=int(k_samples),
+                              seed=int(seed), options=sorted(ace_options.items()))
+        hit = _cache.load("ace", key)
+        if hit is not None:
+            arr, meta = hit
+            return AceResult(layer=layer, concept=segmenter.labels[c], alpha=arr["alpha"], ranking=arr["ranking"],
+                             losses=arr["losses"].tolist(), effects=arr["effects"].tolist(), k=arr["k"],
+                             init=arr["init"], seconds=float(meta["seconds"]), top_n=top_n)
+    if cached_only:
+        return None
+    dis = dissect(generator, segmenter, [layer], n_dissect, cache=cache)
+    k = cached_insertion_constants(generator, segmenter, layer, c, n_samples=k_samples)
+    res = ace(generator, segmenter, layer, c, n_steps=n_steps, iou=dis.iou(layer)[:, c], k=k, seed=seed,
+              top_n=top_n, progress=progress, **ace_options)
+    if key is not None:
+        _cache.save("ace", key, {"alpha": res.alpha, "ranking": res.ranking, "losses": np.asarray(res.losses),
+                                 "effects": np.asarray(res.effects), "k": res.k, "init": res.init},
+                    {"layer": layer, "concept": res.concept, "steps": n_steps, "n_dissect": n_dissect,
+                     "seconds": res.seconds})
+    return res
 
 
 # ----------------------------------------------------------------------------- curves

@@ -78,6 +78,30 @@ def test_ablation_curve_ace_beats_iou(planted):
     assert r.loc[2, "ace"] == pytest.approx(0.0)
 
 
+def test_cached_ace_is_stored_reused_and_equals_a_direct_run(planted, tmp_path, monkeypatch):
+    import copy
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    G, seg = planted
+    seg = copy.copy(seg)
+    seg.cache_key = "planted-soft-color"          # a cache identity (the plain test segmenter has none)
+    opts = dict(n_steps=6, n_dissect=32, k_samples=16, pool_size=8, batch_size=4)
+    assert causal.cached_ace(G, seg, "feat", "door", cached_only=True, **opts) is None
+    res = causal.cached_ace(G, seg, "feat", "door", **opts)
+    again = causal.cached_ace(G, seg, "feat", "door", cached_only=True, **opts)
+    assert np.array_equal(again.ranking, res.ranking) and np.array_equal(again.alpha, res.alpha)
+    assert again.losses == pytest.approx(res.losses) and again.units == res.units
+    assert again.seconds == pytest.approx(res.seconds)
+    # the same as ace() started from the same dissection's IoU and the same constants
+    c = seg.labels.index("door")
+    dis = core.dissect(G, seg, ["feat"], 32)
+    direct = causal.ace(G, seg, "feat", "door", n_steps=6, pool_size=8, batch_size=4, iou=dis.iou("feat")[:, c],
+                        k=insertion_constants(G, seg, "feat", "door", n_samples=16))
+    assert np.allclose(direct.alpha, res.alpha, atol=1e-6) and np.array_equal(direct.ranking, res.ranking)
+    # other options, another concept: other entries
+    assert causal.cached_ace(G, seg, "feat", "door", cached_only=True, **{**opts, "n_steps": 7}) is None
+    assert causal.cached_ace(G, seg, "feat", "wall", cached_only=True, **opts) is None
+
+
 def test_context_gate(planted):
     G, seg = planted
     k = insertion_constants(G, seg, "feat", "door", n_samples=40)
@@ -167,3 +191,18 @@ def test_removal_table(planted):
     assert set(door.units) == set(DOOR_UNITS)
     sky = df.set_index("concept").loc["sky"]
     assert np.isnan(sky.removed_percent) or sky.removed_percent < 1   # nothing in feat draws the sky
+
+
+def test_inline_adam_matches_torch_adam():
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(7, generator=g).requires_grad_()
+    b = a.detach().clone().requires_grad_()
+    mine, ref = causal._Adam(a, 0.05), torch.optim.Adam([b], lr=0.05)
+    for _ in range(25):
+        target = torch.randn(7, generator=g)
+        for p in (a, b):
+            p.grad = None
+            ((p - target) ** 2 * torch.arange(1.0, 8.0)).sum().backward()
+        mine.step()
+        ref.step()
+        assert torch.allclose(a, b, atol=1e-6)
