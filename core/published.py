@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from .cache import cache_root
 from .checkpoints import CheckpointError, load_checkpoint, load_state_into
 
@@ -278,7 +276,8 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
         raise CheckpointError(f"upload {filename!r} is empty (0 bytes)")
     up = models_dir() / "uploads"
     up.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^\w.\-]", "_", name)
+    # readable, and one file per name: 'lab/x' and 'lab_x' must not overwrite each other's weights
+    safe = re.sub(r"[^\w.\-]", "_", name) + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     final = up / f"{safe}{suffix}"
     tmp = up / f".{safe}.part-{uuid.uuid4().hex[:8]}{suffix}"
     tmp.write_bytes(data)
@@ -505,7 +504,7 @@ def detect_arch(ck) -> str:
         return "stylegan2"
     if {"embeddings.weight", "generator.gen_z.weight_orig"} <= keys:
         return "biggan"
-    if any(k.startswith("segformer.encoder.") for k in keys):
+    if any(k.startswith(("segformer.encoder.", "segformer.stages.")) for k in keys):   # published or transformers-5 names
         return "segformer"
     return "progan"
 
@@ -569,12 +568,13 @@ def _stylegan2_from_checkpoint(ck, path, truncation: float = 1.0, noise_mode: st
     model = sg.StyleGAN2(cfg["size"], cfg["style_dim"], cfg["n_mlp"], channels=cfg["channels"],
                          truncation=truncation, noise_mode=noise_mode, clamp_output=clamp_output)
     load_state_into(model, state, path)
-    if latent_avg is not None and latent_avg.numel() == cfg["style_dim"]:
+    from_file = latent_avg is not None and latent_avg.numel() == cfg["style_dim"]
+    if from_file:
         model.set_mean_latent(latent_avg.float())
     else:
         model.set_mean_latent(model.compute_mean_latent(mean_latent))
     model.meta = {"arch": "stylegan2", **{k: v for k, v in cfg.items() if k != "channels"},
-                  "mean_latent": "latent_avg from file" if latent_avg is not None else f"mean of {mean_latent} w"}
+                  "mean_latent": "latent_avg from file" if from_file else f"mean of {mean_latent} w"}
     return model
 
 

@@ -316,7 +316,8 @@ class StyleGAN2(nn.Module):
             h = weights_hash(self)
             m = self.truncate.mean.detach().cpu().contiguous()
             self._hash = h + ":" + hashlib.sha256(m.numpy().tobytes()).hexdigest()[:12]
-        return f"StyleGAN2:{self._hash}:psi={self._psi!r}:noise={self.noise_mode}"
+        clamp = "" if self.clamp_output else ":unclamped"      # unclamped images segment differently
+        return f"StyleGAN2:{self._hash}:psi={self._psi!r}:noise={self.noise_mode}{clamp}"
 
     # ------------------------------------------------------------------ forward
     def mapping(self, z: torch.Tensor) -> torch.Tensor:

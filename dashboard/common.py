@@ -29,25 +29,37 @@ def _torch_threads() -> int:
 torch.set_num_threads(_torch_threads())
 
 
+def pin_cache_key(model):
+    """Hash ``model``'s weights once, before it is shared, so the result cache (``cache_key``)
+    never rehashes them. Models that define ``cache_key`` themselves (StyleGAN2, BigGAN,
+    SegFormer: a read-only property that memoises its hash) are asked for it once instead."""
+    if isinstance(getattr(type(model), "cache_key", None), property):
+        _ = model.cache_key
+    else:
+        model.cache_key = core.cache.model_fingerprint(model)
+    return model
+
+
 @st.cache_resource(show_spinner="Loading generator…", max_entries=16)
 def generator(name: str):
     """Shared by every session; never mutated (edits travel with each call). Its weights are
     hashed once here for the result cache (``cache_key``) instead of at every lookup."""
-    G = core.load_generator(name)
-    G.cache_key = core.cache.model_fingerprint(G)
-    return G
+    return pin_cache_key(core.load_generator(name))
 
 
 @st.cache_resource(show_spinner="Loading segmenter…", max_entries=8)
 def _segmenter(name: str):
-    seg = core.load_segmenter(name)
-    seg.cache_key = core.cache.model_fingerprint(seg)
-    return seg
+    return pin_cache_key(core.load_segmenter(name))
 
 
 def segmenter(name: str | None = None):
-    """The segmenter ``name``, by default the one chosen on the Models page (else toyworld's)."""
-    return _segmenter(name or st.session_state.get("shared_segmenter", "toyworld"))
+    """The segmenter ``name``, by default the one chosen on the Models page (else toyworld's).
+    A segmenter that cannot be loaded is shown as its cause and fix, and stops the page."""
+    name = name or st.session_state.get("shared_segmenter", "toyworld")
+    try:
+        return _segmenter(name)
+    except ERRORS as e:
+        fail(f"Could not load the segmenter {name}", e, fix_for(e))
 
 
 def zoo() -> dict[str, dict]:
@@ -77,6 +89,10 @@ ERRORS = (ValueError, IndexError, KeyError, core.ProtocolError, CheckpointError,
 
 
 def fix_for(error: BaseException) -> str:
+    from core.published import DownloadError, MissingPackageError, MissingWeightsError
+    if isinstance(error, (MissingWeightsError, MissingPackageError, DownloadError)):
+        return ("do what the message says, or open the **Models** page: it lists where each model's "
+                "files go and what to install, and can pick another segmenter.")
     if isinstance(error, MemoryError) or "memory" in str(error).lower():
         return "use fewer samples (sidebar) or fewer layers, or run the dashboard on a machine with more memory."
     if isinstance(error, (CheckpointError, OSError)):

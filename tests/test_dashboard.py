@@ -213,6 +213,70 @@ def _page(path, timeout=300):
     return at.switch_page(path).run()
 
 
+def test_shared_models_with_their_own_cache_key_load(tmp_path, monkeypatch):
+    """StyleGAN2, BigGAN and SegFormer define ``cache_key`` as a read-only property: the
+    dashboard's shared loaders must use it, not assign over it (which raised AttributeError)."""
+    import core
+    import dashboard.common as common
+    from core.cache import weights_hash
+    from core.stylegan2 import StyleGAN2
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
+    torch.manual_seed(0)
+    p = tmp_path / "sg2.pt"
+    torch.save({"g_ema": StyleGAN2(8, 8, 2, channels={4: 4, 8: 4}).state_dict()}, p)
+    from core import published
+    published.register("lab/dashboard-sg2", p)
+    G = common.generator("lab/dashboard-sg2")
+    assert G.cache_key == core.load_generator(p).cache_key and G.cache_key.startswith("StyleGAN2:")
+    P = common.pin_cache_key(core.ProGAN(32, (16, 8)))
+    assert P.cache_key == f"ProGAN:{weights_hash(P)}"
+
+
+def test_a_segmenter_that_cannot_load_shows_cause_and_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))     # no SegFormer weights here
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["shared_segmenter"] = "segformer/ade20k-b0"
+    at.switch_page("views/whatif.py").run()
+    assert not at.exception, at.exception
+    msg = at.error[0].value
+    assert "segformer/ade20k-b0" in msg and "segformer-b0-finetuned-ade-512-512" in msg and "Models" in msg
+
+
+def test_sessions_with_different_segmenters_never_share_cached_results(tmp_path, monkeypatch):
+    """Insertion values depend on the segmenter each session chose: a session must not be
+    served another session's values for the same model, layer and concept name."""
+    import torch.nn as nn
+
+    import core
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    real = core.load_segmenter
+
+    class Flipped(nn.Module):                      # the toyworld segmenter, upside down
+        def __init__(self):
+            super().__init__()
+            self.inner = real("toyworld")
+            self.labels = self.inner.labels
+
+        def segment(self, images):
+            return self.inner.segment(images).flip(-2)
+
+        forward = segment
+
+    monkeypatch.setattr(core, "load_segmenter",
+                        lambda name="toyworld", **k: Flipped() if name == "flipped-toyworld" else real(name, **k))
+    after = {}
+    for name in ("toyworld", "flipped-toyworld"):
+        at = AppTest.from_file(APP, default_timeout=300)
+        at.session_state["shared_segmenter"] = name
+        at.switch_page("views/whatif.py").run()
+        at.radio[0].set_value("insert").run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        after[name] = [i.url for i in _images(at)[1].proto.imgs]
+    assert after["toyworld"] != after["flipped-toyworld"]
+
+
 def test_causal_units_page(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", "50")
@@ -259,11 +323,13 @@ def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     at = _page("views/evolution.py")
     assert not at.exception, at.exception
-    if at.button:
-        [s for s in at.select_slider if s.label == "Samples per checkpoint"][0].set_value(50).run()
-        at.button[0].click().run()
-        assert not at.exception, at.exception
-        assert len(at.dataframe) == 1
+    assert at.button, "toyworld/town ships training snapshots: the page must offer to dissect them"
+    [s for s in at.select_slider if s.label == "Samples per checkpoint"][0].set_value(50).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    df = at.dataframe[0].value
+    import core
+    assert df.step.tolist() == [s for s, _ in core.checkpoint_series("toyworld/town")]
     at = _page("views/tracing.py")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

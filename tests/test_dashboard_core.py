@@ -59,6 +59,8 @@ def test_concept_map_counts_and_sorts(tmp_path, monkeypatch):
         assert unit in cell[cell.concept == concept].unit_list.iloc[0]
     summary = studies.concept_map_summary(cm)
     assert summary.interpretable.tolist() == [len(good)] * 2
+    assert summary.concepts.tolist() == [good.concept.nunique()] * 2
+    assert summary.mean_iou.tolist() == pytest.approx([good.iou.mean()] * 2)     # over units, not concepts
     assert studies.concept_map({"x": res}, iou_threshold=0.99).empty
 
 
@@ -71,6 +73,9 @@ def test_zoo_groups():
     g = studies.zoo_groups(models)
     assert g["town"] == {"base": "toyworld/town", "variants": ["toyworld/town-nostd"]}
     assert g["room"]["base"] == "toyworld/room" and g["mine.pth"]["base"] == "mine.pth"
+    # a scene with variants only: the first variant stands in as its base
+    g = studies.zoo_groups({"lab/a": {"scene": "x", "variant": "v1"}, "lab/b": {"scene": "x", "variant": "v2"}})
+    assert g == {"x": {"base": "lab/a", "variants": ["lab/b"]}}
 
 
 def test_paint_helpers_turn_strokes_into_an_edit(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,7 +248,14 @@ def test_stylegan2_truncation_interpolates_w_toward_the_mean_exactly(tmp_path):
     torch.save(_tiny_sg2(16), p)                        # a bare g_ema state dict
     G = core.load_generator(p, arch="stylegan2")
     assert G.truncation == 1.0 and G.mean_latent.abs().sum() > 0   # mean of 4096 w from a fixed seed
-    torch.testing.assert_close(G.mean_latent, G.compute_mean_latent(4096))
+    assert G.meta["mean_latent"] == "mean of 4096 w"
+    sd = _tiny_sg2(16)                                  # the mapping network re-derived from the raw weights
+    x = torch.randn(4096, 8, generator=torch.Generator().manual_seed(0))
+    x = x / torch.sqrt((x ** 2).mean(1, keepdim=True) + 1e-8)
+    for i in (1, 2):
+        w_, b_ = sd[f"style.{i}.weight"], sd[f"style.{i}.bias"]
+        x = F.leaky_relu(x @ (w_ * 0.01 / 8 ** 0.5).T + b_ * 0.01, 0.2) * 2 ** 0.5
+    torch.testing.assert_close(G.mean_latent, x.mean(0), rtol=1e-5, atol=1e-5)
     z = torch.randn(5, 8)
     with torch.no_grad():
         with core.hooks.Trace(G, capture=["style", "truncate"]) as tr:
@@ -285,6 +293,25 @@ def test_stylegan2_by_name_from_training_checkpoint_dissect_and_edit(models_dir,
         edited = generate(G, z, [Edit("convs.1", [0, 1, 2, 3], "ablate")])
         assert not torch.equal(edited, before)
         assert torch.equal(G(z), before)                       # no mutation of the shared model
+
+
+def test_stylegan2_mean_latent_source_and_cache_key_follow_what_was_loaded(tmp_path):
+    """A latent_avg of the wrong size is not used (nor reported as used); an unclamped model,
+    whose images segment differently, never shares cached results with the clamped one."""
+    sd = _tiny_sg2()
+    p = tmp_path / "odd.pt"
+    torch.save({"g_ema": sd, "latent_avg": torch.full((5,), 3.0)}, p)       # style_dim is 8
+    G = core.load_generator(p)
+    assert G.meta["mean_latent"] == "mean of 4096 w"
+    assert not torch.equal(G.mean_latent, torch.full((8,), 3.0))
+    torch.save({"g_ema": sd, "latent_avg": torch.full((8,), 3.0)}, p)
+    H = core.load_generator(p)
+    assert H.meta["mean_latent"] == "latent_avg from file" and torch.equal(H.mean_latent, torch.full((8,), 3.0))
+    U = core.load_generator(p, clamp_output=False)
+    z = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert U(z).abs().max() > 1 >= H(z).abs().max()           # the two really generate differently
+    assert U.cache_key != H.cache_key and H.cache_key == core.load_generator(p).cache_key
 
 
 # ============================================================================== BigGAN
@@ -613,12 +640,41 @@ def test_register_by_path_and_upload(models_dir, tmp_path, tiny_segformer):
     with pytest.raises(ValueError, match="built-in model name"):
         published.register("progan/kitchen", p)
     entry = published.add_upload(p.read_bytes(), "mine.pt", "lab/uploaded")
-    assert (models_dir / "uploads" / "lab_uploaded.pt").exists() and entry["arch"] == "stylegan2"
+    assert Path(entry["path"]).parent == models_dir / "uploads" and entry["arch"] == "stylegan2"
+    assert Path(entry["path"]).name.startswith("lab_uploaded-") and Path(entry["path"]).suffix == ".pt"
+    assert Path(entry["path"]).read_bytes() == p.read_bytes()
     with pytest.raises(CheckpointError, match="looks truncated"):
         published.add_upload(p.read_bytes()[:500], "broken.pt", "lab/broken")
     assert "lab/broken" not in published.user_models()
     published.unregister("lab/mine")
     assert "lab/mine" not in published.user_models()
+
+
+def test_uploads_under_names_that_sanitise_alike_keep_their_own_weights(models_dir, tmp_path, tiny_segformer):
+    """'lab/x' and 'lab_x' both sanitise to 'lab_x': each upload must stay its own file, and a
+    SegFormer state dict in transformers-5 key names is recognised without an arch."""
+    files = {}
+    for name, seed in (("lab/x", 1), ("lab_x", 2)):
+        torch.manual_seed(seed)
+        src = core.ProGAN(32, (16, 8))
+        files[name] = src.state_dict()
+        q = tmp_path / f"g{seed}.pt"
+        torch.save(files[name], q)
+        published.add_upload(q.read_bytes(), "g.pt", name)
+    paths = {n: published.user_models()[n]["path"] for n in files}
+    assert paths["lab/x"] != paths["lab_x"]
+    for name, sd in files.items():
+        got = core.load_generator(name).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in sd.items()), name
+    assert not torch.equal(files["lab/x"]["layer1.conv.weight"], files["lab_x"]["layer1.conv.weight"])
+    p = tmp_path / "segf_v5.pt"
+    sd = tiny_segformer.state_dict()
+    torch.save(sd, p)
+    assert published.detect_arch(sd) == "segformer"
+    entry = published.register("lab/segf", p)                      # no arch given: detected
+    assert entry["arch"] == "segformer" and entry["kind"] == "segmenter"
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(core.load_segmenter("lab/segf").segment(images), _hf_labels(tiny_segformer, images))
 
 
 def test_cli_lists_models_and_says_where_a_missing_one_goes(capsys, models_dir, tmp_path):

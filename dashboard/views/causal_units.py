@@ -26,7 +26,7 @@ curve_n = c3.select_slider("Images for the ablation curve", [50, 100, 200, 500],
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def run_ace(model, layer, concept, steps, n_dissect, _G, _seg):
+def run_ace(model, segmenter_key, layer, concept, steps, n_dissect, _G, _seg):
     bar = st.progress(0.0, text="Optimising alpha…")
     dis = core.dissect(_G, _seg, [layer], n_dissect)       # the dissection the other pages use
     c = _seg.labels.index(concept)
@@ -42,7 +42,7 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
-            res, iou, k = run_ace(name, layer, concept, steps, n_dissect, G, seg)
+            res, iou, k = run_ace(name, seg.cache_key, layer, concept, steps, n_dissect, G, seg)
     except ERRORS as e:
         fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
@@ -71,10 +71,10 @@ st.caption(f"For each scene type's generator: the {concept} causal units at {lay
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def removal(names, layer, concept, steps, n_images):
+def removal(names, segmenter_key, layer, concept, steps, n_images, _seg):
     bar = st.progress(0.0, text="ACE per scene type…")
     gens = {name.split("/")[-1]: generator(name) for name in names}
-    df = causal.removal_table(gens, seg, layer, [concept], n_units=20, ace_steps=steps, n_samples=n_images,
+    df = causal.removal_table(gens, _seg, layer, [concept], n_units=20, ace_steps=steps, n_samples=n_images,
                               progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} generators"))
     bar.empty()
     return df
@@ -82,13 +82,13 @@ def removal(names, layer, concept, steps, n_images):
 
 bases = tuple(g["base"] for g in studies.zoo_groups(zoo()).values()
               if str(g["base"]).startswith("toyworld/"))
-rkey = (bases, layer, concept, steps, curve_n)
+rkey = (bases, seg.cache_key, layer, concept, steps, curve_n)
 if st.button(f"Removal table for {concept} ({len(bases)} generators)", key="removal_run") \
         or st.session_state.get("removal_key") == rkey:
     st.session_state["removal_key"] = rkey
     try:
         with st.status(f"Removal table for {concept}", expanded=True):
-            table = removal(*rkey)
+            table = removal(*rkey, seg)
     except ERRORS as e:
         fail("The removal table failed", e, fix_for(e))
     st.dataframe(table, hide_index=True, width="stretch",

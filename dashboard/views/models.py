@@ -16,7 +16,7 @@ st.caption(f"Weights of published and added models live in `{published.models_di
 
 
 def refuse(what: str, error: BaseException):
-    st.error(f"**{what}** — {error or type(error).__name__}", icon="⚠️")
+    st.error(f"**{what}** — {str(error) or type(error).__name__}", icon="⚠️")
 
 
 if notice := st.session_state.pop("models_notice", None):

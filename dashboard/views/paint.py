@@ -51,8 +51,9 @@ n_paint = c4.slider("Units", 1, n_units, min(20, n_units), key="paint_units",
 brush = c5.slider("Brush", 8, 64, 32, step=4, key="paint_brush")
 
 
+# every cached result names the segmenter too: sessions may have chosen different ones
 @st.cache_data(show_spinner=False, max_entries=256)
-def constants(model, layer, concept, n_samples, _G):
+def constants(model, segmenter_key, layer, concept, n_samples, _G):
     return paint.cached_insertion_constants(_G, seg, layer, concept, n_samples=n_samples)
 
 
@@ -65,7 +66,7 @@ def original(model, seed, _G):
 try:
     units = paint.concept_units(res, layer, concept, n_paint)
     with st.spinner(f"Insertion values for {concept} (once per model, layer and concept)…"):
-        k = constants(name, layer, concept, min(100, n), G)
+        k = constants(name, seg.cache_key, layer, concept, min(100, n), G)
     base = original(name, seed, G)
 except ERRORS as e:
     fail(f"Cannot paint {concept}", e, fix_for(e))
@@ -143,7 +144,7 @@ n_images = k1.select_slider("Images", [1, 2, 4, 8, 16], value=2, key="ctx_images
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def context(model, layer, concept, units, seed, n_images, _G, _k):
+def context(model, segmenter_key, k_samples, layer, concept, units, seed, n_images, _G, _k):
     bar = st.progress(0.0, text="Inserting at every cell…")
     out = causal.context_study(_G, seg, layer, list(units), _k, concept, n_images=n_images, seed=seed,
                                progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} insertions"))
@@ -151,7 +152,7 @@ def context(model, layer, concept, units, seed, n_images, _G, _k):
     return out
 
 
-ctx_key = (name, layer, concept, tuple(units), seed, n_images)
+ctx_key = (name, seg.cache_key, min(100, n), layer, concept, tuple(units), seed, n_images)
 if k2.button(f"Run the context study ({n_images * rows * cols} insertions)", key="ctx_run") \
         or st.session_state.get("ctx_key") == ctx_key:
     st.session_state["ctx_key"] = ctx_key

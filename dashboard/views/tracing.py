@@ -23,8 +23,8 @@ seed = int(c3.number_input("Seed", 0, 10**6, 0))
 
 
 @st.cache_data(show_spinner="Insertion constants…", max_entries=32)
-def constants(model, layer, concept, _G):
-    return insertion_constants(_G, seg, layer, concept, n_samples=100).numpy()
+def constants(model, segmenter_key, layer, concept, _G, _seg):
+    return insertion_constants(_G, _seg, layer, concept, n_samples=100).numpy()
 
 
 @st.cache_data(show_spinner="Channel scales…", max_entries=16)
@@ -45,7 +45,7 @@ try:
     x = st.slider("Column", 0, w - 1, w // 2)
     mask = np.zeros((h, w), np.float32)
     mask[y, x] = 1
-    k = constants(name, layer, concept, G)
+    k = constants(name, seg.cache_key, layer, concept, G, seg)
     df, emap = causal.trace_effect(G, Edit(layer, units, "insert", k[units], mask), z, scales(name, layer, G))
 except ERRORS as e:
     fail("Cannot trace this edit", e, fix_for(e))

@@ -17,8 +17,8 @@ seg = segmenter()
 
 
 @st.cache_data(show_spinner="Computing insertion constants…", max_entries=64)
-def constants(model: str, layer: str, concept: str):
-    return insertion_constants(G, seg, layer, concept, n_samples=100).numpy()
+def constants(model: str, segmenter_key: str, layer: str, concept: str, _G, _seg):
+    return insertion_constants(_G, _seg, layer, concept, n_samples=100).numpy()
 
 
 with torch.no_grad():
@@ -37,7 +37,7 @@ try:
     units = [int(u) for u in units_txt.replace(" ", "").split(",") if u != ""]
     mask = np.zeros((h, w), np.float32)
     mask[rows[0]:rows[1], cols[0]:cols[1]] = 1
-    value = constants(name, layer, concept)[units] if mode == "insert" else None
+    value = constants(name, seg.cache_key, layer, concept, G, seg)[units] if mode == "insert" else None
     z = z_range(seed, 0, 8, G.z_dim)
     with torch.no_grad():
         before = to_uint8(generate(G, z))
