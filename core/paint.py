@@ -22,7 +22,7 @@ from .intervention import Edit, concept_index, insertion_constants
 from .sampling import z_range
 
 __all__ = ["layer_grid", "grid_image", "stroke_coverage", "cells_overlay", "concept_units", "paint_edits",
-           "cached_insertion_constants", "MODES"]
+           "cached_insertion_constants", "cached_causal_units", "MODES"]
 
 MODES = ("add", "remove")
 _GRID: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -136,3 +136,16 @@ def cached_insertion_constants(generator, segmenter, layer: str, concept, n_samp
         _cache.save("insertion", key, {"k": k}, {"layer": layer, "concept": segmenter.labels[c],
                                                    "n_samples": n_samples, "seed": seed})
     return k
+
+
+def cached_causal_units(generator, segmenter, layer: str, concept, n_dissect: int,
+                        steps=(200, 150, 100, 50, 20), **ace_options):
+    """The stored ACE result (:func:`core.causal.cached_ace`) for this layer and concept with the
+    most optimisation steps among ``steps``, or None: painting never starts an optimisation."""
+    from .causal import cached_ace
+    for n in steps:
+        res = cached_ace(generator, segmenter, layer, concept, n_steps=n, n_dissect=n_dissect, cached_only=True,
+                         **ace_options)
+        if res is not None:
+            return res
+    return None

@@ -100,6 +100,12 @@ def test_cached_ace_is_stored_reused_and_equals_a_direct_run(planted, tmp_path, 
     # other options, another concept: other entries
     assert causal.cached_ace(G, seg, "feat", "door", cached_only=True, **{**opts, "n_steps": 7}) is None
     assert causal.cached_ace(G, seg, "feat", "wall", cached_only=True, **opts) is None
+    # the paint page's lookup finds it (and never computes one)
+    from core import paint
+    assert paint.cached_causal_units(G, seg, "feat", "wall", 32) is None
+    found = paint.cached_causal_units(G, seg, "feat", "door", 32, steps=(7, 6), pool_size=8, batch_size=4, k_samples=16)
+    assert found is not None and np.array_equal(found.ranking, res.ranking)
+    assert paint.cached_causal_units(G, seg, "feat", "door", 32, steps=(7,), pool_size=8, batch_size=4, k_samples=16) is None
 
 
 def test_context_gate(planted):

@@ -7,7 +7,7 @@ import torch
 
 import core
 from core import causal
-from core.intervention import Edit, generate, insertion_constants
+from core.intervention import Edit, generate
 from core.sampling import z_range
 from core.visualize import to_uint8
 from core import studies
@@ -25,16 +25,14 @@ steps = c2.select_slider("Optimisation steps", [20, 50, 100, 200], value=50)
 curve_n = c3.select_slider("Images for the ablation curve", [50, 100, 200, 500], value=100)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def run_ace(model, segmenter_key, layer, concept, steps, n_dissect, _G, _seg):
+def run_ace(layer, concept, steps, n_dissect):
+    """ACE from core's disk cache (cache/ace: any session, the Paint page and scripts share it)."""
     bar = st.progress(0.0, text="Optimising alpha…")
-    dis = core.dissect(_G, _seg, [layer], n_dissect)       # the dissection the other pages use
-    c = _seg.labels.index(concept)
-    k = insertion_constants(_G, _seg, layer, concept, n_samples=100)
-    res = causal.ace(_G, _seg, layer, concept, n_steps=steps, iou=dis.iou(layer)[:, c], k=k,
-                     progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
+    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect,
+                            progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
     bar.empty()
-    return res, dis.iou(layer)[:, c], k.numpy()
+    iou = core.dissect(G, seg, [layer], n_dissect).iou(layer)[:, seg.labels.index(concept)]   # cached
+    return res, iou, res.k
 
 
 key = (name, layer, concept, steps)
@@ -42,7 +40,7 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
-            res, iou, k = run_ace(name, seg.cache_key, layer, concept, steps, n_dissect, G, seg)
+            res, iou, k = run_ace(layer, concept, steps, n_dissect)
     except ERRORS as e:
         fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")

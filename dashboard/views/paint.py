@@ -47,7 +47,8 @@ mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_m
                             format_func=lambda m: {"add": ":material/add: add", "remove": ":material/remove: remove"}[m]) or "add"
 seed = int(c3.number_input("Seed", 0, 10**6, 0, key="paint_seed", help="Which generated image to paint on"))
 n_paint = c4.slider("Units", 1, n_units, min(20, n_units), key="paint_units",
-                    help="How many of the concept's units (highest IoU first) the paint drives")
+                    help="How many of the concept's units the paint drives (causal ranking when the "
+                         "Causal units page has found them, else highest IoU first)")
 brush = c5.slider("Brush", 8, 64, 32, step=4, key="paint_brush")
 
 
@@ -64,7 +65,9 @@ def original(model, seed, _G):
 
 
 try:
-    units = paint.concept_units(res, layer, concept, n_paint)
+    ace = paint.cached_causal_units(G, seg, layer, concept, n)
+    ranking = "IoU" if ace is None else f"ACE, {len(ace.losses)} steps"
+    units = paint.concept_units(res, layer, concept, n_paint) if ace is None else [int(u) for u in ace.ranking[:n_paint]]
     with st.spinner(f"Insertion values for {concept} (once per model, layer and concept)…"):
         k = constants(name, seg.cache_key, layer, concept, min(100, n), G)
     base = original(name, seed, G)
@@ -129,7 +132,8 @@ def painter():
         st.image(paint.cells_overlay(base, cells, SIZE // 2), width=SIZE // 2, output_format="PNG",
                  caption=f"{n_cells} of {rows * cols} cells: {n_paint} {concept} units "
                          f"{'set to their insertion values' if mode == 'add' else 'ablated'} there")
-        st.caption(f"Units (best IoU first): {', '.join(map(str, units[:12]))}{' …' if len(units) > 12 else ''}")
+        st.caption(f"Units ({ranking} ranking): {', '.join(map(str, units[:12]))}{' …' if len(units) > 12 else ''}"
+                   + ("" if ace else " · find the causal units on the **Causal units** page to paint with them"))
 
 
 painter()
