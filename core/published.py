@@ -242,6 +242,8 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     if not p.exists():
         raise CheckpointError(f"{p} does not exist: give the path of a weights file (or a SegFormer folder)")
     opts = dict(options or {})
+    if arch is not None and arch not in KIND_OF:
+        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(sorted(KIND_OF))} (or leave arch out to detect it)")
     if check or arch is None:
         arch = _inspect(p, arch, opts)
     entry = {"kind": KIND_OF[arch], "arch": arch, "path": str(p), "options": opts}
@@ -407,8 +409,8 @@ def download_url(url: str, dest, sha256: str | None = None, progress: Callable |
             raise DownloadError(f"download of {url} stopped after {done} of {total} bytes; nothing was kept")
         digest = h.hexdigest()
         _check_digest(digest, sha256, url)
-        dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
         os.replace(tmp, dest)
+        dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
         return dest
     except DownloadError:
         raise

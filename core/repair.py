@@ -175,6 +175,7 @@ def save_flags(model: str, layer: str, units: Sequence[int]) -> None:
     import os
     p = _flag_path(model, layer)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + f".tmp{os.getpid()}")
+    import uuid
+    tmp = p.with_name(p.name + f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")   # sessions are threads of one process
     tmp.write_text(json.dumps({"model": model, "layer": layer, "units": sorted({int(u) for u in units})}))
     os.replace(tmp, p)

@@ -632,6 +632,9 @@ def test_register_by_path_and_upload(models_dir, tmp_path, tiny_segformer):
     rows = {r["name"]: r for r in published.status()}
     assert rows["lab/mine"]["available"] and rows["lab/mine"]["origin"] == "user"
     assert published.available_generators() == ["lab/mine"]
+    with pytest.raises(ValueError, match="unknown arch 'stylegan'; known: .*stylegan2"):
+        published.register("lab/typo", p, check=False, arch="stylegan")
+    assert "lab/typo" not in {r["name"] for r in published.status()}
     folder = tmp_path / "segf"
     tiny_segformer.save_pretrained(folder)
     published.register("lab/seg", folder)

@@ -88,6 +88,22 @@ def test_flags_round_trip(tmp_path, monkeypatch):
     assert repair.load_flags("toyworld/town", "layer4") == []
     repair.save_flags("toyworld/town", "layer4", [7, 3, 7])
     assert repair.load_flags("toyworld/town", "layer4") == [3, 7]
+    # many dashboard sessions (threads of one process) saving at once: every save completes,
+    # and the file holds one of the saved sets, whole
+    import threading
+    errors, sets = [], [[i, i + 1] for i in range(16)]
+
+    def save(units):
+        try:
+            for _ in range(20):
+                repair.save_flags("toyworld/town", "layer4", units)
+        except Exception as e:         # noqa: BLE001 - the test reports any failure
+            errors.append(e)
+
+    threads = [threading.Thread(target=save, args=(u,)) for u in sets]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and repair.load_flags("toyworld/town", "layer4") in sets
 
 
 def test_bad_input():

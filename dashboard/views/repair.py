@@ -40,7 +40,8 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
         fail("Per-unit FID failed", e, fix_for(e))
     table = uf.table()
     st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
-    flags = set(repair.load_flags(name, layer))
+    saved = set(repair.load_flags(name, layer))
+    flags = set(saved)
     st.subheader("Candidates (highest unit FID)")
     cands = uf.highest(8)
     strips = unit_strips(G, layer, cands, [-1e9] * len(cands), uf.top_index[:6, cands].T, uf.seed)
@@ -51,7 +52,8 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
         else:
             flags.discard(u)
         col2.image(strips[u], caption=f"unit {u}: FID {uf.fid[u]:.3f}")
-    repair.save_flags(name, layer, sorted(flags))
+    if flags != saved:       # flags are shared by the lab (cache/flags): write only what this session changed
+        repair.save_flags(name, layer, sorted(flags))
     chosen = sorted(flags) or uf.highest(5)
     if st.button(f"Ablate {len(chosen)} units and compare FID"):
         try:
