@@ -46,9 +46,10 @@ concept = c1.selectbox("Concept", concepts, key="paint_concept",
 mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_mode",
                             format_func=lambda m: {"add": ":material/add: add", "remove": ":material/remove: remove"}[m]) or "add"
 seed = int(c3.number_input("Seed", 0, 10**6, 0, key="paint_seed", help="Which generated image to paint on"))
-n_paint = c4.slider("Units", 1, n_units, min(20, n_units), key="paint_units",
-                    help="How many of the concept's units the paint drives (causal ranking when the "
-                         "Causal units page has found them, else highest IoU first)")
+n_paint = 1 if n_units == 1 else c4.slider(
+    "Units", 1, n_units, min(20, n_units), key="paint_units",
+    help="How many of the concept's units the paint drives (causal ranking when the Causal units page "
+         "has found them, else highest IoU first)")
 brush = c5.slider("Brush", 8, 64, 32, step=4, key="paint_brush")
 
 
