@@ -112,6 +112,28 @@ def test_concept_maps_compare_model_variants(tmp_path, monkeypatch):
     assert len(at.dataframe[1].value) == 2
 
 
+def test_concept_maps_layers_follow_the_chosen_models(tmp_path, monkeypatch):
+    """Models with other layers (a smaller ProGAN here): the layer choices are the chosen
+    models' layers, and a chosen layer that the newly chosen models lack is dropped."""
+    import core
+    import dashboard.common as common
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    small = common.pin_cache_key(core.ProGAN(16, (16, 16, 8)).eval())       # layer1 … layer6
+    real_generator = common.generator
+    monkeypatch.setattr(common, "zoo", lambda: {"toyworld/town": {"scene": "town", "variant": "base"},
+                                                "lab/small": {"scene": "small", "variant": "base"}})
+    monkeypatch.setattr(common, "generator", lambda name: small if name == "lab/small" else real_generator(name))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert "layer8" in at.multiselect[1].options
+    at.multiselect[1].set_value(["layer4", "layer8"]).run()
+    at.multiselect[0].set_value(["small"]).run()
+    assert not at.exception, at.exception
+    assert "layer8" not in at.multiselect[1].options and "layer6" in at.multiselect[1].options
+    assert at.multiselect[1].value == ["layer4"]
+
+
 def test_concept_maps_failure_shows_cause_and_fix(tmp_path, monkeypatch):
     import core
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))

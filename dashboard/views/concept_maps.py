@@ -23,16 +23,22 @@ if not groups:
     st.stop()
 n = pick_samples()
 scenes = list(groups)
-try:
-    first = generator(groups[scenes[0]]["base"])
-except ERRORS as e:
-    fail(f"Could not load {groups[scenes[0]]['base']}", e, fix_for(e))
-all_layers = dissectable_layers(first)
 c1, c2 = st.columns([1, 2])
 toy = [s for s in scenes if str(groups[s]["base"]).startswith("toyworld/")] or scenes[:1]
 chosen_scenes = c1.multiselect("Scene types (or models)", scenes, default=toy, key="cm_scenes")
-default_layers = [ly for ly in ("layer4", "layer6") if ly in all_layers] or all_layers[:1]
-layers = c2.multiselect("Layers", all_layers, default=default_layers, key="cm_layers")
+all_layers = []                      # the chosen models' layers, in order (models differ: ProGAN, StyleGAN2…)
+for s in chosen_scenes or toy:
+    try:
+        G = generator(groups[s]["base"])
+    except ERRORS as e:
+        fail(f"Could not load {groups[s]['base']}", e, fix_for(e))
+    all_layers += [ly for ly in dissectable_layers(G) if ly not in all_layers]
+if "cm_layers" in st.session_state:  # keep only layers the chosen models have
+    st.session_state["cm_layers"] = [ly for ly in st.session_state["cm_layers"] if ly in all_layers]
+    layers = c2.multiselect("Layers", all_layers, key="cm_layers")
+else:
+    default_layers = [ly for ly in ("layer4", "layer6") if ly in all_layers] or all_layers[:1]
+    layers = c2.multiselect("Layers", all_layers, default=default_layers, key="cm_layers")
 if not chosen_scenes or not layers:
     st.info("Choose at least one scene type and one layer.")
     st.stop()
