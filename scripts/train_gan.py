@@ -36,6 +36,14 @@ D_CHANNELS = {64: (128, 128, 64, 32, 16), 128: (128, 128, 64, 32, 16, 16)}
 SNAPSHOTS = (100, 250, 500, 1000, 2000)
 
 
+def _ignore_stop_signals(worker_id):
+    """DataLoader workers leave SIGTERM/Ctrl-C to the trainer, which finishes its step, saves and
+    shuts them down; a worker killed first (``pkill -f train_gan`` matches it too) would crash the
+    trainer before it saved."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _widths(text):
     return tuple(int(c) for c in text.split(","))
 
@@ -115,7 +123,7 @@ def main():
         num_workers=a.workers, prefetch_factor=4 if a.workers else None, persistent_workers=a.workers > 0,
         # its own generator: creating the iterator must not draw from the global RNG that the z
         # samples come from, or a resumed run would drift from an uninterrupted one
-        generator=torch.Generator().manual_seed(a.seed))
+        generator=torch.Generator().manual_seed(a.seed), worker_init_fn=_ignore_stop_signals if a.workers else None)
     it = iter(data)
     amp = dict(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc=f"gan {name}")
