@@ -61,11 +61,23 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "repair.json"))
     ap.add_argument("--grid", default=str(ROOT / "docs" / "repair" / "before_after.png"),
                     help="before/after image pairs (rows: original, flagged ablated, random ablated)")
+    ap.add_argument("--all-samples-only", action="store_true",
+                    help="with the report's flagged units: FID over all --candidates samples (not only "
+                         "where the units fire most), original vs flagged vs random ablated; merged into --out")
     a = ap.parse_args()
     G = core.load_generator(a.model)
     feats = core.load_features("toyworld")
     scene = G.meta.get("scene", "town")
     real = evaluation.cached_real_stats(feats, scene, G.resolution)
+    if a.all_samples_only:
+        report = json.loads(Path(a.out).read_text())
+        table, _ = repair.repair_table(G, a.layer, feats, real, report["flagged"], n_candidates=a.candidates,
+                                      n_eval=a.candidates, random_draws=a.draws)
+        report["table_all_samples"] = table.to_dict(orient="records")
+        report["table_all_samples_command"] = "python " + " ".join(sys.argv)
+        print(table.to_string(index=False))
+        Path(a.out).write_text(json.dumps(report, indent=1, default=float))
+        return
     t = time.perf_counter()
     uf = repair.unit_fid(G, a.layer, feats, real, n_samples=a.samples, top=a.top)
     t_unit = time.perf_counter() - t
