@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .dissect import dissect
-from .zoo import checkpoint_series, load_generator
+from .zoo import checkpoint_series, list_models, load_generator
 
 __all__ = ["compare_models", "training_evolution", "zoo_groups", "dissect_models", "concept_map",
            "concept_map_summary"]
@@ -29,11 +29,16 @@ def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_sam
 
 def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: int = 1000, seed: int = 0,
                        progress: Callable | None = None, **options) -> pd.DataFrame:
-    """Interpretable units, distinct concepts and mean IoU per training checkpoint (S-6.6)."""
+    """Interpretable units, distinct concepts and mean IoU per training checkpoint (S-6.6), with
+    each checkpoint's sample quality where its model card has it (``fid``, ``ms_swd``: the same
+    sample count for every checkpoint, from ``scripts/report_gans.py``; NaN where not evaluated)."""
     series = checkpoint_series(name)
     df = compare_models([m for _, m in series], segmenter, layers, n_samples, seed, progress, **options)
     steps = {m: s for s, m in series}
     df.insert(1, "step", df.model.map(steps))
+    cards = list_models()
+    for col, key in (("fid", "series_fid"), ("ms_swd", "series_ms_swd")):
+        df[col] = df.model.map(lambda m: (cards.get(m) or {}).get(key)).astype(float)
     return df
 
 

@@ -7,7 +7,10 @@ evaluation into each model card.
 Per scene type: FID (toyworld feature space) of the final model, of its earliest training
 snapshot, and of real-vs-real, each as n-gen samples vs the same 10,000 real scenes (seeds
 500..); the segmenter's per-concept pixel frequency on 2,000 generated vs 2,000 real scenes
-(every concept with >= 1% real frequency must be generated at >= 0.2%); sample grids
+(every concept with >= 1% real frequency must be generated at >= 0.2%); MS-SWD x 1e3 (Laplacian-
+pyramid patch statistics, core/swd.py: the structure metric of the ProGAN paper, which sees blur
+that the colour-sensitive toyworld FID forgives) of the final and earliest models and of
+real-vs-real, each as n-gen images vs 2,000 of the same real scenes; sample grids
 (docs/gans/<scene>.png) and the town training evolution (docs/gans/town_evolution.png).
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
-from core import evaluation, toyworld, training  # noqa: E402
+from core import evaluation, swd, toyworld, training  # noqa: E402
 from core.fid import frechet_distance  # noqa: E402
 from core.sampling import z_range  # noqa: E402
 from core.visualize import to_uint8  # noqa: E402
@@ -44,6 +47,11 @@ def gen_images(G, n, seed=0, batch=250):
         yield G(z_range(seed, a, min(n, a + batch), G.z_dim))
 
 
+def swd_avg(real_patches, images: swd.PatchSet) -> dict:
+    out = swd.ms_swd(real_patches, images)
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def real_vs_real(features, scene, res, real, n):
     st = evaluation.real_stats(features, [scene], n, seed=RR_SEED, size=res)
     return float(frechet_distance(*st.mean_cov(), *real))
@@ -57,12 +65,17 @@ def frequencies(seg, images_iter, n_labels):
     return (counts / counts.sum()).numpy()
 
 
-def set_card_fid(model: str, fid: float, n: int):
-    """Put an evaluated FID into a shipped snapshot's card (replacing the training-time one)."""
+def set_card_series(model: str, fid: float, ms_swd: float, n: int):
+    """Put a series row's evaluation into its shipped card: the same sample count for every
+    checkpoint of the series, so the training-evolution study can compare them. A snapshot's
+    training-time ``fid`` is replaced too."""
     path = GAN_DIR / f"{model[len('toyworld/'):]}.json"
     card = json.loads(path.read_text()) if path.exists() else {}
-    card.update({"fid": fid, "fid_note": f"FID of {n} EMA samples vs 10,000 real scenes at the model's "
-                                         "resolution, toyworld feature space (scripts/report_gans.py)"})
+    note = (f"{n} EMA samples; FID vs 10,000 real scenes at the model's resolution, toyworld feature "
+            "space; MS-SWD x 1e3 vs 2,000 real scenes (scripts/report_gans.py)")
+    card.update({"series_fid": fid, "series_ms_swd": ms_swd, "series_note": note})
+    if "@" in model:
+        card.update({"fid": fid, "fid_note": note})
     path.write_text(json.dumps(card, indent=1))
 
 
@@ -82,6 +95,7 @@ def main():
     ap.add_argument("--n-gen", type=int, default=2000)
     ap.add_argument("--n-freq", type=int, default=2000)
     ap.add_argument("--n-series", type=int, default=1000, help="generated samples per series FID")
+    ap.add_argument("--n-swd-real", type=int, default=2000, help="real scenes in the MS-SWD reference set")
     ap.add_argument("--scenes", nargs="*", default=list(toyworld.SCENES))
     a = ap.parse_args()
     features = core.load_features("toyworld")
@@ -110,14 +124,21 @@ def main():
             "fid_real_vs_real": round(real_vs_real(features, scene, res, real, a.n_gen), 4),
             "n_generated": a.n_gen, "n_real": REAL_N,
         }
+        real_p = swd.real_patches(scene, a.n_swd_real, seed=REAL_SEED, size=res)
+        entry["swd_final"] = swd_avg(real_p, swd.generator_patches(G, a.n_gen))
+        entry["earliest"]["swd"] = swd_avg(real_p, swd.generator_patches(G0, a.n_gen))
+        entry["swd_real_vs_real"] = swd_avg(real_p, swd.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))
+        entry["n_swd_real"] = a.n_swd_real
         if scene == "town" and len(series) > 1:
-            entry["series"] = [{"model": m, "steps": s,
-                                "fid": round(evaluation.generator_fid(core.load_generator(m), features, real, a.n_series), 4),
-                                "n_generated": a.n_series}
-                               for s, m in series]
+            entry["series"] = []
+            for s, m in series:
+                Gs = core.load_generator(m)
+                entry["series"].append({
+                    "model": m, "steps": s, "n_generated": a.n_series,
+                    "fid": round(evaluation.generator_fid(Gs, features, real, a.n_series), 4),
+                    "swd": swd_avg(real_p, swd.generator_patches(Gs, a.n_series))["avg"]})
             for row in entry["series"]:
-                if "@" in row["model"]:
-                    set_card_fid(row["model"], row["fid"], a.n_series)
+                set_card_series(row["model"], row["fid"], row["swd"], a.n_series)
         # concept frequency: segmenter on generated vs real
         gen_f = frequencies(seg, gen_images(G, a.n_freq, seed=1), len(seg.labels))
         real_f = frequencies(seg, (toyworld.render(scene, min(250, a.n_freq - s), seed=FREQ_SEED, size=res,
@@ -143,7 +164,8 @@ def main():
         card_path = GAN_DIR / f"{scene}.json"
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         card.update({"eval_fid_10k_real": entry["fid_final"], "eval_fid_earliest": entry["earliest"],
-                     "eval_fid_real_vs_real": entry["fid_real_vs_real"], "eval_n_generated": a.n_gen})
+                     "eval_fid_real_vs_real": entry["fid_real_vs_real"], "eval_n_generated": a.n_gen,
+                     "eval_ms_swd": entry["swd_final"]["avg"], "eval_ms_swd_real_vs_real": entry["swd_real_vs_real"]["avg"]})
         card_path.write_text(json.dumps(card, indent=1))
         print(json.dumps({k: v for k, v in entry.items() if k != "frequency"}, indent=1))
     if "town" in a.scenes and len(core.checkpoint_series("toyworld/town")) > 1:

@@ -311,6 +311,15 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert any("causal units" in m.value for m in at.markdown)
     imgs = _images(at)
     assert [i.url for i in imgs[-2].proto.imgs] != [i.url for i in imgs[-1].proto.imgs]
+    # the ablation curve compares the ACE ranking with the IoU ranking (one curve each)
+    n_charts = len(at.get("plotly_chart"))
+    [s for s in at.select_slider if s.label == "Images for the ablation curve"][0].set_value(50).run()
+    at.toggle[0].set_value(True).run()
+    assert not at.exception, at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == n_charts + 1
+    spec = charts[1].proto.spec
+    assert '"ace"' in spec and '"iou"' in spec
 
 
 def _small_real_stats(cache, scene="town", size=64, n=400):

@@ -235,7 +235,10 @@ def test_training_evolution_over_a_series(tmp_path, monkeypatch):
         torch.manual_seed(i)
         G = core.ProGAN(16, (16, 12, 8))
         torch.save({"state_dict": G.state_dict(), "meta": {"steps": step}}, tmp_path / f"{stem}.pt")
-        (tmp_path / f"{stem}.json").write_text(json.dumps({"steps": step}))
+        card = {"steps": step}
+        if step != 200:                     # the middle snapshot was never evaluated
+            card.update({"series_fid": step / 100, "series_ms_swd": step / 10})
+        (tmp_path / f"{stem}.json").write_text(json.dumps(card))
     assert core.checkpoint_series("toyworld/toy") == [(10, "toyworld/toy@step-10"),
                                                       (200, "toyworld/toy@step-200"), (300, "toyworld/toy")]
 
@@ -250,6 +253,9 @@ def test_training_evolution_over_a_series(tmp_path, monkeypatch):
 
     df = studies.training_evolution("toyworld/toy", SignSeg(), ["layer3"], n_samples=16)
     assert list(df.step) == [10, 200, 300] and set(df.columns) >= {"interpretable", "concepts", "mean_iou"}
+    # each checkpoint's sample quality comes from its own card; an unevaluated one is NaN, not 0
+    assert df.fid.iloc[[0, 2]].tolist() == [0.1, 3.0] and df.ms_swd.iloc[[0, 2]].tolist() == [1.0, 30.0]
+    assert df[["fid", "ms_swd"]].iloc[1].isna().all()
 
 
 def test_multilabel_segmenter_counts_every_channel():

@@ -5,7 +5,6 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-import core
 from core import causal
 from core.intervention import Edit, generate
 from core.sampling import z_range
@@ -31,8 +30,7 @@ def run_ace(layer, concept, steps, n_dissect):
     res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect,
                             progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
     bar.empty()
-    iou = core.dissect(G, seg, [layer], n_dissect).iou(layer)[:, seg.labels.index(concept)]   # cached
-    return res, iou, res.k
+    return res, res.k
 
 
 key = (name, layer, concept, steps)
@@ -40,7 +38,7 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
-            res, iou, k = run_ace(layer, concept, steps, n_dissect)
+            res, k = run_ace(layer, concept, steps, n_dissect)
     except ERRORS as e:
         fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
@@ -49,7 +47,9 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     if st.toggle("Ablation curve: ACE ranking vs IoU ranking"):
         with st.spinner("Ablating…"):
             df = causal.ablation_curve(G, seg, layer, concept,
-                                       {"ace": res.ranking[:20].tolist(), "iou": (-iou).argsort()[:20].tolist()},
+                                       {"ace": res.ranking[:20].tolist(),
+                                        # alpha starts at IoU / max IoU, so its order is the IoU order
+                                        "iou": (-res.init).argsort(kind="stable")[:20].tolist()},
                                        counts=(1, 2, 5, 10, 20), n_samples=curve_n)
         st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
                                 title=f"Fraction of {concept} pixels removed"), width="stretch")
