@@ -6,8 +6,10 @@
     python scripts/train_gan.py --scene town --variant nopn      # G without pixel norm
 
 Runs on GPU when one is visible (bf16 autocast, channels-last), else on CPU (slowly).
-Every --fid-every steps: FID of 2,000 EMA samples vs 10,000 real scenes in the toyworld
-feature space (real statistics cached under cache/fid_stats/). Every --snapshot-every steps the
+Every --fid-every steps: FID of --fid-n EMA samples (1,000) vs 10,000 real scenes in the
+toyworld feature space (real statistics cached under cache/fid_stats/), and MS-SWD x 1e3 of
+--swd-n samples vs as many real scenes (core/swd.py: patch structure, which sees blur that the
+colour-sensitive toyworld FID forgives). Every --snapshot-every steps the
 EMA generator is saved as a shippable fp16 snapshot (cache/train/gan_<name>/snapshots/).
 A resumable full checkpoint is written every --ckpt-every steps.
 """
@@ -24,7 +26,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from core import evaluation, gan, load_features, toyworld, training  # noqa: E402
+from core import evaluation, gan, load_features, swd, toyworld, training  # noqa: E402
 from core.progan import ProGAN  # noqa: E402
 
 # Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
@@ -65,7 +67,9 @@ def main():
     ap.add_argument("--z-dim", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--fid-every", type=int, default=500, help="0 = no training-time FID")
+    ap.add_argument("--fid-every", type=int, default=500, help="0 = no training-time FID (nor MS-SWD)")
+    ap.add_argument("--swd-n", type=int, default=500,
+                    help="samples (and real scenes) per training-time MS-SWD beside each FID; 0 = none")
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true")
@@ -111,13 +115,23 @@ def main():
         print(f"resumed {name} at step {start}")
     timer = training.Timer(spent)
     if a.fid_every > 0:
-        features = load_features("toyworld", device=dev)
-        real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
+        # building the feature network draws initial weights from the global RNG, which the z
+        # samples come from: a resumed run would load it after restoring that RNG and drift from
+        # an uninterrupted one, so the measuring tools are set up on a forked RNG
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            features = load_features("toyworld", device=dev)
+            real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
+            real_patches = swd.real_patches(a.scene, a.swd_n, size=a.res) if a.swd_n else None
 
     def measure_fid():
         if a.fid_every <= 0:
             return None
         return round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3)
+
+    def measure_swd():
+        if a.fid_every <= 0 or not a.swd_n:
+            return None
+        return round(swd.ms_swd(real_patches, swd.generator_patches(ema.model, a.swd_n, seed=123, device=dev))["avg"], 2)
     data = torch.utils.data.DataLoader(
         gan.RealScenes(a.scene, a.batch, a.res, training.GAN_SEED0, start=start), batch_size=None,
         num_workers=a.workers, prefetch_factor=4 if a.workers else None, persistent_workers=a.workers > 0,
@@ -128,9 +142,9 @@ def main():
     amp = dict(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc=f"gan {name}")
 
-    def save_snapshot(step, fid):
+    def save_snapshot(step, fid, ms_swd=None):
         meta = {"scene": a.scene, "variant": a.variant or "base", "resolution": a.res, "steps": step,
-                "fid": fid, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
+                "fid": fid, "ms_swd": ms_swd, "ms_swd_samples": a.swd_n, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
                 "minibatch_stddev": a.variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
                 "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch,
                 "fid_samples": a.fid_n, "g_channels": list(gch)}
@@ -173,14 +187,16 @@ def main():
             log.append({"step": step, "d": round(ld.item(), 4), "g": round(lg.item(), 4),
                         "seconds": round(timer.elapsed(), 1)})
         done = step + 1
-        fid = None
+        fid = ms = None
         last = done == a.steps or stop["now"]
         if a.fid_every > 0 and (done % a.fid_every == 0 or last or done == 1):
-            fid = measure_fid()
-            log.append({"step": done, "fid": fid, "seconds": round(timer.elapsed(), 1)})
-            tqdm.write(f"step {done}: FID {fid}")
+            fid, ms = measure_fid(), measure_swd()
+            log.append({"step": done, "fid": fid, "ms_swd": ms, "seconds": round(timer.elapsed(), 1)})
+            tqdm.write(f"step {done}: FID {fid}, MS-SWD {ms}")
         if done % a.snapshot_every == 0 or last or done in SNAPSHOTS:
-            save_snapshot(done, fid if fid is not None else measure_fid())
+            if fid is None:
+                fid, ms = measure_fid(), measure_swd()
+            save_snapshot(done, fid, ms)
         if done % a.ckpt_every == 0 or last:
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": done,
@@ -191,7 +207,7 @@ def main():
             tqdm.write(f"stopped at step {done}: snapshot and checkpoint saved; resume with --resume")
             break
     if not (run / "snapshots" / f"step-{done}.pt").exists():   # e.g. resumed at the final step
-        save_snapshot(done, measure_fid())
+        save_snapshot(done, measure_fid(), measure_swd())
     print(f"done: {name} {done} steps in {timer.elapsed() / 60:.1f} min")
 
 

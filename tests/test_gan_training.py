@@ -1,4 +1,6 @@
 """GAN training pieces: minibatch stddev, discriminator variants, losses, EMA, data stream."""
+import json
+
 import torch
 
 from core import gan, toyworld
@@ -71,13 +73,35 @@ def _train(tmp_path, steps, *extra):
     return torch.load(tmp_path / "gan_lake" / "ckpt.pt", weights_only=True)
 
 
-def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+def _small_lake_stats(cache, size=32, n=100):
+    """Real feature statistics of a few scenes, where train_gan looks for the 10,000-scene ones."""
+    import numpy as np
+
+    from core import evaluation, load_features
+    feats = load_features("toyworld")
+    mu, cov = evaluation.real_stats(feats, ["lake"], n, seed=500, size=size).mean_cov()
+    path = cache / "fid_stats" / f"lake_{size}px_10000_seed500.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, mu=mu, cov=cov)
+
+
+def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch):
     """Stop after 3 steps (an odd step: R1 runs on even ones), resume to 6: every weight, the
-    EMA and both optimisers equal a straight 6-step run bit for bit."""
-    straight = _train(tmp_path / "a", 6)
-    halfway = _train(tmp_path / "b", 3)
-    resumed = _train(tmp_path / "b", 6, "--resume")
+    EMA and both optimisers equal a straight 6-step run bit for bit, with FID and MS-SWD
+    measured along the way (setting up the feature network must not shift the z stream of a
+    resumed run) and equal to a run that measures nothing."""
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    _small_lake_stats(tmp_path / "cache")
+    measure = ("--fid-every", "2", "--fid-n", "8", "--swd-n", "8")
+    straight = _train(tmp_path / "a", 6, *measure)
+    halfway = _train(tmp_path / "b", 3, *measure)
+    resumed = _train(tmp_path / "b", 6, "--resume", *measure)
+    silent = _train(tmp_path / "c", 6)
     assert straight["step"] == resumed["step"] == 6
+    log = [e for e in json.loads(resumed["log"]) if "fid" in e]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 6] and all(e["ms_swd"] > 0 for e in log)
+    for key, want in straight["G"].items():
+        assert torch.equal(silent["G"][key], want), key
     for part in ("G", "D", "G_ema"):
         for key, want in straight[part].items():
             assert torch.equal(resumed[part][key], want), (part, key)
