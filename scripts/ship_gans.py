@@ -2,6 +2,7 @@
 
     python scripts/ship_gans.py                 # every run under cache/train/gan_*
     python scripts/ship_gans.py --series town   # + the town checkpoint series (town@step-N)
+    python scripts/ship_gans.py --runs room --at room=9000   # a chosen snapshot, not the latest
 
 The latest snapshot of each run becomes ``toyworld/<scene>[-<variant>]``; with ``--series``,
 up to ``--max-series`` earlier snapshots (spread from early to late) become
@@ -21,7 +22,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from core.toyworld import SCENES  # noqa: E402
 from core.zoo import GAN_DIR, WEIGHTS  # noqa: E402
+
+VARIANTS = ("nostd", "nopn")
 
 BUDGET_MB = 45.0
 
@@ -58,6 +62,8 @@ def card_for(meta: dict, name: str) -> dict:
         "resolution": meta["resolution"], "steps": meta["steps"], "batch": meta.get("batch"),
         "fid": meta.get("fid"), "fid_note": f"training-time FID, {meta.get('fid_samples', 2000)} EMA samples vs "
                                             "10,000 real scenes, toyworld feature space",
+        "ms_swd": meta.get("ms_swd"), "ms_swd_note": f"training-time MS-SWD x 1e3 (core/swd.py), "
+                                                     f"{meta.get('ms_swd_samples')} EMA samples vs as many real scenes",
         "train_seconds": meta.get("train_seconds"), "hardware": meta.get("hardware"),
         "loss": meta.get("loss"), "pixelnorm": meta.get("pixelnorm"),
         "minibatch_stddev": meta.get("minibatch_stddev"), "z_dim": meta.get("z_dim"),
@@ -75,7 +81,7 @@ def ship(src: Path, name: str) -> Path:
     if card_path.exists():   # keep evaluation results written by report_gans.py for the same weights
         old = json.loads(card_path.read_text())
         if old.get("steps") == card["steps"]:
-            card.update({k: v for k, v in old.items() if k.startswith("eval_")})
+            card.update({k: v for k, v in old.items() if k.startswith(("eval_", "series_"))})
     card_path.write_text(json.dumps(card, indent=1))
     return dst
 
@@ -85,14 +91,30 @@ def main():
     ap.add_argument("--series", nargs="*", default=["town"], help="runs that also ship a checkpoint series")
     ap.add_argument("--max-series", type=int, default=7)
     ap.add_argument("--runs", nargs="*", default=None, help="run names (default: all under cache/train)")
+    ap.add_argument("--at", nargs="*", default=[], metavar="NAME=STEP",
+                    help="ship this snapshot step as the final model instead of the latest (e.g. room=9000)")
     a = ap.parse_args()
+    at = {}
+    for item in a.at:
+        name, _, step = item.partition("=")
+        if not step.isdigit():
+            raise SystemExit(f"--at takes NAME=STEP (e.g. room=9000); got {item!r}")
+        at[name] = int(step)
+    valid = set(SCENES) | {f"{s}-{v}" for s in SCENES for v in VARIANTS}
     runs = sorted((ROOT / "cache" / "train").glob("gan_*"))
     shipped = []
     for run in runs:
         name = run.name[4:].replace("_", "-")
         if a.runs is not None and name not in a.runs:
             continue
+        if name not in valid:      # e.g. a diverged run kept aside for the record
+            print(f"skip {run.name}: not a model name (<scene> or <scene>-<variant>)")
+            continue
         snaps = snapshots(run)
+        if name in at:
+            if at[name] not in dict(snaps):
+                raise SystemExit(f"{run}/snapshots has no step-{at[name]}.pt; steps: {[s for s, _ in snaps]}")
+            snaps = [(s, p) for s, p in snaps if s <= at[name]]
         if not snaps:
             print(f"skip {name}: no snapshots yet")
             continue
