@@ -11,7 +11,7 @@ from .checkpoints import CheckpointError, load_checkpoint, load_state_into
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 __all__ = ["load_segmenter", "load_features", "load_generator", "list_models", "SEGMENTERS",
-           "FEATURES", "WEIGHTS", "GAN_DIR", "checkpoint_series", "model_path"]
+           "FEATURES", "WEIGHTS", "GAN_DIR", "checkpoint_series", "model_path", "zoo_table"]
 
 GAN_DIR = WEIGHTS / "gans"
 
@@ -125,6 +125,33 @@ def checkpoint_series(name: str = "toyworld/town") -> list[tuple[int, str]]:
         if not out or final > out[-1][0]:
             out.append((final, base))
     return out
+
+
+def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
+    """One row per shipped generator (training snapshots left out), from its model card: what it
+    was trained on and for how long, and how good its samples are (FID in the toyworld feature
+    space, its earliest snapshot's FID, real-vs-real, MS-SWD; None where not evaluated)."""
+    models = list_models() if models is None else models
+    rows = []
+    for name, card in models.items():
+        if "@" in name:
+            continue
+        card = card or {}
+        earliest = card.get("eval_fid_earliest") or {}
+        seconds = card.get("train_seconds")
+        rows.append({
+            "model": name, "scene": card.get("scene"), "variant": card.get("variant"),
+            "resolution": card.get("resolution"), "steps": card.get("steps"),
+            "FID": card.get("eval_fid_10k_real", card.get("fid")),
+            "FID earliest": earliest.get("fid"), "earliest step": earliest.get("steps"),
+            "FID real-vs-real": card.get("eval_fid_real_vs_real"),
+            "MS-SWD": card.get("eval_ms_swd", card.get("ms_swd")),
+            "MS-SWD real-vs-real": card.get("eval_ms_swd_real_vs_real"),
+            "snapshots": sum(1 for m in models if m.startswith(name + "@")),
+            "training hours": None if seconds is None else round(seconds / 3600, 2),
+            "hardware": card.get("hardware"), "loss": card.get("loss"),
+        })
+    return rows
 
 
 def model_path(name: str) -> Path:

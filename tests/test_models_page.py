@@ -35,7 +35,25 @@ def page(tmp_path, monkeypatch, net_calls):
 
 
 def _table(at):
-    return at.dataframe[0].value.set_index("model")
+    """The published-and-added table (the one with a status column)."""
+    return next(d.value for d in at.dataframe if "status" in d.value.columns).set_index("model")
+
+
+def test_models_page_lists_the_shipped_zoo_from_the_model_cards(page):
+    import json
+    at = page()
+    zoo = next(d.value for d in at.dataframe if "MS-SWD" in d.value.columns).set_index("model")
+    shipped = sorted(p.stem for p in core.zoo.GAN_DIR.glob("*.pt") if "@" not in p.stem)
+    assert sorted(zoo.index) == [f"toyworld/{s}" for s in shipped]
+    for s in shipped:
+        card = json.loads((core.zoo.GAN_DIR / f"{s}.json").read_text())
+        row = zoo.loc[f"toyworld/{s}"]
+        assert row["steps"] == card["steps"] and row["resolution"] == card["resolution"]
+        assert row["FID"] == card.get("eval_fid_10k_real", card["fid"])
+        assert row["training hours"] == round(card["train_seconds"] / 3600, 2)
+    n_snap = len(list(core.zoo.GAN_DIR.glob("town@step-*.pt")))
+    assert zoo.loc["toyworld/town", "snapshots"] == n_snap
+    assert len(core.checkpoint_series("toyworld/town")) == n_snap + 1 >= 6   # early to final
 
 
 def test_lists_models_and_where_missing_files_go(page, tmp_path, net_calls):

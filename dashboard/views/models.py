@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import published, toyworld
+from core.zoo import zoo_table
 from core.protocols import check_segmenter
 
 st.title("Models")
@@ -23,7 +24,21 @@ if notice := st.session_state.pop("models_notice", None):
     st.success(notice)
 
 
+# ----------------------------------------------------------------------------- shipped zoo
+st.subheader("Shipped toyworld generators")
+shipped = zoo_table()
+if shipped:
+    st.dataframe(pd.DataFrame(shipped), hide_index=True, width="stretch")
+    st.caption("From each model card (`core/weights/gans/<name>.json`; `python scripts/report_gans.py` "
+               "evaluates them). FID is in the toyworld feature space (compare with real-vs-real, never with "
+               "Inception FIDs); MS-SWD (x 1e3) compares local patch statistics and sees blur that this FID "
+               "forgives. Lower is better for both.")
+else:
+    st.info("No toyworld generators are shipped in `core/weights/gans`; restore them with "
+            "`git checkout -- core/weights` or train them with `scripts/train_gan.py`.")
+
 # ----------------------------------------------------------------------------- what is here
+st.subheader("Published and added models")
 rows = published.status()
 table = pd.DataFrame([{
     "model": r["name"], "kind": r["kind"], "architecture": r["arch"],
