@@ -113,6 +113,9 @@ def main():
         start, spent, log = ck["step"], ck["seconds"], json.loads(ck["log"])
         torch.set_rng_state(ck["rng"])
         print(f"resumed {name} at step {start}")
+    # the options a (re)start ran with: lr and R1 may change across resumes, and the log says when
+    log.append({"step": start, "start": {"lr": a.lr, "r1": a.r1, "r1_every": a.r1_every, "batch": a.batch,
+                                         "hardware": training.hardware()}})
     timer = training.Timer(spent)
     if a.fid_every > 0:
         # building the feature network draws initial weights from the global RNG, which the z
@@ -146,7 +149,7 @@ def main():
         meta = {"scene": a.scene, "variant": a.variant or "base", "resolution": a.res, "steps": step,
                 "fid": fid, "ms_swd": ms_swd, "ms_swd_samples": a.swd_n, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
                 "minibatch_stddev": a.variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
-                "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch,
+                "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch, "lr": a.lr,
                 "fid_samples": a.fid_n, "g_channels": list(gch)}
         training.save_atomic({"state_dict": training.shipped_state(ema.model), "meta": meta},
                              run / "snapshots" / f"step-{step}.pt")
