@@ -81,7 +81,7 @@ def ship(src: Path, name: str) -> Path:
     if card_path.exists():   # keep evaluation results written by report_gans.py for the same weights
         old = json.loads(card_path.read_text())
         if old.get("steps") == card["steps"]:
-            card.update({k: v for k, v in old.items() if k.startswith(("eval_", "series_"))})
+            card.update({k: v for k, v in old.items() if k.startswith(("eval_", "series_", "history"))})
     card_path.write_text(json.dumps(card, indent=1))
     return dst
 

@@ -361,6 +361,11 @@ def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
     df = at.dataframe[0].value
     import core
     assert df.step.tolist() == [s for s, _ in core.checkpoint_series("toyworld/town")]
+    # every shipped checkpoint has been evaluated: its quality sits beside its dissection
+    cards = core.list_models()
+    assert df.fid.tolist() == [cards[m]["series_fid"] for m in df.model]
+    assert df.ms_swd.tolist() == [cards[m]["series_ms_swd"] for m in df.model]
+    assert df.ms_swd.iloc[-1] < df.ms_swd.iloc[0] / 2     # the final model is far sharper than step 100
     at = _page("views/tracing.py")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
