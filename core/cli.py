@@ -87,7 +87,8 @@ def cmd_dissect(a):
     try:
         res = dissect(G, seg, layers, a.samples, seed=a.seed, batch_size=a.batch_size, device=device,
                         progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
-                        iou_threshold=a.iou_threshold, topk=a.topk, cache=not a.no_cache)
+                        iou_threshold=a.iou_threshold, iqr_threshold=a.iqr_threshold, topk=a.topk,
+                        cache=not a.no_cache)
     except ValueError as e:
         _die(str(e))
     bar.close()
@@ -124,6 +125,7 @@ def main(argv=None):
     d.add_argument("--bins", type=int, default=256)
     d.add_argument("--parts", action="store_true", help="object-part expansion (c-t, c-b, c-l, c-r)")
     d.add_argument("--iou-threshold", type=float, default=0.05)
+    d.add_argument("--iqr-threshold", type=float, default=0.01, help="interpretable also needs I/H above this")
     d.add_argument("--topk", type=int, default=20)
     d.add_argument("--strip-units", type=int, default=40, help="units per layer shown with image strips")
     d.add_argument("--device", default=None)

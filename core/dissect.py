@@ -49,6 +49,8 @@ class DissectOptions:
     bins: int = 256                 # candidate thresholds per unit
     parts: bool = False             # object-part expansion (c-t, c-b, c-l, c-r)
     iou_threshold: float = 0.05     # a unit is interpretable when its best IoU exceeds this
+    iqr_threshold: float = 0.01     # ... and that concept's I/H does too (the reference rule: a unit that
+                                    # overlaps a large concept only by chance has IoU > 0.05 but I/H ~ 0)
     min_frequency: float = 1e-3     # concepts rarer than this (pixel fraction) are not scored
     topk: int = 20                  # top-activating samples kept per unit
     max_hist_bytes: int = 6 << 30   # refuse (with advice) rather than exhaust memory
@@ -309,7 +311,7 @@ class Dissection:
         iou = d["iou"]
         best = iou.argmax(1)
         r = np.arange(iou.shape[0])
-        ok = iou[r, best] > self.options.iou_threshold
+        ok = (iou[r, best] > self.options.iou_threshold) & (d["iqr"][r, best] > self.options.iqr_threshold)
         if exclude is not None:
             ex = np.zeros(len(r), bool)
             ex[np.asarray(list(exclude), dtype=np.int64)] = True

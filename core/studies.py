@@ -91,7 +91,8 @@ def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshol
     for row, res in results.items():
         for layer in (layers or res.layers):
             u = res.units(layer)
-            ok = u.iou > iou_threshold if iou_threshold is not None else u.interpretable
+            ok = ((u.iou > iou_threshold) & (u.iqr > res.options.iqr_threshold) if iou_threshold is not None
+                  else u.interpretable)
             good = u[ok]
             for concept, g in good.groupby("concept"):
                 rows.append({"row": row, "layer": layer, "concept": concept, "units": len(g),

@@ -296,3 +296,20 @@ def test_multilabel_segmenter_counts_every_channel():
             m = up[odd, u] > cands[k]
             inter, union = np.sum(m & conc[odd]), np.sum(m | conc[odd])
             assert res.iou("layer3")[u, c] == pytest.approx(inter / union if union else 0.0, abs=1e-9)
+
+
+def test_interpretable_needs_information_not_just_overlap():
+    """Noise units overlap large concepts by chance (IoU above 0.05) but say
+    nothing about it (I/H ~ 0): the reference rule (IoU > 0.05 and I/H > 0.01) leaves them out,
+    while every planted unit stays in."""
+    G, seg = PlantedGenerator(), ColorSegmenter()
+    res = dissect(G, seg, ["units"], 200, batch_size=50, cache=False)
+    u = res.units("units").set_index("unit")
+    for unit in (1, 5):                                   # pure noise
+        assert u.loc[unit, "iou"] > 0.05 and u.loc[unit, "iqr"] < 0.01, u.loc[unit]
+        assert not u.loc[unit, "interpretable"] and u.loc[unit, "label"] == ""
+    for unit, concept in PLANTED.items():
+        assert u.loc[unit, "interpretable"] and u.loc[unit, "label"] == concept
+    # the rule is an option: without the I/H condition the noise units would count
+    loose = dissect(G, seg, ["units"], 200, batch_size=50, cache=False, iqr_threshold=-1.0)
+    assert loose.units("units").set_index("unit").loc[[1, 5], "interpretable"].all()
