@@ -32,7 +32,8 @@ if st.button("Dissect every checkpoint", type="primary") or st.session_state.get
     quality = [c for c in ("fid", "ms_swd") if c in df and df[c].notna().any()]
     long = df.melt(id_vars=["step"], value_vars=["interpretable", "concepts", "mean_iou", *quality])
     st.plotly_chart(px.line(long, x="step", y="value", facet_col="variable", markers=True,
-                            title=f"{layer} over training").update_yaxes(matches=None), width="stretch")
+                            title=f"{layer} over training").update_yaxes(matches=None, showticklabels=True),
+                    width="stretch")
     if quality:
         st.caption("fid and ms_swd: each checkpoint's sample quality from its model card (lower is better; "
                    "the same sample count for every checkpoint, `scripts/report_gans.py`). MS-SWD compares "
