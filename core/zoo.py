@@ -146,6 +146,7 @@ def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
             "FID earliest": earliest.get("fid"), "earliest step": earliest.get("steps"),
             "FID real-vs-real": card.get("eval_fid_real_vs_real"),
             "MS-SWD": card.get("eval_ms_swd", card.get("ms_swd")),
+            "MS-SWD earliest": (earliest.get("swd") or {}).get("avg"),
             "MS-SWD real-vs-real": card.get("eval_ms_swd_real_vs_real"),
             "snapshots": sum(1 for m in models if m.startswith(name + "@")),
             "training hours": None if seconds is None else round(seconds / 3600, 2),

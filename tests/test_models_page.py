@@ -51,6 +51,8 @@ def test_models_page_lists_the_shipped_zoo_from_the_model_cards(page):
         assert row["steps"] == card["steps"] and row["resolution"] == card["resolution"]
         assert row["FID"] == card.get("eval_fid_10k_real", card["fid"])
         assert row["training hours"] == round(card["train_seconds"] / 3600, 2)
+        if "eval_ms_swd" in card:           # evaluated by report_gans: final far below earliest
+            assert row["MS-SWD"] == card["eval_ms_swd"] < row["MS-SWD earliest"] / 3
     n_snap = len(list(core.zoo.GAN_DIR.glob("town@step-*.pt")))
     assert zoo.loc["toyworld/town", "snapshots"] == n_snap
     assert len(core.checkpoint_series("toyworld/town")) == n_snap + 1 >= 6   # early to final
