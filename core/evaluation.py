@@ -115,12 +115,27 @@ def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: in
 
 
 @torch.no_grad()
+def generator_quality(generator, features, real, real_patches=None, n: int = 2000, seed: int = 0,
+                      batch: int = 250, device="cpu", n_swd: int | None = None) -> dict:
+    """FID of ``n`` samples of ``generator`` (codes ``core.sampling.z_range(seed, ...)``) against
+    ``real`` = (mu, cov) in the space of ``features`` and, given ``real_patches`` (a
+    :class:`core.swd.PatchSet`), MS-SWD (x 1e3, per level and "avg") of the first ``n_swd``
+    (default ``n``) of the same samples: one generator pass feeds both."""
+    from .sampling import z_range
+    from .swd import PatchSet, ms_swd
+    n_swd = n if n_swd is None else min(n_swd, n)
+    st = FeatureStats()
+    patches = PatchSet(seed=seed) if real_patches is not None and n_swd > 0 else None
+    for a in range(0, n, batch):
+        images = generator(z_range(seed, a, min(n, a + batch), generator.z_dim, device)).float()
+        st.update(features(images))
+        if patches is not None and a < n_swd:
+            patches.update(images[: n_swd - a])
+    return {"fid": float(frechet_distance(*st.mean_cov(), *real)),
+            "ms_swd": ms_swd(real_patches, patches) if patches is not None else None}
+
+
 def generator_fid(generator, features, real, n: int = 2000, seed: int = 0, batch: int = 250,
                   device="cpu") -> float:
-    """FID of ``n`` samples of ``generator`` (codes ``core.sampling.z_range(seed, ...)``) against
-    ``real`` = (mu, cov) in the space of ``features``."""
-    from .sampling import z_range
-    st = FeatureStats()
-    for a in range(0, n, batch):
-        st.update(features(generator(z_range(seed, a, min(n, a + batch), generator.z_dim, device)).float()))
-    return float(frechet_distance(*st.mean_cov(), *real))
+    """FID of ``n`` samples of ``generator`` against ``real`` = (mu, cov) (see :func:`generator_quality`)."""
+    return generator_quality(generator, features, real, None, n, seed, batch, device)["fid"]

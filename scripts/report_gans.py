@@ -50,9 +50,8 @@ def gen_images(G, n, seed=0, batch=250):
         yield G(z_range(seed, a, min(n, a + batch), G.z_dim))
 
 
-def swd_avg(real_patches, images: swd.PatchSet) -> dict:
-    out = swd.ms_swd(real_patches, images)
-    return {k: round(v, 2) for k, v in out.items()}
+def rounded(ms_swd: dict) -> dict:
+    return {k: round(v, 2) for k, v in ms_swd.items()}
 
 
 def real_vs_real(features, scene, res, real, n):
@@ -165,26 +164,25 @@ def main():
         series = core.checkpoint_series(name)
         earliest_src = snaps[0] if snaps else GAN_DIR / f"{series[0][1][len('toyworld/'):]}.pt"
         G0 = core.load_generator(earliest_src)
+        real_p = swd.real_patches(scene, a.n_swd_real, seed=REAL_SEED, size=res)
+        final = evaluation.generator_quality(G, features, real, real_p, a.n_gen)
+        early = evaluation.generator_quality(G0, features, real, real_p, a.n_gen)
         entry = {
             "model": name, "resolution": res, "steps": G.meta.get("steps"),
-            "fid_final": round(evaluation.generator_fid(G, features, real, a.n_gen), 4),
-            "earliest": {"steps": G0.meta.get("steps"), "fid": round(evaluation.generator_fid(G0, features, real, a.n_gen), 4)},
+            "fid_final": round(final["fid"], 4),
+            "earliest": {"steps": G0.meta.get("steps"), "fid": round(early["fid"], 4), "swd": rounded(early["ms_swd"])},
             "fid_real_vs_real": round(real_vs_real(features, scene, res, real, a.n_gen), 4),
             "n_generated": a.n_gen, "n_real": REAL_N,
+            "swd_final": rounded(final["ms_swd"]),
+            "swd_real_vs_real": rounded(swd.ms_swd(real_p, swd.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))),
+            "n_swd_real": a.n_swd_real,
         }
-        real_p = swd.real_patches(scene, a.n_swd_real, seed=REAL_SEED, size=res)
-        entry["swd_final"] = swd_avg(real_p, swd.generator_patches(G, a.n_gen))
-        entry["earliest"]["swd"] = swd_avg(real_p, swd.generator_patches(G0, a.n_gen))
-        entry["swd_real_vs_real"] = swd_avg(real_p, swd.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))
-        entry["n_swd_real"] = a.n_swd_real
         if scene == "town" and len(series) > 1:
             entry["series"] = []
             for s, m in series:
-                Gs = core.load_generator(m)
-                entry["series"].append({
-                    "model": m, "steps": s, "n_generated": a.n_series,
-                    "fid": round(evaluation.generator_fid(Gs, features, real, a.n_series), 4),
-                    "swd": swd_avg(real_p, swd.generator_patches(Gs, a.n_series))["avg"]})
+                q = evaluation.generator_quality(core.load_generator(m), features, real, real_p, a.n_series)
+                entry["series"].append({"model": m, "steps": s, "n_generated": a.n_series,
+                                        "fid": round(q["fid"], 4), "swd": round(q["ms_swd"]["avg"], 2)})
             for row in entry["series"]:
                 set_card_series(row["model"], row["fid"], row["swd"], a.n_series)
         # concept frequency: segmenter on generated vs real

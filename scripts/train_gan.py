@@ -69,12 +69,15 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--fid-every", type=int, default=500, help="0 = no training-time FID (nor MS-SWD)")
     ap.add_argument("--swd-n", type=int, default=500,
-                    help="samples (and real scenes) per training-time MS-SWD beside each FID; 0 = none")
+                    help="samples (the first of the FID ones; as many real scenes) per training-time MS-SWD; 0 = none")
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "cache" / "train", help="runs live in OUT/gan_<name>")
     a = ap.parse_args()
+    if a.swd_n > a.fid_n:
+        raise SystemExit(f"--swd-n ({a.swd_n}) must not exceed --fid-n ({a.fid_n}): MS-SWD uses the first "
+                         "--swd-n of the FID samples")
     if a.res not in G_CHANNELS and not (a.g_channels and a.d_channels):
         raise SystemExit(f"--res {a.res}: give --g-channels and --d-channels, or use one of {sorted(G_CHANNELS)}")
 
@@ -126,15 +129,13 @@ def main():
             real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
             real_patches = swd.real_patches(a.scene, a.swd_n, size=a.res) if a.swd_n else None
 
-    def measure_fid():
+    def measure():
+        """(FID, MS-SWD) of the EMA generator from one pass over the same samples."""
         if a.fid_every <= 0:
-            return None
-        return round(evaluation.generator_fid(ema.model, features, real, n=a.fid_n, seed=123, device=dev), 3)
-
-    def measure_swd():
-        if a.fid_every <= 0 or not a.swd_n:
-            return None
-        return round(swd.ms_swd(real_patches, swd.generator_patches(ema.model, a.swd_n, seed=123, device=dev))["avg"], 2)
+            return None, None
+        q = evaluation.generator_quality(ema.model, features, real, real_patches, n=a.fid_n,
+                                         seed=123, device=dev, n_swd=a.swd_n)
+        return round(q["fid"], 3), None if q["ms_swd"] is None else round(q["ms_swd"]["avg"], 2)
     data = torch.utils.data.DataLoader(
         gan.RealScenes(a.scene, a.batch, a.res, training.GAN_SEED0, start=start), batch_size=None,
         num_workers=a.workers, prefetch_factor=4 if a.workers else None, persistent_workers=a.workers > 0,
@@ -193,12 +194,12 @@ def main():
         fid = ms = None
         last = done == a.steps or stop["now"]
         if a.fid_every > 0 and (done % a.fid_every == 0 or last or done == 1):
-            fid, ms = measure_fid(), measure_swd()
+            fid, ms = measure()
             log.append({"step": done, "fid": fid, "ms_swd": ms, "seconds": round(timer.elapsed(), 1)})
             tqdm.write(f"step {done}: FID {fid}, MS-SWD {ms}")
         if done % a.snapshot_every == 0 or last or done in SNAPSHOTS:
             if fid is None:
-                fid, ms = measure_fid(), measure_swd()
+                fid, ms = measure()
             save_snapshot(done, fid, ms)
         if done % a.ckpt_every == 0 or last:
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
@@ -210,7 +211,7 @@ def main():
             tqdm.write(f"stopped at step {done}: snapshot and checkpoint saved; resume with --resume")
             break
     if not (run / "snapshots" / f"step-{done}.pt").exists():   # e.g. resumed at the final step
-        save_snapshot(done, measure_fid(), measure_swd())
+        save_snapshot(done, *measure())
     print(f"done: {name} {done} steps in {timer.elapsed() / 60:.1f} min")
 
 

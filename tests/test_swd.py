@@ -83,3 +83,20 @@ def test_ms_swd_rejects_images_it_cannot_build_a_pyramid_for():
     b = swd.PatchSet().update(torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match="pyramid levels"):
         swd.ms_swd(a, b)
+
+
+def test_generator_quality_one_pass_equals_separate_fid_and_ms_swd():
+    """FID and MS-SWD from one generator pass (MS-SWD on the first n_swd samples, across a
+    batch boundary) equal FID over all samples and MS-SWD over a separate pass of the first n_swd."""
+    import core
+    from core.fid import FeatureStats, frechet_distance
+    from core.sampling import z_range
+    G = core.load_generator("toyworld/room")
+    feats = core.load_features("toyworld")
+    real = evaluation.real_stats(feats, ["room"], 60, seed=500, size=64).mean_cov()
+    real_p = swd.real_patches("room", 40, seed=500)
+    q = evaluation.generator_quality(G, feats, real, real_p, n=60, batch=25, n_swd=40)
+    with torch.no_grad():
+        st = FeatureStats().update(feats(G(z_range(0, 0, 60, G.z_dim))))
+    assert q["fid"] == pytest.approx(frechet_distance(*st.mean_cov(), *real), rel=1e-6)
+    assert q["ms_swd"] == swd.ms_swd(real_p, swd.generator_patches(G, 40, batch=25))
