@@ -91,8 +91,24 @@ def _edited_src(page):
     return page.eval_on_selector(EDITED, "i => i.src")
 
 
+def _canvas_ready(page, timeout=30.0):
+    """Wait until the paint canvas draws. The canvas component mounts, then loads its (empty)
+    drawing asynchronously and only then enters drawing mode: a stroke in between is dropped.
+    Drawing mode shows itself as the crosshair cursor while the pointer is over the canvas."""
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.scroll_into_view_if_needed()
+    t0 = time.perf_counter()
+    while True:
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + 4 + (time.perf_counter() * 10) % 3, box["y"] + 4)
+        if canvas.evaluate("c => c.style.cursor") == "crosshair":
+            return box
+        assert time.perf_counter() - t0 < timeout, "the paint canvas never entered drawing mode"
+        page.wait_for_timeout(50)
+
+
 def _stroke(page, x0, y0, x1, y1, release=True):
-    box = page.locator("canvas.upper-canvas").first.bounding_box()
+    box = _canvas_ready(page)
     page.mouse.move(box["x"] + x0, box["y"] + y0)
     page.mouse.down()
     for t in range(1, 9):
@@ -102,10 +118,16 @@ def _stroke(page, x0, y0, x1, y1, release=True):
 
 
 def _wait_changed(page, old, timeout=20000):
-    page.wait_for_function(
-        """([sel, old]) => { const i = document.querySelector(sel);
-                             return i && i.src !== old && i.complete && i.naturalWidth > 0; }""",
-        arg=[EDITED, old], timeout=timeout, polling="raf")
+    try:
+        page.wait_for_function(
+            """([sel, old]) => { const i = document.querySelector(sel);
+                                 return i && i.src !== old && i.complete && i.naturalWidth > 0; }""",
+            arg=[EDITED, old], timeout=timeout, polling="raf")
+    except Exception as e:                       # say what the page showed: did the server get the stroke?
+        edited = page.locator('[data-testid="stMarkdownContainer"]', has_text="Edited")
+        raise AssertionError(f"the edited image did not change within {timeout / 1000:.0f} s; the page says "
+                             f"{edited.first.inner_text() if edited.count() else '(no Edited caption)'!r}; "
+                             f"exceptions shown: {page.locator('[data-testid=stException]').count()}") from e
     return _edited_src(page)
 
 
@@ -119,7 +141,7 @@ def _shot(page, path: Path, committed: bool):
 def _open_paint(page, url):
     page.goto(url + "/paint")
     _ready(page, "Paint", EDITED)
-    page.locator("canvas.upper-canvas").first.wait_for()
+    _canvas_ready(page)
 
 
 def test_dashboard_in_a_real_browser(tmp_path):
