@@ -3,6 +3,7 @@
     python scripts/ship_gans.py                 # every run under cache/train/gan_*
     python scripts/ship_gans.py --series town   # + the town checkpoint series (town@step-N)
     python scripts/ship_gans.py --runs room --at room=9000   # a chosen snapshot, not the latest
+    python scripts/ship_gans.py --runs town --at town=10000 --series-steps town=100,250,500,1000,2500,5000
 
 The latest snapshot of each run becomes ``toyworld/<scene>[-<variant>]``; with ``--series``,
 up to ``--max-series`` earlier snapshots (spread from early to late) become
@@ -62,8 +63,9 @@ def card_for(meta: dict, name: str) -> dict:
         "resolution": meta["resolution"], "steps": meta["steps"], "batch": meta.get("batch"),
         "fid": meta.get("fid"), "fid_note": f"training-time FID, {meta.get('fid_samples', 2000)} EMA samples vs "
                                             "10,000 real scenes, toyworld feature space",
-        "ms_swd": meta.get("ms_swd"), "ms_swd_note": f"training-time MS-SWD x 1e3 (core/swd.py), "
-                                                     f"{meta.get('ms_swd_samples')} EMA samples vs as many real scenes",
+        **({"ms_swd": meta["ms_swd"], "ms_swd_note": f"training-time MS-SWD x 1e3 (core/swd.py), "
+                                                   f"{meta.get('ms_swd_samples')} EMA samples vs as many real scenes"}
+           if meta.get("ms_swd") is not None else {}),
         "train_seconds": meta.get("train_seconds"), "hardware": meta.get("hardware"),
         "loss": meta.get("loss"), "pixelnorm": meta.get("pixelnorm"),
         "minibatch_stddev": meta.get("minibatch_stddev"), "z_dim": meta.get("z_dim"),
@@ -71,10 +73,10 @@ def card_for(meta: dict, name: str) -> dict:
     }
 
 
-def ship(src: Path, name: str) -> Path:
+def ship(src: Path, name: str, gan_dir: Path = GAN_DIR) -> Path:
     ck = torch.load(src, map_location="cpu", weights_only=True)
-    dst = GAN_DIR / f"{name}.pt"
-    GAN_DIR.mkdir(parents=True, exist_ok=True)
+    dst = gan_dir / f"{name}.pt"
+    gan_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     card_path = dst.with_suffix(".json")
     card = card_for(ck["meta"], "toyworld/" + name)
@@ -86,22 +88,33 @@ def ship(src: Path, name: str) -> Path:
     return dst
 
 
-def main():
+def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--series", nargs="*", default=["town"], help="runs that also ship a checkpoint series")
     ap.add_argument("--max-series", type=int, default=7)
     ap.add_argument("--runs", nargs="*", default=None, help="run names (default: all under cache/train)")
     ap.add_argument("--at", nargs="*", default=[], metavar="NAME=STEP",
                     help="ship this snapshot step as the final model instead of the latest (e.g. room=9000)")
-    a = ap.parse_args()
-    at = {}
+    ap.add_argument("--series-steps", nargs="*", default=[], metavar="NAME=S1,S2,...",
+                    help="ship exactly these snapshot steps as the series instead of a spread (reusing "
+                         "snapshots shipped before keeps the repository small: git stores a file once)")
+    ap.add_argument("--train-dir", type=Path, default=ROOT / "cache" / "train", help="where the gan_* runs are")
+    ap.add_argument("--gan-dir", type=Path, default=GAN_DIR, help="where shipped generators go")
+    a = ap.parse_args(argv)
+    at, series_steps = {}, {}
     for item in a.at:
         name, _, step = item.partition("=")
         if not step.isdigit():
             raise SystemExit(f"--at takes NAME=STEP (e.g. room=9000); got {item!r}")
         at[name] = int(step)
+    for item in a.series_steps:
+        name, _, steps = item.partition("=")
+        try:
+            series_steps[name] = sorted({int(s) for s in steps.split(",")})
+        except ValueError:
+            raise SystemExit(f"--series-steps takes NAME=S1,S2,... (e.g. town=100,500,2500); got {item!r}") from None
     valid = set(SCENES) | {f"{s}-{v}" for s in SCENES for v in VARIANTS}
-    runs = sorted((ROOT / "cache" / "train").glob("gan_*"))
+    runs = sorted(a.train_dir.glob("gan_*"))
     shipped = []
     for run in runs:
         name = run.name[4:].replace("_", "-")
@@ -118,16 +131,26 @@ def main():
         if not snaps:
             print(f"skip {name}: no snapshots yet")
             continue
-        for old in GAN_DIR.glob(f"{name}@step-*.*"):
-            old.unlink()
         final_step, final = snaps[-1]
-        shipped.append(ship(final, name))
-        if name in a.series:
-            for step in spread([s for s, _ in snaps[:-1]], a.max_series - 1):
-                shipped.append(ship(dict(snaps)[step], f"{name}@step-{step}"))
-    total = sum(p.stat().st_size for p in WEIGHTS.rglob("*") if p.is_file()) / 2 ** 20
+        if name in series_steps:        # checked before anything shipped is touched
+            missing = [s for s in series_steps[name] if s not in dict(snaps[:-1])]
+            if missing:
+                raise SystemExit(f"--series-steps {name}: no snapshot before the final step {final_step} for "
+                                 f"{missing}; steps: {[s for s, _ in snaps[:-1]]}")
+        chosen = []
+        if name in a.series or name in series_steps:
+            chosen = series_steps.get(name) or spread([s for s, _ in snaps[:-1]], a.max_series - 1)
+        keep = {f"{name}@step-{step}" for step in chosen}
+        for old in a.gan_dir.glob(f"{name}@step-*.*"):    # series members no longer chosen
+            if old.stem not in keep:
+                old.unlink()
+        shipped.append(ship(final, name, a.gan_dir))
+        for step in chosen:                             # a re-shipped member keeps its evaluation
+            shipped.append(ship(dict(snaps)[step], f"{name}@step-{step}", a.gan_dir))
+    files = [p for p in WEIGHTS.rglob("*") if p.is_file() and GAN_DIR not in p.parents]
+    total = sum(p.stat().st_size for p in files + [p for p in a.gan_dir.rglob("*") if p.is_file()]) / 2 ** 20
     for p in shipped:
-        print(f"shipped {p.relative_to(ROOT)} ({p.stat().st_size / 2 ** 20:.1f} MB)")
+        print(f"shipped {p} ({p.stat().st_size / 2 ** 20:.1f} MB)")
     print(f"zoo total (core/weights): {total:.1f} MB of {BUDGET_MB} MB")
     if total > BUDGET_MB:
         raise SystemExit(f"the zoo is {total:.1f} MB, over the {BUDGET_MB} MB budget: ship fewer snapshots "
