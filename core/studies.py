@@ -8,8 +8,8 @@ import pandas as pd
 from .dissect import dissect
 from .zoo import checkpoint_series, list_models, load_generator
 
-__all__ = ["compare_models", "training_evolution", "zoo_groups", "dissect_models", "concept_map",
-           "concept_map_summary"]
+__all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
+           "concept_map", "concept_map_summary"]
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
@@ -63,6 +63,33 @@ def zoo_groups(models: dict) -> dict[str, dict]:
         if g["base"] is None and g["variants"]:
             g["base"] = g["variants"].pop(0)
     return groups
+
+
+def variant_lineup(models: dict, group: dict) -> dict:
+    """The models of a variant comparison (Fig. 7), trained for the same number of steps where
+    the zoo allows it: when every variant of ``group`` (from :func:`zoo_groups`) was trained for
+    S steps and the base model for another number, the base's training snapshot at S
+    (``<base>@step-S``) stands in for it. Returns ``{"models": [base, *variants], "steps":
+    {name: steps or None}, "matched": bool, "note": str}``; ``matched`` is False when the
+    models' step counts differ (or are unknown) and no snapshot evens them out."""
+    cards = {m: models.get(m) or {} for m in [group["base"], *group["variants"]]}
+    steps = {m: c.get("steps") for m, c in cards.items()}
+    base, variants = group["base"], list(group["variants"])
+    vsteps = {steps[v] for v in variants}
+    if len(vsteps) == 1 and None not in vsteps and steps[base] != (s := vsteps.pop()):
+        snap = f"{base}@step-{s}"
+        if snap in models:
+            return {"models": [snap, *variants], "steps": {snap: s, **{v: s for v in variants}}, "matched": True,
+                    "note": f"all at {s:,} training steps: the base model's snapshot {snap} stands in for "
+                            f"{base} ({steps[base]:,} steps)" if steps[base] else f"all at {s:,} training steps"}
+    names = [base, *variants]
+    known = [steps[m] for m in names]
+    if None not in known and len(set(known)) == 1:
+        return {"models": names, "steps": steps, "matched": True, "note": f"all at {known[0]:,} training steps"}
+    told = ", ".join(f"{m.split('/')[-1]} {'?' if steps[m] is None else f'{steps[m]:,}'}" for m in names)
+    return {"models": names, "steps": steps, "matched": False,
+            "note": f"trained for different numbers of steps ({told}), and no snapshot of the base matches: "
+                    "differences mix the architecture with training time"}
 
 
 def dissect_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 500,

@@ -110,6 +110,7 @@ def test_concept_maps_compare_model_variants(tmp_path, monkeypatch):
     rows = [a["text"] for a in json.loads(charts[1].proto.spec)["layout"]["annotations"]]
     assert "town" in rows and "room" in rows
     assert len(at.dataframe[1].value) == 2
+    assert any("different numbers of steps" in w.value for w in at.warning)   # cards without steps: unknown
 
 
 def test_concept_maps_layers_follow_the_chosen_models(tmp_path, monkeypatch):

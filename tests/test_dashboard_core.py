@@ -119,3 +119,27 @@ def test_activation_histograms():
     assert counts.shape == (8, 16) and edges.shape == (8, 17)
     assert (counts.sum(1) == 10 * 64).all()
     assert (np.diff(edges, axis=1) >= 0).all()
+
+
+def test_variant_lineup_compares_at_equal_training_steps():
+    models = {"toyworld/town": {"scene": "town", "variant": "base", "steps": 10000},
+              "toyworld/town@step-2500": {"scene": "town", "variant": "base", "steps": 2500},
+              "toyworld/town-nopn": {"scene": "town", "variant": "nopn", "steps": 2500},
+              "toyworld/town-nostd": {"scene": "town", "variant": "nostd", "steps": 2500}}
+    line = studies.variant_lineup(models, studies.zoo_groups(models)["town"])
+    assert line["models"] == ["toyworld/town@step-2500", "toyworld/town-nopn", "toyworld/town-nostd"]
+    assert line["matched"] and set(line["steps"].values()) == {2500} and "10,000" in line["note"]
+    # no snapshot at the variants' step count: the final base, said to be unmatched
+    del models["toyworld/town@step-2500"]
+    line = studies.variant_lineup(models, studies.zoo_groups(models)["town"])
+    assert line["models"][0] == "toyworld/town" and not line["matched"] and "town 10,000" in line["note"]
+    # variants trained for different step counts: no single snapshot can match both
+    models["toyworld/town-nostd"]["steps"] = 3000
+    models["toyworld/town@step-2500"] = {"scene": "town", "variant": "base", "steps": 2500}
+    assert not studies.variant_lineup(models, studies.zoo_groups(models)["town"])["matched"]
+    # already equal (or a card without steps: unknown, so not claimed to match)
+    same = {"a": {"scene": "x", "variant": "base", "steps": 5}, "b": {"scene": "x", "variant": "v", "steps": 5}}
+    assert studies.variant_lineup(same, studies.zoo_groups(same)["x"])["models"] == ["a", "b"]
+    assert studies.variant_lineup(same, studies.zoo_groups(same)["x"])["matched"]
+    same["b"].pop("steps")
+    assert not studies.variant_lineup(same, studies.zoo_groups(same)["x"])["matched"]

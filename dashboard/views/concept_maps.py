@@ -12,7 +12,7 @@ from dashboard.common import (ERRORS, concept_color, dissectable_layers, dissect
 
 st.title("Concept maps")
 st.caption("Units per concept for every scene type and layer: each bar counts the units whose best "
-           "concept (IoU above 0.05) it is, coloured by concept, sorted. Hover for counts and mean IoU; "
+           "concept (IoU above 0.05 and I/H above 0.01) it is, coloured by concept, sorted. Hover for counts and mean IoU; "
            "click a bar to browse those units.")
 
 models_all = zoo()
@@ -139,7 +139,12 @@ if not variant_groups:
                "layer, as in the paper's Fig. 7, once `scripts/train_gan.py` has trained them.")
 else:
     for scene, g in variant_groups.items():
-        names = [g["base"], *g["variants"]]
+        lineup = studies.variant_lineup(models_all, g)
+        names = lineup["models"]
+        if lineup["matched"]:
+            st.caption(f"{scene}: {lineup['note']}.")
+        else:
+            st.warning(f"{scene}: {lineup['note']}.", icon=":material/warning:")
         got = load_all(names, compute=False)
         todo = [m for m in names if m not in got and set(layers) <= set(dissectable_layers(generator(m)))]
         if todo:
