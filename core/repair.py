@@ -163,19 +163,40 @@ def _flag_path(model: str, layer: str):
     return cache_root() / "flags" / f"{safe}__{layer}.json"
 
 
-def load_flags(model: str, layer: str) -> list[int]:
-    """Manually flagged artifact units of (model, layer), as stored by :func:`save_flags`."""
+def _read_flags(model: str, layer: str) -> dict | None:
     import json
     p = _flag_path(model, layer)
-    return sorted(json.loads(p.read_text())["units"]) if p.exists() else []
+    return json.loads(p.read_text()) if p.exists() else None
 
 
-def save_flags(model: str, layer: str, units: Sequence[int]) -> None:
+def load_flags(model: str, layer: str, fingerprint: str | None = None) -> list[int]:
+    """Manually flagged artifact units of (model, layer), as stored by :func:`save_flags`. Given
+    the loaded model's ``fingerprint`` (:func:`core.cache.model_fingerprint`), flags saved for
+    other weights under the same name (a retrained or re-shipped model) are not returned: a unit
+    number means nothing across trainings (:func:`stale_flags` has them)."""
+    d = _read_flags(model, layer)
+    if d is None or (fingerprint and d.get("fingerprint") and d["fingerprint"] != fingerprint):
+        return []
+    return sorted(d["units"])
+
+
+def stale_flags(model: str, layer: str, fingerprint: str | None) -> list[int]:
+    """The units flagged for other weights of ``model`` than those with ``fingerprint`` (else [])."""
+    d = _read_flags(model, layer)
+    if d is None or not fingerprint or not d.get("fingerprint") or d["fingerprint"] == fingerprint:
+        return []
+    return sorted(d["units"])
+
+
+def save_flags(model: str, layer: str, units: Sequence[int], fingerprint: str | None = None) -> None:
+    """Store the flagged units of (model, layer) for the lab (``cache/flags``), with the weights'
+    ``fingerprint`` so that later weights under the same name do not inherit them."""
     import json
     import os
+    import uuid
     p = _flag_path(model, layer)
     p.parent.mkdir(parents=True, exist_ok=True)
-    import uuid
     tmp = p.with_name(p.name + f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")   # sessions are threads of one process
-    tmp.write_text(json.dumps({"model": model, "layer": layer, "units": sorted({int(u) for u in units})}))
+    tmp.write_text(json.dumps({"model": model, "layer": layer, "units": sorted({int(u) for u in units}),
+                               "fingerprint": fingerprint}))
     os.replace(tmp, p)

@@ -347,8 +347,18 @@ def test_repair_page_flags_persist(tmp_path, monkeypatch):
     box = at.checkbox[0]
     unit = int(box.label.split()[1])
     box.check().run()
-    from core import repair
-    assert unit in repair.load_flags(at.selectbox[0].value, "layer4")
+    import core
+    from core import cache, repair
+    name = at.selectbox[0].value
+    fingerprint = cache.model_fingerprint(core.load_generator(name))
+    assert unit in repair.load_flags(name, "layer4", fingerprint)       # saved with the weights' fingerprint
+    # flags saved for other weights of the same name (a re-shipped model) are not applied
+    repair.save_flags(name, "layer4", [unit], "ProGAN:other-weights")
+    at = _page("views/repair.py")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("other weights" in i.value for i in at.info)
+    assert not [b for b in at.checkbox if b.label == f"unit {unit}"][0].value
 
 
 def test_evolution_and_tracing_pages(tmp_path, monkeypatch):

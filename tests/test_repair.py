@@ -106,6 +106,23 @@ def test_flags_round_trip(tmp_path, monkeypatch):
     assert not errors and repair.load_flags("toyworld/town", "layer4") in sets
 
 
+def test_flags_belong_to_the_weights_they_were_set_on(tmp_path, monkeypatch):
+    """A re-shipped model keeps its name but not its units: flags saved for other weights are
+    not applied to the new ones (they are reported as stale instead)."""
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    repair.save_flags("toyworld/town", "layer4", [5, 9], fingerprint="ProGAN:old")
+    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:old") == [5, 9]
+    assert repair.stale_flags("toyworld/town", "layer4", "ProGAN:old") == []
+    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:new") == []
+    assert repair.stale_flags("toyworld/town", "layer4", "ProGAN:new") == [5, 9]
+    repair.save_flags("toyworld/town", "layer4", [2], fingerprint="ProGAN:new")
+    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:new") == [2]
+    assert repair.stale_flags("toyworld/town", "layer4", "ProGAN:new") == []
+    # flags from before fingerprints were stored, or a model without one: kept as they are
+    repair.save_flags("lab/g", "layer4", [1])
+    assert repair.load_flags("lab/g", "layer4", "X:1") == [1] and repair.stale_flags("lab/g", "layer4", "X:1") == []
+
+
 def test_bad_input():
     G = ArtifactGenerator()
     real = real_stats(G, 500)

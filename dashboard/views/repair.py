@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import core
-from core import evaluation, repair
+from core import cache, evaluation, repair
 from core.visualize import unit_strips
 from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model
 
@@ -40,8 +40,12 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
         fail("Per-unit FID failed", e, fix_for(e))
     table = uf.table()
     st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
-    saved = set(repair.load_flags(name, layer))
+    fingerprint = cache.model_fingerprint(G)
+    saved = set(repair.load_flags(name, layer, fingerprint))
     flags = set(saved)
+    if stale := repair.stale_flags(name, layer, fingerprint):
+        st.info(f"Units {', '.join(map(str, stale))} were flagged for other weights of {name} (retrained or "
+                "re-shipped since): unit numbers do not carry over between trainings, so they start unflagged.")
     st.subheader("Candidates (highest unit FID)")
     cands = uf.highest(8)
     strips = unit_strips(G, layer, cands, [-1e9] * len(cands), uf.top_index[:6, cands].T, uf.seed)
@@ -53,7 +57,7 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
             flags.discard(u)
         col2.image(strips[u], caption=f"unit {u}: FID {uf.fid[u]:.3f}")
     if flags != saved:       # flags are shared by the lab (cache/flags): write only what this session changed
-        repair.save_flags(name, layer, sorted(flags))
+        repair.save_flags(name, layer, sorted(flags), fingerprint)
     chosen = sorted(flags) or uf.highest(5)
     if st.button(f"Ablate {len(chosen)} units and compare FID"):
         try:

@@ -1,0 +1,105 @@
+"""The paper's model comparison (Fig. 7) on toyworld: the base ProGAN against its variants without
+minibatch stddev in D (``-nostd``) and without pixel norm in G (``-nopn``), at equal training steps.
+
+    python scripts/report_variants.py                      # town, every layer, 1,000 samples
+    python scripts/report_variants.py --samples 2000 --layers layer4 layer6
+
+The models come from ``core.studies.variant_lineup``: when the variants were trained for S steps,
+the base model's snapshot ``toyworld/town@step-S`` stands in for the final base, so the comparison
+is of architectures, not of training time. Per model: FID (toyworld feature space, n-gen samples
+vs the 10,000 real scenes of scripts/report_gans.py) and MS-SWD x 1e3 (vs 2,000 real scenes);
+per model and layer: units, interpretable units (IoU > 0.05 and I/H > 0.01), distinct concepts
+and mean IoU. Writes docs/reports/variants.json, a sample grid with the same codes per model
+(docs/gans/<scene>_variants.png), and the FID into each variant's model card.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import core  # noqa: E402
+from core import evaluation, studies, swd, training  # noqa: E402
+from core.sampling import z_range  # noqa: E402
+from core.zoo import GAN_DIR  # noqa: E402
+from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scene", default="town")
+    ap.add_argument("--samples", type=int, default=1000, help="dissection samples per model")
+    ap.add_argument("--layers", nargs="*", default=None, help="default: every layer but the output")
+    ap.add_argument("--n-gen", type=int, default=2000, help="generated samples per FID")
+    ap.add_argument("--n-swd-real", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=REPORTS / "variants.json")
+    a = ap.parse_args()
+    models = core.list_models()
+    group = studies.zoo_groups(models).get(a.scene)
+    if not group or not group["variants"]:
+        raise SystemExit(f"no variants of {a.scene} are shipped: train them with scripts/train_gan.py "
+                         f"--scene {a.scene} --variant nostd|nopn and ship them with scripts/ship_gans.py")
+    lineup = studies.variant_lineup(models, group)
+    print(lineup["note"])
+    seg, features = core.load_segmenter("toyworld"), core.load_features("toyworld")
+    t0 = time.time()
+    rows, quality, images = [], {}, []
+    for name in lineup["models"]:
+        G = core.load_generator(name)
+        layers = a.layers or [n for n, _ in G.named_children() if not n.startswith("output")]
+        res_px = G.resolution
+        real = evaluation.cached_real_stats(features, a.scene, res_px, REAL_N, REAL_SEED)
+        real_p = swd.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
+        q = evaluation.generator_quality(G, features, real, real_p, a.n_gen)
+        quality[name] = {"fid": round(q["fid"], 4), "ms_swd": rounded(q["ms_swd"]),
+                         "steps": lineup["steps"].get(name), "pixelnorm": (models.get(name) or {}).get("pixelnorm"),
+                         "minibatch_stddev": (models.get(name) or {}).get("minibatch_stddev")}
+        bar = tqdm(total=a.samples, desc=f"dissect {name}", unit="img")
+        res = core.dissect(G, seg, layers, a.samples, progress=lambda d, t: bar.update(d - bar.n))
+        bar.close()
+        for row in res.summary().to_dict(orient="records"):
+            rows.append({"model": name, **row})
+        with torch.no_grad():
+            images.append(G(z_range(42, 0, 8, G.z_dim)))
+        print(name, quality[name])
+        card = GAN_DIR / f"{name[len('toyworld/'):]}.json"
+        if "@" not in name and card.exists():       # a variant's card (the base snapshot's has its series FID)
+            c = json.loads(card.read_text())
+            c.update({"eval_fid_10k_real": quality[name]["fid"], "eval_ms_swd": quality[name]["ms_swd"]["avg"],
+                      "eval_n_generated": a.n_gen})
+            card.write_text(json.dumps(c, indent=1))
+    totals = {}
+    for m in lineup["models"]:
+        mine = [r for r in rows if r["model"] == m]
+        good = sum(r["interpretable"] for r in mine)
+        totals[m] = {"units": sum(r["units"] for r in mine), "interpretable": good,
+                     "mean_iou": round(float(sum(r["mean_iou"] * r["interpretable"] for r in mine) / good), 4)
+                     if good else 0.0}
+    report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scene": a.scene,
+              "lineup": lineup, "dissection_samples": a.samples, "n_generated": a.n_gen, "quality": quality,
+              "layers": rows, "totals": totals, "seconds": round(time.time() - t0, 1)}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=1, default=float))
+    g = grid(torch.cat(images), 8)
+    GRIDS.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(GRIDS / f"{a.scene}_variants.png")
+    width = max(len(m) for m in lineup["models"])
+    print(f"\n{'model':<{width}}  FID     MS-SWD  interpretable/units  mean IoU")
+    for m in lineup["models"]:
+        print(f"{m:<{width}}  {quality[m]['fid']:<6.3f}  {quality[m]['ms_swd']['avg']:<6.1f}  "
+              f"{totals[m]['interpretable']:>5}/{totals[m]['units']:<12}  {totals[m]['mean_iou']:.3f}")
+    print(np.round(report["seconds"]), "s")
+
+
+if __name__ == "__main__":
+    main()
