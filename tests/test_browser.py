@@ -266,6 +266,14 @@ def test_dashboard_in_a_real_browser(tmp_path):
             a.wait_for_timeout(600)                      # nothing else arrives later
             assert (_edited_src(a), _edited_src(b)) == (both_a, both_b)
             assert both_a == solo_a and both_b == solo_b, "a session saw another session's edit"
+            if shots == SHOTS:      # refreshing the committed screenshots: the repair page with its unit FID
+                page.locator('[data-testid="stSidebarNav"] a', has_text="Artifact repair").first.click()
+                _ready(page, "Artifact repair")
+                page.get_by_role("button", name="Compute unit FID").click()
+                page.get_by_text("Candidates (highest unit FID)").wait_for(timeout=600000)
+                _ready(page, "Artifact repair", "[data-testid='stImage'] img", timeout=600000)
+                _no_exception(page, "Artifact repair after unit FID")
+                _shot(page, shots / "artifact_repair.png", True)
             browser.close()
     finally:
         server.terminate()
