@@ -22,7 +22,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
-from core import evaluation, repair, training  # noqa: E402
+from core import cache, evaluation, repair, toyworld, training  # noqa: E402
+
+DARK_SKY = 0.2      # an image has a dark (night) sky when its top quarter's mean brightness in [0, 1] is below this
+
+
+def dark_sky_share(G, scene: str, n: int = 2000, seed: int = 1, real_seed: int = 700) -> dict:
+    """Share of n generated images and of n real scenes whose top quarter (the sky) is dark: the
+    flagged units of the town models draw night scenes, and this says whether the GAN
+    over-produces them (the real share is toyworld's own night rate)."""
+    import torch
+    from core.sampling import z_range
+
+    def dark(x):
+        return ((x[:, :, : x.shape[2] // 4] + 1) / 2).mean((1, 2, 3)) < DARK_SKY
+    with torch.no_grad():
+        gen = torch.cat([dark(G(z_range(seed, s, min(n, s + 250), G.z_dim))) for s in range(0, n, 250)])
+    real = torch.cat([dark(toyworld.render(scene, min(250, n - s), seed=real_seed, size=G.resolution, start=s)[0])
+                      for s in range(0, n, 250)])
+    return {"generated": round(float(gen.float().mean()), 4), "real": round(float(real.float().mean()), 4),
+            "n": n, "threshold": DARK_SKY, "definition": "mean brightness of the image's top quarter, in [0, 1]"}
 
 
 def save_grid(G, layer, flagged, table, pick, path: Path, n: int = 8) -> str:
@@ -64,11 +83,19 @@ def main():
     ap.add_argument("--all-samples-only", action="store_true",
                     help="with the report's flagged units: FID over all --candidates samples (not only "
                          "where the units fire most), original vs flagged vs random ablated; merged into --out")
+    ap.add_argument("--dark-sky-only", action="store_true",
+                    help="the share of generated vs real images with a night sky; merged into --out")
     a = ap.parse_args()
     G = core.load_generator(a.model)
     feats = core.load_features("toyworld")
     scene = G.meta.get("scene", "town")
     real = evaluation.cached_real_stats(feats, scene, G.resolution)
+    if a.dark_sky_only:
+        report = json.loads(Path(a.out).read_text())
+        report["dark_sky"] = dark_sky_share(G, scene)
+        print(report["dark_sky"])
+        Path(a.out).write_text(json.dumps(report, indent=1, default=float))
+        return
     if a.all_samples_only:
         report = json.loads(Path(a.out).read_text())
         table, _ = repair.repair_table(G, a.layer, feats, real, report["flagged"], n_candidates=a.candidates,
@@ -81,7 +108,7 @@ def main():
     t = time.perf_counter()
     uf = repair.unit_fid(G, a.layer, feats, real, n_samples=a.samples, top=a.top)
     t_unit = time.perf_counter() - t
-    manual = repair.load_flags(a.model, a.layer)
+    manual = repair.load_flags(a.model, a.layer, cache.model_fingerprint(G))     # flags set on these weights
     flagged = sorted(set(uf.highest(a.flag)) | set(manual))
     table, pick = repair.repair_table(G, a.layer, feats, real, flagged, n_candidates=a.candidates,
                                       n_eval=a.eval, random_draws=a.draws)
@@ -93,6 +120,7 @@ def main():
            "flagged": flagged, "manual_flags": manual, "table": table.to_dict(orient="records"),
            "eval_images": int(len(pick))}
     out["grid"] = save_grid(G, a.layer, flagged, table, pick, Path(a.grid))
+    out["dark_sky"] = dark_sky_share(G, scene)
     print(table.to_string(index=False))
     print(json.dumps({k: out[k] for k in ("unit_fid_seconds", "unit_fid_median", "flagged")}))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
