@@ -91,7 +91,7 @@ def main():
     scene = G.meta.get("scene", "town")
     real = evaluation.cached_real_stats(feats, scene, G.resolution)
     if a.dark_sky_only:
-        report = json.loads(Path(a.out).read_text())
+        report = json.loads(Path(a.out).read_text()) if Path(a.out).exists() else {"model": a.model}
         report["dark_sky"] = dark_sky_share(G, scene)
         print(report["dark_sky"])
         Path(a.out).write_text(json.dumps(report, indent=1, default=float))
