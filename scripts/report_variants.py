@@ -9,7 +9,9 @@ the base model's snapshot ``toyworld/town@step-S`` stands in for the final base,
 is of architectures, not of training time. Per model: FID (toyworld feature space, n-gen samples
 vs the 10,000 real scenes of scripts/report_gans.py) and MS-SWD x 1e3 (vs 2,000 real scenes);
 per model and layer: units, interpretable units (IoU > 0.05 and I/H > 0.01), distinct concepts
-and mean IoU. Writes docs/reports/variants.json, a sample grid with the same codes per model
+and mean IoU; diversity (mean pairwise distance of 500 samples in the toyworld feature space,
+beside 500 real scenes': a generator without minibatch stddev may collapse toward few modes,
+which FID sees only in part). Writes docs/reports/variants.json, a sample grid with the same codes per model
 (docs/gans/<scene>_variants.png), and the FID into each variant's model card.
 """
 from __future__ import annotations
@@ -35,6 +37,14 @@ from core.zoo import GAN_DIR  # noqa: E402
 from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded  # noqa: E402
 
 
+@torch.no_grad()
+def diversity(images: torch.Tensor, features) -> float:
+    """Mean pairwise Euclidean distance between the images' feature vectors (0 = all the same)."""
+    v = features(images).double()
+    n = len(v)
+    return float(torch.cdist(v, v).sum() / (n * (n - 1)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", default="town")
@@ -42,6 +52,7 @@ def main():
     ap.add_argument("--layers", nargs="*", default=None, help="default: every layer but the output")
     ap.add_argument("--n-gen", type=int, default=2000, help="generated samples per FID")
     ap.add_argument("--n-swd-real", type=int, default=2000)
+    ap.add_argument("--n-diversity", type=int, default=500)
     ap.add_argument("--out", type=Path, default=REPORTS / "variants.json")
     a = ap.parse_args()
     models = core.list_models()
@@ -61,7 +72,9 @@ def main():
         real = evaluation.cached_real_stats(features, a.scene, res_px, REAL_N, REAL_SEED)
         real_p = swd.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
         q = evaluation.generator_quality(G, features, real, real_p, a.n_gen)
-        quality[name] = {"fid": round(q["fid"], 4), "ms_swd": rounded(q["ms_swd"]),
+        with torch.no_grad():
+            div = diversity(G(z_range(3, 0, a.n_diversity, G.z_dim)), features)
+        quality[name] = {"fid": round(q["fid"], 4), "ms_swd": rounded(q["ms_swd"]), "diversity": round(div, 3),
                          "steps": lineup["steps"].get(name), "pixelnorm": (models.get(name) or {}).get("pixelnorm"),
                          "minibatch_stddev": (models.get(name) or {}).get("minibatch_stddev")}
         bar = tqdm(total=a.samples, desc=f"dissect {name}", unit="img")
@@ -85,7 +98,10 @@ def main():
         totals[m] = {"units": sum(r["units"] for r in mine), "interpretable": good,
                      "mean_iou": round(float(sum(r["mean_iou"] * r["interpretable"] for r in mine) / good), 4)
                      if good else 0.0}
+    from core import toyworld
+    real_div = diversity(toyworld.render(a.scene, a.n_diversity, seed=700, size=res_px)[0], features)
     report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scene": a.scene,
+              "diversity_real": round(real_div, 3), "n_diversity": a.n_diversity,
               "lineup": lineup, "dissection_samples": a.samples, "n_generated": a.n_gen, "quality": quality,
               "layers": rows, "totals": totals, "seconds": round(time.time() - t0, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +110,12 @@ def main():
     GRIDS.mkdir(parents=True, exist_ok=True)
     Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(GRIDS / f"{a.scene}_variants.png")
     width = max(len(m) for m in lineup["models"])
-    print(f"\n{'model':<{width}}  FID     MS-SWD  interpretable/units  mean IoU")
+    print(f"\n{'model':<{width}}  FID     MS-SWD  diversity  interpretable/units  mean IoU")
     for m in lineup["models"]:
         print(f"{m:<{width}}  {quality[m]['fid']:<6.3f}  {quality[m]['ms_swd']['avg']:<6.1f}  "
-              f"{totals[m]['interpretable']:>5}/{totals[m]['units']:<12}  {totals[m]['mean_iou']:.3f}")
+              f"{quality[m]['diversity']:<9.3f}  {totals[m]['interpretable']:>5}/{totals[m]['units']:<12}  "
+              f"{totals[m]['mean_iou']:.3f}")
+    print(f"{'real scenes':<{width}}  {'':6}  {'':6}  {real_div:<9.3f}")
     print(np.round(report["seconds"]), "s")
 
 
