@@ -37,8 +37,9 @@ key = (name, layer, concept, steps)
 if st.button("Find causal units", type="primary") or st.session_state.get("ace_key") == key:
     st.session_state["ace_key"] = key
     try:
-        with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True):
+        with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True) as box:
             res, k = run_ace(layer, concept, steps, n_dissect)
+            box.update(state="complete", expanded=False)     # its progress bar is gone: no empty box
     except ERRORS as e:
         fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
@@ -85,8 +86,9 @@ if st.button(f"Removal table for {concept} ({len(bases)} generators)", key="remo
         or st.session_state.get("removal_key") == rkey:
     st.session_state["removal_key"] = rkey
     try:
-        with st.status(f"Removal table for {concept}", expanded=True):
+        with st.status(f"Removal table for {concept}", expanded=True) as box:
             table = removal(*rkey, seg)
+            box.update(state="complete", expanded=False)
     except ERRORS as e:
         fail("The removal table failed", e, fix_for(e))
     st.dataframe(table, hide_index=True, width="stretch",

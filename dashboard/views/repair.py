@@ -34,8 +34,9 @@ def run_unit_fid(model, layer, n, top, _G):
 if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_key") == (name, layer, n, top):
     st.session_state["ufid_key"] = (name, layer, n, top)
     try:
-        with st.status("Per-unit FID", expanded=True):
+        with st.status("Per-unit FID", expanded=True) as box:
             uf, real = run_unit_fid(name, layer, n, top, G)
+            box.update(state="complete", expanded=False)     # its progress bar is gone: no empty box
     except ERRORS as e:
         fail("Per-unit FID failed", e, fix_for(e))
     table = uf.table()
