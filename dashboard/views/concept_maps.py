@@ -12,8 +12,8 @@ from dashboard.common import (ERRORS, concept_color, dissectable_layers, dissect
 
 st.title("Concept maps")
 st.caption("Units per concept for every scene type and layer: each bar counts the units whose best "
-           "concept (IoU above 0.05 and I/H above 0.01) it is, coloured by concept, sorted. Hover for counts and mean IoU; "
-           "click a bar to browse those units.")
+           "concept (IoU above 0.05 and I/H above 0.01) it is, coloured by concept, sorted. Hover for "
+           "counts and mean IoU; click a bar to browse those units.")
 
 models_all = zoo()
 groups = studies.zoo_groups(models_all)
