@@ -12,7 +12,9 @@ per model and layer: units, interpretable units (IoU > 0.05 and I/H > 0.01), dis
 and mean IoU; diversity (mean pairwise distance of 500 samples in the toyworld feature space,
 beside 500 real scenes': a generator without minibatch stddev may collapse toward few modes,
 which FID sees only in part). Writes docs/reports/variants.json, a sample grid with the same codes per model
-(docs/gans/<scene>_variants.png), and the FID into each variant's model card.
+(docs/gans/<scene>_variants.png), and into each variant's model card its FID and MS-SWD, those of
+its earliest training snapshot (from cache/train, where the run lives) and the scene's
+real-vs-real values, as scripts/report_gans.py does for the base models.
 """
 from __future__ import annotations
 
@@ -90,6 +92,19 @@ def main():
             c = json.loads(card.read_text())
             c.update({"eval_fid_10k_real": quality[name]["fid"], "eval_ms_swd": quality[name]["ms_swd"]["avg"],
                       "eval_n_generated": a.n_gen})
+            # its own earliest training snapshot, measured the same way (the run lives in cache/train)
+            run = ROOT / "cache" / "train" / f"gan_{name[len('toyworld/'):].replace('-', '_')}" / "snapshots"
+            snaps = sorted(run.glob("step-*.pt"), key=lambda p: int(p.stem[5:])) if run.exists() else []
+            if snaps:
+                G0 = core.load_generator(snaps[0])
+                q0 = evaluation.generator_quality(G0, features, real, real_p, a.n_gen)
+                quality[name]["earliest"] = {"steps": G0.meta.get("steps"), "fid": round(q0["fid"], 4),
+                                             "swd": rounded(q0["ms_swd"])}
+                c["eval_fid_earliest"] = quality[name]["earliest"]
+            base_card = models.get(group["base"]) or {}     # real-vs-real is the scene's, not the model's
+            for k in ("eval_fid_real_vs_real", "eval_ms_swd_real_vs_real"):
+                if k in base_card:
+                    c[k] = base_card[k]
             card.write_text(json.dumps(c, indent=1))
     totals = {}
     for m in lineup["models"]:
