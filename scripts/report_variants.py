@@ -66,13 +66,15 @@ def main():
     print(lineup["note"])
     seg, features = core.load_segmenter("toyworld"), core.load_features("toyworld")
     t0 = time.time()
-    rows, quality, images = [], {}, []
+    rows, quality, images, real_patches = [], {}, [], {}
     for name in lineup["models"]:
         G = core.load_generator(name)
         layers = a.layers or [n for n, _ in G.named_children() if not n.startswith("output")]
         res_px = G.resolution
         real = evaluation.cached_real_stats(features, a.scene, res_px, REAL_N, REAL_SEED)
-        real_p = swd.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
+        if res_px not in real_patches:       # the same real scenes for every model: rendered once
+            real_patches[res_px] = swd.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
+        real_p = real_patches[res_px]
         q = evaluation.generator_quality(G, features, real, real_p, a.n_gen)
         with torch.no_grad():
             div = diversity(G(z_range(3, 0, a.n_diversity, G.z_dim)), features)
