@@ -95,3 +95,37 @@ def resume(path, model, opt, sched, total_steps: int) -> tuple[int, float]:
 def checkpoint(path, model, opt, sched, step: int, seconds: float, total_steps: int) -> None:
     save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                  "step": step, "seconds": seconds, "total_steps": total_steps}, path)
+
+
+def compact_checkpoint(ck: dict) -> dict:
+    """A GAN training checkpoint small enough to carry between machines (~15 MB instead of ~35):
+    the EMA generator stays fp32 (it is what ships), G and D become fp16, and of the Adam state
+    only the second moment is kept (bf16: its values span many decades). Adam's first moment is
+    dropped, which is exact only for beta1 = 0 (this project's GANs): then it is overwritten by
+    the next gradient before it is read. A run resumed from a compact checkpoint continues from
+    weights rounded to fp16, so it is not bit-identical to an uninterrupted one."""
+    if ck.get("compact"):
+        return ck
+    out = {k: v for k, v in ck.items() if k not in ("G", "D", "opt_g", "opt_d")}
+    out["compact"] = True
+    for part in ("G", "D"):
+        out[part] = {k: v.half() if v.is_floating_point() else v for k, v in ck[part].items()}
+    for part in ("opt_g", "opt_d"):
+        opt = ck[part]
+        if any(g["betas"][0] != 0 for g in opt["param_groups"]):
+            raise ValueError(f"{part}: Adam beta1 is not 0, so its first moment matters; keep the full checkpoint")
+        out[part] = {"param_groups": opt["param_groups"],
+                     "state": {i: {"step": s["step"], "exp_avg_sq": s["exp_avg_sq"].bfloat16()}
+                               for i, s in opt["state"].items()}}
+    return out
+
+
+def expand_optimizer_state(state: dict) -> dict:
+    """An Adam state dict from a compact checkpoint's (see :func:`compact_checkpoint`); a full
+    one is returned as it is."""
+    out = {"param_groups": state["param_groups"], "state": {}}
+    for i, s in state["state"].items():
+        sq = s["exp_avg_sq"].float()
+        out["state"][i] = {"step": s["step"], "exp_avg": s.get("exp_avg", torch.zeros_like(sq)).float(),
+                           "exp_avg_sq": sq}
+    return out

@@ -72,7 +72,10 @@ def main():
                     help="samples (the first of the FID ones; as many real scenes) per training-time MS-SWD; 0 = none")
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=250)
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from OUT/gan_<name>/ckpt.pt (a full or a compact one); lr, R1 and --batch may change")
+    ap.add_argument("--compact-to", type=Path, default=None,
+                    help="write a compact copy of the run's checkpoint (~15 MB, to carry to another machine) and exit")
     ap.add_argument("--out", type=Path, default=ROOT / "cache" / "train", help="runs live in OUT/gan_<name>")
     a = ap.parse_args()
     if a.swd_n > a.fid_n:
@@ -83,6 +86,11 @@ def main():
 
     name = a.scene + (f"_{a.variant}" if a.variant else "")
     run = a.out / f"gan_{name}"
+    if a.compact_to:
+        ck = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
+        training.save_atomic(training.compact_checkpoint(ck), a.compact_to)
+        print(f"{a.compact_to}: compact checkpoint of {name} at step {ck['step']}")
+        return
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if a.threads:
@@ -94,6 +102,9 @@ def main():
         raise SystemExit(f"--g-channels/--d-channels need {(a.res // 4).bit_length()} widths for --res {a.res}")
     config = {"g_channels": list(gch), "d_channels": list(dch), "z_dim": a.z_dim, "batch": a.batch,
               "res": a.res, "variant": a.variant}
+    # the batch may change across resumes (a GPU takes larger ones); the log and the images
+    # count say what each stretch used
+    same_net = {k: v for k, v in config.items() if k != "batch"}
     G = ProGAN(a.z_dim, gch, pixelnorm=a.variant != "nopn").to(dev)
     D = gan.Discriminator(dch, mbstd=a.variant != "nostd").to(dev)
     if dev.type == "cuda":
@@ -101,21 +112,26 @@ def main():
     ema = gan.EMA(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=a.lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=a.lr, betas=(0.0, 0.99), eps=1e-8)
-    start, spent, log = 0, 0.0, []
+    start, spent, log, images = 0, 0.0, [], 0
     ck_path = run / "ckpt.pt"
     if a.resume and ck_path.exists():
         ck = torch.load(ck_path, map_location=dev, weights_only=True)
-        if json.loads(ck.get("config", "{}")) not in ({}, config):
+        old = json.loads(ck.get("config", "{}"))
+        if old and {k: v for k, v in old.items() if k != "batch"} != same_net:
             raise SystemExit(f"{ck_path} was trained with {ck['config']}; resume with the same options "
                              f"(got {json.dumps(config)}), or start afresh without --resume")
-        G.load_state_dict(ck["G"])
+        G.load_state_dict(ck["G"])   # a compact checkpoint's fp16 weights are cast back to fp32
         D.load_state_dict(ck["D"])
         ema.model.load_state_dict(ck["G_ema"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
+        opt_g.load_state_dict(training.expand_optimizer_state(ck["opt_g"]))
+        opt_d.load_state_dict(training.expand_optimizer_state(ck["opt_d"]))
         start, spent, log = ck["step"], ck["seconds"], json.loads(ck["log"])
-        torch.set_rng_state(ck["rng"])
-        print(f"resumed {name} at step {start}")
+        images = ck.get("images", start * old.get("batch", a.batch))
+        torch.set_rng_state(ck["rng"].cpu())   # map_location moved it to the training device
+        if dev.type == "cuda" and "rng_cuda" in ck:
+            torch.cuda.set_rng_state(ck["rng_cuda"].cpu())
+        print(f"resumed {name} at step {start} ({images:,} real images seen)"
+              + (" from a compact checkpoint" if ck.get("compact") else ""))
     # the options a (re)start ran with: lr and R1 may change across resumes, and the log says when
     log.append({"step": start, "start": {"lr": a.lr, "r1": a.r1, "r1_every": a.r1_every, "batch": a.batch,
                                          "hardware": training.hardware()}})
@@ -151,7 +167,7 @@ def main():
                 "fid": fid, "ms_swd": ms_swd, "ms_swd_samples": a.swd_n, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
                 "minibatch_stddev": a.variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
                 "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch, "lr": a.lr,
-                "fid_samples": a.fid_n, "g_channels": list(gch)}
+                "fid_samples": a.fid_n, "g_channels": list(gch), "images": images}
         training.save_atomic({"state_dict": training.shipped_state(ema.model), "meta": meta},
                              run / "snapshots" / f"step-{step}.pt")
 
@@ -186,6 +202,7 @@ def main():
         lg.backward()
         opt_g.step()
         ema.update(G, beta=min(0.999, (1 + step) / (10 + step)))
+        images += a.batch
         if step % 50 == 0:
             bar.set_postfix(d=f"{ld.item():.3f}", g=f"{lg.item():.3f}")
             log.append({"step": step, "d": round(ld.item(), 4), "g": round(lg.item(), 4),
@@ -205,7 +222,9 @@ def main():
             training.save_atomic({"G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict(),
                                   "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": done,
                                   "seconds": timer.elapsed(), "log": json.dumps(log),
-                                  "rng": torch.get_rng_state(), "config": json.dumps(config)}, ck_path)
+                                  "rng": torch.get_rng_state(), "config": json.dumps(config), "images": images,
+                                  **({"rng_cuda": torch.cuda.get_rng_state()} if dev.type == "cuda" else {})},
+                                 ck_path)
             (run / "log.json").write_text(json.dumps(log))
         if stop["now"]:
             tqdm.write(f"stopped at step {done}: snapshot and checkpoint saved; resume with --resume")

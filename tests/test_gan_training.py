@@ -114,3 +114,52 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, mon
     assert not all(torch.equal(halfway["G"][k], v) for k, v in straight["G"].items())
     # the snapshot schedule wrote a shippable fp16 EMA snapshot at the stop
     assert (tmp_path / "b" / "gan_lake" / "snapshots" / "step-3.pt").exists()
+
+
+def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path):
+    """The compact checkpoint (carried to a GPU machine and back) keeps the EMA generator exactly,
+    G and D to fp16 and Adam's second moment to bf16; a run resumes from it with another batch
+    size, counts the real images it has seen, and still refuses a different network."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core import training
+    full = _train(tmp_path, 3)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_gan.py"
+    compact_path = tmp_path / "carry.pt"
+    subprocess.run([sys.executable, str(script), "--scene", "lake", "--out", str(tmp_path),
+                    "--compact-to", str(compact_path)], check=True, capture_output=True, timeout=120)
+    small = torch.load(compact_path, weights_only=True)
+    assert small["compact"] and small["step"] == 3
+    for key, want in full["G_ema"].items():
+        assert torch.equal(small["G_ema"][key], want)
+    for key, want in full["G"].items():
+        assert small["G"][key].dtype == torch.float16 and torch.equal(small["G"][key], want.half())
+    opt = training.expand_optimizer_state(small["opt_d"])
+    for sid, want in full["opt_d"]["state"].items():
+        assert "exp_avg" not in small["opt_d"]["state"][sid]
+        assert torch.allclose(opt["state"][sid]["exp_avg_sq"], want["exp_avg_sq"], rtol=1e-2, atol=0)
+    assert compact_path.stat().st_size < 0.6 * (tmp_path / "gan_lake" / "ckpt.pt").stat().st_size
+    # an Adam with momentum would lose its first moment: refused, not silently dropped
+    full["opt_g"]["param_groups"][0]["betas"] = (0.9, 0.99)
+    try:
+        training.compact_checkpoint(full)
+        raise AssertionError("a first moment that matters was dropped")
+    except ValueError as e:
+        assert "beta1" in str(e)
+    # resume from the compact file with batch 6 instead of 4
+    (tmp_path / "gan_lake" / "ckpt.pt").write_bytes(compact_path.read_bytes())
+    resumed = _train(tmp_path, 5, "--resume", "--batch", "6")
+    assert resumed["step"] == 5 and resumed["images"] == 3 * 4 + 2 * 6
+    assert json.loads(resumed["config"])["batch"] == 6
+    starts = [e["start"]["batch"] for e in json.loads(resumed["log"]) if "start" in e]
+    assert starts == [4, 6]
+    snap = torch.load(tmp_path / "gan_lake" / "snapshots" / "step-5.pt", weights_only=True)
+    assert snap["meta"]["images"] == 24
+    # another network shape is still refused
+    cmd = [sys.executable, str(script), "--scene", "lake", "--res", "32", "--g-channels", "16,16,8,4",
+           "--d-channels", "16,16,8,8", "--batch", "4", "--z-dim", "16", "--steps", "7", "--fid-every", "0",
+           "--workers", "0", "--out", str(tmp_path), "--resume"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "resume with the same options" in done.stderr
