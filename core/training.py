@@ -65,8 +65,9 @@ def hardware() -> str:
 
 
 def shipped_state(model: torch.nn.Module) -> dict:
-    """fp16 copy of a state dict (integer buffers kept as they are)."""
-    return {k: (v.half() if v.is_floating_point() else v).clone()
+    """fp16 CPU copy of a state dict (integer buffers kept as they are): a snapshot taken on a GPU
+    must load on a machine without one."""
+    return {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone()
             for k, v in model.state_dict().items()}
 
 

@@ -54,7 +54,27 @@ def spread(steps: list[int], k: int) -> list[int]:
     return sorted(pick)
 
 
-def card_for(meta: dict, name: str) -> dict:
+def stretches(log: list[dict], upto: int) -> list[dict]:
+    """The stretches of a run up to step ``upto``, one per (re)start the training log recorded:
+    where each began and its lr, R1 weight, batch and hardware (a run may move from a CPU to a
+    GPU and change its batch on the way)."""
+    out = []
+    for e in log:
+        if "start" in e and e["step"] < upto:
+            if out and out[-1]["from_step"] == e["step"]:   # restarted at once: the later options held
+                out.pop()
+            same = ("lr", "r1", "r1_every", "batch", "hardware")
+            if out and all(out[-1].get(k) == e["start"].get(k) for k in same):
+                continue                                     # resumed with the same options
+            out.append({"from_step": e["step"], **e["start"]})
+    for a, b in zip(out, out[1:] + [None]):
+        a["to_step"] = b["from_step"] if b else upto
+    return out
+
+
+def card_for(meta: dict, name: str, log: list[dict] | None = None) -> dict:
+    runs = stretches(log or [], meta["steps"])
+    hardware = sorted({r["hardware"] for r in runs} | {meta.get("hardware")} - {None})
     return {
         "name": name,
         "data": f"toyworld '{meta['scene']}' scenes rendered at {meta['resolution']}x{meta['resolution']} "
@@ -66,7 +86,10 @@ def card_for(meta: dict, name: str) -> dict:
         **({"ms_swd": meta["ms_swd"], "ms_swd_note": f"training-time MS-SWD x 1e3 (core/swd.py), "
                                                    f"{meta.get('ms_swd_samples')} EMA samples vs as many real scenes"}
            if meta.get("ms_swd") is not None else {}),
-        "train_seconds": meta.get("train_seconds"), "hardware": meta.get("hardware"),
+        # real images seen: steps x batch, summed over stretches of different batch sizes
+        "images": meta.get("images") or meta["steps"] * (meta.get("batch") or 16),
+        "train_seconds": meta.get("train_seconds"), "hardware": " + ".join(hardware) or None,
+        **({"stretches": runs} if runs else {}),
         "loss": meta.get("loss"), "pixelnorm": meta.get("pixelnorm"),
         "minibatch_stddev": meta.get("minibatch_stddev"), "z_dim": meta.get("z_dim"),
         "g_channels": meta.get("g_channels"),
@@ -79,7 +102,9 @@ def ship(src: Path, name: str, gan_dir: Path = GAN_DIR) -> Path:
     gan_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     card_path = dst.with_suffix(".json")
-    card = card_for(ck["meta"], "toyworld/" + name)
+    log_path = src.parent.parent / "log.json"   # <run>/snapshots/step-N.pt -> <run>/log.json
+    log = json.loads(log_path.read_text()) if log_path.exists() else None
+    card = card_for(ck["meta"], "toyworld/" + name, log)
     if card_path.exists():   # keep evaluation results written by report_gans.py for the same weights
         old = json.loads(card_path.read_text())
         if old.get("steps") == card["steps"]:

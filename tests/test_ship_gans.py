@@ -67,3 +67,25 @@ def test_bad_choices_are_refused_before_anything_changes(tmp_path):
     with pytest.raises(SystemExit, match="before the final step 200"):   # a series member after the final
         _ship(train, gans, "--at", "town=200", "--series-steps", "town=100,300")
     assert {p.name: p.read_bytes() for p in gans.iterdir()} == before
+
+
+def test_card_records_each_stretch_of_a_run_that_moved_to_a_gpu(tmp_path):
+    """A run trained on a CPU at batch 16, then resumed on a GPU at batch 64: the card lists both
+    stretches up to the shipped step (not the stretches after it), both machines, and the real
+    images seen (from the snapshot, not steps x the last batch)."""
+    train, gans = tmp_path / "train", tmp_path / "gans"
+    _run(train, "room", [100, 300])
+    cpu = {"lr": 0.002, "r1": 1.0, "r1_every": 4, "batch": 16, "hardware": "CPU (x86_64), 2 threads"}
+    gpu = {**cpu, "batch": 64, "hardware": "NVIDIA H100 80GB HBM3"}
+    log = [{"step": 0, "start": {**cpu, "lr": 0.01}}, {"step": 0, "start": cpu}, {"step": 50, "d": 1.0}, {"step": 80, "start": cpu},
+           {"step": 120, "start": gpu}, {"step": 300, "start": {**gpu, "lr": 0.001}}]
+    (train / "gan_room" / "log.json").write_text(json.dumps(log))
+    snap = train / "gan_room" / "snapshots" / "step-300.pt"
+    ck = torch.load(snap, weights_only=True)
+    ck["meta"].update(batch=64, images=120 * 16 + 180 * 64, hardware=gpu["hardware"])
+    torch.save(ck, snap)
+    _ship(train, gans, "--runs", "room")
+    card = json.loads((gans / "room.json").read_text())
+    assert [(r["from_step"], r["to_step"], r["batch"]) for r in card["stretches"]] == [(0, 120, 16), (120, 300, 64)]
+    assert card["stretches"][0]["lr"] == 0.002          # the immediate restart's options held
+    assert card["images"] == 13440 and card["hardware"] == "CPU (x86_64), 2 threads + NVIDIA H100 80GB HBM3"
