@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .dissect import dissect
-from .zoo import checkpoint_series, list_models, load_generator
+from .zoo import checkpoint_series, images_seen, list_models, load_generator
 
 __all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
            "concept_map", "concept_map_summary"]
@@ -31,12 +31,19 @@ def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: i
                        progress: Callable | None = None, **options) -> pd.DataFrame:
     """Interpretable units, distinct concepts and mean IoU per training checkpoint (S-6.6), with
     each checkpoint's sample quality where its model card has it (``fid``, ``ms_swd``: the same
-    sample count for every checkpoint, from ``scripts/report_gans.py``; NaN where not evaluated)."""
+    sample count for every checkpoint, from ``scripts/report_gans.py``; NaN where not evaluated)
+    and the real images it had seen (``kimg``, thousands: its card's ``images``, else steps x
+    batch; NaN where the card says neither)."""
     series = checkpoint_series(name)
     df = compare_models([m for _, m in series], segmenter, layers, n_samples, seed, progress, **options)
     steps = {m: s for s, m in series}
     df.insert(1, "step", df.model.map(steps))
     cards = list_models()
+
+    def kimg(m):   # real images seen, in thousands: the common clock when the batch changed mid-run
+        n = images_seen(cards.get(m))
+        return None if n is None else n / 1000
+    df.insert(2, "kimg", df.model.map(kimg).astype(float))
     for col, key in (("fid", "series_fid"), ("ms_swd", "series_ms_swd")):
         df[col] = df.model.map(lambda m: (cards.get(m) or {}).get(key)).astype(float)
     return df

@@ -127,6 +127,17 @@ def checkpoint_series(name: str = "toyworld/town") -> list[tuple[int, str]]:
     return out
 
 
+def images_seen(card: dict | None) -> int | None:
+    """Real images a shipped model was trained on: its card's ``images`` (summed over stretches of
+    different batch sizes), else steps x batch; None where the card says neither."""
+    card = card or {}
+    if card.get("images"):
+        return int(card["images"])
+    if card.get("steps") and card.get("batch"):
+        return int(card["steps"]) * int(card["batch"])
+    return None
+
+
 def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
     """One row per shipped generator (training snapshots left out), from its model card: what it
     was trained on and for how long, and how good its samples are (FID in the toyworld feature
@@ -142,6 +153,7 @@ def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
         rows.append({
             "model": name, "scene": card.get("scene"), "variant": card.get("variant"),
             "resolution": card.get("resolution"), "steps": card.get("steps"),
+            "real images (k)": None if images_seen(card) is None else round(images_seen(card) / 1000),
             "FID": card.get("eval_fid_10k_real", card.get("fid")),
             "FID earliest": earliest.get("fid"), "earliest step": earliest.get("steps"),
             "FID real-vs-real": card.get("eval_fid_real_vs_real"),

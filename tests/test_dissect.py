@@ -235,7 +235,8 @@ def test_training_evolution_over_a_series(tmp_path, monkeypatch):
         torch.manual_seed(i)
         G = core.ProGAN(16, (16, 12, 8))
         torch.save({"state_dict": G.state_dict(), "meta": {"steps": step}}, tmp_path / f"{stem}.pt")
-        card = {"steps": step}
+        # the last stretch ran at a larger batch: images seen, not steps, is the common clock
+        card = {"steps": step, **({"images": 10 * 16 + 100 * 64} if step == 300 else {"batch": 16})}
         if step != 200:                     # the middle snapshot was never evaluated
             card.update({"series_fid": step / 100, "series_ms_swd": step / 10})
         (tmp_path / f"{stem}.json").write_text(json.dumps(card))
@@ -256,6 +257,7 @@ def test_training_evolution_over_a_series(tmp_path, monkeypatch):
     # each checkpoint's sample quality comes from its own card; an unevaluated one is NaN, not 0
     assert df.fid.iloc[[0, 2]].tolist() == [0.1, 3.0] and df.ms_swd.iloc[[0, 2]].tolist() == [1.0, 30.0]
     assert df[["fid", "ms_swd"]].iloc[1].isna().all()
+    assert df.kimg.tolist() == [0.16, 3.2, 6.56]
 
 
 def test_multilabel_segmenter_counts_every_channel():

@@ -52,6 +52,11 @@ def test_models_page_lists_the_shipped_zoo_from_the_model_cards(page):
         assert row["steps"] == card["steps"] and row["resolution"] == card["resolution"]
         assert row["FID"] == card.get("eval_fid_10k_real", card["fid"])
         assert row["training hours"] == round(card["train_seconds"] / 3600, 2)
+        # real images seen: the card's sum over stretches (town and room changed batch mid-run)
+        want = card.get("images") or card["steps"] * card["batch"]
+        assert row["real images (k)"] == round(want / 1000) > 0
+        if "stretches" in card:
+            assert sum((r["to_step"] - r["from_step"]) * r["batch"] for r in card["stretches"]) == card["images"]
         if "eval_fid_earliest" in card:     # evaluated (report_gans, report_variants): final below earliest
             assert row["MS-SWD"] == card["eval_ms_swd"] < row["MS-SWD earliest"]
             assert row["FID"] < row["FID earliest"] and row["earliest step"] < row["steps"]

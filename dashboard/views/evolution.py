@@ -18,7 +18,9 @@ except ValueError as e:
 if len(series) < 2:
     st.info(f"{name} has no training snapshots; the town model ships a series (toyworld/town@step-N).")
     st.stop()
-st.caption("Checkpoints: " + ", ".join(f"{s}" for s, _ in series))
+st.caption("Checkpoints (training steps): " + ", ".join(f"{s:,}" for s, _ in series) + ". The curves are "
+           "drawn against the real images each checkpoint had seen (kimg, log scale): a run may change its "
+           "batch size on the way (town: 16 on a CPU, then 64 on a GPU), so steps are not a common clock.")
 n = st.select_slider("Samples per checkpoint", [50, 100, 200, 500, 1000], value=200)
 if st.button("Dissect every checkpoint", type="primary") or st.session_state.get("evo_key") == (name, layer, n):
     st.session_state["evo_key"] = (name, layer, n)
@@ -30,8 +32,9 @@ if st.button("Dissect every checkpoint", type="primary") or st.session_state.get
         fail("Dissecting the checkpoints failed", e, fix_for(e))
     bar.empty()
     quality = [c for c in ("fid", "ms_swd") if c in df and df[c].notna().any()]
-    long = df.melt(id_vars=["step"], value_vars=["interpretable", "concepts", "mean_iou", *quality])
-    st.plotly_chart(px.line(long, x="step", y="value", facet_col="variable", markers=True,
+    clock = "kimg" if df.kimg.notna().all() else "step"
+    long = df.melt(id_vars=[clock], value_vars=["interpretable", "concepts", "mean_iou", *quality])
+    st.plotly_chart(px.line(long, x=clock, y="value", facet_col="variable", markers=True, log_x=True,
                             title=f"{layer} over training").update_yaxes(matches=None, showticklabels=True),
                     width="stretch")
     if quality:
