@@ -14,7 +14,9 @@ real-vs-real, each as n-gen images vs 2,000 of the same real scenes; sample grid
 (docs/gans/<scene>.png), the town training evolution (docs/gans/town_evolution.png), and per
 concept the issue names (town: door, window; room: bed, window; lake: boat) the share of
 generated vs real images that have it (>= 8 segmented pixels) and the 8 generated samples with
-the most of it, outlined, above the 8 such real scenes (docs/gans/<scene>_<concept>.png).
+the most of it, outlined, above the 8 such real scenes (docs/gans/<scene>_<concept>.png), and 8
+drawn at random among those that have it (<scene>_<concept>_typical.png; --showcase-only redraws
+only these).
 """
 from __future__ import annotations
 
@@ -79,36 +81,54 @@ MIN_PIXELS = 8      # an image "has" a concept when the segmenter gives it at le
 
 @torch.no_grad()
 def showcase(G, seg, scene, gen_counts, real_counts, seed):
-    """Per showcase concept: the share of generated vs real images that have it, and a grid of
-    the 8 generated samples with the most of it (row 1) with the segmented concept outlined
-    (row 2), above the 8 real scenes with the most of it (rows 3-4), so a reader can see whether
-    the GAN draws it or the segmenter only finds it in the GAN's smudges."""
+    """Per showcase concept: the share of generated vs real images that have it, and two grids.
+    ``<scene>_<concept>.png``: the 8 generated samples with the most of it (row 1) with the
+    segmented concept outlined (row 2), above the 8 real scenes with the most of it (rows 3-4), so
+    a reader can see whether the GAN draws it or the segmenter only finds it in the GAN's smudges
+    (the extremes are where such mistakes collect). ``<scene>_<concept>_typical.png``: the same
+    rows for 8 images drawn at random (seeded) among those that have it, so the typical case is
+    seen too, not only the extreme one."""
     from core.sampling import z_at
     from core.visualize import overlay
     out = {}
+    pick = np.random.default_rng(0)
     for concept in SHOWCASE.get(scene, ()):
         if concept not in seg.labels:
             continue
         c = seg.labels.index(concept)
         top = np.argsort(-gen_counts[:, c], kind="stable")[:8]
         top_real = np.argsort(-real_counts[:, c], kind="stable")[:8]
-        gen = G(z_at(seed, top, G.z_dim))
-        real = torch.cat([toyworld.render(scene, 1, seed=FREQ_SEED, size=G.resolution, start=int(i))[0]
-                          for i in top_real])
-        rows = []
-        for im in (gen, real):
-            arr, mask = to_uint8(im), (seg.segment(im) == c).numpy()
-            rows += [arr, np.stack([overlay(x, m) for x, m in zip(arr, mask)])]
-        g = grid(np.concatenate(rows), 8)
-        path = GRIDS / f"{scene}_{concept}.png"
-        Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(path)
+        have = [np.flatnonzero(counts[:, c] >= MIN_PIXELS) for counts in (gen_counts, real_counts)]
+        typical = [np.sort(pick.choice(h, min(8, len(h)), replace=False)) for h in have]
         out[concept] = {
             "generated_share": round(float((gen_counts[:, c] >= MIN_PIXELS).mean()), 4),
             "real_share": round(float((real_counts[:, c] >= MIN_PIXELS).mean()), 4),
             "min_pixels": MIN_PIXELS, "top8_pixels": gen_counts[top, c].tolist(),
-            "grid": str(path.relative_to(ROOT)),
+            "typical8_pixels": gen_counts[typical[0], c].tolist(),
         }
+        for key, gen_idx, real_idx, suffix in (("grid", top, top_real, ""), ("typical_grid", *typical, "_typical")):
+            if not len(gen_idx) or not len(real_idx):
+                continue
+            gen = G(z_at(seed, gen_idx, G.z_dim))
+            real = torch.cat([toyworld.render(scene, 1, seed=FREQ_SEED, size=G.resolution, start=int(i))[0]
+                              for i in real_idx])
+            rows = []
+            for im in (gen, real):
+                arr, mask = to_uint8(im), (seg.segment(im) == c).numpy()
+                rows += [arr, np.stack([overlay(x, m) for x, m in zip(arr, mask)])]
+            g = grid(np.concatenate(rows), 8)
+            path = GRIDS / f"{scene}_{concept}{suffix}.png"
+            Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(path)
+            out[concept][key] = str(path.relative_to(ROOT))
     return out
+
+
+def concept_counts(G, seg, scene, n, res):
+    """Segmenter label frequencies and per-image pixel counts of n generated (seed 1) and n real scenes."""
+    gen = frequencies(seg, gen_images(G, n, seed=1), len(seg.labels))
+    real = frequencies(seg, (toyworld.render(scene, min(250, n - s), seed=FREQ_SEED, size=res, start=s)[0]
+                             for s in range(0, n, 250)), len(seg.labels))
+    return gen, real
 
 
 def set_card_series(model: str, fid: float, ms_swd: float, n: int):
@@ -144,10 +164,28 @@ def main():
     ap.add_argument("--n-series", type=int, default=1000, help="generated samples per series FID")
     ap.add_argument("--n-swd-real", type=int, default=2000, help="real scenes in the MS-SWD reference set")
     ap.add_argument("--scenes", nargs="*", default=list(toyworld.SCENES))
+    ap.add_argument("--showcase-only", action="store_true",
+                    help="only redraw the showcase grids and shares (per concept: most and typical) into the report")
     a = ap.parse_args()
     features = core.load_features("toyworld")
     seg = core.load_segmenter("toyworld")
     models = core.list_models()
+    if a.showcase_only:
+        report = json.loads((REPORTS / "gans.json").read_text())
+        for scene in a.scenes:
+            entry = report["scenes"].get(scene)
+            if entry is None or f"toyworld/{scene}" not in models:
+                continue
+            G = core.load_generator(f"toyworld/{scene}")
+            if entry.get("steps") != G.meta.get("steps"):
+                raise SystemExit(f"docs/reports/gans.json has {scene} at {entry.get('steps')} steps, the shipped "
+                                 f"model has {G.meta.get('steps')}: run the whole report first")
+            (_, gen_counts), (_, real_counts) = concept_counts(G, seg, scene, a.n_freq, G.resolution)
+            entry["showcase"] = showcase(G, seg, scene, gen_counts, real_counts, seed=1)
+            print(scene, json.dumps(entry["showcase"]))
+        report["showcase_command"] = "python " + " ".join(sys.argv)
+        (REPORTS / "gans.json").write_text(json.dumps(report, indent=1))
+        return
     report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scenes": {}}
     GRIDS.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -186,10 +224,7 @@ def main():
             for row in entry["series"]:
                 set_card_series(row["model"], row["fid"], row["swd"], a.n_series)
         # concept frequency: segmenter on generated vs real
-        gen_f, gen_counts = frequencies(seg, gen_images(G, a.n_freq, seed=1), len(seg.labels))
-        real_f, real_counts = frequencies(seg, (toyworld.render(scene, min(250, a.n_freq - s), seed=FREQ_SEED, size=res,
-                                                   start=s)[0] for s in range(0, a.n_freq, 250)),
-                             len(seg.labels))
+        (gen_f, gen_counts), (real_f, real_counts) = concept_counts(G, seg, scene, a.n_freq, res)
         rows, ok = [], True
         for i, lab in enumerate(seg.labels):
             if i == 0 or (real_f[i] < 1e-4 and gen_f[i] < 1e-4):
