@@ -74,7 +74,9 @@ def stretches(log: list[dict], upto: int) -> list[dict]:
 
 def card_for(meta: dict, name: str, log: list[dict] | None = None) -> dict:
     runs = stretches(log or [], meta["steps"])
-    hardware = sorted({r["hardware"] for r in runs} | {meta.get("hardware")} - {None})
+    # within one stretch the snapshot's own record is the precise one; across several, each
+    # stretch's machine in order
+    hardware = list(dict.fromkeys(r["hardware"] for r in runs)) if len(runs) > 1 else [meta.get("hardware")]
     return {
         "name": name,
         "data": f"toyworld '{meta['scene']}' scenes rendered at {meta['resolution']}x{meta['resolution']} "
@@ -88,7 +90,7 @@ def card_for(meta: dict, name: str, log: list[dict] | None = None) -> dict:
            if meta.get("ms_swd") is not None else {}),
         # real images seen: steps x batch, summed over stretches of different batch sizes
         "images": meta.get("images") or meta["steps"] * (meta.get("batch") or 16),
-        "train_seconds": meta.get("train_seconds"), "hardware": " + ".join(hardware) or None,
+        "train_seconds": meta.get("train_seconds"), "hardware": " + ".join(h for h in hardware if h) or None,
         **({"stretches": runs} if runs else {}),
         "loss": meta.get("loss"), "pixelnorm": meta.get("pixelnorm"),
         "minibatch_stddev": meta.get("minibatch_stddev"), "z_dim": meta.get("z_dim"),
