@@ -149,11 +149,11 @@ def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
             continue
         card = card or {}
         earliest = card.get("eval_fid_earliest") or {}
-        seconds = card.get("train_seconds")
+        seconds, images = card.get("train_seconds"), images_seen(card)
         rows.append({
             "model": name, "scene": card.get("scene"), "variant": card.get("variant"),
             "resolution": card.get("resolution"), "steps": card.get("steps"),
-            "real images (k)": None if images_seen(card) is None else round(images_seen(card) / 1000),
+            "real images (k)": None if images is None else round(images / 1000),
             "FID": card.get("eval_fid_10k_real", card.get("fid")),
             "FID earliest": earliest.get("fid"), "earliest step": earliest.get("steps"),
             "FID real-vs-real": card.get("eval_fid_real_vs_real"),

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from core.toyworld import SCENES  # noqa: E402
-from core.zoo import GAN_DIR, WEIGHTS  # noqa: E402
+from core.zoo import GAN_DIR, WEIGHTS, images_seen  # noqa: E402
 
 VARIANTS = ("nostd", "nopn")
 
@@ -89,7 +89,7 @@ def card_for(meta: dict, name: str, log: list[dict] | None = None) -> dict:
                                                    f"{meta.get('ms_swd_samples')} EMA samples vs as many real scenes"}
            if meta.get("ms_swd") is not None else {}),
         # real images seen: steps x batch, summed over stretches of different batch sizes
-        "images": meta.get("images") or meta["steps"] * (meta.get("batch") or 16),
+        "images": images_seen(meta) or meta["steps"] * 16,   # snapshots older than the count: batch 16
         "train_seconds": meta.get("train_seconds"), "hardware": " + ".join(h for h in hardware if h) or None,
         **({"stretches": runs} if runs else {}),
         "loss": meta.get("loss"), "pixelnorm": meta.get("pixelnorm"),
