@@ -58,6 +58,18 @@ def save_atomic(obj, path: str | os.PathLike):
     os.replace(tmp, path)
 
 
+def run_snapshots(run: str | os.PathLike) -> list[tuple[int, Path]]:
+    """The shippable snapshots of a GAN training run (``<run>/snapshots/step-N.pt``) as
+    ``(step, path)``, earliest first; names that are not ``step-<int>.pt`` are skipped."""
+    out = []
+    for p in (Path(run) / "snapshots").glob("step-*.pt"):
+        try:
+            out.append((int(p.stem[5:]), p))
+        except ValueError:
+            pass
+    return sorted(out)
+
+
 def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)

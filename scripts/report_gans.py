@@ -197,8 +197,7 @@ def main():
         G = core.load_generator(name)
         res = G.resolution
         real = evaluation.cached_real_stats(features, scene, res, REAL_N, REAL_SEED)
-        run = ROOT / "cache" / "train" / f"gan_{scene}" / "snapshots"
-        snaps = sorted(run.glob("step-*.pt"), key=lambda p: int(p.stem[5:])) if run.exists() else []
+        snaps = [p for _, p in training.run_snapshots(ROOT / "cache" / "train" / f"gan_{scene}")]
         series = core.checkpoint_series(name)
         earliest_src = snaps[0] if snaps else GAN_DIR / f"{series[0][1][len('toyworld/'):]}.pt"
         G0 = core.load_generator(earliest_src)

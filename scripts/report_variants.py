@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 import core  # noqa: E402
-from core import evaluation, studies, swd, training  # noqa: E402
+from core import evaluation, studies, swd, toyworld, training  # noqa: E402
 from core.sampling import z_range  # noqa: E402
 from core.zoo import GAN_DIR  # noqa: E402
 from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded  # noqa: E402
@@ -95,8 +95,8 @@ def main():
             c.update({"eval_fid_10k_real": quality[name]["fid"], "eval_ms_swd": quality[name]["ms_swd"]["avg"],
                       "eval_n_generated": a.n_gen})
             # its own earliest training snapshot, measured the same way (the run lives in cache/train)
-            run = ROOT / "cache" / "train" / f"gan_{name[len('toyworld/'):].replace('-', '_')}" / "snapshots"
-            snaps = sorted(run.glob("step-*.pt"), key=lambda p: int(p.stem[5:])) if run.exists() else []
+            run = ROOT / "cache" / "train" / f"gan_{name[len('toyworld/'):].replace('-', '_')}"
+            snaps = [p for _, p in training.run_snapshots(run)]
             if snaps:
                 G0 = core.load_generator(snaps[0])
                 q0 = evaluation.generator_quality(G0, features, real, real_p, a.n_gen)
@@ -115,7 +115,6 @@ def main():
         totals[m] = {"units": sum(r["units"] for r in mine), "interpretable": good,
                      "mean_iou": round(float(sum(r["mean_iou"] * r["interpretable"] for r in mine) / good), 4)
                      if good else 0.0}
-    from core import toyworld
     real_div = diversity(toyworld.render(a.scene, a.n_diversity, seed=700, size=res_px)[0], features)
     report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scene": a.scene,
               "diversity_real": round(real_div, 3), "n_diversity": a.n_diversity,

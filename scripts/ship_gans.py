@@ -24,21 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from core.toyworld import SCENES  # noqa: E402
+from core.training import run_snapshots  # noqa: E402
 from core.zoo import GAN_DIR, WEIGHTS, images_seen  # noqa: E402
 
 VARIANTS = ("nostd", "nopn")
 
 BUDGET_MB = 45.0
-
-
-def snapshots(run: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in (run / "snapshots").glob("step-*.pt"):
-        try:
-            out.append((int(p.stem[5:]), p))
-        except ValueError:
-            pass
-    return sorted(out)
 
 
 def spread(steps: list[int], k: int) -> list[int]:
@@ -150,7 +141,7 @@ def main(argv: list[str] | None = None):
         if name not in valid:      # e.g. a diverged run kept aside for the record
             print(f"skip {run.name}: not a model name (<scene> or <scene>-<variant>)")
             continue
-        snaps = snapshots(run)
+        snaps = run_snapshots(run)
         if name in at:
             if at[name] not in dict(snaps):
                 raise SystemExit(f"{run}/snapshots has no step-{at[name]}.pt; steps: {[s for s, _ in snaps]}")
