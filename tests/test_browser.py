@@ -5,8 +5,14 @@ One test, in order: a private cache is pre-filled with small dissections (so the
 the dashboard, not dissection); cold start to the first page; every page of the sidebar
 (screenshot each, no exception on any); page switches with cached results; a paint stroke
 changes the edited image, undo restores it; two browser contexts painting different edits at
-once each see only their own result. Timings and screenshots go to a temporary folder, or to
-docs/reports/dashboard_timings.json and docs/screenshots with GANATOMY_SCREENSHOTS=1.
+once each see only their own result.
+
+The test asserts behaviour only. It records how long each step took (to a temporary folder, or
+to the file named by GANATOMY_TIMINGS), but never compares a duration with a limit: a quiet or
+a busy machine must not decide whether CI passes. ``scripts/bench_dashboard.py`` runs this flow
+as a benchmark and writes docs/reports/dashboard_timings.json with the machine and its load.
+Its timeouts are failure guards against hangs (minutes), not speed limits. Screenshots go to a
+temporary folder, or to docs/screenshots with GANATOMY_SCREENSHOTS=1.
 """
 from __future__ import annotations
 
@@ -23,10 +29,10 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-TIMINGS = ROOT / "docs" / "reports" / "dashboard_timings.json"
 SHOTS = ROOT / "docs" / "screenshots"
 SAMPLES = 50                       # dissection samples of the test's private cache
-LIMITS = {"cold_start_s": 15.0, "page_switch_s": 1.5, "paint_stroke_s": 0.5}
+GUARD_S = 180                      # a step that takes longer than this has hung: fail, saying where
+GUARD_MS = GUARD_S * 1000
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -72,7 +78,7 @@ IDLE = """() => {
 }"""
 
 
-def _ready(page, title, extra=None, timeout=60000):
+def _ready(page, title, extra=None, timeout=GUARD_MS):
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout)
     page.wait_for_function(IDLE, timeout=timeout, polling="raf")
     if extra:
@@ -91,7 +97,7 @@ def _edited_src(page):
     return page.eval_on_selector(EDITED, "i => i.src")
 
 
-def _canvas_ready(page, timeout=30.0):
+def _canvas_ready(page, timeout=GUARD_S):
     """Wait until the paint canvas draws. The canvas component mounts, then loads its (empty)
     drawing asynchronously and only then enters drawing mode: a stroke in between is dropped.
     Drawing mode shows itself as the crosshair cursor while the pointer is over the canvas."""
@@ -117,7 +123,7 @@ def _stroke(page, x0, y0, x1, y1, release=True):
         page.mouse.up()
 
 
-def _wait_changed(page, old, timeout=20000):
+def _wait_changed(page, old, timeout=GUARD_MS):
     try:
         page.wait_for_function(
             """([sel, old]) => { const i = document.querySelector(sel);
@@ -168,6 +174,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            ctx.set_default_timeout(GUARD_MS)           # every click and wait: a hang guard, not a limit
             page = ctx.new_page()
             while True:                                  # the server takes a moment to listen
                 try:
@@ -175,7 +182,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
                     break
                 except Exception:
                     assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
-                    assert time.perf_counter() - t0 < 60, "the server did not answer within 60 s"
+                    assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
                     time.sleep(0.1)
             _ready(page, "Concept maps", ".js-plotly-plot")
             timings["cold_start_s"] = time.perf_counter() - t0
@@ -231,17 +238,19 @@ def test_dashboard_in_a_real_browser(tmp_path):
             if shots == SHOTS:                          # refreshing the committed screenshots: the context study too
                 page.get_by_role("button", name="Run the context study").click()
                 page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2",
-                                       timeout=120000)
+                                       timeout=600000)
                 _ready(page, "Paint")
                 page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
                 _shot(page, shots / "paint_context.png", True)
             page.get_by_role("button", name="Undo stroke").click()
             page.wait_for_function("([sel, src]) => document.querySelector(sel)?.src === src",
-                                   arg=[EDITED, before], timeout=20000)
+                                   arg=[EDITED, before], timeout=GUARD_MS)
 
             # two sessions painting different edits at once see only their own result
             a_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             b_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            a_ctx.set_default_timeout(GUARD_MS)
+            b_ctx.set_default_timeout(GUARD_MS)
             a, b = a_ctx.new_page(), b_ctx.new_page()
             _open_paint(a, url)
             _open_paint(b, url)
@@ -250,11 +259,13 @@ def test_dashboard_in_a_real_browser(tmp_path):
             _stroke(a, *strokes["a"])                    # alone first: what each edit gives
             solo_a = _wait_changed(a, a0)
             a.get_by_role("button", name="Clear").click()
-            a.wait_for_function("([s, v]) => document.querySelector(s)?.src === v", arg=[EDITED, a0])
+            a.wait_for_function("([s, v]) => document.querySelector(s)?.src === v", arg=[EDITED, a0],
+                                timeout=GUARD_MS)
             _stroke(b, *strokes["b"])
             solo_b = _wait_changed(b, b0)
             b.get_by_role("button", name="Clear").click()
-            b.wait_for_function("([s, v]) => document.querySelector(s)?.src === v", arg=[EDITED, b0])
+            b.wait_for_function("([s, v]) => document.querySelector(s)?.src === v", arg=[EDITED, b0],
+                                timeout=GUARD_MS)
             assert solo_a != solo_b
             _stroke(a, *strokes["a"], release=False)     # then both at once
             _stroke(b, *strokes["b"], release=False)
@@ -285,22 +296,14 @@ def test_dashboard_in_a_real_browser(tmp_path):
 
     timings["test_seconds"] = time.perf_counter() - t_start
     load.append(os.getloadavg()[0])
-    cpus = os.cpu_count() or 1
-    # other processes on the machine (e.g. a training run) slow every step: the limits are for
-    # the machine's own share, so they stretch by the measured run queue per core when above 1
-    slack = max(1.0, max(load) / cpus)
-    met = {"cold_start_s": timings["cold_start_s"], "page_switch_s": max(timings["page_switch_s"].values()),
-           "paint_stroke_s": timings["paint_stroke_s"]}
-    report = {"limits": LIMITS, "measured": timings, "within_limits": {k: v <= LIMITS[k] for k, v in met.items()},
-              "load_average_1min": {"start": load[0], "end": load[1]}, "load_slack": slack,
+    report = {"measured": timings, "load_average_1min": {"start": load[0], "end": load[1]},
               "prefill_seconds": prefill_s, "dissection_samples": SAMPLES,
-              "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()},
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version()},
               "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "note": "measured by tests/test_browser.py; page switch = click on the sidebar link until the "
-                      "page is idle with its main element shown; paint = mouse-up until the edited image "
-                      "has loaded (includes the canvas component's 200 ms send debounce)"}
-    out = TIMINGS if shots == SHOTS else tmp_path / TIMINGS.name
+              "note": "page switch = click on the sidebar link until the page is idle with its main element "
+                      "shown; paint = mouse-up until the edited image has loaded (includes the canvas "
+                      "component's 200 ms send debounce)"}
+    out = Path(os.environ.get("GANATOMY_TIMINGS") or tmp_path / "dashboard_timings.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    for k, v in met.items():
-        assert v <= LIMITS[k] * slack, f"{k}: {v:.2f} s > {LIMITS[k]} s x load slack {slack:.2f} ({timings})"
