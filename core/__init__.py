@@ -1,24 +1,53 @@
-"""GANatomy compute package: models, statistics, dissection, intervention, FID (no UI here).
+"""GANatomy compute package: dissect, intervene on and repair the units of GAN generators
+(no UI here). Floors, bottom to top (docs/ARCHITECTURE.md; a test keeps the imports so):
+``core.base`` <- ``core.toyworld`` <- ``core.models``; ``core.base`` <- ``core.engine`` <-
+``core.outputs``; ``core.studies`` and ``core.training`` on top of them.
 
-Public entry points::
+The public API, by example::
 
-    core.toyworld.render(scene, n, seed, size=128)   # procedural scenes + exact labels
-    core.load_segmenter("toyworld")                  # segmenter protocol (core.protocols)
-    core.load_generator("progan/churchoutdoor")      # published / added models (core.published)
-    core.load_features("toyworld")                   # FID feature network
-    core.frechet_distance(mu1, s1, mu2, s2)
+    import core
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    res = core.dissect(G, seg, ["layer4"], n_samples=2000)          # core.Dissection
+    k = core.insertion_constants(G, seg, "layer4", "door")          # per-unit k (S-6.4)
+    images = core.generate(G, z, [core.Edit("layer4", [3, 17], "insert", k[[3, 17]], mask)])
+    ace = core.ace(G, seg, "layer4", "door")                        # eq. 5-6
+    images, labels = core.toyworld.render("town", n=16, seed=0)     # exact labels
 """
-from . import cache, hooks, protocols, published, sampling, toyworld  # noqa: F401
-from .checkpoints import CheckpointError, load_checkpoint  # noqa: F401
-from .fid import FeatureStats, feature_stats, frechet_distance  # noqa: F401
-from .protocols import ProtocolError, check_generator, check_segmenter  # noqa: F401
-from .progan import ProGAN  # noqa: F401
-from .zoo import checkpoint_series, list_models, load_features, load_generator, load_segmenter  # noqa: F401
+from core import engine, models, outputs, studies, toyworld, training
+from core.base import cache, errors, hooks, protocols, sampling
+from core.base.checkpoints import load_checkpoint
+from core.base.errors import (
+    ArgumentTypeError,
+    BudgetError,
+    CacheError,
+    CheckpointError,
+    DownloadError,
+    GanatomyError,
+    InputError,
+    MissingPackageError,
+    MissingWeightsError,
+    ProtocolError,
+    UnitIndexError,
+    UnknownNameError,
+)
+from core.base.hooks import Trace
+from core.base.protocols import check_generator, check_segmenter
+from core.engine.causal import ablation_curve, ace, cached_ace, causal_effect, context_study, trace_effect
+from core.engine.dissection import Dissection, DissectOptions, dissect
+from core.engine.fid import FeatureStats, feature_stats, frechet_distance
+from core.engine.intervention import Edit, cached_insertion_constants, generate, insertion_constants
+from core.engine.repair import cached_unit_fid, repair_table, unit_fid
+from core.models import checkpoint_series, list_models, load_features, load_generator, load_segmenter
+from core.models.progan import ProGAN
 
-__version__ = "0.1.0"
-from .dissect import Dissection, DissectOptions, dissect  # noqa: F401,E402
+__version__ = "0.2.0"
 
-__all__ = ["cache", "hooks", "protocols", "published", "sampling", "toyworld", "CheckpointError", "load_checkpoint",
-           "FeatureStats", "feature_stats", "frechet_distance", "ProtocolError", "check_generator",
-           "check_segmenter", "ProGAN", "checkpoint_series", "list_models", "load_features",
-           "load_generator", "load_segmenter", "Dissection", "DissectOptions", "dissect"]
+__all__ = ["cache", "errors", "hooks", "protocols", "sampling", "toyworld", "models", "engine", "outputs",
+           "studies", "training", "load_checkpoint", "Trace", "check_generator", "check_segmenter",
+           "GanatomyError", "InputError", "UnknownNameError", "UnitIndexError", "ArgumentTypeError", "ProtocolError",
+           "CheckpointError", "MissingWeightsError", "MissingPackageError", "DownloadError", "BudgetError",
+           "CacheError", "checkpoint_series", "list_models", "load_features", "load_generator", "load_segmenter",
+           "ProGAN", "ablation_curve", "ace", "cached_ace", "causal_effect", "context_study", "trace_effect",
+           "Dissection", "DissectOptions", "dissect", "FeatureStats", "feature_stats", "frechet_distance", "Edit",
+           "cached_insertion_constants", "generate", "insertion_constants", "cached_unit_fid", "repair_table",
+           "unit_fid"]

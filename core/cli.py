@@ -1,8 +1,9 @@
-"""Command line: ``python -m core <command> ...`` (also under ``torchrun``).
+"""Command line: ``ganatomy <command> ...``, the same as ``python -m core <command> ...`` (also
+under ``torchrun``).
 
-    python -m core models                                  # shipped, published and added models
-    python -m core fetch progan/churchoutdoor              # download a published model (on request)
-    python -m core dissect --model toyworld/town --layers layer4 layer6 --samples 2000 --out DIR
+    ganatomy models                                        # shipped, published and added models
+    ganatomy fetch progan/churchoutdoor                    # download a published model (on request)
+    ganatomy dissect --model toyworld/town --layers layer4 layer6 --samples 2000 --out DIR
     torchrun --nproc_per_node=2 -m core dissect --model toyworld/town --samples 2000 --out DIR
 """
 from __future__ import annotations
@@ -14,6 +15,13 @@ import sys
 import time
 
 import torch
+from tqdm import tqdm
+
+from core.base.errors import GanatomyError
+from core.base.hooks import layer_names
+from core.engine.dissection import dissect
+from core.models import architectures, fetch, list_models, load_generator, load_segmenter, models_dir, status
+from core.outputs.report import write_outputs
 
 __all__ = ["main"]
 
@@ -34,8 +42,6 @@ def _init_distributed():
 
 
 def cmd_models(a):
-    from .published import models_dir, status
-    from .zoo import list_models
     for name, card in list_models().items():
         fid = card.get("eval_fid_10k_real", card.get("fid"))
         print(f"{name:32s} res {card.get('resolution', '?')}  steps {card.get('steps', '?')}  FID {fid}")
@@ -46,27 +52,18 @@ def cmd_models(a):
 
 
 def cmd_fetch(a):
-    from .published import fetch
-
     def progress(done, total):
         if total:
             print(f"\r{done / 2 ** 20:8.1f} / {total / 2 ** 20:.1f} MiB", end="", file=sys.stderr)
 
     try:
         path = fetch(a.name, download=True, progress=progress)
-    except ValueError as e:
+    except GanatomyError as e:
         _die(str(e))
     print(f"\n{a.name}: {path}", file=sys.stderr)
 
 
 def cmd_dissect(a):
-    from tqdm import tqdm
-
-    from .dissect import dissect
-    from .hooks import layer_names
-    from .report import write_outputs
-    from .zoo import load_generator, load_segmenter
-
     rank, world = _init_distributed()
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world > 1:
@@ -74,7 +71,7 @@ def cmd_dissect(a):
     try:
         G = load_generator(a.model, device=device, arch=a.arch, download=a.download)
         seg = load_segmenter(a.segmenter, device=device, download=a.download)
-    except (ValueError, OSError) as e:
+    except (GanatomyError, OSError) as e:
         _die(str(e))
     layers = a.layers or [n for n in layer_names(G) if not n.startswith("output")]
     bar = tqdm(total=a.samples, desc="dissect", unit="img", disable=rank != 0)
@@ -89,7 +86,7 @@ def cmd_dissect(a):
                         progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
                         iou_threshold=a.iou_threshold, iqr_threshold=a.iqr_threshold, topk=a.topk,
                         cache=not a.no_cache)
-    except ValueError as e:
+    except GanatomyError as e:
         _die(str(e))
     bar.close()
     if rank == 0:
@@ -102,7 +99,7 @@ def cmd_dissect(a):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m core", description=__doc__,
+    ap = argparse.ArgumentParser(prog="ganatomy", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list shipped, published and added models").set_defaults(fn=cmd_models)
@@ -112,7 +109,7 @@ def main(argv=None):
     d = sub.add_parser("dissect", help="dissect generator layers against a segmenter")
     d.add_argument("--model", default="toyworld/town",
                    help="shipped / published / added name, or a ProGAN, StyleGAN2 or BigGAN checkpoint path")
-    d.add_argument("--arch", default=None, choices=["progan", "stylegan2", "biggan"],
+    d.add_argument("--arch", default=None, choices=list(architectures("generator")),
                    help="architecture of a checkpoint path (default: detected from its keys)")
     d.add_argument("--download", action="store_true",
                    help="download a missing published model (and segmenter) into cache/models")

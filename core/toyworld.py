@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from core.base.errors import InputError
+
 __all__ = ["LABELS", "SCENES", "SCENE_CONCEPTS", "SIZES", "LABEL_COLORS", "render", "colorize",
            "label_index"]
 
@@ -72,7 +74,7 @@ def label_index(name: str) -> int:
     try:
         return _LID[name]
     except KeyError:
-        raise ValueError(f"unknown concept {name!r}; toyworld concepts are: "
+        raise InputError(f"unknown concept {name!r}; toyworld concepts are: "
                          f"{', '.join(LABELS[1:])}") from None
 
 
@@ -813,11 +815,11 @@ _BUILDERS = {"town": _town, "room": _room, "lake": _lake}
 
 def _check(scene: str, n, size):
     if scene not in _BUILDERS:
-        raise ValueError(f"unknown scene {scene!r}; toyworld scenes are: {', '.join(SCENES)}")
+        raise InputError(f"unknown scene {scene!r}; toyworld scenes are: {', '.join(SCENES)}")
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive integer number of scenes, got {n!r}")
+        raise InputError(f"n must be a positive integer number of scenes, got {n!r}")
     if size not in SIZES:
-        raise ValueError(f"unsupported size {size!r}; toyworld renders sizes {', '.join(map(str, SIZES))}")
+        raise InputError(f"unsupported size {size!r}; toyworld renders sizes {', '.join(map(str, SIZES))}")
 
 
 def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bool = False,
@@ -835,7 +837,7 @@ def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bo
     """
     _check(scene, n, size)
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}")
+        raise InputError(f"start must be a non-negative integer, got {start!r}")
     g = torch.Generator().manual_seed(int(seed))
     if start:
         # the generator's stream is consumed row by row; skip rows in bounded chunks

@@ -5,14 +5,11 @@ resources of dashboard/common.py.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import dashboard.common  # noqa: E402,F401  (sets the torch threads of the server once)
+import dashboard.common  # noqa: F401  (sets the torch threads of the server once)
 
 st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 

@@ -3,14 +3,24 @@ concept colours and error reporting (no math here: pages call core)."""
 from __future__ import annotations
 
 import os
+import traceback
 
 import streamlit as st
 import torch
 
 import core
 from core import toyworld
-from core.checkpoints import CheckpointError
-from core.hooks import layer_names
+from core.base.errors import (
+    BudgetError,
+    CheckpointError,
+    DownloadError,
+    GanatomyError,
+    MissingPackageError,
+    MissingWeightsError,
+    ProtocolError,
+    UnitIndexError,
+)
+from core.base.hooks import layer_names
 
 SAMPLE_CHOICES = [50, 100, 200, 500, 1000, 2000]
 
@@ -36,7 +46,7 @@ def pin_cache_key(model):
     if isinstance(getattr(type(model), "cache_key", None), property):
         _ = model.cache_key
     else:
-        model.cache_key = core.cache.model_fingerprint(model)
+        model.cache_key = core.base.cache.model_fingerprint(model)
     return model
 
 
@@ -67,40 +77,52 @@ def zoo() -> dict[str, dict]:
     toyworld models (and their snapshots) and the published or user-added models whose weights
     are on this machine (Models page; README, 'Your own models')."""
     models = dict(core.list_models())
-    try:
-        from core import published
-        models.update({n: {} for n in published.available_generators() if n not in models})
-    except Exception:              # optional model registry unavailable: the shipped zoo still works
-        pass
+    models.update({n: {} for n in core.models.available_generators() if n not in models})
     return models
 
 
-def fail(what: str, error: BaseException, fix: str | None = None, stop: bool = True):
-    """Show a failed computation as its cause and the fix (never a traceback)."""
-    cause = str(error) or type(error).__name__
-    st.error(f"**{what}.** {cause}" + (f"\n\n**Fix:** {fix}" if fix else ""), icon=":material/error:")
-    if stop:
-        st.stop()
+# A page catches every exception a computation ends with (``except ERRORS``) and shows it with
+# ``fail``: a GanatomyError is a refusal with its cause and fix; anything else is a bug in
+# GANatomy, shown as one with its traceback folded away, never dressed up as advice.
+ERRORS = (Exception,)
 
 
-# errors a computation can end with, and what the user can do about each
-ERRORS = (ValueError, IndexError, KeyError, core.ProtocolError, CheckpointError, OSError, RuntimeError,
-          MemoryError)
-
-
-def fix_for(error: BaseException) -> str:
-    from core.published import DownloadError, MissingPackageError, MissingWeightsError
+def fix_for(error: BaseException) -> str | None:
+    """What the user can do about ``error``: its own fix, else one by its type; None for a bug."""
+    if not isinstance(error, GanatomyError):
+        return None
+    if error.fix:
+        return error.fix
     if isinstance(error, (MissingWeightsError, MissingPackageError, DownloadError)):
         return ("do what the message says, or open the **Models** page: it lists where each model's "
                 "files go and what to install, and can pick another segmenter.")
-    if isinstance(error, MemoryError) or "memory" in str(error).lower():
+    if isinstance(error, BudgetError):
         return "use fewer samples (sidebar) or fewer layers, or run the dashboard on a machine with more memory."
-    if isinstance(error, (CheckpointError, OSError)):
-        return ("check the model file (a ProGAN state dict, see README ‘Point the dashboard at your own "
-                "model’) and that `core/weights/` is intact (`git checkout -- core/weights`).")
-    if isinstance(error, IndexError):
+    if isinstance(error, CheckpointError):
+        return ("check the model file (a supported checkpoint, see the README's ‘Using your own model’) "
+                "and that `core/weights/` is intact (`git checkout -- core/weights`).")
+    if isinstance(error, ProtocolError):
+        return "the model or segmenter does not meet GANatomy's protocols (README, ‘Using your own model’)."
+    if isinstance(error, UnitIndexError):
         return "choose units within the layer's range."
-    return "pick another model, layer or concept, or more samples (sidebar)."
+    return "change what the message names: another model, layer, concept, unit or sample count."
+
+
+def fail(what: str, error: BaseException, fix: str | None = None, stop: bool = True):
+    """Show a failed computation (never a raw traceback): a refusal as its cause and fix, a bug
+    as a bug, with the details for a report folded away."""
+    if isinstance(error, GanatomyError):
+        cause = str(error) or type(error).__name__
+        fix = fix or fix_for(error)
+        st.error(f"**{what}.** {cause}" + (f"\n\n**Fix:** {fix}" if fix else ""), icon=":material/error:")
+    else:
+        st.error(f"**{what}: this is a bug in GANatomy**, not something you did. "
+                 f"`{type(error).__name__}: {str(error)[:300]}`. Please report it with the details below.",
+                 icon=":material/bug_report:")
+        with st.expander("Details for a bug report"):
+            st.code("".join(traceback.format_exception(error)), language="text")
+    if stop:
+        st.stop()
 
 
 def pick_model(key: str = "model", label: str = "Generator"):

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import core  # noqa: E402
-from core import nets, training  # noqa: E402
-from core.hooks import layer_names  # noqa: E402
-from core.sampling import z_range  # noqa: E402
+import core
+from core import training
+from core.base.hooks import layer_names
+from core.base.sampling import z_range
+from core.models import toynets as nets
 
 REFERENCE_2018 = {"seconds": 80, "layers": 1, "samples": 500, "model": "64x64 generator",
                   "hardware": "2 CPU cores", "images_per_second_256px_model": 0.4}

@@ -31,11 +31,11 @@ import torch
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import core  # noqa: E402
-from core import causal, training  # noqa: E402
-from core.intervention import Edit, generate, insertion_constants  # noqa: E402
-from core.sampling import z_range  # noqa: E402
+import core
+from core import training
+from core.base.sampling import z_range
+from core.engine import causal
+from core.engine.intervention import Edit, generate, insertion_constants
 
 
 def what_if_ms(G, layer, units, k, repeats=30):

@@ -31,13 +31,14 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import core  # noqa: E402
-from core import evaluation, swd, toyworld, training  # noqa: E402
-from core.fid import frechet_distance  # noqa: E402
-from core.sampling import z_range  # noqa: E402
-from core.visualize import to_uint8  # noqa: E402
-from core.zoo import GAN_DIR  # noqa: E402
+import core
+from core import toyworld, training
+from core.base.sampling import z_range
+from core.engine import swd
+from core.engine.fid import frechet_distance
+from core.models.zoo import GAN_DIR
+from core.outputs.visualize import to_uint8
+from core.studies import evaluation
 
 REPORTS = ROOT / "docs" / "reports"
 GRIDS = ROOT / "docs" / "gans"
@@ -88,8 +89,8 @@ def showcase(G, seg, scene, gen_counts, real_counts, seed):
     (the extremes are where such mistakes collect). ``<scene>_<concept>_typical.png``: the same
     rows for 8 images drawn at random (seeded) among those that have it, so the typical case is
     seen too, not only the extreme one."""
-    from core.sampling import z_at
-    from core.visualize import overlay
+    from core.base.sampling import z_at
+    from core.outputs.visualize import overlay
     out = {}
     pick = np.random.default_rng(0)
     for concept in SHOWCASE.get(scene, ()):
@@ -201,7 +202,7 @@ def main():
         series = core.checkpoint_series(name)
         earliest_src = snaps[0] if snaps else GAN_DIR / f"{series[0][1][len('toyworld/'):]}.pt"
         G0 = core.load_generator(earliest_src)
-        real_p = swd.real_patches(scene, a.n_swd_real, seed=REAL_SEED, size=res)
+        real_p = evaluation.real_patches(scene, a.n_swd_real, seed=REAL_SEED, size=res)
         final = evaluation.generator_quality(G, features, real, real_p, a.n_gen)
         early = evaluation.generator_quality(G0, features, real, real_p, a.n_gen)
         entry = {
@@ -211,7 +212,7 @@ def main():
             "fid_real_vs_real": round(real_vs_real(features, scene, res, real, a.n_gen), 4),
             "n_generated": a.n_gen, "n_real": REAL_N,
             "swd_final": rounded(final["ms_swd"]),
-            "swd_real_vs_real": rounded(swd.ms_swd(real_p, swd.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))),
+            "swd_real_vs_real": rounded(swd.ms_swd(real_p, evaluation.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))),
             "n_swd_real": a.n_swd_real,
         }
         if scene == "town" and len(series) > 1:

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import core  # noqa: E402
-from core import cache, evaluation, repair, toyworld, training  # noqa: E402
+import core
+from core import toyworld, training
+from core.base import cache
+from core.engine import repair
+from core.studies import evaluation
 
 DARK_SKY = 0.2      # an image has a dark (night) sky when its top quarter's mean brightness in [0, 1] is below this
 
@@ -32,7 +34,8 @@ def dark_sky_share(G, scene: str, n: int = 2000, seed: int = 1, real_seed: int =
     flagged units of the town models draw night scenes, and this says whether the GAN
     over-produces them (the real share is toyworld's own night rate)."""
     import torch
-    from core.sampling import z_range
+
+    from core.base.sampling import z_range
 
     def dark(x):
         return ((x[:, :, : x.shape[2] // 4] + 1) / 2).mean((1, 2, 3)) < DARK_SKY
@@ -49,9 +52,10 @@ def save_grid(G, layer, flagged, table, pick, path: Path, n: int = 8) -> str:
     units ablated, first random draw ablated — one row each."""
     import torch
     from PIL import Image
-    from core.intervention import Edit, generate
-    from core.sampling import z_at
-    from core.visualize import to_uint8
+
+    from core.base.sampling import z_at
+    from core.engine.intervention import Edit, generate
+    from core.outputs.visualize import to_uint8
     rand = [int(u) for u in table.units.iloc[2].split(";")[0].split()]
     z = z_at(0, pick[:n], G.z_dim)
     with torch.no_grad():

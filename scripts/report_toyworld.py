@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from core import evaluation, load_features, load_segmenter, toyworld  # noqa: E402
+from core import load_features, load_segmenter, toyworld
+from core.studies import evaluation
 
 REPORTS = ROOT / "docs" / "reports"
 

@@ -30,13 +30,13 @@ from PIL import Image
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-import core  # noqa: E402
-from core import evaluation, studies, swd, toyworld, training  # noqa: E402
-from core.sampling import z_range  # noqa: E402
-from core.zoo import GAN_DIR  # noqa: E402
-from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded  # noqa: E402
+from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded
+
+import core
+from core import studies, toyworld, training
+from core.base.sampling import z_range
+from core.models.zoo import GAN_DIR
+from core.studies import evaluation
 
 
 @torch.no_grad()
@@ -73,7 +73,7 @@ def main():
         res_px = G.resolution
         real = evaluation.cached_real_stats(features, a.scene, res_px, REAL_N, REAL_SEED)
         if res_px not in real_patches:       # the same real scenes for every model: rendered once
-            real_patches[res_px] = swd.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
+            real_patches[res_px] = evaluation.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
         real_p = real_patches[res_px]
         q = evaluation.generator_quality(G, features, real, real_p, a.n_gen)
         with torch.no_grad():

@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from core.toyworld import SCENES  # noqa: E402
-from core.training import run_snapshots  # noqa: E402
-from core.zoo import GAN_DIR, WEIGHTS, images_seen  # noqa: E402
+from core.models.zoo import GAN_DIR, WEIGHTS, images_seen
+from core.toyworld import SCENES
+from core.training import run_snapshots
 
 VARIANTS = ("nostd", "nopn")
 

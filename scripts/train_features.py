@@ -10,15 +10,14 @@ root). No image augmentation: the features should notice blur, noise and colour 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core import nets, toyworld, training  # noqa: E402
+from core import toyworld, training
+from core.models import toynets as nets
 
 
 def targets(labels: torch.Tensor):

@@ -18,16 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from core import evaluation, gan, load_features, swd, toyworld, training  # noqa: E402
-from core.progan import ProGAN  # noqa: E402
+from core import load_features, toyworld, training
+from core.models.progan import ProGAN
+from core.studies import evaluation
+from core.training import gan
 
 # Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
 # paper dissects), narrower elsewhere so that a model is ~1.5M parameters (3 MB in fp16) and
@@ -143,7 +143,7 @@ def main():
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             features = load_features("toyworld", device=dev)
             real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
-            real_patches = swd.real_patches(a.scene, a.swd_n, size=a.res) if a.swd_n else None
+            real_patches = evaluation.real_patches(a.scene, a.swd_n, size=a.res) if a.swd_n else None
 
     def measure():
         """(FID, MS-SWD) of the EMA generator from one pass over the same samples."""

@@ -9,16 +9,15 @@ shipped fp16 weights to core/weights/segmenter_toyworld.pt at the end.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core import nets, toyworld, training  # noqa: E402
-from core.checkpoints import load_checkpoint, load_state_into  # noqa: E402
+from core import toyworld, training
+from core.base.checkpoints import load_checkpoint, load_state_into
+from core.models import toynets as nets
 
 
 def class_weights(n_per_scene=128):

@@ -51,7 +51,8 @@ def _prefill(cache: Path):
     os.environ["GANATOMY_CACHE"] = str(cache)
     try:
         import core
-        from core import paint, studies
+        from core import studies
+        from core.studies import paint
         seg = core.load_segmenter("toyworld")
         first = None
         for scene, g in studies.zoo_groups(core.list_models()).items():

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import core
-from core import causal
-from core.intervention import Edit, generate, insertion_constants, resize_mask
-from core.sampling import z_range
+from core.base.sampling import z_range
+from core.engine import causal
+from core.engine.intervention import Edit, generate, insertion_constants, resize_mask
 from tests.planted_causal import DECOYS, DOOR_UNITS, PlantedCausalGenerator, SoftColorSegmenter
 
 
@@ -101,7 +101,7 @@ def test_cached_ace_is_stored_reused_and_equals_a_direct_run(planted, tmp_path, 
     assert causal.cached_ace(G, seg, "feat", "door", cached_only=True, **{**opts, "n_steps": 7}) is None
     assert causal.cached_ace(G, seg, "feat", "wall", cached_only=True, **opts) is None
     # the paint page's lookup finds it (and never computes one)
-    from core import paint
+    from core.studies import paint
     assert paint.cached_causal_units(G, seg, "feat", "wall", 32) is None
     found = paint.cached_causal_units(G, seg, "feat", "door", 32, steps=(7, 6), pool_size=8, batch_size=4, k_samples=16)
     assert found is not None and np.array_equal(found.ranking, res.ranking)

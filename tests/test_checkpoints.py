@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from core.checkpoints import CheckpointError, load_checkpoint, load_state_into
+from core.base.checkpoints import CheckpointError, load_checkpoint, load_state_into
 
 
 def test_refuses_code_without_running_it(code_running_checkpoint):

@@ -140,11 +140,30 @@ def test_concept_maps_failure_shows_cause_and_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
 
     def broken(*a, **k):
-        raise ValueError("the histograms would take 99 GiB")
+        raise core.BudgetError("the histograms would take 99 GiB")
     monkeypatch.setattr(core, "dissect", broken)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.error and "99 GiB" in at.error[0].value and "Fix:" in at.error[0].value
+    assert "fewer samples" in at.error[0].value          # the fix chosen by the error's type
+    assert "bug" not in at.error[0].value
+
+
+def test_a_bug_is_shown_as_a_bug_not_as_advice(tmp_path, monkeypatch):
+    """An exception outside the error family is a genuine bug: the page says so, folds the
+    traceback away, and gives no advice that does not fit."""
+    import core
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+
+    def broken(*a, **k):
+        raise ValueError("an internal shape mismatch")
+    monkeypatch.setattr(core, "dissect", broken)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    msg = at.error[0].value
+    assert "bug in GANatomy" in msg and "an internal shape mismatch" in msg and "Fix:" not in msg
+    details = [e for e in at.expander if e.label == "Details for a bug report"]
+    assert details and "Traceback" in details[0].code[0].value and "an internal shape mismatch" in details[0].code[0].value
 
 
 def test_unit_browser_unit_choice_changes_images(tmp_path, monkeypatch):
@@ -241,13 +260,13 @@ def test_shared_models_with_their_own_cache_key_load(tmp_path, monkeypatch):
     dashboard's shared loaders must use it, not assign over it (which raised AttributeError)."""
     import core
     import dashboard.common as common
-    from core.cache import weights_hash
-    from core.stylegan2 import StyleGAN2
+    from core.base.cache import weights_hash
+    from core.models.stylegan2 import StyleGAN2
     monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
     torch.manual_seed(0)
     p = tmp_path / "sg2.pt"
     torch.save({"g_ema": StyleGAN2(8, 8, 2, channels={4: 4, 8: 4}).state_dict()}, p)
-    from core import published
+    from core import models as published
     published.register("lab/dashboard-sg2", p)
     G = common.generator("lab/dashboard-sg2")
     assert G.cache_key == core.load_generator(p).cache_key and G.cache_key.startswith("StyleGAN2:")
@@ -329,7 +348,7 @@ def _small_real_stats(cache, scene="town", size=64, n=400):
     import numpy as np
 
     import core
-    from core import evaluation
+    from core.studies import evaluation
     feats = core.load_features("toyworld")
     mu, cov = evaluation.real_stats(lambda im: feats(im), [scene], n, seed=500, size=size).mean_cov()
     path = cache / "fid_stats" / f"{scene}_{size}px_10000_seed500.npz"
@@ -348,7 +367,8 @@ def test_repair_page_flags_persist(tmp_path, monkeypatch):
     unit = int(box.label.split()[1])
     box.check().run()
     import core
-    from core import cache, repair
+    from core.base import cache
+    from core.engine import repair
     name = at.selectbox[0].value
     fingerprint = cache.model_fingerprint(core.load_generator(name))
     assert unit in repair.load_flags(name, "layer4", fingerprint)       # saved with the weights' fingerprint

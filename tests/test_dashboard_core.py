@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from core import paint, studies
-from core.dissect import dissect
-from core.intervention import generate
-from core.visualize import activation_histograms
 from planted import PLANTED, ColorSegmenter, PlantedGenerator
+
+from core import studies
+from core.engine.dissection import dissect
+from core.engine.intervention import generate
+from core.outputs.visualize import activation_histograms
+from core.studies import paint
 
 
 def _models():

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import core
-from core import hooks
-from core.dissect import dissect, interp_matrix, upsample
-from core.protocols import ProtocolError
-from core.sampling import z_at, z_range
+from core.base import hooks
+from core.base.protocols import ProtocolError
+from core.base.sampling import z_at, z_range
+from core.engine.dissection import dissect, interp_matrix, upsample
 from tests.planted import PLANTED, ColorSegmenter, PlantedGenerator
 
 
@@ -151,7 +151,7 @@ def test_cache_returns_at_once(tmp_path, monkeypatch):
     # a half-written entry (killed run) is never loaded
     entries = list((tmp_path / "dissect").iterdir())
     (entries[0] / "arrays.npz").write_bytes(b"garbage")
-    assert core.cache.load("dissect", entries[0].name) is None
+    assert core.base.cache.load("dissect", entries[0].name) is None
 
 
 def test_bad_input():
@@ -182,7 +182,7 @@ import numpy as np, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads(1)
 from tests.planted import PlantedGenerator, ColorSegmenter
-from core.dissect import dissect
+from core.engine.dissection import dissect
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:
     torch.distributed.init_process_group("gloo")
 res = dissect(PlantedGenerator(), ColorSegmenter(), ["units", "out"], 90, seed=4, batch_size=16,
@@ -229,7 +229,8 @@ def test_exclude_filter_drops_labels():
 
 def test_training_evolution_over_a_series(tmp_path, monkeypatch):
     """Two fake snapshots and a final model: one row per checkpoint and layer, in step order."""
-    from core import studies, zoo
+    from core import studies
+    from core.models import zoo
     monkeypatch.setattr(zoo, "GAN_DIR", tmp_path)
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
     import json

@@ -5,8 +5,7 @@ import scipy.linalg
 import torch
 
 import core
-
-from core.fid import FeatureStats, frechet_distance
+from core.engine.fid import FeatureStats, frechet_distance
 
 
 def _scipy_fid(mu1, s1, mu2, s2):
@@ -85,8 +84,8 @@ def test_streaming_stats_equal_numpy_and_merge():
 
 
 def test_inception_loads_from_local_file_only(tmp_path, monkeypatch):
-    from core import inception
-    from core.checkpoints import CheckpointError
+    from core.base.checkpoints import CheckpointError
+    from core.models import inception
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("GANATOMY_INCEPTION", raising=False)
     monkeypatch.setattr(inception, "candidate_paths",
@@ -110,7 +109,7 @@ def test_inception_loads_from_local_file_only(tmp_path, monkeypatch):
 
 def test_inception_found_under_torch_fidelity_cache_name(tmp_path, monkeypatch):
     """torch-fidelity caches the same FID weights under its own file name: that file is used."""
-    from core import inception
+    from core.models import inception
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("GANATOMY_INCEPTION", raising=False)
     assert not (inception.candidate_paths()[0]).exists()   # nothing shipped in core/weights

@@ -3,8 +3,9 @@ import json
 
 import torch
 
-from core import gan, toyworld
-from core.progan import ProGAN
+from core import toyworld
+from core.models.progan import ProGAN
+from core.training import gan
 
 
 def test_minibatch_stddev_matches_manual():
@@ -77,7 +78,8 @@ def _small_lake_stats(cache, size=32, n=100):
     """Real feature statistics of a few scenes, where train_gan looks for the 10,000-scene ones."""
     import numpy as np
 
-    from core import evaluation, load_features
+    from core import load_features
+    from core.studies import evaluation
     feats = load_features("toyworld")
     mu, cov = evaluation.real_stats(feats, ["lake"], n, seed=500, size=size).mean_cov()
     path = cache / "fid_stats" / f"lake_{size}px_10000_seed500.npz"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import core
-from core.hooks import Trace, resolve_layers, run_until
+from core.base.hooks import Trace, resolve_layers, run_until
 
 
 def model():

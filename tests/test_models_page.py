@@ -8,7 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import core
-from core import published
+from core import models as published
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -44,10 +44,10 @@ def test_models_page_lists_the_shipped_zoo_from_the_model_cards(page):
     import json
     at = page()
     zoo = next(d.value for d in at.dataframe if "MS-SWD" in d.value.columns).set_index("model")
-    shipped = sorted(p.stem for p in core.zoo.GAN_DIR.glob("*.pt") if "@" not in p.stem)
+    shipped = sorted(p.stem for p in core.models.zoo.GAN_DIR.glob("*.pt") if "@" not in p.stem)
     assert sorted(zoo.index) == [f"toyworld/{s}" for s in shipped]
     for s in shipped:
-        card = json.loads((core.zoo.GAN_DIR / f"{s}.json").read_text())
+        card = json.loads((core.models.zoo.GAN_DIR / f"{s}.json").read_text())
         row = zoo.loc[f"toyworld/{s}"]
         assert row["steps"] == card["steps"] and row["resolution"] == card["resolution"]
         assert row["FID"] == card.get("eval_fid_10k_real", card["fid"])
@@ -64,7 +64,7 @@ def test_models_page_lists_the_shipped_zoo_from_the_model_cards(page):
                 assert row["MS-SWD"] < row["MS-SWD earliest"] / 3
         else:                               # not evaluated: shown as missing, never as a number
             assert pd.isna(row["MS-SWD earliest"]) and pd.isna(row["FID earliest"])
-    n_snap = len(list(core.zoo.GAN_DIR.glob("town@step-*.pt")))
+    n_snap = len(list(core.models.zoo.GAN_DIR.glob("town@step-*.pt")))
     assert zoo.loc["toyworld/town", "snapshots"] == n_snap
     assert len(core.checkpoint_series("toyworld/town")) == n_snap + 1 >= 6   # early to final
 

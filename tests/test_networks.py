@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import core
-from core import evaluation, toyworld
-from core.checkpoints import CheckpointError
-from core.zoo import WEIGHTS
+from core import toyworld
+from core.base.checkpoints import CheckpointError
+from core.models.zoo import WEIGHTS
+from core.studies import evaluation
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +94,9 @@ def test_unknown_names_list_what_exists():
 
 
 def test_missing_shipped_weights_say_how_to_restore(monkeypatch, tmp_path):
-    import core.zoo as zoo
+    import core.models.zoo as zoo
     monkeypatch.setattr(zoo, "WEIGHTS", tmp_path / "core" / "weights")
-    loader = zoo._load_toy(core.nets.ToySegmenter, "segmenter_toyworld.pt", "segmenter",
+    loader = zoo._load_toy(core.models.toynets.ToySegmenter, "segmenter_toyworld.pt", "segmenter",
                            "scripts/train_segmenter.py")
     with pytest.raises(CheckpointError, match="missing.*git checkout.*train_segmenter.py"):
         loader()

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import core
-from core.checkpoints import CheckpointError
-from core.progan import ProGAN, config_from_state_dict, normalize_keys
+from core.base.checkpoints import CheckpointError
+from core.models.progan import ProGAN, config_from_state_dict, normalize_keys
 
 # the published LSUN 256x256 layout (shared/reference/progan_lsun.md)
 PUBLISHED = {"layer1.conv.weight": (512, 512, 4, 4), **{f"layer{i}.conv.weight": (512, 512, 3, 3) for i in range(2, 7)},

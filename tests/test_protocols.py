@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from core.protocols import ProtocolError, check_generator, check_segmenter
+from core.base.protocols import ProtocolError, check_generator, check_segmenter
 
 
 class _Gen(torch.nn.Module):

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 import core
-from core import published
-from core.checkpoints import CheckpointError
-from core.intervention import Edit, generate
-from core.published import DownloadError, MissingPackageError, MissingWeightsError
+from core import models as published
+from core.base.checkpoints import CheckpointError
+from core.engine.intervention import Edit, generate
+from core.models import DownloadError, MissingPackageError, MissingWeightsError
 
 LSUN = ["bedroom", "churchoutdoor", "conferenceroom", "diningroom", "kitchen", "livingroom", "restaurant"]
 
@@ -67,7 +67,7 @@ def test_registry_lists_published_models_and_where_to_put_them(models_dir):
         core.load_segmenter("segformer/ade20k-b0")
     with pytest.raises(ValueError, match="available: toyworld; published"):
         core.load_segmenter("ade20k-upernet")
-    from core.segformer import ADE20K_LABELS
+    from core.models.segformer import ADE20K_LABELS
     assert len(ADE20K_LABELS) == 150 and ADE20K_LABELS[0] == "wall" and ADE20K_LABELS[12] == "person"
     assert ADE20K_LABELS[149] == "flag" and len(set(ADE20K_LABELS)) == 150
 
@@ -258,11 +258,11 @@ def test_stylegan2_truncation_interpolates_w_toward_the_mean_exactly(tmp_path):
     torch.testing.assert_close(G.mean_latent, x.mean(0), rtol=1e-5, atol=1e-5)
     z = torch.randn(5, 8)
     with torch.no_grad():
-        with core.hooks.Trace(G, capture=["style", "truncate"]) as tr:
+        with core.base.hooks.Trace(G, capture=["style", "truncate"]) as tr:
             img1 = G(z)
         assert torch.equal(tr["truncate"], tr["style"])                        # psi = 1: w unchanged
         H = G.with_truncation(0.6)
-        with core.hooks.Trace(H, capture=["style", "truncate"]) as tr6:
+        with core.base.hooks.Trace(H, capture=["style", "truncate"]) as tr6:
             img6 = H(z)
         w, m = tr6["style"], G.mean_latent
         assert torch.equal(tr6["truncate"], m + 0.6 * (w - m))
@@ -323,7 +323,7 @@ BIGGAN_TINY = dict(output_dim=32, z_dim=16, class_embed_dim=16, channel_width=4,
 
 @pytest.fixture(scope="module")
 def biggan_pkg():
-    import pytorch_pretrained_biggan          # requirements-dev.txt installs the optional packages
+    import pytorch_pretrained_biggan  # requirements-dev.txt installs the optional packages
     return pytorch_pretrained_biggan
 
 
@@ -344,14 +344,14 @@ def test_biggan_loads_and_matches_the_package_forward(tmp_path, biggan_pkg):
             "generator.gen_z.weight_v", "generator.layers.4.snconv1x1_theta.weight_orig"} <= set(sd)
     p = tmp_path / "biggan-deep-32-pytorch_model.bin"
     torch.save(sd, p)
-    from core.biggan import config_from_state_dict
+    from core.models.biggan import config_from_state_dict
     assert config_from_state_dict(sd) == BIGGAN_TINY           # no config.json: read from the shapes
     G = core.load_generator(p, class_index=3, truncation=0.4)
     assert type(G).__name__ == "BigGANGenerator" and G.z_dim == 16 and G.resolution == 32
     m.load_state_dict(sd)
     m.eval()
     z = torch.randn(4, 16)
-    from core.biggan import _trunc_normal_from_normal
+    from core.models.biggan import _trunc_normal_from_normal
     zt = _trunc_normal_from_normal(z)
     assert zt.abs().max() <= 2
     one_hot = torch.zeros(4, 10)
@@ -439,12 +439,12 @@ def test_segformer_published_folder_segments_and_dissects(models_dir, tiny_segfo
 
 
 def published_labels():
-    from core.segformer import ADE20K_LABELS
+    from core.models.segformer import ADE20K_LABELS
     return ADE20K_LABELS
 
 
 def test_segformer_from_a_state_dict_file_with_either_key_layout(tmp_path, tiny_segformer):
-    from core.segformer import to_published
+    from core.models.segformer import to_published
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     want = _hf_labels(tiny_segformer, images)
     installed = tiny_segformer.state_dict()                 # whatever naming this transformers uses

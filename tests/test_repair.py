@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from core import repair
-from core.fid import FeatureStats, frechet_distance
-from core.intervention import Edit, generate
-from core.sampling import z_range
+from core.base.sampling import z_range
+from core.engine import repair
+from core.engine.fid import FeatureStats, frechet_distance
+from core.engine.intervention import Edit, generate
 
 ARTIFACTS = [2, 5]
 
@@ -69,6 +69,34 @@ def test_unit_fid_brute_force_and_finds_artifacts():
         want = frechet_distance(f[top].mean(0), np.cov(f[top], rowvar=False), *real)
         assert res.fid[u] == pytest.approx(want, rel=1e-6, abs=1e-9)
     assert set(res.highest(2)) == set(ARTIFACTS)
+
+
+class Features(nn.Module):
+    """:func:`features` as a module, so the cache can fingerprint it."""
+
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, images):
+        return features(images) * self.scale
+
+
+def test_unit_fid_is_cached_by_generator_features_and_real_statistics(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    G = ArtifactGenerator()
+    real = real_stats(G)
+    first = repair.cached_unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
+    direct = repair.unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
+    assert np.array_equal(first.fid, direct.fid) and np.array_equal(first.top_index, direct.top_index)
+    calls = []
+    hook = G.units.register_forward_hook(lambda *a: calls.append(1))
+    again = repair.cached_unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
+    assert calls == [] and np.array_equal(again.fid, first.fid)          # from disk: no generator pass
+    other = repair.cached_unit_fid(G, "units", Features(2.0), real, n_samples=300, top=20, batch_size=100)
+    assert calls and not np.allclose(other.fid, first.fid)              # other features: computed anew
+    hook.remove()
+    assert len(list((tmp_path / "unit_fid").iterdir())) == 2
 
 
 def test_repair_beats_random_ablation():

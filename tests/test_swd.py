@@ -4,7 +4,9 @@ import itertools
 import pytest
 import torch
 
-from core import evaluation, swd, toyworld
+from core import toyworld
+from core.engine import swd
+from core.studies import evaluation
 
 
 def test_laplacian_pyramid_levels_and_exact_reconstruction():
@@ -63,10 +65,10 @@ def _w1_sorted(x, y):
 
 
 def test_ms_swd_separates_blur_that_the_real_vs_real_floor_does_not_reach():
-    real = swd.real_patches("room", 200, seed=500)
-    other = swd.real_patches("room", 200, seed=900)
+    real = evaluation.real_patches("room", 200, seed=500)
+    other = evaluation.real_patches("room", 200, seed=900)
     floor = swd.ms_swd(real, other)
-    blurred = {s: swd.ms_swd(real, swd.real_patches("room", 200, seed=900,
+    blurred = {s: swd.ms_swd(real, evaluation.real_patches("room", 200, seed=900,
                                                     transform=lambda x, s=s: evaluation.degrade(x, "blur", s)))
                for s in (1.0, 2.0, 4.0)}
     assert set(floor) == {"64", "32", "16", "avg"}
@@ -89,12 +91,12 @@ def test_generator_quality_one_pass_equals_separate_fid_and_ms_swd():
     """FID and MS-SWD from one generator pass (MS-SWD on the first n_swd samples, across a
     batch boundary) equal FID over all samples and MS-SWD over a separate pass of the first n_swd."""
     import core
-    from core.fid import FeatureStats, frechet_distance
-    from core.sampling import z_range
+    from core.base.sampling import z_range
+    from core.engine.fid import FeatureStats, frechet_distance
     G = core.load_generator("toyworld/room")
     feats = core.load_features("toyworld")
     real = evaluation.real_stats(feats, ["room"], 60, seed=500, size=64).mean_cov()
-    real_p = swd.real_patches("room", 40, seed=500)
+    real_p = evaluation.real_patches("room", 40, seed=500)
     q = evaluation.generator_quality(G, feats, real, real_p, n=60, batch=25, n_swd=40)
     with torch.no_grad():
         st = FeatureStats().update(feats(G(z_range(0, 0, 60, G.z_dim))))

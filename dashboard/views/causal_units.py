@@ -5,13 +5,12 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from core import causal
-from core.intervention import Edit, generate
-from core.sampling import z_range
-from core.visualize import to_uint8
 from core import studies
-from dashboard.common import (ERRORS, fail, fix_for, generator, pick_layer, pick_model, pick_samples, segmenter,
-                              zoo)
+from core.base.sampling import z_range
+from core.engine import causal
+from core.engine.intervention import Edit, generate
+from core.outputs.visualize import to_uint8
+from dashboard.common import ERRORS, fail, fix_for, generator, pick_layer, pick_model, pick_samples, segmenter, zoo
 
 st.title("Causal units")
 name, G = pick_model()

@@ -7,8 +7,17 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core import studies
-from dashboard.common import (ERRORS, concept_color, dissectable_layers, dissection, fail, fix_for, generator,
-                              pick_samples, zoo)
+from dashboard.common import (
+    ERRORS,
+    concept_color,
+    dissectable_layers,
+    dissection,
+    fail,
+    fix_for,
+    generator,
+    pick_samples,
+    zoo,
+)
 
 st.title("Concept maps")
 st.caption("Units per concept for every scene type and layer: each bar counts the units whose best "

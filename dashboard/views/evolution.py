@@ -13,7 +13,7 @@ name, G = pick_model()
 layer = pick_layer(G)
 try:
     series = core.checkpoint_series(name)
-except ValueError as e:
+except ERRORS as e:
     fail(f"No training series for {name}", e, "pick a model that ships snapshots (toyworld/town)")
 if len(series) < 2:
     st.info(f"{name} has no training snapshots; the town model ships a series (toyworld/town@step-N).")

@@ -1,14 +1,16 @@
 """Models: the published and added generators and segmenters — what is here, what is missing and
 where its file goes; add a model by path or upload; pick the segmenter (thin view over
-core.published)."""
+core.models)."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core import published, toyworld
-from core.zoo import zoo_table
-from core.protocols import check_segmenter
+from core import models as published
+from core import toyworld
+from core.base.protocols import check_segmenter
+from core.models import zoo_table
+from dashboard.common import ERRORS, fail, segmenter
 
 st.title("Models")
 st.caption(f"Weights of published and added models live in `{published.models_dir()}` "
@@ -17,7 +19,7 @@ st.caption(f"Weights of published and added models live in `{published.models_di
 
 
 def refuse(what: str, error: BaseException):
-    st.error(f"**{what}** — {str(error) or type(error).__name__}", icon="⚠️")
+    fail(what, error, stop=False)         # a refusal with its reason; anything else shown as a bug
 
 
 if notice := st.session_state.pop("models_notice", None):
@@ -70,14 +72,14 @@ if missing:
             path = published.fetch(name, download=True, progress=progress)
             st.session_state["models_notice"] = f"{name} downloaded and verified: `{path}`"
             st.rerun()
-        except Exception as e:      # offline, checksum mismatch, missing package: say why
+        except ERRORS as e:      # offline, checksum mismatch, missing package: say why
             refuse(f"Could not download {name}", e)
 
 # ----------------------------------------------------------------------------- add a model
 st.subheader("Add a model")
 c1, c2 = st.columns(2)
 new_name = c1.text_input("Name", placeholder="lab/church-v2", key="add_name").strip()
-arch_choice = c2.selectbox("Architecture", ["detect from the file", *published.KIND_OF], key="add_arch")
+arch_choice = c2.selectbox("Architecture", ["detect from the file", *published.architectures()], key="add_arch")
 arch = None if arch_choice.startswith("detect") else arch_choice
 options = {}
 if arch in ("stylegan2", "biggan"):
@@ -93,7 +95,7 @@ def add(what: str, fn):
         return
     try:
         entry = fn()
-    except Exception as e:          # broken, foreign or unsafe files are refused with the reason
+    except ERRORS as e:          # broken, foreign or unsafe files are refused with the reason
         refuse(f"{what} was refused", e)
         return
     st.session_state["models_notice"] = (f"Added **{new_name}**: {entry['arch']} {entry['kind']} from "
@@ -124,10 +126,9 @@ seg_name = st.selectbox("Segmenter for dissection", choices,
 st.session_state["shared_segmenter"] = seg_name
 if st.button("Check segmenter", key="check_segmenter"):
     try:
-        from dashboard.common import segmenter
         seg = segmenter(seg_name)
         images, _ = toyworld.render("town", 2, seed=0, size=64)
         check_segmenter(seg, images)
         st.success(f"{seg_name}: {len(seg.labels) - 1} concepts ({', '.join(seg.labels[1:9])}, …)")
-    except Exception as e:
+    except ERRORS as e:
         refuse(f"{seg_name} cannot be used", e)

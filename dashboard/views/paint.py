@@ -8,12 +8,22 @@ import streamlit as st
 import torch
 from streamlit_drawable_canvas import st_canvas
 
-from core import causal, paint
-from core.intervention import generate
-from core.sampling import z_range
-from core.visualize import png_bytes, to_uint8
-from dashboard.common import (ERRORS, concept_color, dissection, fail, fix_for, pick_layer, pick_model,
-                              pick_samples, segmenter)
+from core.base.sampling import z_range
+from core.engine import causal
+from core.engine.intervention import generate
+from core.outputs.visualize import png_bytes, to_uint8
+from core.studies import paint
+from dashboard.common import (
+    ERRORS,
+    concept_color,
+    dissection,
+    fail,
+    fix_for,
+    pick_layer,
+    pick_model,
+    pick_samples,
+    segmenter,
+)
 
 SIZE = 320          # canvas and image size on screen (px): three columns fit a 1400 px window
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import streamlit as st
 
 import core
-from core import cache, evaluation, repair
-from core.visualize import unit_strips
+from core.base import cache
+from core.engine import repair
+from core.outputs.visualize import unit_strips
+from core.studies import evaluation
 from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model
 
 st.title("Artifact repair")
@@ -25,8 +27,8 @@ def features():
 def run_unit_fid(model, layer, n, top, _G):
     bar = st.progress(0.0, text="Generating…")
     real = evaluation.cached_real_stats(features(), _G.meta.get("scene", "town"), _G.resolution)
-    uf = repair.unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n),
-                         progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"))
+    uf = repair.cached_unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n),
+                                progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"))
     bar.empty()
     return uf, real
 

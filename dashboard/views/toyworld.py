@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from core import toyworld
-from core.checkpoints import CheckpointError
+from dashboard.common import ERRORS, fail
 
 st.title("Toyworld")
 st.caption("Procedurally rendered scenes with pixel-exact segmentation — the world GANatomy's "
@@ -43,8 +43,8 @@ if show_pred:
         st.image(list(toyworld.colorize(torch.from_numpy(pred)).numpy()), width=128,
                  caption=["segmenter"] * n, output_format="PNG")
         st.caption(f"Pixel accuracy on these scenes: {acc:.1%}")
-    except CheckpointError as e:
-        st.error(f"The segmenter could not be loaded: {e}")
+    except ERRORS as e:
+        fail("The segmenter could not be loaded", e, stop=False)
 
 present = sorted(set(np.unique(labels).tolist()))
 legend = " ".join(

@@ -6,9 +6,9 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from core import causal
-from core.intervention import Edit, insertion_constants
-from core.sampling import z_range
+from core.base.sampling import z_range
+from core.engine import causal
+from core.engine.intervention import Edit, insertion_constants
 from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
 
 st.title("Tracing")
@@ -29,7 +29,7 @@ def constants(model, segmenter_key, layer, concept, _G, _seg):
 
 @st.cache_data(show_spinner="Channel scales…", max_entries=16)
 def scales(model, layer, _G):
-    from core.hooks import layer_names
+    from core.base.hooks import layer_names
     names = layer_names(_G)
     return causal.channel_scales(_G, names[names.index(layer) + 1:])
 
@@ -38,7 +38,7 @@ try:
     units = [int(u) for u in units_txt.replace(" ", "").split(",") if u]
     z = z_range(seed, 0, 1, G.z_dim)
     with torch.no_grad():
-        from core.intervention import generate
+        from core.engine.intervention import generate
         _, cap = generate(G, z, capture=[layer])
     h, w = cap[layer].shape[-2:]
     y = st.slider("Row", 0, h - 1, h // 2)

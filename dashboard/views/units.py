@@ -7,9 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.visualize import activation_histograms, unit_strips
-from dashboard.common import (ERRORS, concept_color, dissection, fail, fix_for, pick_layer, pick_model,
-                              pick_samples)
+from core.outputs.visualize import activation_histograms, unit_strips
+from dashboard.common import ERRORS, concept_color, dissection, fail, fix_for, pick_layer, pick_model, pick_samples
 
 st.title("Unit browser")
 name, G = pick_model()

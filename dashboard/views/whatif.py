@@ -5,9 +5,9 @@ import numpy as np
 import streamlit as st
 import torch
 
-from core.intervention import Edit, generate, insertion_constants
-from core.sampling import z_range
-from core.visualize import to_uint8
+from core.base.sampling import z_range
+from core.engine.intervention import Edit, generate, insertion_constants
+from core.outputs.visualize import to_uint8
 from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
 
 st.title("What-if")

@@ -1,0 +1,107 @@
+"""The protocols every GANatomy analysis accepts.
+
+Anything that meets them works, including models written outside this repository.
+
+**Generator** — a ``torch.nn.Module`` with an int attribute ``z_dim``; ``forward(z)`` with
+``z`` of shape N x z_dim returns images N x 3 x H x W in [-1, 1]; its layers are addressed by
+their ``named_modules()`` names (e.g. ``"layer4"``).
+
+**Segmenter** — an object with ``labels: list[str]`` (index 0 = unlabeled);
+``segment(images)`` returns a long tensor N x H' x W' (one label per pixel) or N x K x H' x W'
+(K label channels per pixel, 0 = none, for multi-label segmenters); ``scores(images)`` returns
+a float tensor N x len(labels) x H' x W' of differentiable per-label probabilities (used by
+the causal-effect optimisation).
+
+:func:`check_generator` and :func:`check_segmenter` validate an object and, with a probe,
+its outputs, raising :class:`ProtocolError` with a message that says what was expected.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from core.base.devices import device_of
+from core.base.errors import ProtocolError
+
+__all__ = ["Generator", "Segmenter", "ProtocolError", "check_generator", "check_segmenter",
+           "check_segmentation"]
+
+
+@runtime_checkable
+class Generator(Protocol):
+    z_dim: int
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def named_modules(self): ...
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    labels: list
+
+    def segment(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_generator(gen, probe: bool = True) -> None:
+    """Raise :class:`ProtocolError` unless ``gen`` meets the generator protocol."""
+    if not isinstance(gen, torch.nn.Module):
+        raise ProtocolError(f"a generator must be a torch.nn.Module, got {type(gen).__name__}")
+    z_dim = getattr(gen, "z_dim", None)
+    if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim <= 0:
+        raise ProtocolError(f"a generator needs a positive int attribute z_dim, got {z_dim!r}")
+    if not probe:
+        return
+    with torch.no_grad():
+        z = torch.randn(2, z_dim, device=device_of(gen))
+        out = gen(z)
+    if not (isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == 2
+            and out.shape[1] == 3 and out.is_floating_point()):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ProtocolError(f"generator forward(z) must return float images N x 3 x H x W; "
+                            f"for z of shape (2, {z_dim}) it returned {shape}")
+
+
+def check_segmentation(seg: torch.Tensor, n: int, n_labels: int, what="segment(images)") -> None:
+    """Validate a ``segment`` output for a batch of ``n`` images."""
+    if not isinstance(seg, torch.Tensor):
+        raise ProtocolError(f"{what} must return a torch.Tensor, got {type(seg).__name__}")
+    if seg.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ProtocolError(f"{what} must return an integer (long) label tensor N x H x W or "
+                            f"N x K x H x W; got dtype {seg.dtype}")
+    if seg.dim() not in (3, 4) or seg.shape[0] != n:
+        raise ProtocolError(f"{what} must return N x H x W or N x K x H x W with N = {n}; "
+                            f"got shape {tuple(seg.shape)}")
+    if seg.numel() and (int(seg.min()) < 0 or int(seg.max()) >= n_labels):
+        raise ProtocolError(f"{what} returned label indices outside [0, {n_labels - 1}] "
+                            f"(len(labels) = {n_labels}): min {int(seg.min())}, max {int(seg.max())}")
+
+
+def check_segmenter(seg, probe_images: torch.Tensor | None = None) -> None:
+    """Raise :class:`ProtocolError` unless ``seg`` meets the segmenter protocol.
+
+    With ``probe_images`` (N x 3 x H x W in [-1, 1]) the outputs are checked too.
+    """
+    labels = getattr(seg, "labels", None)
+    if not isinstance(labels, (list, tuple)) or len(labels) < 2 or \
+            not all(isinstance(x, str) for x in labels):
+        raise ProtocolError("a segmenter needs `labels`: a list of label names with index 0 = "
+                            f"unlabeled; got {labels!r:.80}")
+    for name in ("segment", "scores"):
+        if not callable(getattr(seg, name, None)):
+            raise ProtocolError(f"a segmenter needs a callable `{name}(images)` method")
+    if probe_images is None:
+        return
+    n = probe_images.shape[0]
+    with torch.no_grad():
+        s = seg.segment(probe_images)
+        check_segmentation(s, n, len(labels))
+        sc = seg.scores(probe_images)
+    if not (isinstance(sc, torch.Tensor) and sc.is_floating_point() and sc.dim() == 4
+            and sc.shape[0] == n and sc.shape[1] == len(labels)):
+        shape = tuple(sc.shape) if isinstance(sc, torch.Tensor) else type(sc).__name__
+        raise ProtocolError(f"scores(images) must return float N x {len(labels)} x H x W "
+                            f"(one channel per label); got {shape}")

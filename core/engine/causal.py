@@ -1,0 +1,415 @@
+"""Causal measurements (paper §3.2, §4.3–4.4, S-6.4–6.5): average causal effect, the continuous
+ACE optimisation of eq. 5–6, ablation curves, the context-insertion study and tracing.
+
+All edits go through :mod:`core.engine.intervention` (per-call, thread-local): the model is shared
+and never mutated.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from core.base import cache as _cache
+from core.base.devices import device_of
+from core.base.errors import InputError
+from core.base.hooks import Trace, layer_names, layer_shape, resolve_layers
+from core.base.sampling import z_at, z_range
+from core.base.validate import check_units, concept_index, concept_mask
+from core.engine.dissection import dissect
+from core.engine.intervention import Edit, cached_insertion_constants, generate, insertion_constants
+
+__all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "trace_effect", "removal_table",
+           "channel_scales", "removal_fraction"]
+
+
+def _check_units(generator, layer, units):
+    return check_units(units, _n_units(generator, layer), layer)
+
+
+def _n_units(generator, layer) -> int:
+    return layer_shape(generator, layer)[0]
+
+
+# ----------------------------------------------------------------------------- ACE (eq. 4)
+
+@torch.no_grad()
+def causal_effect(generator, segmenter, layer, units, concept, value, n_samples: int = 200,
+                  seed: int = 2, batch_size: int = 25, mask=None) -> dict:
+    """Average causal effect of ``units`` on ``concept`` (eq. 4): E[s_c(x_insert)] −
+    E[s_c(x_ablate)], s_c = fraction of the image's pixels labelled c; also reported
+    normalised by the concept's mean frequency E[s_c(x)] so that rare concepts compare."""
+    layer = resolve_layers(generator, [layer])[0]
+    units = _check_units(generator, layer, units)
+    c = concept_index(segmenter, concept)
+    dev = device_of(generator)
+    v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    v = v if v.numel() == 1 else v[units] if v.numel() > len(units) else v
+    tot = {"base": 0.0, "insert": 0.0, "ablate": 0.0}
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        for key, edits in (("base", []), ("insert", [Edit(layer, units, "insert", v, mask)]),
+                           ("ablate", [Edit(layer, units, "ablate", None, mask)])):
+            tot[key] += float(concept_mask(segmenter, generate(generator, z, edits), c).float().mean((1, 2)).sum())
+    m = {k: x / n_samples for k, x in tot.items()}
+    ace_raw = m["insert"] - m["ablate"]
+    return {"concept": segmenter.labels[c], "layer": layer, "units": units, "base": m["base"],
+            "insert": m["insert"], "ablate": m["ablate"], "ace": ace_raw,
+            "ace_normalised": ace_raw / m["base"] if m["base"] > 0 else math.nan}
+
+
+# ----------------------------------------------------------------------------- eq. 5–6
+
+@dataclass
+class AceResult:
+    layer: str
+    concept: str
+    alpha: np.ndarray                 # [n_units] in [0, 1]
+    ranking: np.ndarray               # units by decreasing alpha
+    losses: list = field(default_factory=list)
+    effects: list = field(default_factory=list)   # normalised delta per step
+    k: np.ndarray | None = None       # insertion constants
+    init: np.ndarray | None = None
+    seconds: float = 0.0
+    top_n: int = 20
+
+    @property
+    def units(self) -> list[int]:
+        """The top-n units (the causal unit set applied at evaluation)."""
+        return [int(u) for u in self.ranking[: self.top_n]]
+
+
+class _Adam:
+    """Adam (betas 0.9, 0.999) on one tensor. torch.optim's first use imports the compiler stack
+    (~3 s per process), which a dashboard's first ACE would pay; this is the same update."""
+
+    def __init__(self, p: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps, self.t = p, lr, betas[0], betas[1], eps, 0
+        self.m, self.v = torch.zeros_like(p), torch.zeros_like(p)
+
+    @torch.no_grad()
+    def step(self):
+        g = self.p.grad
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        denom = (self.v / (1 - self.b2 ** self.t)).sqrt_().add_(self.eps)
+        self.p.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1 ** self.t))
+
+
+def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
+    """Where to intervene, from ``n`` pool samples at ``layer``'s grid.
+
+    Returns ``(present, absent, freq, (h, w))``: ``present`` = [(sample, cell mask)] for the
+    samples that show the concept, the mask marking every featuremap cell the concept covers
+    (removal candidates); ``absent`` = [(sample, y, x)] cells where the concept is absent but
+    appears when every unit is set to k there (insertion candidates). When setting every unit
+    to k creates the concept nowhere (the layer cannot insert it in one step), the insertion
+    candidates fall back to absent cells next to the concept's own cells (its most plausible
+    context) and then to any absent cell."""
+    present, absent, near, anywhere, freq = [], [], [], [], []
+    n_units = _n_units(generator, layer)
+    all_units = list(range(n_units))
+    for a in range(0, n, batch_size):
+        idx = torch.arange(a, min(n, a + batch_size))
+        z = z_range(seed, a, int(idx[-1]) + 1, generator.z_dim, dev)
+        with torch.no_grad():
+            images, cap = generate(generator, z, capture=[layer])
+            h, w = cap[layer].shape[-2:]
+            base = concept_mask(segmenter, images, c).float()
+            full = concept_mask(segmenter, generate(generator, z, [Edit(layer, all_units, "insert", k)]), c).float()
+        freq.append(base.mean((1, 2)))
+        cb = F.adaptive_avg_pool2d(base[:, None], (h, w))[:, 0]
+        cf = F.adaptive_avg_pool2d(full[:, None], (h, w))[:, 0]
+        grown = F.max_pool2d((cb > 0).float()[:, None], 3, 1, 1)[:, 0] > 0
+        for i in range(len(idx)):
+            if bool((cb[i] > 0).any()):
+                present.append((int(idx[i]), (cb[i] > 0).cpu()))
+        for out, where in ((absent, cf > 0), (near, grown), (anywhere, None)):
+            sel = cb == 0 if where is None else (cb == 0) & where
+            out += [(int(idx[i]), j, x) for i, j, x in torch.nonzero(sel).tolist()]
+    return present, absent or near or anywhere, float(torch.cat(freq).mean()), (h, w)
+
+
+def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_size: int = 4,
+        lr: float = 0.01, l2: float = 0.01, init="iou", iou: np.ndarray | None = None,
+        k: torch.Tensor | None = None, pool_size: int = 128, seed: int = 0, top_n: int = 20,
+        dissect_samples: int = 400, progress: Callable | None = None) -> AceResult:
+    """Find the units whose joint insertion/ablation has the largest causal effect on
+    ``concept`` (eq. 5–6): alpha in [0,1]^d, minimise −delta_alpha + l2 * sum(alpha^2) by
+    Adam over random z and featuremap locations, clamping alpha to [0, 1] after every step.
+
+    delta_alpha = s_c(insert) − s_c(ablate), s_c = the segmenter's soft score of c averaged
+    over the image, normalised by the concept's mean frequency. Locations P: half the batch
+    are removal samples (P = every cell the concept covers in that sample, so the gradient
+    sees the whole object disappear), half insertion samples (P = one cell where the concept
+    is absent but appears when every unit is set to k; see :func:`_location_pool`).
+
+    ``init="iou"`` starts from IoU / max IoU (from ``iou`` or a cached dissection of
+    ``dissect_samples``); ``init="uniform"`` from 0.5. The ranking orders units by final alpha,
+    ties (e.g. several units clamped at 0) broken by the initial alpha.
+    ``progress(step, n_steps, loss)`` after every step."""
+    t0 = time.perf_counter()
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    dev = device_of(generator)
+    n_units = _n_units(generator, layer)
+    if k is None:
+        k = insertion_constants(generator, segmenter, layer, c, n_samples=100, seed=seed + 11)
+    k = torch.as_tensor(k, dtype=torch.float32, device=dev).reshape(-1)
+    if init == "iou":
+        if iou is None:
+            iou = dissect(generator, segmenter, [layer], dissect_samples, seed=seed + 7).iou(layer)[:, c]
+        iou = np.asarray(iou, dtype=np.float64).reshape(-1)
+        a0 = iou / iou.max() if iou.max() > 0 else np.full(n_units, 0.5)
+    elif init == "uniform":
+        a0 = np.full(n_units, 0.5)
+    else:
+        a0 = np.asarray(init, dtype=np.float64).reshape(-1)
+    if a0.shape[0] != n_units:
+        raise InputError(f"init has {a0.shape[0]} values but layer {layer!r} has {n_units} units")
+    alpha = torch.tensor(np.clip(a0, 0, 1), dtype=torch.float32, device=dev, requires_grad=True)
+    present, absent, freq, (h, w) = _location_pool(generator, segmenter, layer, c, k, pool_size,
+                                                   seed + 101, 16, dev)
+    if not present and not absent:
+        raise InputError(f"concept {segmenter.labels[c]!r} neither appears nor can be inserted in "
+                         f"{pool_size} samples at {layer!r}; try another layer or concept")
+    freq = max(freq, 1e-4)
+    adam = _Adam(alpha, lr)
+    rng = np.random.default_rng(seed)
+    losses, effects = [], []
+    kv = k.view(1, -1, 1, 1)
+    for step in range(n_steps):
+        n_ins = batch_size // 2 if (present and absent) else (batch_size if absent else 0)
+        idx, masks = [], []
+        for i in rng.integers(0, len(present), batch_size - n_ins) if present else []:
+            s, cells = present[i]
+            idx.append(s)
+            masks.append(cells.to(dev, torch.float32))
+        for i in rng.integers(0, len(absent), n_ins):
+            s, y, x = absent[i]
+            m = torch.zeros(h, w, device=dev)
+            m[y, x] = 1.0
+            idx.append(s)
+            masks.append(m)
+        z = z_at(seed + 101, idx, generator.z_dim, dev)
+        loc = torch.stack(masks)[:, None]
+        b = len(idx)
+        zz = torch.cat([z, z])
+        m = torch.cat([loc, loc])
+        v = torch.cat([kv.expand(b, -1, 1, 1), torch.zeros(b, n_units, 1, 1, device=dev)])
+
+        def fn(out, m=m, v=v):
+            s = m * alpha.view(1, -1, 1, 1)
+            return out * (1 - s) + s * v
+
+        with Trace(generator, edits={layer: fn}):
+            images = generator(zz)
+        score = segmenter.scores(images)[:, c].mean((1, 2))
+        delta = (score[:b].mean() - score[b:].mean()) / freq
+        loss = -delta + l2 * (alpha ** 2).sum()
+        alpha.grad = None
+        loss.backward()
+        adam.step()
+        with torch.no_grad():
+            alpha.clamp_(0, 1)
+        losses.append(float(loss.detach()))
+        effects.append(float(delta.detach()))
+        if progress:
+            progress(step + 1, n_steps, losses[-1])
+    a = alpha.detach().cpu().numpy()
+    ranking = np.lexsort((-np.clip(a0, 0, 1), -a))
+    return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,
+                     effects=effects, k=k.cpu().numpy(), init=a0, seconds=time.perf_counter() - t0,
+                     top_n=top_n)
+
+
+ACE_VERSION = "ace-v2"   # bump when ace() changes what it returns for the same arguments
+
+
+def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, n_dissect: int = 400,
+               k_samples: int = 100, seed: int = 0, top_n: int = 20, progress: Callable | None = None,
+               cache: bool = True, cached_only: bool = False, **ace_options) -> AceResult | None:
+    """:func:`ace` initialised from the IoU of a (cached) dissection of ``n_dissect`` samples and
+    the (cached) insertion constants, stored under ``cache/ace`` keyed by both models' weights,
+    layer, concept and options: the causal-units page computes it once, and any later caller
+    (the paint page, a script, another session) gets the same units at once.
+    ``cached_only=True`` returns the stored result or None, computing nothing. ``ace_options``
+    (``lr``, ``l2``, ``batch_size``, ``pool_size``) go to :func:`ace` and into the key."""
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
+    key = None if not (gid and sid) else _cache.make_key(
+        kind="ace", version=ACE_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
+        steps=int(n_steps), n_dissect=int(n_dissect), k_samples=int(k_samples), seed=int(seed),
+        options=sorted(ace_options.items()))
+
+    def compute():
+        dis = dissect(generator, segmenter, [layer], n_dissect, cache=cache)
+        k = cached_insertion_constants(generator, segmenter, layer, c, n_samples=k_samples, cache=cache)
+        return ace(generator, segmenter, layer, c, n_steps=n_steps, iou=dis.iou(layer)[:, c], k=k, seed=seed,
+                   top_n=top_n, progress=progress, **ace_options)
+
+    def encode(res):
+        return ({"alpha": res.alpha, "ranking": res.ranking, "losses": np.asarray(res.losses),
+                 "effects": np.asarray(res.effects), "k": res.k, "init": res.init},
+                {"layer": layer, "concept": res.concept, "steps": n_steps, "n_dissect": n_dissect,
+                 "seconds": res.seconds})
+
+    def decode(arr, meta):
+        return AceResult(layer=layer, concept=segmenter.labels[c], alpha=arr["alpha"], ranking=arr["ranking"],
+                         losses=arr["losses"].tolist(), effects=arr["effects"].tolist(), k=arr["k"],
+                         init=arr["init"], seconds=float(meta["seconds"]), top_n=top_n)
+
+    return _cache.cached("ace", key, compute, encode, decode, enabled=cache, cached_only=cached_only)
+
+
+# ----------------------------------------------------------------------------- curves
+
+@torch.no_grad()
+def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
+                   counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
+                   n_samples: int = 500, seed: int = 3, batch_size: int = 25,
+                   progress: Callable | None = None) -> pd.DataFrame:
+    """Fraction of the concept's pixels removed by ablating the top-n units of each ranking
+    over the whole featuremap (Fig. 4 right). One row per (ranking, n)."""
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    dev = device_of(generator)
+    base = 0.0
+    after = {(name, n): 0.0 for name in rankings for n in counts}
+    ranks = {name: _check_units(generator, layer, r) for name, r in rankings.items()}
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        base += float(concept_mask(segmenter, generate(generator, z), c).float().sum())
+        for name, r in ranks.items():
+            for n in counts:
+                after[(name, n)] += float(concept_mask(segmenter, generate(generator, z, [Edit(layer, r[:n])]), c).float().sum())
+        if progress:
+            progress(min(n_samples, a + batch_size), n_samples)
+    rows = [{"ranking": name, "n": n, "removed": 1 - after[(name, n)] / base if base else math.nan}
+            for name in rankings for n in counts]
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def removal_fraction(generator, segmenter, layer, concept, units, n_samples=200, seed=5, batch_size=25):
+    """Fraction of the concept's pixels removed by ablating ``units`` everywhere."""
+    df = ablation_curve(generator, segmenter, layer, concept, {"units": list(units)}, counts=(len(units),),
+                        n_samples=n_samples, seed=seed, batch_size=batch_size)
+    return float(df.removed.iloc[0])
+
+
+# ----------------------------------------------------------------------------- context (Fig. 11)
+
+@torch.no_grad()
+def context_study(generator, segmenter, layer, units, value, concept, n_images: int = 16,
+                  seed: int = 4, batch_size: int = 16, progress: Callable | None = None):
+    """Insert ``units`` (set to ``value``) at every single featuremap location of every image.
+
+    Returns ``(rows, summary, maps)``: rows = one per (image, location) with the segmenter's
+    majority class in that location's cell before insertion (``context``) and the insertion
+    effect (change in the fraction of the image labelled ``concept``); summary = mean effect
+    per context class; maps = [n_images, h, w] effect per location."""
+    layer = resolve_layers(generator, [layer])[0]
+    units = _check_units(generator, layer, units)
+    c = concept_index(segmenter, concept)
+    dev = device_of(generator)
+    labels = list(segmenter.labels)
+    v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    v = v[units] if v.numel() > len(units) else v
+    z_all = z_range(seed, 0, n_images, generator.z_dim, dev)
+    images, cap = generate(generator, z_all, capture=[layer])
+    h, w = cap[layer].shape[-2:]
+    seg0 = segmenter.segment(images)
+    seg0 = seg0[:, 0] if seg0.dim() == 4 else seg0
+    base = (seg0 == c).float().mean((1, 2))
+    L = len(labels)
+    onehot = F.one_hot(seg0.long(), L).permute(0, 3, 1, 2).float()
+    share = F.adaptive_avg_pool2d(onehot, (h, w))                     # [n, L, h, w]
+    context = share.argmax(1)                                          # majority class per cell
+    maps = torch.zeros(n_images, h * w)
+    img = torch.arange(n_images).repeat_interleave(h * w)            # job j: image img[j], cell cell[j]
+    cell = torch.arange(h * w).repeat(n_images)
+    base = base.float().cpu()
+    for a in range(0, len(img), batch_size):
+        ii, cc = img[a:a + batch_size], cell[a:a + batch_size]
+        mask = F.one_hot(cc, h * w).view(-1, 1, h, w).float().to(dev)
+        frac = concept_mask(segmenter, generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask)]), c)
+        maps[ii, cc] = frac.float().mean((1, 2)).cpu() - base[ii]
+        if progress:
+            progress(min(a + batch_size, len(img)), len(img))
+    names = np.asarray(labels, dtype=object)
+    rows = pd.DataFrame({"image": img.numpy(), "y": (cell // w).numpy(), "x": (cell % w).numpy(),
+                         "context": names[context.reshape(-1).cpu().numpy()], "effect": maps.reshape(-1).numpy()})
+    maps = maps.view(n_images, h, w)
+    summary = rows.groupby("context").effect.agg(["mean", "count"]).sort_values("mean", ascending=False)
+    return rows, summary.reset_index(), maps.numpy()
+
+
+# ----------------------------------------------------------------------------- tracing (S-6.5)
+
+@torch.no_grad()
+def channel_scales(generator, layers, n_samples: int = 64, seed: int = 9, batch_size: int = 32):
+    """Mean |activation| per channel of each layer (the tracing normaliser)."""
+    dev = device_of(generator)
+    acc: dict[str, torch.Tensor] = {}
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        _, cap = generate(generator, z, capture=layers)
+        for name in layers:
+            s = cap[name].abs().float().mean((2, 3)).sum(0)
+            acc[name] = acc.get(name, 0) + s
+    return {k: (v / n_samples).clamp(min=1e-8) for k, v in acc.items()}
+
+
+@torch.no_grad()
+def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = None):
+    """Change in every layer after ``edit.layer`` caused by ``edit``: per layer, the mean over
+    channels of |r' − r| / mean|r| (averaged over space and samples), plus the effect map
+    [n, h, w] at the last traced layer. Returns (DataFrame[layer, change], map)."""
+    names = layer_names(generator)
+    if edit.layer not in names:
+        resolve_layers(generator, [edit.layer])
+    later = names[names.index(edit.layer) + 1:] if edit.layer in names else []
+    if not later:
+        raise InputError(f"no layers after {edit.layer!r} to trace")
+    scales = scales or channel_scales(generator, later)
+    _, a = generate(generator, z, capture=later)
+    _, b = generate(generator, z, [edit], capture=later)
+    rows = []
+    for name in later:
+        d = (b[name] - a[name]).abs().float() / scales[name].view(1, -1, 1, 1)
+        rows.append({"layer": name, "change": float(d.mean())})
+    last = later[-1]
+    emap = ((b[last] - a[last]).abs().float() / scales[last].view(1, -1, 1, 1)).mean(1)
+    return pd.DataFrame(rows), emap.cpu().numpy()
+
+
+def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: int = 20,
+                  ace_steps: int = 150, n_samples: int = 200, seed: int = 0,
+                  progress: Callable | None = None, **ace_kw) -> pd.DataFrame:
+    """Percent of each concept's pixels removed by ablating its ``n_units`` causal units (found by
+    :func:`ace`), per generator (e.g. one per scene type) — the paper's Fig. 9–10 table.
+    ``concepts``: a list used for every generator, or {generator name: [concepts]}."""
+    rows = []
+    jobs = [(g, c) for g in generators for c in (concepts[g] if isinstance(concepts, dict) else concepts)]
+    for i, (gname, concept) in enumerate(jobs):
+        G = generators[gname]
+        try:
+            res = ace(G, segmenter, layer, concept, n_steps=ace_steps, top_n=n_units, seed=seed, **ace_kw)
+            removed = removal_fraction(G, segmenter, layer, concept, res.units, n_samples=n_samples)
+            rows.append({"generator": gname, "concept": concept, "units": res.units,
+                         "removed_percent": 100 * removed})
+        except ValueError as e:       # the concept never appears in this generator's scenes
+            rows.append({"generator": gname, "concept": concept, "units": [], "removed_percent": math.nan,
+                         "note": str(e)})
+        if progress:
+            progress(i + 1, len(jobs))
+    return pd.DataFrame(rows)

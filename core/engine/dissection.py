@@ -1,0 +1,506 @@
+"""Dissection (Bau et al. 2019, §3.1 eq. 2): unit x concept IoU at information-quality thresholds.
+
+One generator pass and one segmentation pass per batch feed every requested layer; the
+streaming statistics (one histogram per layer, summable across processes) are in
+:mod:`core.engine.tally`. :func:`dissect` is five steps:
+
+1. **validate** the arguments and the models (before any work);
+2. **plan**: probe every layer's shape and the image size once, fix the resolution, batches,
+   device and the processes' shares;
+3. **cache**: one entry per layer (``cache/dissect/``); layers dissected before, alone or with
+   others, are reused, and only the missing ones are computed;
+4. **accumulate** the statistics over the batches (:func:`core.engine.tally.sample_batches`);
+5. **finalise**: per layer, thresholds (argmax I/H on the threshold set) and IoU (on the IoU set).
+
+Samples alternate between two disjoint sets: even sample indices choose each (unit, concept)
+threshold (argmax I/H), odd indices measure the IoU at that threshold. IoU is a ratio of sums
+over all pixels of the IoU set. Label slots hold the segmenter's primary label per pixel; extra
+segmenter channels and the optional object-part labels (``c-t``, ``c-b``, ``c-l``, ``c-r``:
+halves of each connected component's bounding box) go to further slots, so that mask counts
+still count every pixel once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+
+from core.base import cache as _cache
+from core.base.devices import module_device
+from core.base.errors import ArgumentTypeError, BudgetError, InputError, ProtocolError
+from core.base.hooks import Trace, resolve_layers
+from core.base.protocols import check_generator, check_segmentation, check_segmenter
+from core.base.sampling import z_range
+from core.engine.tally import (  # noqa: F401
+    QUANTILE_LEVELS,
+    LayerTally,
+    finalise_layer,
+    information_quality,
+    interp_matrix,
+    merge_distributed,
+    sample_batches,
+    upsample,
+)
+
+__all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "interp_matrix",
+           "upsample", "part_labels", "information_quality"]
+
+CODE_VERSION = "dissect-v1"
+PARTS = ("t", "b", "l", "r")
+
+
+@dataclass(frozen=True)
+class DissectOptions:
+    resolution: int | None = None   # dissection (segmentation) resolution; None: half the image's
+    bins: int = 256                 # candidate thresholds per unit
+    parts: bool = False             # object-part expansion (c-t, c-b, c-l, c-r)
+    iou_threshold: float = 0.05     # a unit is interpretable when its best IoU exceeds this
+    iqr_threshold: float = 0.01     # ... and that concept's I/H does too (the reference rule: a unit that
+                                    # overlaps a large concept only by chance has IoU > 0.05 but I/H ~ 0)
+    min_frequency: float = 1e-3     # concepts rarer than this (pixel fraction) are not scored
+    topk: int = 20                  # top-activating samples kept per unit
+    max_hist_bytes: int = 6 << 30   # refuse (with advice) rather than exhaust memory
+
+    def key(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# ----------------------------------------------------------------------------- labels
+
+def part_labels(labels: list[str]) -> list[str]:
+    return [f"{c}-{p}" for c in labels[1:] for p in PARTS]
+
+
+def part_maps(primary: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertical and horizontal part ids for a label map batch [N, S, S] (0 = unlabeled).
+
+    Returns two int arrays [N, S, S] with values ``(c-1)*4 + p`` (p: 0 t, 1 b, 2 l, 3 r) or -1
+    for unlabeled pixels. Connected components are 4-connected; a pixel is in the top half of
+    its component when its centre lies above the middle of the component's bounding box."""
+    n, s, _ = primary.shape
+    vert = np.full(primary.shape, -1, dtype=np.int64)
+    horiz = np.full(primary.shape, -1, dtype=np.int64)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64) + 0.5
+    for i in range(n):
+        img = primary[i]
+        for c in np.unique(img):
+            if c == 0:
+                continue
+            comp, k = ndimage.label(img == c)
+            sl = ndimage.find_objects(comp)
+            mid_y = np.array([0.0] + [(a.start + a.stop) / 2 for a, _ in sl])
+            mid_x = np.array([0.0] + [(b.start + b.stop) / 2 for _, b in sl])
+            on = comp > 0
+            base = (int(c) - 1) * 4
+            vert[i][on] = base + np.where(yy[on] < mid_y[comp[on]], 0, 1)
+            horiz[i][on] = base + np.where(xx[on] < mid_x[comp[on]], 2, 3)
+    return vert, horiz
+
+
+def _label_slots(seg: torch.Tensor, size: int, n_labels: int, parts: bool, n_slots: int):
+    """[n, K', S, S] slot ids for a segmentation batch (nearest resize to the dissection size)."""
+    if seg.dim() == 3:
+        seg = seg.unsqueeze(1)
+    seg = seg.long()
+    h, w = seg.shape[-2:]
+    if (h, w) != (size, size):
+        ys = (torch.arange(size, device=seg.device) * h) // size
+        xs = (torch.arange(size, device=seg.device) * w) // size
+        seg = seg[:, :, ys][:, :, :, xs]
+    chans = [seg[:, 0]]
+    for k in range(1, seg.shape[1]):
+        chans.append(torch.where(seg[:, k] > 0, seg[:, k] + n_labels, torch.full_like(seg[:, k], n_labels)))
+    if parts:
+        v, hz = part_maps(seg[:, 0].cpu().numpy(), n_labels)
+        for p in (v, hz):
+            p = torch.from_numpy(p).to(seg.device)
+            chans.append(torch.where(p >= 0, p + 2 * n_labels, torch.full_like(p, n_labels)))
+    return torch.stack(chans, 1).to(torch.int32)
+
+
+def _check_n(n_samples):
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
+        raise InputError(f"n_samples must be a positive integer (at least 2: even samples choose "
+                         f"thresholds, odd samples measure IoU); got {n_samples!r}")
+    if n_samples < 2:
+        raise InputError("n_samples must be at least 2: even samples choose thresholds, odd samples "
+                         "measure IoU")
+
+
+
+# ----------------------------------------------------------------------------- result
+
+@dataclass
+class Dissection:
+    """Result of :func:`dissect`. ``labels`` includes part labels when ``parts`` was on."""
+    labels: list[str]
+    layers: list[str]
+    n_samples: int
+    seed: int
+    options: DissectOptions
+    model: str = ""
+    segmenter: str = ""
+    data: dict = field(default_factory=dict)   # layer -> {array name: np.ndarray}
+    meta: dict = field(default_factory=dict)
+
+    def _layer(self, layer):
+        if layer not in self.data:
+            raise InputError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}")
+        return self.data[layer]
+
+    def iou(self, layer) -> np.ndarray:
+        """[n_units, len(labels)] IoU on the IoU sample set, at each pair's I/H threshold."""
+        return self._layer(layer)["iou"]
+
+    def thresholds(self, layer) -> np.ndarray:
+        return self._layer(layer)["threshold"]
+
+    def iqr(self, layer) -> np.ndarray:
+        return self._layer(layer)["iqr"]
+
+    def frequency(self, layer=None) -> np.ndarray:
+        """Pixel frequency of each label over all samples (dissection resolution)."""
+        return self._layer(layer or self.layers[0])["frequency"]
+
+    def topk(self, layer):
+        """(values [U, k], sample indices [U, k]): samples with the largest spatial maximum."""
+        d = self._layer(layer)
+        return d["top_values"], d["top_index"]
+
+    def quantiles(self, layer) -> pd.DataFrame:
+        d = self._layer(layer)
+        return pd.DataFrame(d["quantiles"], columns=[f"q{q:g}" for q in QUANTILE_LEVELS])
+
+    def units(self, layer, exclude=None) -> pd.DataFrame:
+        """One row per unit: best concept (``label``; ``""`` when not interpretable), its IoU,
+        threshold, I/H, precision, IoU on the threshold set, and interpretability.
+
+        ``exclude``: units left out of labelling (e.g. the supplement S-6.3 filter: units whose
+        unit FID exceeds a threshold, ``np.nonzero(unit_fid.fid > 55)[0]``)."""
+        d = self._layer(layer)
+        iou = d["iou"]
+        best = iou.argmax(1)
+        r = np.arange(iou.shape[0])
+        ok = (iou[r, best] > self.options.iou_threshold) & (d["iqr"][r, best] > self.options.iqr_threshold)
+        if exclude is not None:
+            ex = np.zeros(len(r), bool)
+            ex[np.asarray(list(exclude), dtype=np.int64)] = True
+            ok = ok & ~ex
+        concept = np.array(self.labels, dtype=object)[best]
+        return pd.DataFrame({
+            "unit": r,
+            "label": np.where(ok, concept, ""),
+            "concept": concept,
+            "iou": iou[r, best],
+            "threshold": d["threshold"][r, best],
+            "iqr": d["iqr"][r, best],
+            "precision": d["precision"][r, best],
+            "iou_threshold_set": d["iou_thr_set"][r, best],
+            "interpretable": ok,
+            "top_value": d["top_values"][:, 0] if d["top_values"].shape[1] else np.nan,
+        })
+
+    def summary(self) -> pd.DataFrame:
+        """Per layer: interpretable units, distinct concepts, mean IoU of interpretable units."""
+        rows = []
+        for layer in self.layers:
+            u = self.units(layer)
+            good = u[u.interpretable]
+            rows.append({"layer": layer, "units": len(u), "interpretable": len(good),
+                         "concepts": good.label.nunique(),
+                         "mean_iou": float(good.iou.mean()) if len(good) else 0.0})
+        return pd.DataFrame(rows)
+
+    def concept_counts(self, layer) -> pd.Series:
+        u = self.units(layer)
+        return u[u.interpretable].label.value_counts()
+
+    # -- persistence (cache) --
+    def to_arrays(self):
+        arrays = {f"{layer}::{k}": v for layer, d in self.data.items() for k, v in d.items()}
+        meta = {"labels": self.labels, "layers": self.layers, "n_samples": self.n_samples,
+                "seed": self.seed, "options": self.options.key(), "model": self.model,
+                "segmenter": self.segmenter, "meta": self.meta}
+        return arrays, meta
+
+    def subset(self, layers) -> "Dissection":
+        """The same result restricted to ``layers`` (arrays shared, not copied)."""
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        for name in layers:
+            self._layer(name)
+        return Dissection(labels=list(self.labels), layers=layers, n_samples=self.n_samples, seed=self.seed,
+                          options=self.options, model=self.model, segmenter=self.segmenter,
+                          data={name: self.data[name] for name in layers}, meta=dict(self.meta))
+
+    @classmethod
+    def merge(cls, results, layers) -> "Dissection":
+        """One result holding ``layers``, each taken from the first of ``results`` that has it
+        (results of the same generator, segmenter, samples, seed and options)."""
+        layers = list(layers)
+        first = results[0]
+        for r in results[1:]:
+            if (r.labels, r.n_samples, r.seed, r.options) != (first.labels, first.n_samples, first.seed, first.options):
+                raise InputError("can only merge dissections of the same labels, samples, seed and options")
+        data = {}
+        for name in layers:
+            src = next((r for r in results if name in r.data), None)
+            if src is None:
+                raise InputError(f"no result holds layer {name!r}")
+            data[name] = src.data[name]
+        meta = dict(first.meta)
+        meta["cached"] = all(r.meta.get("cached", False) for r in results)
+        return cls(labels=list(first.labels), layers=layers, n_samples=first.n_samples, seed=first.seed,
+                   options=first.options, model=first.model, segmenter=first.segmenter, data=data, meta=meta)
+
+    @classmethod
+    def from_arrays(cls, arrays, meta):
+        data: dict = {}
+        for k, v in arrays.items():
+            layer, name = k.split("::", 1)
+            data.setdefault(layer, {})[name] = v
+        return cls(labels=list(meta["labels"]), layers=list(meta["layers"]), n_samples=meta["n_samples"],
+                   seed=meta["seed"], options=DissectOptions(**meta["options"]), model=meta["model"],
+                   segmenter=meta["segmenter"], data=data, meta=dict(meta["meta"]))
+
+
+# ----------------------------------------------------------------------------- 1-2. validate and plan
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a dissection run is fixed by, decided before any batch."""
+    generator: object
+    segmenter: object
+    layers: list
+    n_samples: int
+    seed: int
+    batch_size: int
+    device: torch.device
+    seg_device: torch.device
+    opts: DissectOptions
+    size: int                      # dissection (segmentation) resolution
+    shapes: dict                   # layer -> (units, h, w)
+    labels: list
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def _check_n(n_samples):
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
+        raise InputError(f"n_samples must be a positive integer (at least 2: even samples choose "
+                         f"thresholds, odd samples measure IoU); got {n_samples!r}")
+    if n_samples < 2:
+        raise InputError("n_samples must be at least 2: even samples choose thresholds, odd samples "
+                         "measure IoU")
+
+
+def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts) -> _Plan:
+    _check_n(n_samples)
+    check_generator(generator, probe=False)
+    check_segmenter(segmenter)
+    layers = resolve_layers(generator, layers)
+    device = torch.device(device if device is not None else (module_device(generator) or "cpu"))
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    if batch_size is None:
+        batch_size = 64 if device.type == "cuda" else 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n_batches = (n_samples + batch_size - 1) // batch_size
+    if n_batches < world:
+        raise InputError(f"{world} processes but only {n_batches} batches of {batch_size}: use at most "
+                         f"{n_batches} processes or a smaller batch_size")
+    # probe: shapes of every layer and of the image (one sample)
+    with torch.no_grad(), Trace(generator, capture=layers) as tr:
+        img = generator(z_range(seed, 0, 1, generator.z_dim, device))
+    if not (isinstance(img, torch.Tensor) and img.dim() == 4 and img.shape[1] == 3):
+        raise ProtocolError(f"generator forward(z) must return images N x 3 x H x W; got "
+                            f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
+    for name in layers:
+        if tr[name].dim() != 4:
+            raise InputError(f"layer {name!r} outputs shape {tuple(tr[name].shape)}; dissection needs "
+                             f"featuremaps N x C x H x W (pick a convolutional layer)")
+    return _Plan(generator, segmenter, layers, int(n_samples), int(seed), batch_size, device,
+                 module_device(segmenter) or device, opts, opts.resolution or max(img.shape[-1] // 2, 1),
+                 {name: tuple(tr[name].shape[1:]) for name in layers}, list(segmenter.labels), rank, world)
+
+
+# ----------------------------------------------------------------------------- 3. cache
+
+def _layer_keys(plan: _Plan) -> dict[str, str]:
+    """The cache key of each layer's entry ({} when a model cannot be fingerprinted)."""
+    gen_id, seg_id = _cache.model_fingerprint(plan.generator), _cache.model_fingerprint(plan.segmenter)
+    if not (gen_id and seg_id):
+        return {}
+    return {name: _cache.make_key(kind="dissect", version=CODE_VERSION, generator=gen_id, segmenter=seg_id,
+                                  layers=[name], n=plan.n_samples, seed=plan.seed, options=plan.opts.key(),
+                                  size=plan.size, batch=plan.batch_size) for name in plan.layers}
+
+
+def _cached_layers(keys: dict[str, str]) -> dict[str, "Dissection"]:
+    found = {}
+    for name, key in keys.items():
+        hit = _cache.load("dissect", key)
+        if hit is not None:
+            found[name] = Dissection.from_arrays(*hit)
+            found[name].meta["cached"] = True
+    return found
+
+
+# ----------------------------------------------------------------------------- 4. accumulate
+
+@dataclass
+class _Counts:
+    """What the batch loop accumulates: a tally per layer, pixel counts per (set, label slot),
+    pixels per set, and timings."""
+    tallies: dict
+    slot_px: torch.Tensor
+    totals: torch.Tensor
+    n_slots: int
+    forward_seconds: float = 0.0
+    stats_seconds: float = 0.0
+
+
+def _n_slots(n_labels: int, multi: bool, parts: bool) -> int:
+    if not (multi or parts):
+        return n_labels
+    return 2 * n_labels + (4 * (n_labels - 1) if parts else 0)
+
+
+def _new_counts(plan: _Plan, n_slots: int) -> _Counts:
+    opts = plan.opts
+    need = sum(plan.shapes[n][0] for n in plan.layers) * 2 * n_slots * (opts.bins + 1) * 8
+    if need > opts.max_hist_bytes:
+        raise BudgetError(f"the histograms for {len(plan.layers)} layers would take {need / 2**30:.1f} GiB "
+                          f"(limit {opts.max_hist_bytes / 2**30:.1f} GiB): dissect fewer layers per call, "
+                          f"lower bins= (now {opts.bins}) or raise max_hist_bytes=")
+    tallies = {name: LayerTally(name, *plan.shapes[name], plan.size, opts.bins, n_slots, opts.topk, plan.device)
+               for name in plan.layers}
+    return _Counts(tallies, torch.zeros(2 * n_slots, dtype=torch.float64, device=plan.device),
+                   torch.zeros(2, dtype=torch.float64), n_slots)
+
+
+def _share_ranges(plan: _Plan, counts: _Counts, acts: dict) -> None:
+    """Fix every unit's threshold grid from the first batch (the same on every process)."""
+    for name in plan.layers:
+        lo, w = LayerTally.range_from(acts[name], plan.opts.bins)
+        if plan.distributed:
+            torch.distributed.broadcast(lo, 0)
+            torch.distributed.broadcast(w, 0)
+        counts.tallies[name].set_range(lo, w)
+
+
+def _accumulate(plan: _Plan, progress: Callable | None) -> _Counts:
+    n_labels, counts, done = len(plan.labels), None, 0
+    cuda = plan.device.type == "cuda"
+    t0 = time.perf_counter()
+    for start, stop, images, acts in sample_batches(plan.generator, plan.layers, plan.n_samples, plan.seed,
+                                                    plan.batch_size, plan.device, plan.rank, plan.world):
+        with torch.no_grad():
+            seg = plan.segmenter.segment(images.to(plan.seg_device))
+        if counts is None:
+            check_segmentation(seg, stop - start, n_labels)
+            multi = seg.dim() == 4 and seg.shape[1] > 1
+            counts = _new_counts(plan, _n_slots(n_labels, multi, plan.opts.parts))
+            _share_ranges(plan, counts, acts)
+        if cuda:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        counts.forward_seconds += t1 - t0
+        with torch.no_grad():
+            slots = _label_slots(seg.to(plan.device), plan.size, n_labels, plan.opts.parts, counts.n_slots)
+            idx = torch.arange(start, stop, device=plan.device)
+            which = (idx % 2).to(torch.int32)                    # 0: threshold set, 1: IoU set
+            slot_off = slots + (which * counts.n_slots).view(-1, 1, 1, 1)
+            counts.slot_px += torch.bincount(slot_off.reshape(-1).long(), minlength=2 * counts.n_slots).double()
+            counts.totals += torch.stack([(which == 0).sum(), (which == 1).sum()]).double().cpu() * plan.size ** 2
+            for name in plan.layers:
+                counts.tallies[name].update(acts[name], slot_off, idx)
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        counts.stats_seconds += t0 - t1
+        done += stop - start
+        if progress:
+            progress(done * plan.world if plan.distributed else done, plan.n_samples)
+    if plan.distributed:
+        merge_distributed(counts.tallies, counts.slot_px, counts.totals, plan.device)
+    return counts
+
+
+# ----------------------------------------------------------------------------- 5. finalise
+
+def _finalise(plan: _Plan, counts: _Counts) -> "Dissection":
+    labels, n_labels, n_slots, opts = plan.labels, len(plan.labels), counts.n_slots, plan.opts
+    ext_labels = labels + (part_labels(labels) if opts.parts else [])
+    n_ext = len(ext_labels)
+    # slot -> extended-label index (-1: ignored slot)
+    slot_concept = torch.full((n_slots,), -1, dtype=torch.long)
+    slot_concept[:n_labels] = torch.arange(n_labels)
+    if n_slots > n_labels:
+        slot_concept[n_labels + 1: 2 * n_labels] = torch.arange(1, n_labels)
+        if opts.parts:
+            slot_concept[2 * n_labels:] = torch.arange(n_labels, n_ext)
+    cs = counts.slot_px.view(2, n_slots).cpu()
+    concept_px = torch.zeros(2, n_ext, dtype=torch.float64)
+    valid = slot_concept >= 0
+    concept_px.index_add_(1, slot_concept[valid], cs[:, valid])
+    t_fin = time.perf_counter()
+    data = {name: finalise_layer(counts.tallies[name], slot_concept, n_ext, n_labels, counts.totals, concept_px,
+                                 opts.min_frequency) for name in plan.layers}
+    meta = {"forward_seconds": counts.forward_seconds, "stats_seconds": counts.stats_seconds,
+            "finalise_seconds": time.perf_counter() - t_fin, "resolution": plan.size,
+            "batch_size": plan.batch_size, "world_size": plan.world, "code_version": CODE_VERSION,
+            "shapes": {k: list(v) for k, v in plan.shapes.items()}, "cached": False}
+    return Dissection(labels=ext_labels, layers=list(plan.layers), n_samples=plan.n_samples, seed=plan.seed,
+                      options=opts, model=str(getattr(plan.generator, "source", type(plan.generator).__name__)),
+                      segmenter=str(getattr(plan.segmenter, "source", type(plan.segmenter).__name__)), data=data,
+                      meta=meta)
+
+
+# ----------------------------------------------------------------------------- entry
+
+def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, seed: int = 0,
+            batch_size: int | None = None, device=None, progress: Callable | None = None, *,
+            options: DissectOptions | None = None, cache: bool = True, cached_only: bool = False,
+            **option_kw) -> Dissection | None:
+    """Dissect ``layers`` of ``generator`` against ``segmenter`` over ``n_samples`` samples.
+
+    Sample ``i`` is ``generator(z_i)`` with ``z_i = core.base.sampling.z_range(seed, i, i+1)``.
+    ``progress(done, total)`` is called after every batch. Options (keywords or ``options=``):
+    see :class:`DissectOptions`. Results are cached on disk (``cache=False`` to skip), one entry
+    per layer: a later call with any of these layers reuses them. ``cached_only=True`` returns
+    the result only when it is all on disk, else None (computes nothing).
+    Under ``torch.distributed`` (e.g. ``torchrun``) the batches are sharded across processes
+    and the statistics merged: every process returns the same, complete result.
+    """
+    if options is not None and option_kw:
+        raise ArgumentTypeError("pass options either as options= or as keywords, not both")
+    opts = options or DissectOptions(**option_kw)
+    plan = _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts)
+    keys = _layer_keys(plan) if cache else {}
+    found = _cached_layers(keys)
+    todo = [name for name in plan.layers if name not in found]
+    if not todo:
+        if progress:
+            progress(plan.n_samples, plan.n_samples)
+        return Dissection.merge([found[name] for name in plan.layers], plan.layers)
+    if cached_only:
+        return None
+    sub = replace(plan, layers=todo, shapes={name: plan.shapes[name] for name in todo})
+    res = _finalise(sub, _accumulate(sub, progress))
+    if keys and plan.rank == 0:
+        for name in todo:           # one entry per layer: later calls combine them
+            _cache.save("dissect", keys[name], *res.subset([name]).to_arrays())
+    if found:
+        found.update({name: res for name in todo})
+        return Dissection.merge([found[name] for name in plan.layers], plan.layers)
+    return res

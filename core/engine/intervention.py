@@ -1,0 +1,184 @@
+"""Interventions on generator units (paper §3.2): ablate (force to 0) or insert (force to a
+constant k) chosen units at chosen featuremap locations — pure with respect to the model.
+
+    k = core.insertion_constants(G, segmenter, "layer4", "door")              # per unit (S-6.4)
+    edit = core.Edit("layer4", [12, 40, 77], mode="insert", value=k[[12, 40, 77]], mask=paint)  # any res
+    images = core.generate(G, z, edits=[edit])
+
+An edit travels with its call (a thread-local :class:`core.base.hooks.Trace`): nothing is left on
+the shared model, and threads applying different edits at once get exactly what each would
+get alone. ``alpha`` gives a per-unit strength in [0, 1] (1 = the full edit), differentiable
+for the causal-effect optimisation::
+
+    r' = (1 - m * alpha) * r + m * alpha * v      (v = 0 to ablate, k to insert)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.base import cache as _cache
+from core.base.devices import device_of
+from core.base.errors import InputError
+from core.base.hooks import Trace, resolve_layers
+from core.base.sampling import z_range
+from core.base.validate import check_units, concept_fraction, concept_index, concept_mask
+
+__all__ = ["Edit", "generate", "edit_fn", "resize_mask", "insertion_constants", "cached_insertion_constants",
+           "concept_index", "concept_fraction", "INSERTION_VERSION"]
+
+
+@dataclass(frozen=True, eq=False)
+class Edit:
+    """One intervention: ``units`` of ``layer`` ablated (``mode="ablate"``) or set to ``value``
+    (``mode="insert"``: a number, or one value per unit — see :func:`insertion_constants`) at
+    the locations of ``mask`` (None: everywhere). ``mask`` is H x W, N x H x W or N x 1 x H x W
+    at any resolution, bool or float coverage in [0, 1]; it is resized to the layer's grid
+    (area-averaged when shrinking, so a painted region becomes per-location coverage)."""
+    layer: str
+    units: Sequence[int]
+    mode: str = "ablate"
+    value: object = None
+    mask: object = None
+    alpha: object = None
+
+    def __post_init__(self):
+        if self.mode not in ("ablate", "insert"):
+            raise InputError(f"Edit mode must be 'ablate' or 'insert', got {self.mode!r}")
+        units = self.units
+        if isinstance(units, torch.Tensor):
+            units = units.tolist()
+        units = [int(u) for u in np.asarray(units, dtype=np.int64).reshape(-1)] if units is not None else []
+        if not units:
+            raise InputError(f"Edit on {self.layer!r} has an empty unit list: give at least one unit index")
+        object.__setattr__(self, "units", tuple(units))
+        if self.mode == "insert" and self.value is None:
+            raise InputError("an insert Edit needs value=: a number or one value per unit, e.g. "
+                             "core.insertion_constants(G, segmenter, layer, concept)[units]")
+
+
+def resize_mask(mask, n: int, h: int, w: int, device=None) -> torch.Tensor:
+    """Any-resolution mask -> float coverage [n or 1, 1, h, w] in [0, 1]."""
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    if m.dtype == torch.bool:
+        m = m.float()
+    m = m.float()
+    if m.dim() == 2:
+        m = m[None, None]
+    elif m.dim() == 3:
+        m = m[:, None]
+    if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, n):
+        raise InputError(f"mask must be H x W, N x H x W or N x 1 x H x W with N = 1 or {n} (the batch); "
+                         f"got shape {tuple(torch.as_tensor(mask).shape)}")
+    if float(m.min()) < 0 or float(m.max()) > 1:
+        raise InputError("mask values must lie in [0, 1] (bool or coverage fraction)")
+    mh, mw = m.shape[-2:]
+    if (mh, mw) != (h, w):
+        if mh >= h and mw >= w:
+            m = F.adaptive_avg_pool2d(m, (h, w))
+        else:
+            m = F.interpolate(m, size=(h, w), mode="nearest")
+    return m.to(device) if device is not None else m
+
+
+def edit_fn(edit: Edit, n_units: int | None = None):
+    """The function ``out -> edited out`` for one edit (used inside a Trace)."""
+    units = list(edit.units)
+
+    def fn(out):
+        check_units(units, out.shape[1], edit.layer)
+        n, h, w = out.shape[0], out.shape[2], out.shape[3]
+        idx = torch.tensor(units, device=out.device)
+        r = out.index_select(1, idx)
+        m = torch.ones(1, 1, h, w, device=out.device, dtype=out.dtype) if edit.mask is None else \
+            resize_mask(edit.mask, n, h, w, out.device).to(out.dtype)
+        strength = m
+        if edit.alpha is not None:
+            a = torch.as_tensor(edit.alpha, device=out.device, dtype=out.dtype).reshape(-1)
+            if a.numel() not in (1, len(units)):
+                raise InputError(f"alpha must be a scalar or one value per unit ({len(units)}), got {a.numel()}")
+            strength = m * a.view(1, -1, 1, 1)
+        if edit.mode == "ablate":
+            new = r * (1 - strength)
+        else:
+            v = torch.as_tensor(edit.value, device=out.device, dtype=out.dtype).reshape(-1)
+            if v.numel() not in (1, len(units)):
+                raise InputError(f"insert value must be a number or one value per unit ({len(units)}), "
+                                 f"got {v.numel()} values")
+            new = r * (1 - strength) + strength * v.view(1, -1, 1, 1)
+        return out.index_copy(1, idx, new)
+
+    return fn
+
+
+def _compose(fns):
+    def fn(out):
+        for f in fns:
+            out = f(out)
+        return out
+    return fn
+
+
+def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Sequence[str] = ()):
+    """Images for ``z`` with ``edits`` applied (in order); with ``capture``, also returns the
+    {layer: output} of the captured layers (after edits). Never touches the shared model."""
+    edits = list(edits)
+    if edits:
+        resolve_layers(generator, [e.layer for e in edits])
+    by_layer: dict[str, list] = {}
+    for e in edits:
+        by_layer.setdefault(e.layer, []).append(edit_fn(e))
+    with Trace(generator, capture=list(capture), edits={k: _compose(v) for k, v in by_layer.items()}) as tr:
+        images = generator(z)
+    return (images, tr.outputs) if capture else images
+
+
+# ----------------------------------------------------------------------------- concepts
+
+@torch.no_grad()
+def insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 200,
+                        seed: int = 1, batch_size: int = 25) -> torch.Tensor:
+    """Per-unit insertion value k (supplement S-6.4): the mean activation of each unit over
+    featuremap locations where ``concept`` is present, each location weighted by the fraction
+    of it covered by the concept. Returns a tensor [n_units]."""
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    num = den = None
+    dev = device_of(generator)
+    for a in range(0, n_samples, batch_size):
+        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+        images, cap = generate(generator, z, capture=[layer])
+        r = cap[layer].float()
+        hit = concept_mask(segmenter, images, c)
+        cover = F.adaptive_avg_pool2d(hit.float()[:, None], r.shape[-2:])    # [n, 1, h, w]
+        s = (r * cover).sum((0, 2, 3))
+        d = cover.sum()
+        num = s if num is None else num + s
+        den = d if den is None else den + d
+    if float(den) == 0:
+        raise InputError(f"concept {concept!r} never appears in {n_samples} samples of this generator; "
+                         "cannot compute its insertion constants (use more samples or another concept)")
+    return (num / den).cpu()
+
+
+INSERTION_VERSION = "k-v1"     # bump when insertion_constants() changes what it returns
+
+
+def cached_insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 100,
+                               seed: int = 1, cache: bool = True) -> np.ndarray:
+    """:func:`insertion_constants` as a numpy array, stored in ``cache/insertion`` (keyed by both
+    models' weights, layer, concept, samples and seed): computed once per server."""
+    c = concept_index(segmenter, concept)
+    gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
+    key = None if not (gid and sid) else _cache.make_key(
+        kind="insertion", version=INSERTION_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
+        n=int(n_samples), seed=int(seed))
+    return _cache.cached(
+        "insertion", key,
+        lambda: insertion_constants(generator, segmenter, layer, c, n_samples=n_samples, seed=seed).numpy(),
+        lambda k: ({"k": k}, {"layer": layer, "concept": segmenter.labels[c], "n_samples": n_samples, "seed": seed}),
+        lambda arrays, meta: arrays["k"], enabled=cache)

@@ -1,0 +1,318 @@
+"""Streaming statistics of dissection: one loop over sample batches, one accumulator per layer.
+
+For each layer the statistics are a single histogram on the generator's device::
+
+    hist[unit, set, label slot, bin]        (int64, bounded memory, summable across processes)
+
+Each unit's featuremap is scaled so that its candidate thresholds become the integers
+0 … B-1 (``t_k = lo_u + k * width_u``; ``lo``/``width`` fixed from the first batch), upsampled
+bilinearly (aligned corners) to the dissection resolution with two small matmuls, and binned
+with ``ceil``: a pixel lands in bin ``b`` = number of candidate thresholds strictly below it.
+Reverse cumulative sums then give, for every candidate threshold, the exact joint counts of
+(activation > t) and each concept — the 2x2 tables the information-quality ratio I/H needs.
+Besides the histogram, a :class:`LayerTally` keeps each unit's minimum, maximum and top-k
+samples; :func:`merge_distributed` sums or merges all of them across ``torch.distributed``
+processes, so a sharded run gives the single-process result exactly.
+
+:func:`sample_batches` is the loop itself (one generator pass per batch feeding every layer,
+batches sharded across processes): a later statistic consumes the same batches.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import torch
+
+from core.base.errors import BudgetError
+from core.base.hooks import Trace
+from core.base.sampling import z_range
+
+__all__ = ["LayerTally", "interp_matrix", "upsample", "information_quality", "finalise_layer",
+           "merge_distributed", "sample_batches", "QUANTILE_LEVELS"]
+
+QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999, 1.0)
+
+
+def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int, device,
+                   rank: int = 0, world: int = 1) -> Iterator[tuple[int, int, torch.Tensor, dict]]:
+    """``(start, stop, images, {layer: output})`` for this process's share of the batches of
+    samples ``0 .. n_samples-1`` (batch ``b`` goes to process ``b % world``); sample ``i`` is
+    ``generator(core.base.sampling.z_range(seed, i, i+1))``, run without gradients (the grad
+    mode is never held across a ``yield``: the caller's code runs in its own mode)."""
+    n_batches = (n_samples + batch_size - 1) // batch_size
+    for b in range(rank, n_batches, world):
+        start, stop = b * batch_size, min(n_samples, (b + 1) * batch_size)
+        with torch.no_grad(), Trace(generator, capture=layers) as tr:
+            images = generator(z_range(seed, start, stop, generator.z_dim, device))
+        yield start, stop, images, {name: tr[name] for name in layers}
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """[n_out, n_in] matrix of 1-D linear interpolation with aligned corners
+    (``F.interpolate(..., mode='bilinear', align_corners=True)`` along one axis)."""
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    if n_in == 1:
+        m[:, 0] = 1.0
+    else:
+        pos = torch.arange(n_out, dtype=torch.float64) * ((n_in - 1) / max(n_out - 1, 1))
+        i0 = pos.floor().clamp(max=n_in - 2).long()
+        frac = pos - i0
+        rows = torch.arange(n_out)
+        m[rows, i0] = 1 - frac
+        m[rows, i0 + 1] += frac
+    return m.to(device=device, dtype=dtype)
+
+
+def upsample(act: torch.Tensor, ry: torch.Tensor | None, rx: torch.Tensor | None) -> torch.Tensor:
+    """Separable bilinear resize of [N, U, h, w] with precomputed matrices (None: same size)."""
+    if rx is not None:
+        act = act @ rx.T
+    if ry is not None:
+        act = ry @ act
+    return act
+
+
+def information_quality(n11, m, nc, total):
+    """Information-quality ratio I/H of the 2x2 joint table of (mask, concept), from counts:
+    ``n11`` = |mask ∧ concept|, ``m`` = |mask|, ``nc`` = |concept|, ``total`` = all pixels.
+    Broadcasts; float64; 0 where the joint entropy is 0."""
+    total = torch.as_tensor(total, dtype=torch.float64)
+    p11 = n11 / total
+    p10 = (m - n11) / total
+    p01 = (nc - n11) / total
+    p00 = (1 - p11 - p10 - p01).clamp(min=0)
+    pm, pc = p11 + p10, p11 + p01
+
+    def xlogy(a, b):
+        return torch.where(a > 0, a * torch.log(torch.where(a > 0, b, torch.ones_like(b))),
+                           torch.zeros_like(a))
+
+    h = -(xlogy(p11, p11) + xlogy(p10, p10) + xlogy(p01, p01) + xlogy(p00, p00))
+    i = (xlogy(p11, p11 / (pm * pc).clamp(min=1e-300)) + xlogy(p10, p10 / (pm * (1 - pc)).clamp(min=1e-300))
+         + xlogy(p01, p01 / ((1 - pm) * pc).clamp(min=1e-300))
+         + xlogy(p00, p00 / ((1 - pm) * (1 - pc)).clamp(min=1e-300)))
+    return torch.where(h > 1e-12, i / h.clamp(min=1e-12), torch.zeros_like(h))
+
+
+# ----------------------------------------------------------------------------- accumulators
+
+_MAGIC = 8388608.0          # 2**23: adding it to an integer-valued float < 2**23 puts the
+_MAGIC_BITS = 0x4B000000    # integer in the low mantissa bits (bit pattern = _MAGIC_BITS + value)
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, torch.get_num_threads())),
+                                   thread_name_prefix="ganatomy-bincount")
+    return _POOL
+
+
+class LayerTally:
+    """Streaming statistics of one layer (all summable or min/max/top-k mergeable).
+
+    ``hist`` is unit-major — [unit, set, slot, bin] — so that counting one unit touches one
+    contiguous block of ``2 * slots * (bins + 1)`` counters (cache-resident), and units can be
+    counted in parallel threads without sharing counters."""
+
+    def __init__(self, name, n_units, fh, fw, size, bins, n_slots, topk, device):
+        self.name, self.u, self.bins, self.n_slots = name, n_units, bins, n_slots
+        self.block = 2 * n_slots * (bins + 1)               # counters per unit
+        n = n_units * self.block
+        if n >= 2 ** 31:
+            raise BudgetError(f"layer {name}: {n_units} units x {bins} bins x {n_slots} label slots is "
+                             f"too large for one histogram; lower bins= or turn parts off")
+        self.hist = torch.zeros(n, dtype=torch.int64, device=device)
+        self.ry = None if fh == size else interp_matrix(fh, size, device)
+        self.rx = None if fw == size else interp_matrix(fw, size, device)
+        uo = torch.arange(n_units, device=device, dtype=torch.float64) * self.block
+        # exact float->int via the 2**23 trick when every index fits below 2**23
+        self.magic = n < 2 ** 23
+        self.unit_off_f = (uo + (_MAGIC if self.magic else 0)).float().view(-1, 1, 1, 1)
+        self.unit_off_i = uo.to(torch.int32).view(-1, 1, 1, 1)
+        self.lo = self.width = None
+        self.vmin = torch.full((n_units,), math.inf, device=device)
+        self.vmax = torch.full((n_units,), -math.inf, device=device)
+        self.k = topk
+        self.top_v = torch.empty(n_units, 0, device=device)
+        self.top_i = torch.empty(n_units, 0, dtype=torch.int64, device=device)
+
+    def set_range(self, lo, width):
+        self.lo, self.width = lo, width
+        self.scale = (1.0 / width).view(-1, 1, 1, 1)
+        self.offset = (-lo / width).view(-1, 1, 1, 1)
+
+    @staticmethod
+    def range_from(act, bins):
+        a = act.float().transpose(0, 1).reshape(act.shape[1], -1)
+        lo, hi = a.amin(1), a.amax(1)
+        width = (hi - lo) / bins
+        width = torch.where(width > 0, width, torch.ones_like(width))
+        return lo, width
+
+    def hist_view(self):
+        """[set, slot, unit, bin] view of the counters (a copy, as float64 on the CPU)."""
+        h = self.hist.view(self.u, 2, self.n_slots, self.bins + 1)
+        return h.permute(1, 2, 0, 3).double().cpu()
+
+    def _count(self, idx):
+        """hist += bincount(idx) for a unit-major index tensor [U', ...] (U' = all units)."""
+        if idx.device.type != "cpu" or torch.get_num_threads() < 2 or idx.numel() < (1 << 20):
+            self.hist += torch.bincount(idx.reshape(-1), minlength=self.hist.numel())
+            return
+        parts = min(torch.get_num_threads(), self.u)
+        cuts = [round(i * self.u / parts) for i in range(parts + 1)]
+
+        def work(j):
+            a, b = cuts[j], cuts[j + 1]
+            if a == b:
+                return
+            sub = idx[a:b].reshape(-1) - a * self.block if a else idx[a:b].reshape(-1)
+            self.hist[a * self.block: b * self.block] += torch.bincount(sub, minlength=(b - a) * self.block)
+
+        list(_pool().map(work, range(parts)))
+
+    def update(self, act, slot_off, sample_idx, max_elems=1 << 24):
+        """act [n, U, h, w]; slot_off [n, K, S, S] int32 = set * n_slots + slot."""
+        act = act.float()
+        n = act.shape[0]
+        amax = act.amax((2, 3))
+        self.vmin = torch.minimum(self.vmin, act.amin((0, 2, 3)))
+        self.vmax = torch.maximum(self.vmax, amax.amax(0))
+        v = torch.cat([self.top_v, amax.T], 1)
+        i = torch.cat([self.top_i, sample_idx.view(1, -1).expand(self.u, -1)], 1)
+        k = min(self.k, v.shape[1])
+        self.top_v, j = v.topk(k, dim=1)
+        self.top_i = i.gather(1, j)
+        s = slot_off.shape[-1]
+        step = max(1, max_elems // (self.u * s * s))
+        unit_major = act.transpose(0, 1)                          # [U, n, h, w]
+        for a in range(0, n, step):
+            x = upsample(unit_major[:, a:a + step] * self.scale + self.offset, self.ry, self.rx)
+            x = x.ceil_().clamp_(0, self.bins)                    # bin = #thresholds below
+            so = slot_off[a:a + step].transpose(0, 1) * (self.bins + 1)   # [K, n, S, S]
+            if self.magic:
+                base = x.add_(self.unit_off_f).view(torch.int32)  # exact: all values < 2**24
+                so = so - _MAGIC_BITS
+            else:
+                base = x.to(torch.int32).add_(self.unit_off_i)
+            for kk in range(so.shape[0]):
+                last = kk == so.shape[0] - 1
+                self._count(base.add_(so[kk:kk + 1]) if last else base + so[kk:kk + 1])
+
+
+# ----------------------------------------------------------------------------- finalise
+
+def _quantiles(hist_all, lo, width, vmin, vmax, levels):
+    """Approximate quantiles from the all-pixel histogram (linear inside a bin)."""
+    u, nb = hist_all.shape
+    bins = nb - 1
+    k = torch.arange(nb, dtype=torch.float64)
+    left = lo.view(-1, 1) + (k - 1).clamp(min=0).view(1, -1) * width.view(-1, 1)
+    right = lo.view(-1, 1) + k.clamp(max=bins - 1).view(1, -1) * width.view(-1, 1)
+    left[:, 0] = vmin
+    right[:, 0] = lo
+    right[:, -1] = vmax
+    left = torch.minimum(left, right)
+    c = hist_all.cumsum(1)
+    total = c[:, -1:].clamp(min=1)
+    out = []
+    for q in levels:
+        target = q * total
+        j = torch.searchsorted(c, target.contiguous()).clamp(max=nb - 1)
+        prev = torch.where(j > 0, c.gather(1, (j - 1).clamp(min=0)), torch.zeros_like(target))
+        cnt = hist_all.gather(1, j).clamp(min=1)
+        f = ((target - prev) / cnt).clamp(0, 1)
+        val = left.gather(1, j) + f * (right.gather(1, j) - left.gather(1, j))
+        out.append(val.squeeze(1))
+    res = torch.stack(out, 1)
+    res[:, 0], res[:, -1] = vmin, vmax
+    return res
+
+
+def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals, concept_px,
+                   min_frequency: float) -> dict:
+    """Thresholds (argmax I/H on the threshold set) and IoU (on the IoU set) for every unit and
+    every scored concept (frequency >= min_frequency, label 0 excluded); others get IoU 0 and
+    threshold NaN."""
+    b, u = st.bins, st.u
+    h = st.hist_view()                                     # [2, slots, U, B+1]
+    gt = h.flip(-1).cumsum(-1).flip(-1)[..., 1:]           # [2, slots, U, B]: count(x > t_k)
+    m = gt[:, :n_primary].sum(1)                           # [2, U, B]: |mask|
+    freq = concept_px.sum(0) / totals.sum()
+    scored = freq >= min_frequency
+    scored[0] = False
+    sc = torch.nonzero(scored).view(-1)                    # concepts to score
+    # slots that feed a scored concept, mapped to the concept's row among ``sc``
+    row_of = torch.full((n_labels_ext,), -1, dtype=torch.long)
+    row_of[sc] = torch.arange(len(sc))
+    slot_row = torch.where(slot_concept >= 0, row_of[slot_concept.clamp(min=0)], torch.full_like(slot_concept, -1))
+    use = slot_row >= 0
+    n11 = torch.zeros(2, len(sc), u, b, dtype=torch.float64)
+    n11.index_add_(1, slot_row[use], gt[:, use])
+    nc = concept_px[:, sc].view(2, -1, 1, 1)
+    iqr_a = information_quality(n11[0], m[0].unsqueeze(0), nc[0], totals[0])   # [C', U, B]
+    kbest = iqr_a.argmax(-1)                               # [C', U]
+    pick = kbest.unsqueeze(-1)
+
+    def at(x):
+        return x.gather(-1, pick).squeeze(-1)
+
+    def ratio(num, den):
+        return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(den))
+
+    mb = at(m[1].unsqueeze(0).expand(len(sc), -1, -1))
+    ma = at(m[0].unsqueeze(0).expand(len(sc), -1, -1))
+    n11b, n11a = at(n11[1]), at(n11[0])
+    lo, width = st.lo.double().cpu(), st.width.double().cpu()
+
+    def full(x, fill=0.0):
+        out = torch.full((n_labels_ext, u), fill, dtype=torch.float64)
+        out[sc] = x
+        return out.T.numpy()
+
+    hist_all = h[:, :n_primary].sum((0, 1))                # [U, B+1]
+    q = _quantiles(hist_all, lo, width, st.vmin.double().cpu(), st.vmax.double().cpu(), QUANTILE_LEVELS)
+    return {
+        "iou": full(ratio(n11b, mb + nc[1].view(-1, 1) - n11b)),
+        "iqr": full(at(iqr_a)),
+        "threshold": full(lo.view(1, -1) + kbest.double() * width.view(1, -1), math.nan),
+        "precision": full(ratio(n11b, mb)),
+        "iou_thr_set": full(ratio(n11a, ma + nc[0].view(-1, 1) - n11a)),
+        "frequency": freq.numpy(), "scored": scored.numpy(),
+        "top_values": st.top_v.double().cpu().numpy(), "top_index": st.top_i.cpu().numpy(),
+        "quantiles": q.numpy(), "lo": lo.numpy(), "width": width.numpy(),
+    }
+
+
+def merge_distributed(stats, concept_slot_px, totals, device):
+    d = torch.distributed
+    d.all_reduce(concept_slot_px)
+    t = totals.to(device)
+    d.all_reduce(t)
+    totals.copy_(t.cpu())
+    world = d.get_world_size()
+    for st in stats.values():
+        d.all_reduce(st.hist)
+        d.all_reduce(st.vmin, op=d.ReduceOp.MIN)
+        d.all_reduce(st.vmax, op=d.ReduceOp.MAX)
+        # top-k: pad to k columns, gather, keep the best k
+        k = st.k
+        v = torch.full((st.u, k), -math.inf, device=device)
+        i = torch.full((st.u, k), -1, dtype=torch.int64, device=device)
+        v[:, :st.top_v.shape[1]] = st.top_v
+        i[:, :st.top_i.shape[1]] = st.top_i
+        vs = [torch.empty_like(v) for _ in range(world)]
+        is_ = [torch.empty_like(i) for _ in range(world)]
+        d.all_gather(vs, v)
+        d.all_gather(is_, i)
+        v, i = torch.cat(vs, 1), torch.cat(is_, 1)
+        n_valid = int((v > -math.inf).sum(1).min())
+        v, j = v.topk(min(k, n_valid), dim=1)
+        st.top_v, st.top_i = v, i.gather(1, j)
+

@@ -1,0 +1,55 @@
+"""Models floor: every architecture GANatomy loads, the catalog of models known by name, the
+shipped toyworld networks, and downloads (only on request).
+
+Imports only ``core.base`` and ``core.toyworld``. Each architecture module registers itself
+(:func:`register_architecture`) and its published weights (:func:`register_published`) when it
+is imported, here. Detection rules are disjoint and the fallback (ProGAN) is explicit, so the
+order of registration does not matter.
+"""
+from core.base.errors import DownloadError, MissingPackageError, MissingWeightsError
+from core.models import biggan, inception, progan, segformer, stylegan2, toynets  # noqa: F401  (they register)
+from core.models.catalog import (
+    MODELS_ENV,
+    PUBLISHED,
+    Source,
+    Spec,
+    add_upload,
+    available_generators,
+    available_segmenters,
+    is_known,
+    missing_message,
+    models_dir,
+    register,
+    register_published,
+    spec,
+    status,
+    unregister,
+    user_models,
+)
+from core.models.downloads import download_url, fetch, sha256_file
+from core.models.registry import (
+    Architecture,
+    architectures,
+    detect_arch,
+    load_generator_file,
+    load_segmenter_path,
+    register_architecture,
+)
+from core.models.zoo import (
+    checkpoint_series,
+    images_seen,
+    list_models,
+    load_features,
+    load_generator,
+    load_registered,
+    load_segmenter,
+    zoo_table,
+)
+
+__all__ = ["Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
+           "register_architecture", "MODELS_ENV", "PUBLISHED", "Source", "Spec", "add_upload",
+           "available_generators", "available_segmenters", "is_known", "missing_message", "models_dir",
+           "register", "register_published", "spec", "status", "unregister", "user_models", "download_url",
+           "fetch", "sha256_file", "checkpoint_series", "images_seen", "list_models", "load_features",
+           "load_generator", "load_registered", "load_segmenter", "zoo_table", "DownloadError",
+           "MissingPackageError", "MissingWeightsError"]

@@ -1,0 +1,80 @@
+"""Self-contained outputs of a dissection: JSON, CSV and one HTML report with image strips."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from core.engine.dissection import Dissection
+from core.outputs.visualize import data_uri, unit_strips
+
+__all__ = ["write_outputs", "units_table"]
+
+
+def units_table(res: Dissection) -> pd.DataFrame:
+    """Every dissected unit of every layer, one row each."""
+    return pd.concat([res.units(layer).assign(layer=layer) for layer in res.layers], ignore_index=True)
+
+
+def _summary_json(res: Dissection) -> dict:
+    return {
+        "model": res.model, "segmenter": res.segmenter, "n_samples": res.n_samples, "seed": res.seed,
+        "options": res.options.key(), "labels": res.labels, "meta": res.meta,
+        "summary": res.summary().to_dict(orient="records"),
+        "layers": {layer: res.units(layer).to_dict(orient="records") for layer in res.layers},
+    }
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse;margin:8px 0 24px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;
+text-align:left;vertical-align:middle}th{background:#f4f4f4}.bar{display:inline-block;height:10px;
+background:#4c78a8;margin-right:6px}.dim{color:#999}img{image-rendering:pixelated}"""
+
+
+def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 40, strip_len: int = 6,
+                  scale: int = 2) -> dict[str, Path]:
+    """Write ``dissection.json``, ``units.csv`` and ``report.html`` under ``out_dir``.
+    With ``generator``, the report shows image strips for the ``strip_units`` best units of
+    each layer (regenerated from the seed and the top-k sample indices)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "dissection.json", "csv": out / "units.csv", "html": out / "report.html"}
+    paths["json"].write_text(json.dumps(_summary_json(res), indent=1, default=float))
+    units_table(res).to_csv(paths["csv"], index=False)
+
+    parts = [f"<!doctype html><meta charset='utf-8'><title>Dissection of {html.escape(res.model)}</title>",
+             f"<style>{_CSS}</style><h1>Dissection of {html.escape(res.model)}</h1>",
+             f"<p>{res.n_samples} samples (seed {res.seed}), segmenter {html.escape(res.segmenter)}, "
+             f"resolution {res.meta.get('resolution')}, IoU threshold {res.options.iou_threshold}. "
+             "Thresholds maximise I/H on the even samples; IoU is measured on the odd samples.</p>",
+             "<h2>Summary</h2>", res.summary().to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+    for layer in res.layers:
+        u = res.units(layer).sort_values("iou", ascending=False)
+        strips = {}
+        if generator is not None and strip_units > 0:
+            best = u.head(strip_units)
+            _, top_i = res.topk(layer)
+            strips = unit_strips(generator, layer, best.unit.tolist(), best.threshold.tolist(),
+                                 top_i[best.unit.to_numpy(), :strip_len], res.seed)
+        counts = res.concept_counts(layer)
+        parts.append(f"<h2>{html.escape(layer)}</h2><p>{int(u.interpretable.sum())} of {len(u)} units "
+                     f"interpretable; concepts: " + ", ".join(f"{html.escape(str(k))} ({v})"
+                                                             for k, v in counts.items()) + "</p>")
+        parts.append("<table><tr><th>unit</th><th>label</th><th>IoU</th><th>threshold</th>"
+                     "<th>top samples (darkened outside the unit's mask)</th></tr>")
+        for row in u.itertuples():
+            label = html.escape(row.label) if row.label else f"<span class=dim>({html.escape(row.concept)})</span>"
+            bar = f"<span class=bar style='width:{int(400 * min(row.iou, 0.5) / 0.5) // 4}px'></span>"
+            img = (f"<img src='{data_uri(strips[row.unit])}' alt='unit {row.unit}' "
+                   f"width={strips[row.unit].shape[1] * scale}>"
+                   if row.unit in strips else "")
+            parts.append(f"<tr><td>{row.unit}</td><td>{label}</td><td>{bar}{row.iou:.3f}</td>"
+                         f"<td>{row.threshold:.3g}</td><td>{img}</td></tr>")
+        parts.append("</table>")
+    paths["html"].write_text("\n".join(parts))
+    return paths
+
+
+

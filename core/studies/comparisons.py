@@ -1,0 +1,153 @@
+"""Comparisons built on dissection: layers, models (variants), scene types, training checkpoints."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from core.engine.dissection import dissect
+from core.models.zoo import checkpoint_series, images_seen, list_models, load_generator
+
+__all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
+           "concept_map", "concept_map_summary"]
+
+
+def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
+                   seed: int = 0, progress: Callable | None = None, **options) -> pd.DataFrame:
+    """Dissect the same layers of several models: one row per (model, layer) with interpretable
+    units, distinct concepts and mean IoU (the paper's Fig. 7 comparison and scene-type maps)."""
+    rows = []
+    for i, name in enumerate(names):
+        G = load_generator(name)
+        res = dissect(G, segmenter, list(layers), n_samples, seed=seed, **options)
+        for row in res.summary().to_dict(orient="records"):
+            rows.append({"model": name, **row})
+        if progress:
+            progress(i + 1, len(names))
+    return pd.DataFrame(rows)
+
+
+def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: int = 1000, seed: int = 0,
+                       progress: Callable | None = None, **options) -> pd.DataFrame:
+    """Interpretable units, distinct concepts and mean IoU per training checkpoint (S-6.6), with
+    each checkpoint's sample quality where its model card has it (``fid``, ``ms_swd``: the same
+    sample count for every checkpoint, from ``scripts/report_gans.py``; NaN where not evaluated)
+    and the real images it had seen (``kimg``, thousands: its card's ``images``, else steps x
+    batch; NaN where the card says neither)."""
+    series = checkpoint_series(name)
+    df = compare_models([m for _, m in series], segmenter, layers, n_samples, seed, progress, **options)
+    steps = {m: s for s, m in series}
+    df.insert(1, "step", df.model.map(steps))
+    cards = list_models()
+
+    def kimg(m):   # real images seen, in thousands: the common clock when the batch changed mid-run
+        n = images_seen(cards.get(m))
+        return None if n is None else n / 1000
+    df.insert(2, "kimg", df.model.map(kimg).astype(float))
+    for col, key in (("fid", "series_fid"), ("ms_swd", "series_ms_swd")):
+        df[col] = df.model.map(lambda m: (cards.get(m) or {}).get(key)).astype(float)
+    return df
+
+
+# ----------------------------------------------------------------------------- concept maps
+
+def zoo_groups(models: dict) -> dict[str, dict]:
+    """Group a model listing (``core.list_models()``: name -> card) by scene type:
+    ``{scene: {"base": name or None, "variants": [names]}}``. Training snapshots (``@step-N``)
+    are left out; a model whose card names no scene forms its own group."""
+    groups: dict[str, dict] = {}
+    for name, card in models.items():
+        if "@" in name:
+            continue
+        card = card or {}
+        scene = str(card.get("scene") or name)
+        g = groups.setdefault(scene, {"base": None, "variants": []})
+        if card.get("variant", "base") == "base" and g["base"] is None:
+            g["base"] = name
+        else:
+            g["variants"].append(name)
+    for g in groups.values():
+        if g["base"] is None and g["variants"]:
+            g["base"] = g["variants"].pop(0)
+    return groups
+
+
+def variant_lineup(models: dict, group: dict) -> dict:
+    """The models of a variant comparison (Fig. 7), trained for the same number of steps where
+    the zoo allows it: when every variant of ``group`` (from :func:`zoo_groups`) was trained for
+    S steps and the base model for another number, the base's training snapshot at S
+    (``<base>@step-S``) stands in for it. Returns ``{"models": [base, *variants], "steps":
+    {name: steps or None}, "matched": bool, "note": str}``; ``matched`` is False when the
+    models' step counts differ (or are unknown) and no snapshot evens them out."""
+    cards = {m: models.get(m) or {} for m in [group["base"], *group["variants"]]}
+    steps = {m: c.get("steps") for m, c in cards.items()}
+    base, variants = group["base"], list(group["variants"])
+    vsteps = {steps[v] for v in variants}
+    if len(vsteps) == 1 and None not in vsteps and steps[base] != (s := vsteps.pop()):
+        snap = f"{base}@step-{s}"
+        if snap in models:
+            return {"models": [snap, *variants], "steps": {snap: s, **{v: s for v in variants}}, "matched": True,
+                    "note": f"all at {s:,} training steps: the base model's snapshot {snap} stands in for "
+                            f"{base} ({steps[base]:,} steps)" if steps[base] else f"all at {s:,} training steps"}
+    names = [base, *variants]
+    known = [steps[m] for m in names]
+    if None not in known and len(set(known)) == 1:
+        return {"models": names, "steps": steps, "matched": True, "note": f"all at {known[0]:,} training steps"}
+    told = ", ".join(f"{m.split('/')[-1]} {'?' if steps[m] is None else f'{steps[m]:,}'}" for m in names)
+    return {"models": names, "steps": steps, "matched": False,
+            "note": f"trained for different numbers of steps ({told}), and no snapshot of the base matches: "
+                    "differences mix the architecture with training time"}
+
+
+def dissect_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 500,
+                   seed: int = 0, progress: Callable | None = None, loader: Callable = load_generator,
+                   **options) -> dict:
+    """``{name: Dissection}`` of the same layers of several generators (one pass per generator;
+    layers already on disk are not recomputed). ``progress(done, total, name)`` counts images
+    over all generators."""
+    out = {}
+    total = n_samples * len(names)
+    for i, name in enumerate(names):
+        G = loader(name)
+        cb = (lambda d, t, i=i, name=name: progress(i * n_samples + d, total, name)) if progress else None
+        out[name] = dissect(G, segmenter, list(layers), n_samples, seed=seed, progress=cb, **options)
+    return out
+
+
+def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshold: float | None = None) -> pd.DataFrame:
+    """How many units of each layer match each concept (the paper's Fig. 5, 6, 19 and 7).
+
+    ``results``: ``{row name (scene type or model): Dissection}``. One row per (row, layer,
+    concept) with ``units`` (number of interpretable units whose best concept it is),
+    ``mean_iou``/``max_iou`` over them and ``unit_list``; sorted by row, layer and decreasing
+    count (then concept name). ``iou_threshold`` overrides each dissection's own."""
+    rows = []
+    for row, res in results.items():
+        for layer in (layers or res.layers):
+            u = res.units(layer)
+            ok = ((u.iou > iou_threshold) & (u.iqr > res.options.iqr_threshold) if iou_threshold is not None
+                  else u.interpretable)
+            good = u[ok]
+            for concept, g in good.groupby("concept"):
+                rows.append({"row": row, "layer": layer, "concept": concept, "units": len(g),
+                             "mean_iou": float(g.iou.mean()), "max_iou": float(g.iou.max()),
+                             "unit_list": g.sort_values("iou", ascending=False).unit.tolist(),
+                             "layer_units": len(u)})
+    cols = ["row", "layer", "concept", "units", "mean_iou", "max_iou", "unit_list", "layer_units"]
+    df = pd.DataFrame(rows, columns=cols)
+    if len(df):
+        order = {r: i for i, r in enumerate(results)}
+        df = df.assign(_r=df.row.map(order)).sort_values(["_r", "layer", "units", "concept"],
+                                                         ascending=[True, True, False, True])
+        df = df.drop(columns="_r").reset_index(drop=True)
+    return df
+
+
+def concept_map_summary(cm: pd.DataFrame) -> pd.DataFrame:
+    """Per (row, layer) of a :func:`concept_map`: interpretable units, distinct concepts, mean IoU."""
+    if not len(cm):
+        return pd.DataFrame(columns=["row", "layer", "interpretable", "concepts", "mean_iou"])
+    g = cm.assign(iou_sum=cm.mean_iou * cm.units).groupby(["row", "layer"], sort=False)
+    out = g.agg(interpretable=("units", "sum"), concepts=("concept", "nunique"), iou_sum=("iou_sum", "sum"))
+    out["mean_iou"] = out.iou_sum / out.interpretable
+    return out.drop(columns="iou_sum").reset_index()

@@ -1,0 +1,155 @@
+"""Evaluation against toyworld's exact ground truth: the segmenter's confusion, real-scene feature
+statistics (cached, keyed by the feature network), degradations, generator FID and MS-SWD."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from core import toyworld
+from core.base import cache as _cache
+from core.base.errors import InputError
+from core.base.sampling import z_range
+from core.engine.fid import FeatureStats, frechet_distance
+from core.engine.swd import PatchSet, ms_swd
+
+__all__ = ["segmentation_confusion", "iou_from_confusion", "real_stats", "degrade", "DEGRADATIONS",
+           "cached_real_stats", "real_patches", "generator_quality", "generator_fid", "fid_between"]
+
+
+@torch.no_grad()
+def segmentation_confusion(segmenter, scenes=toyworld.SCENES, n_per_scene: int = 100, seed: int = 7,
+                           batch: int = 50, progress=None) -> torch.Tensor:
+    """Confusion matrix [true, predicted] over held-out scenes (seed < 1000)."""
+    L = len(toyworld.LABELS)
+    conf = torch.zeros(L, L, dtype=torch.long)
+    for scene in scenes:
+        for start in range(0, n_per_scene, batch):
+            m = min(batch, n_per_scene - start)
+            im, lb = toyworld.render(scene, m, seed=seed, start=start)
+            pred = segmenter.segment(im).cpu()
+            conf += torch.bincount((lb * L + pred).flatten(), minlength=L * L).view(L, L)
+            if progress:
+                progress(m)
+    return conf
+
+
+def iou_from_confusion(conf: torch.Tensor) -> dict[str, float]:
+    """Per-concept IoU for every concept that occurs (or is predicted) in the confusion."""
+    conf = conf.double()
+    tp = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - tp
+    return {name: float(tp[i] / union[i]) for i, name in enumerate(toyworld.LABELS)
+            if i > 0 and union[i] > 0}
+
+
+# ----------------------------------------------------------------------------- FID checks
+
+def _gauss_kernel(sigma: float):
+    r = max(1, int(round(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-x * x / (2 * sigma * sigma))
+    return k / k.sum()
+
+
+def degrade(images: torch.Tensor, kind: str, strength: float, seed: int = 0) -> torch.Tensor:
+    """Degraded copies of images in [-1, 1]: ``blur`` (Gaussian sigma in px), ``noise``
+    (Gaussian std in [0, 1] image units), ``color`` (RGB channel shift in [0, 1] units)."""
+    if strength <= 0:
+        return images
+    if kind == "blur":
+        k = _gauss_kernel(strength).to(images)
+        c = images.shape[1]
+        r = k.numel() // 2
+        x = F.pad(images, (r, r, r, r), mode="reflect")
+        x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    if kind == "noise":
+        g = torch.Generator().manual_seed(seed)
+        return (images + 2 * strength * torch.randn(images.shape, generator=g)).clamp(-1, 1)
+    if kind == "color":
+        shift = torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1) * 2 * strength
+        return (images + shift).clamp(-1, 1)
+    raise InputError(f"unknown degradation {kind!r}; choose one of {', '.join(DEGRADATIONS)}")
+
+
+DEGRADATIONS = {"blur": (0.5, 1.0, 2.0, 4.0), "noise": (0.02, 0.05, 0.1, 0.2),
+                "color": (0.02, 0.05, 0.1, 0.2)}
+
+
+@torch.no_grad()
+def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=None,
+               progress=None, size: int = 128) -> FeatureStats:
+    """Feature statistics of ``n`` real scenes (split evenly over ``scenes``), rendered at
+    ``size`` x ``size`` — the resolution of the images they are compared with."""
+    st = FeatureStats()
+    per = [n // len(scenes) + (i < n % len(scenes)) for i in range(len(scenes))]
+    for scene, m_total in zip(scenes, per):
+        for start in range(0, m_total, batch):
+            m = min(batch, m_total - start)
+            im, _ = toyworld.render(scene, m, seed=seed, start=start, size=size)
+            if transform is not None:
+                im = transform(im)
+            st.update(features(im))
+            if progress:
+                progress(m)
+    return st
+
+
+def fid_between(a: FeatureStats, b: FeatureStats) -> float:
+    return frechet_distance(*a.mean_cov(), *b.mean_cov())
+
+
+
+REAL_STATS_VERSION = "real-stats-v1"
+
+
+def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500,
+                      device="cpu", cache: bool = True):
+    """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features``,
+    cached under ``cache/real_stats/`` keyed by the feature network's weights, the scene, the
+    resolution the scenes are rendered at, ``n`` and ``seed``."""
+    fid_ = _cache.model_fingerprint(features)
+    key = None if fid_ is None else _cache.make_key(kind="real_stats", version=REAL_STATS_VERSION, features=fid_,
+                                                    scene=scene, size=int(size), n=int(n), seed=int(seed))
+
+    def compute():
+        return real_stats(lambda im: features(im.to(device)), [scene], n, seed=seed, size=size).mean_cov()
+
+    return _cache.cached("real_stats", key, compute,
+                         lambda mc: ({"mu": mc[0], "cov": mc[1]}, {"scene": scene, "size": size, "n": n, "seed": seed}),
+                         lambda arr, meta: (arr["mu"], arr["cov"]), enabled=cache)
+
+
+def real_patches(scene: str, n: int = 2000, seed: int = 500, size: int = 64, batch: int = 250,
+                 transform=None, **kw) -> PatchSet:
+    """Patch set of ``n`` real toyworld ``scene`` images at ``size`` px (optionally transformed)."""
+    ps = PatchSet(seed=seed, **kw)
+    for s in range(0, n, batch):
+        im, _ = toyworld.render(scene, min(batch, n - s), seed=seed, start=s, size=size)
+        ps.update(im if transform is None else transform(im))
+    return ps
+
+
+@torch.no_grad()
+def generator_quality(generator, features, real, real_patches=None, n: int = 2000, seed: int = 0,
+                      batch: int = 250, device="cpu", n_swd: int | None = None) -> dict:
+    """FID of ``n`` samples of ``generator`` (codes ``core.base.sampling.z_range(seed, ...)``) against
+    ``real`` = (mu, cov) in the space of ``features`` and, given ``real_patches`` (a
+    :class:`core.engine.swd.PatchSet`), MS-SWD (x 1e3, per level and "avg") of the first ``n_swd``
+    (default ``n``) of the same samples: one generator pass feeds both."""
+    n_swd = n if n_swd is None else min(n_swd, n)
+    st = FeatureStats()
+    patches = PatchSet(seed=seed) if real_patches is not None and n_swd > 0 else None
+    for a in range(0, n, batch):
+        images = generator(z_range(seed, a, min(n, a + batch), generator.z_dim, device)).float()
+        st.update(features(images))
+        if patches is not None and a < n_swd:
+            patches.update(images[: n_swd - a])
+    return {"fid": float(frechet_distance(*st.mean_cov(), *real)),
+            "ms_swd": ms_swd(real_patches, patches) if patches is not None else None}
+
+
+def generator_fid(generator, features, real, n: int = 2000, seed: int = 0, batch: int = 250,
+                  device="cpu") -> float:
+    """FID of ``n`` samples of ``generator`` against ``real`` = (mu, cov) (see :func:`generator_quality`)."""
+    return generator_quality(generator, features, real, None, n, seed, batch, device)["fid"]

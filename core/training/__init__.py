@@ -1,0 +1,12 @@
+"""Training floor: the toyworld networks' and GANs' training pieces (used by scripts/train_*.py).
+
+``core.training`` holds the shared helpers of :mod:`core.training.loop` (seeded data, atomic
+resumable checkpoints, compact checkpoints, snapshots); :mod:`core.training.gan` the
+discriminator, losses, EMA and the real-scene stream. Imports base, toyworld, models, engine
+and studies; nothing imports it but the top.
+"""
+from core.training import gan, loop  # noqa: F401
+from core.training.loop import *  # noqa: F401,F403
+from core.training.loop import __all__ as _loop
+
+__all__ = ["gan", "loop", *_loop]
