@@ -14,14 +14,26 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from core.base.errors import GanatomyError
 from core.base.hooks import layer_names
 from core.engine.dissection import dissect
-from core.models import architectures, fetch, list_models, load_generator, load_segmenter, models_dir, status
+from core.engine.repair import cached_unit_fid
+from core.models import (
+    architectures,
+    fetch,
+    list_models,
+    load_features,
+    load_generator,
+    load_segmenter,
+    models_dir,
+    status,
+)
 from core.outputs.report import write_outputs
+from core.studies import evaluation
 
 __all__ = ["main"]
 
@@ -89,13 +101,37 @@ def cmd_dissect(a):
     except GanatomyError as e:
         _die(str(e))
     bar.close()
+    unit_options = {"labeling": a.labeling}
+    if a.pixel_accuracy is not None:
+        if a.labeling != "reference":
+            _die("--pixel-accuracy needs --labeling reference")
+        unit_options["pixel_accuracy"] = a.pixel_accuracy
+    if a.exclude_fid_above is not None and rank == 0:
+        if a.fid_samples < 20:
+            _die(f"--fid-samples must be at least 20 (each unit's FID uses its top tenth), got {a.fid_samples}")
+        unit_options["exclude"] = _high_fid_units(G, layers, a.exclude_fid_above, device, a.fid_samples)
     if rank == 0:
-        paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units)
+        paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units, **unit_options)
         print(res.summary().to_string(index=False))
         print(json.dumps({"seconds": round(time.perf_counter() - t0, 2), "cached": res.meta.get("cached"),
                           **{k: str(v) for k, v in paths.items()}}))
     if world > 1:
         torch.distributed.destroy_process_group()
+
+
+def _high_fid_units(G, layers, limit: float, device, n: int) -> dict[str, list[int]]:
+    """{layer: units whose unit FID (toyworld feature space; ``n`` images, each unit's top tenth,
+    against ``n`` real scenes) exceeds ``limit``} (S-6.3's filter)."""
+    feats = load_features("toyworld", device=device)
+    scene = (getattr(G, "meta", None) or {}).get("scene", "town")
+    size = int(G(torch.zeros(1, G.z_dim, device=device)).shape[-1])
+    real = evaluation.cached_real_stats(feats, scene, size, n=n, device=device)
+    out = {}
+    for layer in tqdm(layers, desc="unit FID"):
+        uf = cached_unit_fid(G, layer, feats, real, n_samples=n, top=n // 10)
+        out[layer] = [int(u) for u in np.nonzero(uf.fid > limit)[0]]
+        print(f"{layer}: {len(out[layer])} units with unit FID above {limit} left out of labelling", file=sys.stderr)
+    return out
 
 
 def main(argv=None):
@@ -124,6 +160,16 @@ def main(argv=None):
     d.add_argument("--iou-threshold", type=float, default=0.05)
     d.add_argument("--iqr-threshold", type=float, default=0.01, help="interpretable also needs I/H above this")
     d.add_argument("--topk", type=int, default=20)
+    d.add_argument("--labeling", choices=["reference", "max-iou"], default="reference",
+                   help="how a unit is labelled: the paper's 2018 code (I/H over quantile levels, one threshold "
+                        "per unit; default) or the concept of highest IoU")
+    d.add_argument("--pixel-accuracy", type=float, default=None,
+                   help="also ask the label's pixel accuracy above this (the paper's Fig. 5: 0.75)")
+    d.add_argument("--exclude-fid-above", type=float, default=None, metavar="X",
+                   help="leave out of labelling the units whose unit FID exceeds X (supplement S-6.3; toyworld "
+                        "feature space)")
+    d.add_argument("--fid-samples", type=int, default=2000,
+                   help="generated images for --exclude-fid-above (each unit's top tenth; as many real scenes)")
     d.add_argument("--strip-units", type=int, default=40, help="units per layer shown with image strips")
     d.add_argument("--device", default=None)
     d.add_argument("--no-cache", action="store_true")

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from core.base.errors import InputError
 
 __all__ = ["LABELS", "SCENES", "SCENE_CONCEPTS", "SIZES", "LABEL_COLORS", "render", "colorize",
-           "label_index"]
+           "label_index", "STUFF"]
 
 LABELS: list[str] = [
     "-", "sky", "cloud", "sun", "mountain", "grass", "road", "building", "roof", "window",
@@ -53,6 +53,9 @@ LABELS: list[str] = [
 _LID = {name: i for i, name in enumerate(LABELS)}
 
 SCENES: tuple[str, ...] = ("town", "room", "lake")
+
+# Stuff: amorphous regions without a shape of their own (the concept maps' "objects only" hides them).
+STUFF: tuple[str, ...] = ("sky", "cloud", "mountain", "grass", "road", "water", "wall", "floor", "ceiling")
 
 SIZES: tuple[int, ...] = (32, 64, 128, 256, 512)
 

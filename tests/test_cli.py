@@ -63,3 +63,27 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "broken.pt" in r.stderr and "Traceback" not in r.stderr
     r = run(["dissect", "--model", str(p), "--samples", "0", "--out", str(tmp_path / "o")], tmp_path)
     assert r.returncode == 2 and "n_samples must be a positive integer" in r.stderr
+
+
+def test_cli_labelling_rules_and_the_fid_filter(tmp_path):
+    """--labeling picks the rule written to every output; --pixel-accuracy adds Fig. 5's condition;
+    --exclude-fid-above leaves units out of labelling (a limit below every unit FID leaves all out)."""
+    out = {}
+    for rule in ("reference", "max-iou"):
+        r = run(["dissect", "--model", "toyworld/town", "--layers", "layer4", "--samples", "40", "--labeling", rule,
+                 "--out", str(tmp_path / rule), "--strip-units", "0"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        out[rule] = json.loads((tmp_path / rule / "dissection.json").read_text())
+        assert out[rule]["labeling"]["labeling"] == rule and rule in (tmp_path / rule / "report.html").read_text()
+    res = core.dissect(core.load_generator("toyworld/town"), core.load_segmenter("toyworld"), "layer4", 40, cache=False)
+    for rule in ("reference", "max-iou"):
+        assert [u["concept"] for u in out[rule]["layers"]["layer4"]] == list(res.units("layer4", labeling=rule).concept)
+    r = run(["dissect", "--model", "toyworld/town", "--layers", "layer4", "--samples", "40", "--pixel-accuracy", "0.75",
+             "--labeling", "max-iou", "--out", str(tmp_path / "x")], tmp_path)
+    assert r.returncode == 2 and "--pixel-accuracy needs --labeling reference" in r.stderr
+    r = run(["dissect", "--model", "toyworld/town", "--layers", "layer4", "--samples", "40", "--exclude-fid-above",
+             "-1", "--fid-samples", "60", "--out", str(tmp_path / "fid"), "--strip-units", "0"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "fid" / "dissection.json").read_text())
+    assert data["labeling"]["excluded_units"]["layer4"] == list(range(256))
+    assert not any(u["interpretable"] for u in data["layers"]["layer4"]) and "256 units with unit FID above" in r.stderr

@@ -309,7 +309,7 @@ def test_interpretable_needs_information_not_just_overlap():
     while every planted unit stays in."""
     G, seg = PlantedGenerator(), ColorSegmenter()
     res = dissect(G, seg, ["units"], 200, batch_size=50, cache=False)
-    u = res.units("units").set_index("unit")
+    u = res.units("units", labeling="max-iou").set_index("unit")
     for unit in (1, 5):                                   # pure noise
         assert u.loc[unit, "iou"] > 0.05 and u.loc[unit, "iqr"] < 0.01, u.loc[unit]
         assert not u.loc[unit, "interpretable"] and u.loc[unit, "label"] == ""
@@ -317,4 +317,9 @@ def test_interpretable_needs_information_not_just_overlap():
         assert u.loc[unit, "interpretable"] and u.loc[unit, "label"] == concept
     # the rule is an option: without the I/H condition the noise units would count
     loose = dissect(G, seg, ["units"], 200, batch_size=50, cache=False, iqr_threshold=-1.0)
-    assert loose.units("units").set_index("unit").loc[[1, 5], "interpretable"].all()
+    assert loose.units("units", labeling="max-iou").set_index("unit").loc[[1, 5], "interpretable"].all()
+    # the reference rule (labels by I/H) leaves the noise units out too and keeps every planted one
+    ref = res.units("units").set_index("unit")
+    assert not ref.loc[[1, 5], "interpretable"].any() and (ref.loc[[1, 5], "iqr"] < 0.01).all()
+    for unit, concept in PLANTED.items():
+        assert ref.loc[unit, "interpretable"] and ref.loc[unit, "label"] == concept

@@ -10,7 +10,8 @@ their ``named_modules()`` names (e.g. ``"layer4"``).
 ``segment(images)`` returns a long tensor N x H' x W' (one label per pixel) or N x K x H' x W'
 (K label channels per pixel, 0 = none, for multi-label segmenters); ``scores(images)`` returns
 a float tensor N x len(labels) x H' x W' of differentiable per-label probabilities (used by
-the causal-effect optimisation).
+the causal-effect optimisation). Optional: ``stuff``, the labels of amorphous regions (sky,
+road, wall...), which the concept maps can hide to show objects only.
 
 :func:`check_generator` and :func:`check_segmenter` validate an object and, with a probe,
 its outputs, raising :class:`ProtocolError` with a message that says what was expected.

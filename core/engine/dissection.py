@@ -32,10 +32,11 @@ from scipy import ndimage
 
 from core.base import cache as _cache
 from core.base.devices import module_device
-from core.base.errors import ArgumentTypeError, BudgetError, InputError, ProtocolError
+from core.base.errors import ArgumentTypeError, BudgetError, InputError, ProtocolError, UnknownNameError
 from core.base.hooks import Trace, resolve_layers
 from core.base.protocols import check_generator, check_segmentation, check_segmenter
 from core.base.sampling import z_range
+from core.base.validate import check_units
 from core.engine.tally import (  # noqa: F401
     QUANTILE_LEVELS,
     LayerTally,
@@ -47,10 +48,11 @@ from core.engine.tally import (  # noqa: F401
     upsample,
 )
 
-__all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "interp_matrix",
+__all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "LABELINGS", "interp_matrix",
            "upsample", "part_labels", "information_quality"]
 
-CODE_VERSION = "dissect-v1"
+CODE_VERSION = "dissect-v2"   # v2: the reference labelling arrays (ref_*)
+LABELINGS = ("reference", "max-iou")
 PARTS = ("t", "b", "l", "r")
 
 
@@ -176,48 +178,92 @@ class Dissection:
         d = self._layer(layer)
         return pd.DataFrame(d["quantiles"], columns=[f"q{q:g}" for q in QUANTILE_LEVELS])
 
-    def units(self, layer, exclude=None) -> pd.DataFrame:
-        """One row per unit: best concept (``label``; ``""`` when not interpretable), its IoU,
-        threshold, I/H, precision, IoU on the threshold set, and interpretability.
+    def units(self, layer, exclude=None, *, labeling: str = "reference", pixel_accuracy: float | None = None,
+              concepts=None) -> pd.DataFrame:
+        """One row per unit: its concept, IoU, threshold, I/H, pixel accuracy, and whether it is
+        interpretable (``label`` is ``""`` when not).
 
-        ``exclude``: units left out of labelling (e.g. the supplement S-6.3 filter: units whose
-        unit FID exceeds a threshold, ``np.nonzero(unit_fid.fid > 55)[0]``)."""
+        ``labeling``:
+
+        - ``"reference"`` (default): the rule of the paper's 2018 code (``shared/reference/
+          method.md``): the concept whose best I/H over the unit's quantile levels (levels > 0 with
+          pixel agreement > 0.8) is highest; the unit keeps that one threshold. Interpretable when
+          that I/H > ``iqr_threshold`` (0.01) and the IoU > ``iou_threshold`` (0.05).
+        - ``"max-iou"``: each concept at its own unconstrained I/H threshold, the label the
+          concept of highest IoU (large concepts tend to win). Interpretable when that IoU >
+          ``iou_threshold`` and that concept's I/H > ``iqr_threshold``.
+
+        ``pixel_accuracy``: also ask the label's pixel accuracy (agreement of mask and concept on
+        the IoU set) above this (the paper's Fig. 5 uses 0.75). ``concepts``: label only among
+        these concept names (e.g. objects only, or one category). ``exclude``: units left out of
+        labelling (e.g. the supplement S-6.3 filter, units whose unit FID exceeds a threshold:
+        ``np.nonzero(unit_fid.fid > 55)[0]``)."""
+        if labeling not in LABELINGS:
+            raise InputError(f"labeling must be one of {', '.join(LABELINGS)}, got {labeling!r}")
         d = self._layer(layer)
-        iou = d["iou"]
-        best = iou.argmax(1)
-        r = np.arange(iou.shape[0])
-        ok = (iou[r, best] > self.options.iou_threshold) & (d["iqr"][r, best] > self.options.iqr_threshold)
+        allowed = np.ones(len(self.labels), bool)
+        allowed[0] = False
+        if concepts is not None:
+            concepts = [concepts] if isinstance(concepts, str) else list(concepts)
+            unknown = [c for c in concepts if c not in self.labels]
+            if unknown:
+                raise UnknownNameError(f"concepts {unknown} are not labels of this dissection; labels: "
+                                       f"{', '.join(self.labels[1:])}")
+            allowed &= np.isin(np.array(self.labels, dtype=object), concepts)
+        r = np.arange(d["iou"].shape[0])
+        if labeling == "reference":
+            score = np.where(allowed, d["ref_iqr"], -1.0)
+            best = score.argmax(1)
+            # the unit's one threshold: its label's best level (among ``concepts``, the chosen one's)
+            iou, iqr, thr = d["ref_iou"][r, best], d["ref_iqr"][r, best], d["ref_thresholds"][r, best]
+            acc = d["ref_accuracy"][r, best]
+            precision = np.full(len(r), np.nan)
+            ok = (iqr > self.options.iqr_threshold) & (iou > self.options.iou_threshold)
+        else:
+            masked = np.where(allowed, d["iou"], -1.0)
+            best = masked.argmax(1)
+            iou, iqr, thr = d["iou"][r, best], d["iqr"][r, best], d["threshold"][r, best]
+            acc = np.full(len(r), np.nan)
+            precision = d["precision"][r, best]
+            ok = (iou > self.options.iou_threshold) & (iqr > self.options.iqr_threshold)
+        if pixel_accuracy is not None:
+            if labeling != "reference":
+                raise InputError("pixel_accuracy= needs labeling='reference' (it is the label's agreement at "
+                                 "the unit's one threshold)")
+            ok &= acc > pixel_accuracy
         if exclude is not None:
             ex = np.zeros(len(r), bool)
-            ex[np.asarray(list(exclude), dtype=np.int64)] = True
-            ok = ok & ~ex
+            ex[check_units(list(exclude), len(r), layer, "excluded units") if len(list(exclude)) else []] = True
+            ok &= ~ex
         concept = np.array(self.labels, dtype=object)[best]
         return pd.DataFrame({
             "unit": r,
             "label": np.where(ok, concept, ""),
             "concept": concept,
-            "iou": iou[r, best],
-            "threshold": d["threshold"][r, best],
-            "iqr": d["iqr"][r, best],
-            "precision": d["precision"][r, best],
+            "iou": iou,
+            "threshold": thr,
+            "iqr": iqr,
+            "accuracy": acc,
+            "precision": precision,
             "iou_threshold_set": d["iou_thr_set"][r, best],
             "interpretable": ok,
             "top_value": d["top_values"][:, 0] if d["top_values"].shape[1] else np.nan,
         })
 
-    def summary(self) -> pd.DataFrame:
-        """Per layer: interpretable units, distinct concepts, mean IoU of interpretable units."""
+    def summary(self, **labeling) -> pd.DataFrame:
+        """Per layer: interpretable units, distinct concepts, mean IoU of interpretable units
+        (``labeling``: keywords of :meth:`units`)."""
         rows = []
         for layer in self.layers:
-            u = self.units(layer)
+            u = self.units(layer, **labeling)
             good = u[u.interpretable]
             rows.append({"layer": layer, "units": len(u), "interpretable": len(good),
                          "concepts": good.label.nunique(),
                          "mean_iou": float(good.iou.mean()) if len(good) else 0.0})
         return pd.DataFrame(rows)
 
-    def concept_counts(self, layer) -> pd.Series:
-        u = self.units(layer)
+    def concept_counts(self, layer, **labeling) -> pd.Series:
+        u = self.units(layer, **labeling)
         return u[u.interpretable].label.value_counts()
 
     # -- persistence (cache) --

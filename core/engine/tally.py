@@ -23,6 +23,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from core.base.errors import BudgetError
@@ -30,7 +31,8 @@ from core.base.hooks import Trace
 from core.base.sampling import z_range
 
 __all__ = ["LayerTally", "interp_matrix", "upsample", "information_quality", "finalise_layer",
-           "merge_distributed", "sample_batches", "QUANTILE_LEVELS"]
+           "merge_distributed", "sample_batches", "reference_labels", "QUANTILE_LEVELS",
+           "REFERENCE_FRACTIONS", "REFERENCE_MIN_AGREEMENT"]
 
 QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999, 1.0)
 
@@ -278,7 +280,11 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
 
     hist_all = h[:, :n_primary].sum((0, 1))                # [U, B+1]
     q = _quantiles(hist_all, lo, width, st.vmin.double().cpu(), st.vmax.double().cpu(), QUANTILE_LEVELS)
-    return {
+    hist_thr = h[0, :n_primary].sum(0)                    # [U, B+1] threshold set only
+    ref_q = (1 - REFERENCE_FRACTIONS).flip(0).tolist() + [1.0]     # ascending, as _quantiles wants (0 ... 0.999, 1)
+    levels = _quantiles(hist_thr, lo, width, st.vmin.double().cpu(), st.vmax.double().cpu(), ref_q)[:, :-1]
+    ref = reference_labels(n11, m, nc, totals, lo, width, iqr_a, sc, n_labels_ext, levels)
+    return {**ref,
         "iou": full(ratio(n11b, mb + nc[1].view(-1, 1) - n11b)),
         "iqr": full(at(iqr_a)),
         "threshold": full(lo.view(1, -1) + kbest.double() * width.view(1, -1), math.nan),
@@ -288,6 +294,68 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
         "top_values": st.top_v.double().cpu().numpy(), "top_index": st.top_i.cpu().numpy(),
         "quantiles": q.numpy(), "lo": lo.numpy(), "width": width.numpy(),
     }
+
+
+REFERENCE_FRACTIONS = torch.logspace(-3, 0, 100, dtype=torch.float64)   # candidate levels: quantiles 1 - f
+REFERENCE_MIN_AGREEMENT = 0.8
+
+
+def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, levels) -> dict:
+    """The 2018 reference code's labelling (``shared/reference/method.md``), from the same counts.
+
+    Candidate levels per unit are its activation quantiles at 1 - f for f = logspace(-3, 0, 100)
+    on the threshold set (``levels`` [U, 100], from the histogram, linear inside a bin), each
+    counted at the nearest candidate threshold (bin edge). A level counts for a (concept, unit) only when it is > 0 and the 2x2 table's
+    pixel agreement P(m and c) + P(not m and not c) exceeds 0.8; each concept's best I/H over
+    the levels left is its score. The unit's label is the concept of the highest score and the
+    unit keeps ONE threshold: that concept's best level. Returned per (unit, concept): the
+    concept's score (``ref_iqr``), the IoU and pixel agreement on the IoU set at the concept's
+    own best level (``ref_iou``, ``ref_accuracy``: for the label, that is the unit's threshold)
+    and that level (``ref_thresholds``), and the IoU of every concept at the unit's one threshold
+    (``ref_iou_unit``); per unit its
+    label (``ref_label``, an index into the extended labels) and threshold (``ref_threshold``).
+    Arguments are :func:`finalise_layer`'s intermediate counts over the scored concepts ``sc``
+    (indices into the ``n_labels_ext`` extended labels); other concepts score 0."""
+    n_c, u, b = iqr.shape
+
+    def full(x):
+        out = torch.zeros(n_labels_ext, u, dtype=torch.float64)
+        out[sc] = x.double()
+        return out.T.numpy()
+
+    k_f = ((levels - lo.view(-1, 1)) / width.view(-1, 1)).round().clamp(0, b - 1).long()   # [U, 100]: nearest edge
+    candidate = torch.zeros(u, b, dtype=torch.bool)
+    candidate.scatter_(1, k_f, True)
+    level = lo.view(-1, 1) + torch.arange(b, dtype=torch.float64).view(1, -1) * width.view(-1, 1)   # [U, B]
+    candidate &= level > 0
+    t0 = totals[0]
+    agree = (n11[0] + (t0 - m[0].unsqueeze(0) - nc[0] + n11[0])) / t0          # [C', U, B]
+    ok = candidate.unsqueeze(0) & (agree > REFERENCE_MIN_AGREEMENT)
+    score_all = torch.where(ok, iqr, torch.zeros_like(iqr))
+    score, k_best = score_all.max(-1)                                          # [C', U]
+    t1 = totals[1]
+
+    def on_iou_set(k):                                                         # k: [C', U] level indices
+        idx = k.unsqueeze(-1)
+        a = n11[1].gather(-1, idx).squeeze(-1)
+        mm = m[1].unsqueeze(0).expand(n_c, -1, -1).gather(-1, idx).squeeze(-1)
+        c = nc[1].view(-1, 1)
+        union = mm + c - a
+        iou_ = torch.where(union > 0, a / union.clamp(min=1), torch.zeros_like(a))
+        return iou_, (a + (t1 - mm - c + a)) / t1
+
+    iou_own, acc_own = on_iou_set(k_best)
+    if n_c == 0:                                   # nothing scored: no label, no threshold
+        zero = np.zeros((u, n_labels_ext))
+        return {"ref_iqr": zero, "ref_iou": zero, "ref_accuracy": zero, "ref_iou_unit": zero, "ref_thresholds": zero,
+                "ref_label": np.zeros(u, dtype=np.int64), "ref_threshold": np.full(u, math.nan)}
+    label_row = score.argmax(0)                                                # [U]: row among the scored
+    k_unit = k_best.gather(0, label_row.view(1, -1)).view(-1)
+    iou_unit, _ = on_iou_set(k_unit.view(1, -1).expand(n_c, -1))
+    return {"ref_iqr": full(score), "ref_iou": full(iou_own), "ref_accuracy": full(acc_own),
+            "ref_iou_unit": full(iou_unit), "ref_label": sc[label_row].numpy(),
+            "ref_thresholds": full(lo.view(1, -1) + k_best.double() * width.view(1, -1)),
+            "ref_threshold": (lo + k_unit.double() * width).numpy()}
 
 
 def merge_distributed(stats, concept_slot_px, totals, device):

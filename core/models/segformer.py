@@ -56,6 +56,9 @@ ADE20K_LABELS = [
     "bulletin board", "shower", "radiator", "glass", "clock", "flag",
 ]
 assert len(ADE20K_LABELS) == 150
+# ADE20K's stuff classes (amorphous regions; the concept maps' "objects only" hides them)
+ADE20K_STUFF = ["wall", "floor", "ceiling", "sky", "road", "grass", "sidewalk", "earth", "mountain", "water", "sea",
+                "field", "sand", "river", "hill", "land", "dirt track", "path", "rock", "runway", "lake"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,6 +77,7 @@ class SegformerSegmenter(nn.Module):
         self.model = model
         k = int(model.config.num_labels)
         self.labels = ["-"] + list(labels or _labels_from_config(model.config))
+        self.stuff = [c for c in ADE20K_STUFF if c in self.labels]
         if len(self.labels) != k + 1:
             raise InputError(f"{len(self.labels) - 1} label names for a {k}-class SegFormer")
         self.input_size = input_size

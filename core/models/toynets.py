@@ -47,15 +47,17 @@ class _Encoder(nn.Module):
 
 
 class ToySegmenter(nn.Module):
-    """U-Net segmenter for toyworld meeting the segmenter protocol (see :mod:`core.protocols`).
+    """U-Net segmenter for toyworld meeting the segmenter protocol (see :mod:`core.base.protocols`).
 
-    ``labels`` is :data:`core.toyworld.LABELS` (index 0 = unlabeled). ``segment`` returns a
+    ``labels`` is :data:`core.toyworld.LABELS` (index 0 = unlabeled); ``stuff`` the labels of
+    amorphous regions (:data:`core.toyworld.STUFF`). ``segment`` returns a
     long tensor N x H x W; ``scores`` differentiable per-label probabilities N x L x H x W.
     """
 
     def __init__(self, labels=None, widths=(24, 48, 96, 160)):
         super().__init__()
         self.labels = list(labels or toyworld.LABELS)
+        self.stuff = [c for c in toyworld.STUFF if c in self.labels]     # optional protocol attribute
         L = len(self.labels)
         w1, w2, w3, w4 = widths
         self.enc = _Encoder(widths)

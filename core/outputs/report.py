@@ -13,18 +13,31 @@ from core.outputs.visualize import data_uri, unit_strips
 __all__ = ["write_outputs", "units_table"]
 
 
-def units_table(res: Dissection) -> pd.DataFrame:
-    """Every dissected unit of every layer, one row each."""
-    return pd.concat([res.units(layer).assign(layer=layer) for layer in res.layers], ignore_index=True)
+def units_table(res: Dissection, **unit_options) -> pd.DataFrame:
+    """Every dissected unit of every layer, one row each (``unit_options``: see ``Dissection.units``)."""
+    return pd.concat([res.units(layer, **unit_options).assign(layer=layer) for layer in res.layers],
+                     ignore_index=True)
 
 
-def _summary_json(res: Dissection) -> dict:
+def _summary_json(res: Dissection, unit_options: dict) -> dict:
     return {
         "model": res.model, "segmenter": res.segmenter, "n_samples": res.n_samples, "seed": res.seed,
         "options": res.options.key(), "labels": res.labels, "meta": res.meta,
-        "summary": res.summary().to_dict(orient="records"),
-        "layers": {layer: res.units(layer).to_dict(orient="records") for layer in res.layers},
+        "labeling": {"labeling": "reference", **{k: v for k, v in unit_options.items() if k != "exclude"},
+                     "excluded_units": {k: list(map(int, v)) for k, v in (unit_options.get("exclude") or {}).items()}},
+        "summary": pd.concat([res.subset([ly]).summary(**_opts(unit_options, ly)) for ly in res.layers])
+        .to_dict(orient="records"),
+        "layers": {layer: res.units(layer, **_opts(unit_options, layer)).to_dict(orient="records")
+                   for layer in res.layers},
     }
+
+
+def _opts(unit_options: dict, layer: str) -> dict:
+    """The options of ``Dissection.units`` for one layer (``exclude`` is per layer)."""
+    out = {k: v for k, v in unit_options.items() if k != "exclude"}
+    if unit_options.get("exclude") and layer in unit_options["exclude"]:
+        out["exclude"] = unit_options["exclude"][layer]
+    return out
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
@@ -34,31 +47,37 @@ background:#4c78a8;margin-right:6px}.dim{color:#999}img{image-rendering:pixelate
 
 
 def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 40, strip_len: int = 6,
-                  scale: int = 2) -> dict[str, Path]:
+                  scale: int = 2, **unit_options) -> dict[str, Path]:
     """Write ``dissection.json``, ``units.csv`` and ``report.html`` under ``out_dir``.
     With ``generator``, the report shows image strips for the ``strip_units`` best units of
-    each layer (regenerated from the seed and the top-k sample indices)."""
+    each layer (regenerated from the seed and the top-k sample indices). ``unit_options``:
+    how units are labelled (``labeling``, ``pixel_accuracy``, ``concepts``; ``exclude``:
+    ``{layer: units}``), see ``Dissection.units``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "dissection.json", "csv": out / "units.csv", "html": out / "report.html"}
-    paths["json"].write_text(json.dumps(_summary_json(res), indent=1, default=float))
-    units_table(res).to_csv(paths["csv"], index=False)
+    paths["json"].write_text(json.dumps(_summary_json(res, unit_options), indent=1, default=float))
+    pd.concat([res.units(ly, **_opts(unit_options, ly)).assign(layer=ly) for ly in res.layers],
+              ignore_index=True).to_csv(paths["csv"], index=False)
+    rule = unit_options.get("labeling", "reference")
 
     parts = [f"<!doctype html><meta charset='utf-8'><title>Dissection of {html.escape(res.model)}</title>",
              f"<style>{_CSS}</style><h1>Dissection of {html.escape(res.model)}</h1>",
              f"<p>{res.n_samples} samples (seed {res.seed}), segmenter {html.escape(res.segmenter)}, "
-             f"resolution {res.meta.get('resolution')}, IoU threshold {res.options.iou_threshold}. "
-             "Thresholds maximise I/H on the even samples; IoU is measured on the odd samples.</p>",
-             "<h2>Summary</h2>", res.summary().to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+             f"resolution {res.meta.get('resolution')}, IoU threshold {res.options.iou_threshold}, "
+             f"labelling: {html.escape(rule)}. Thresholds are chosen on the even samples; IoU is measured on "
+             "the odd samples.</p>", "<h2>Summary</h2>",
+             pd.concat([res.subset([ly]).summary(**_opts(unit_options, ly)) for ly in res.layers])
+             .to_html(index=False, float_format=lambda v: f"{v:.3f}")]
     for layer in res.layers:
-        u = res.units(layer).sort_values("iou", ascending=False)
+        u = res.units(layer, **_opts(unit_options, layer)).sort_values("iou", ascending=False)
         strips = {}
         if generator is not None and strip_units > 0:
             best = u.head(strip_units)
             _, top_i = res.topk(layer)
             strips = unit_strips(generator, layer, best.unit.tolist(), best.threshold.tolist(),
                                  top_i[best.unit.to_numpy(), :strip_len], res.seed)
-        counts = res.concept_counts(layer)
+        counts = res.concept_counts(layer, **_opts(unit_options, layer))
         parts.append(f"<h2>{html.escape(layer)}</h2><p>{int(u.interpretable.sum())} of {len(u)} units "
                      f"interpretable; concepts: " + ", ".join(f"{html.escape(str(k))} ({v})"
                                                              for k, v in counts.items()) + "</p>")

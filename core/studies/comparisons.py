@@ -9,7 +9,7 @@ from core.engine.dissection import dissect
 from core.models.zoo import checkpoint_series, images_seen, list_models, load_generator
 
 __all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
-           "concept_map", "concept_map_summary"]
+           "concept_map", "concept_map_summary", "object_concepts"]
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
@@ -114,17 +114,27 @@ def dissect_models(names: Sequence[str], segmenter, layers: Sequence[str], n_sam
     return out
 
 
-def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshold: float | None = None) -> pd.DataFrame:
+def object_concepts(labels: Sequence[str], stuff: Sequence[str]) -> list[str]:
+    """The labels that are not stuff (amorphous regions such as sky, road, wall): a part label
+    ``c-t`` counts as its concept ``c``."""
+    stuff = set(stuff)
+    return [c for c in labels[1:] if c not in stuff and c.rsplit("-", 1)[0] not in stuff]
+
+
+def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshold: float | None = None,
+                **unit_options) -> pd.DataFrame:
     """How many units of each layer match each concept (the paper's Fig. 5, 6, 19 and 7).
 
     ``results``: ``{row name (scene type or model): Dissection}``. One row per (row, layer,
-    concept) with ``units`` (number of interpretable units whose best concept it is),
-    ``mean_iou``/``max_iou`` over them and ``unit_list``; sorted by row, layer and decreasing
-    count (then concept name). ``iou_threshold`` overrides each dissection's own."""
+    concept) with ``units`` (number of interpretable units whose label it is), ``mean_iou``/
+    ``max_iou`` over them and ``unit_list``; sorted by row, layer and decreasing count (then
+    concept name). ``unit_options`` go to :meth:`~core.engine.dissection.Dissection.units`
+    (``labeling="reference"`` by default, ``"max-iou"``; ``pixel_accuracy``; ``concepts``, e.g.
+    :func:`object_concepts`). ``iou_threshold`` overrides each dissection's own."""
     rows = []
     for row, res in results.items():
         for layer in (layers or res.layers):
-            u = res.units(layer)
+            u = res.units(layer, **unit_options)
             ok = ((u.iou > iou_threshold) & (u.iqr > res.options.iqr_threshold) if iou_threshold is not None
                   else u.interpretable)
             good = u[ok]

@@ -16,13 +16,14 @@ from dashboard.common import (
     fix_for,
     generator,
     pick_samples,
+    segmenter,
     zoo,
 )
 
 st.title("Concept maps")
-st.caption("Units per concept for every scene type and layer: each bar counts the units whose best "
-           "concept (IoU above 0.05 and I/H above 0.01) it is, coloured by concept, sorted. Hover for "
-           "counts and mean IoU; click a bar to browse those units.")
+st.caption("Units per concept for every scene type and layer: each bar counts the units labelled with "
+           "that concept (interpretable: I/H above 0.01 and IoU above 0.05), coloured by concept, sorted. "
+           "Hover for counts and mean IoU; click a bar to browse those units.")
 
 models_all = zoo()
 groups = studies.zoo_groups(models_all)
@@ -52,6 +53,23 @@ if not chosen_scenes or not layers:
     st.info("Choose at least one scene type and one layer.")
     st.stop()
 models = {s: groups[s]["base"] for s in chosen_scenes}
+l1, l2, l3 = st.columns([2, 1, 1])
+rule = l1.radio("Labelling", ["reference", "max-iou"], horizontal=True, key="cm_labeling",
+                format_func=lambda r: {"reference": "reference rule (the paper's code)", "max-iou": "highest IoU"}[r],
+                help="Reference rule (the 2018 code): the concept with the highest I/H over the unit's quantile "
+                     "levels (levels > 0 with pixel agreement > 0.8), one threshold per unit. Highest IoU: each "
+                     "concept at its own threshold, the label the concept of largest IoU (large concepts such as "
+                     "sky and road win).")
+objects_only = l2.toggle("Objects only", key="cm_objects", help="Hide stuff classes (sky, road, grass, wall, "
+                         "floor, water...): a unit is then labelled with its best object.")
+strict = l3.toggle("Pixel accuracy > 0.75", key="cm_accuracy", disabled=rule != "reference",
+                   help="The paper's Fig. 5 also asks the label's pixel accuracy above 0.75.")
+unit_options = {"labeling": rule}
+if objects_only:
+    seg_labels = segmenter().labels
+    unit_options["concepts"] = studies.object_concepts(seg_labels, getattr(segmenter(), "stuff", ()))
+if strict and rule == "reference":
+    unit_options["pixel_accuracy"] = 0.75
 
 
 def load_all(names, compute):
@@ -116,7 +134,7 @@ if missing:
         st.rerun()
 if results:
     by_scene = {s: results[m] for s, m in models.items() if m in results}
-    cm = studies.concept_map(by_scene, layers)
+    cm = studies.concept_map(by_scene, layers, **unit_options)
     summary = studies.concept_map_summary(cm)
     fig = cell_figure(cm, list(by_scene), layers, lambda s: s if models[s].split("/")[-1] == s else f"{s} ({models[s]})")
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points",
@@ -162,7 +180,7 @@ else:
                 got.update(load_all(todo, compute=True))
                 st.rerun()
         if got:
-            vm = studies.concept_map({m: got[m] for m in names if m in got}, layers)
+            vm = studies.concept_map({m: got[m] for m in names if m in got}, layers, **unit_options)
             st.plotly_chart(cell_figure(vm, [m for m in names if m in got], layers, lambda m: m.split("/")[-1]),
                             width="stretch", key=f"variants-{scene}")
             st.dataframe(studies.concept_map_summary(vm).rename(columns={"row": "model"}), hide_index=True,
