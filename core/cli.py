@@ -4,6 +4,7 @@ under ``torchrun``).
     ganatomy models                                        # shipped, published and added models
     ganatomy fetch progan/churchoutdoor                    # download a published model (on request)
     ganatomy dissect --model toyworld/town --layers layer4 layer6 --samples 2000 --out DIR
+    ganatomy context --model toyworld/town --layer layer4 --concept door --out DIR   # where it can go
     torchrun --nproc_per_node=2 -m core dissect --model toyworld/town --samples 2000 --out DIR
 """
 from __future__ import annotations
@@ -13,14 +14,18 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from core.base.errors import GanatomyError
-from core.base.hooks import layer_names
+from core.base.hooks import layer_names, layer_shape, resolve_layers
+from core.base.validate import check_units, concept_index
+from core.engine.causal import cached_ace
 from core.engine.dissection import dissect
+from core.engine.intervention import cached_insertion_constants
 from core.engine.repair import cached_unit_fid
 from core.models import (
     architectures,
@@ -33,7 +38,7 @@ from core.models import (
     status,
 )
 from core.outputs.report import write_outputs
-from core.studies import evaluation
+from core.studies import context, evaluation
 
 __all__ = ["main"]
 
@@ -119,6 +124,60 @@ def cmd_dissect(a):
         torch.distributed.destroy_process_group()
 
 
+def cmd_context(a):
+    """The context study of a concept's units (Fig. 11) with toyworld's classes and rules, over
+    several seeds: writes ``context.json`` (and ``insertions.csv``) under ``--out``."""
+    rank, world = _init_distributed()
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        G = load_generator(a.model, device=device, download=a.download)
+        seg = load_segmenter(a.segmenter, device=device, download=a.download)
+        layer = resolve_layers(G, [a.layer])[0]
+        c = concept_index(seg, a.concept)
+        if a.units:
+            units, ranking = check_units(a.units, layer_shape(G, layer)[0], layer), "given"
+        elif a.ranking == "ace":
+            bar = tqdm(total=a.ace_steps, desc=f"ACE {a.concept}")
+            res = cached_ace(G, seg, layer, c, n_steps=a.ace_steps, n_dissect=a.dissect_samples,
+                             progress=lambda s, t, loss: bar.update(1))
+            bar.close()
+            units, ranking = [int(u) for u in res.ranking[:a.n_units]], f"ACE ({a.ace_steps} steps)"
+        else:
+            dis = dissect(G, seg, [layer], a.dissect_samples)
+            units, ranking = [int(u) for u in np.argsort(-dis.iou(layer)[:, c], kind="stable")[:a.n_units]], "IoU"
+        k = cached_insertion_constants(G, seg, layer, c, n_samples=a.k_samples)
+        quantiles = dissect(G, seg, [layer], a.dissect_samples).quantiles(layer) if a.scale == "p99" else None
+        value, scale = context.unit_values(k, units, "p99" if a.scale == "p99" else float(a.scale), quantiles)
+        bar = tqdm(total=1, desc="context", unit="insertion")
+
+        def progress(d, t):
+            bar.total = t
+            bar.n = d
+            bar.refresh()
+
+        t0 = time.perf_counter()
+        out = context.context_over_seeds(G, seg, layer, units, value, a.concept, seeds=a.seeds, n_images=a.images,
+                                         brush=a.brush, scale=scale, progress=progress)
+        bar.close()
+    except (GanatomyError, ValueError) as e:
+        _die(str(e))
+    summary = out["summary"]
+    report = {"model": a.model, "layer": layer, "concept": a.concept, "segmenter": a.segmenter,
+              "settings": {"units": units, "ranking": ranking, "brush_cells": a.brush, "scale": a.scale,
+                           "seeds": list(a.seeds), "images_per_seed": a.images, "k_samples": a.k_samples,
+                           "grid": list(layer_shape(G, layer)[1:])},
+              "classes": summary.to_dict(orient="records"),
+              "ratios": {f"{x} / {y}": context.added_ratio(summary, x, y) for x in ("wall at its ground line",)
+                         for y in ("sky", "road", "upper wall")},
+              "seconds": round(time.perf_counter() - t0, 1)}
+    outdir = Path(a.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "context.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    out["rows"].to_csv(outdir / "insertions.csv", index=False)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(json.dumps({"out": str(outdir / "context.json"), "seconds": report["seconds"]}))
+
+
 def _high_fid_units(G, layers, limit: float, device, n: int) -> dict[str, list[int]]:
     """{layer: units whose unit FID (toyworld feature space; ``n`` images, each unit's top tenth,
     against ``n`` real scenes) exceeds ``limit``} (S-6.3's filter)."""
@@ -175,6 +234,25 @@ def main(argv=None):
     d.add_argument("--no-cache", action="store_true")
     d.add_argument("--out", required=True)
     d.set_defaults(fn=cmd_dissect)
+    c = sub.add_parser("context", help="where a concept's units can insert it, by context (Fig. 11), over seeds")
+    c.add_argument("--model", default="toyworld/town")
+    c.add_argument("--segmenter", default="toyworld")
+    c.add_argument("--download", action="store_true")
+    c.add_argument("--layer", default="layer4")
+    c.add_argument("--concept", required=True)
+    c.add_argument("--units", type=int, nargs="+", default=None, help="default: the concept's top --n-units units")
+    c.add_argument("--ranking", choices=["ace", "iou"], default="ace", help="how the units are chosen (default ACE)")
+    c.add_argument("--n-units", type=int, default=20)
+    c.add_argument("--ace-steps", type=int, default=150)
+    c.add_argument("--dissect-samples", type=int, default=500)
+    c.add_argument("--k-samples", type=int, default=100, help="samples for the insertion constants k (S-6.4)")
+    c.add_argument("--brush", type=int, default=2, help="brush size in featuremap cells (default 2: 2x2 cells)")
+    c.add_argument("--scale", default="3", help="insertion value: a multiple of k (default 3) or p99 (GANPaint)")
+    c.add_argument("--seeds", type=int, nargs="+", default=[4, 5, 6])
+    c.add_argument("--images", type=int, default=8, help="images per seed")
+    c.add_argument("--device", default=None)
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=cmd_context)
     a = ap.parse_args(argv)
     a.fn(a)
 

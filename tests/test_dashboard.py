@@ -219,6 +219,12 @@ def test_paint_page_stroke_edits_the_image_and_context_study(tmp_path, monkeypat
     painted = edited()
     assert painted != before
     assert any("added in 24 cells" in m.value for m in at.markdown)
+    assert at.select_slider(key="paint_strength").value == 3.0         # the default that draws a visible door
+    at.select_slider(key="paint_strength").set_value(1.0).run()
+    assert not at.exception, at.exception
+    assert edited() not in (before, painted)                            # k itself: another, fainter edit
+    at.select_slider(key="paint_strength").set_value(3.0).run()
+    assert edited() == painted
     at.get("segmented_control")[0].set_value("remove").run()
     assert not at.exception, at.exception
     assert edited() not in (before, painted)

@@ -25,8 +25,8 @@ from core.base.validate import check_units, concept_index, concept_mask
 from core.engine.dissection import dissect
 from core.engine.intervention import Edit, cached_insertion_constants, generate, insertion_constants
 
-__all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "trace_effect", "removal_table",
-           "channel_scales", "removal_fraction"]
+__all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "context_summary",
+           "majority_context", "trace_effect", "removal_table", "channel_scales", "removal_fraction"]
 
 
 def _check_units(generator, layer, units):
@@ -308,49 +308,95 @@ def removal_fraction(generator, segmenter, layer, concept, units, n_samples=200,
 
 # ----------------------------------------------------------------------------- context (Fig. 11)
 
+def majority_context(labels: Sequence[str]):
+    """The default context of an insertion: the segmenter's majority class in the pixels under
+    the brush, before the edit. A ``classify(seg, boxes)`` function: ``seg`` [J, H, W] labels of
+    each insertion's image, ``boxes`` [J, 4] pixel boxes (y0, x0, y1, x1); returns J names."""
+    names = np.asarray(labels, dtype=object)
+
+    def classify(seg, boxes):
+        out = []
+        for s, (y0, x0, y1, x1) in zip(seg, boxes.tolist()):
+            out.append(names[int(torch.bincount(s[y0:y1, x0:x1].reshape(-1), minlength=len(names)).argmax())])
+        return out
+    return classify
+
+
 @torch.no_grad()
 def context_study(generator, segmenter, layer, units, value, concept, n_images: int = 16,
-                  seed: int = 4, batch_size: int = 16, progress: Callable | None = None):
-    """Insert ``units`` (set to ``value``) at every single featuremap location of every image.
+                  seed: int = 4, batch_size: int = 16, progress: Callable | None = None, *, brush: int = 1,
+                  scale: float = 1.0, classify: Callable | None = None, violations: Callable | None = None):
+    """Insert ``units`` (set to ``scale`` x ``value``) in a ``brush`` x ``brush`` block of
+    featuremap cells at every position of every image (paper Fig. 11, S-6.5).
 
-    Returns ``(rows, summary, maps)``: rows = one per (image, location) with the segmenter's
-    majority class in that location's cell before insertion (``context``) and the insertion
-    effect (change in the fraction of the image labelled ``concept``); summary = mean effect
-    per context class; maps = [n_images, h, w] effect per location."""
+    Returns ``(rows, summary, maps)``: ``rows`` one per (image, block): its top-left cell
+    ``y``, ``x``; ``context`` (``classify(seg, boxes)``, default :func:`majority_context`: the
+    majority class under the block before the edit); ``added_px``, the concept's pixels after
+    minus before (whole image, segmenter's labels); ``effect`` the same as a fraction of the
+    image; ``violations`` (``violations(seg_before, seg_after, c)``: pixels of the edit that
+    break a context rule, e.g. a door not on a wall; NaN without a rule). ``summary``: per
+    context class ``count``, ``mean`` (fraction), ``added_px`` mean with its 95% interval
+    (``ci_low``, ``ci_high``, normal approximation over insertions), ``share_ge6`` (insertions
+    adding >= 6 px) and ``violations`` mean. ``maps``: [n_images, h', w'] mean ``effect`` per
+    block position."""
     layer = resolve_layers(generator, [layer])[0]
     units = _check_units(generator, layer, units)
     c = concept_index(segmenter, concept)
+    n_units, h, w = layer_shape(generator, layer)
+    if isinstance(brush, bool) or not isinstance(brush, (int, np.integer)) or not 1 <= brush <= min(h, w):
+        raise InputError(f"brush must be a whole number of cells from 1 to {min(h, w)} (the {layer} grid is "
+                         f"{h}x{w}), got {brush!r}")
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a positive number (a multiple of the insertion values), got {scale!r}")
     dev = device_of(generator)
-    labels = list(segmenter.labels)
     v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
-    v = v[units] if v.numel() > len(units) else v
+    v = (v[units] if v.numel() > len(units) else v) * float(scale)
+    classify = classify or majority_context(segmenter.labels)
     z_all = z_range(seed, 0, n_images, generator.z_dim, dev)
-    images, cap = generate(generator, z_all, capture=[layer])
-    h, w = cap[layer].shape[-2:]
+    images = generate(generator, z_all)
     seg0 = segmenter.segment(images)
-    seg0 = seg0[:, 0] if seg0.dim() == 4 else seg0
-    base = (seg0 == c).float().mean((1, 2))
-    L = len(labels)
-    onehot = F.one_hot(seg0.long(), L).permute(0, 3, 1, 2).float()
-    share = F.adaptive_avg_pool2d(onehot, (h, w))                     # [n, L, h, w]
-    context = share.argmax(1)                                          # majority class per cell
-    maps = torch.zeros(n_images, h * w)
-    img = torch.arange(n_images).repeat_interleave(h * w)            # job j: image img[j], cell cell[j]
-    cell = torch.arange(h * w).repeat(n_images)
-    base = base.float().cpu()
+    seg0 = (seg0[:, 0] if seg0.dim() == 4 else seg0).long()
+    H, W = seg0.shape[-2:]
+    hit0 = seg0 == c
+    base_px = hit0.sum((1, 2)).float().cpu()
+    hh, ww = h - brush + 1, w - brush + 1
+    img = torch.arange(n_images).repeat_interleave(hh * ww)           # job j: image img[j], block pos[j]
+    pos = torch.arange(hh * ww).repeat(n_images)
+    ys, xs = pos // ww, pos % ww
+    boxes = torch.stack([ys * H // h, xs * W // w, (ys + brush) * H // h, (xs + brush) * W // w], 1)
+    contexts = classify(seg0[img].cpu(), boxes)
+    added = torch.zeros(len(img))
+    broken = torch.full((len(img),), math.nan)
     for a in range(0, len(img), batch_size):
-        ii, cc = img[a:a + batch_size], cell[a:a + batch_size]
-        mask = F.one_hot(cc, h * w).view(-1, 1, h, w).float().to(dev)
-        frac = concept_mask(segmenter, generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask)]), c)
-        maps[ii, cc] = frac.float().mean((1, 2)).cpu() - base[ii]
+        ii, yy, xx = img[a:a + batch_size], ys[a:a + batch_size], xs[a:a + batch_size]
+        mask = torch.zeros(len(ii), 1, h, w, device=dev)
+        for j, (y, x) in enumerate(zip(yy.tolist(), xx.tolist())):
+            mask[j, 0, y:y + brush, x:x + brush] = 1
+        seg1 = segmenter.segment(generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask)]))
+        seg1 = (seg1[:, 0] if seg1.dim() == 4 else seg1).long()
+        added[a:a + len(ii)] = (seg1 == c).sum((1, 2)).float().cpu() - base_px[ii]
+        if violations is not None:
+            broken[a:a + len(ii)] = torch.as_tensor(violations(seg0[ii.to(seg0.device)], seg1, c), dtype=torch.float32).cpu()
         if progress:
             progress(min(a + batch_size, len(img)), len(img))
-    names = np.asarray(labels, dtype=object)
-    rows = pd.DataFrame({"image": img.numpy(), "y": (cell // w).numpy(), "x": (cell % w).numpy(),
-                         "context": names[context.reshape(-1).cpu().numpy()], "effect": maps.reshape(-1).numpy()})
-    maps = maps.view(n_images, h, w)
-    summary = rows.groupby("context").effect.agg(["mean", "count"]).sort_values("mean", ascending=False)
-    return rows, summary.reset_index(), maps.numpy()
+    rows = pd.DataFrame({"image": img.numpy(), "y": ys.numpy(), "x": xs.numpy(), "context": contexts,
+                         "added_px": added.numpy(), "effect": (added / (H * W)).numpy(),
+                         "violations": broken.numpy()})
+    maps = (added / (H * W)).view(n_images, hh, ww).numpy()
+    return rows, context_summary(rows), maps
+
+
+def context_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per context class of :func:`context_study` rows: count, mean effect (fraction), mean added
+    pixels with a 95% interval (normal approximation over insertions), share of insertions that
+    add >= 6 px, mean violation pixels; sorted by mean added pixels."""
+    g = rows.groupby("context")
+    out = pd.DataFrame({"count": g.size(), "mean": g.effect.mean(), "added_px": g.added_px.mean(),
+                        "sd": g.added_px.std(ddof=1).fillna(0.0), "share_ge6": g.added_px.apply(lambda x: (x >= 6).mean()),
+                        "violations": g.violations.mean()})
+    half = 1.96 * out.sd / np.sqrt(out["count"])
+    out["ci_low"], out["ci_high"] = out.added_px - half, out.added_px + half
+    return out.drop(columns="sd").sort_values("added_px", ascending=False).reset_index()
 
 
 # ----------------------------------------------------------------------------- tracing (S-6.5)

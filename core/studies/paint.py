@@ -91,19 +91,23 @@ def concept_units(dissection, layer: str, concept: str, n: int = 20) -> list[int
     return [int(u) for u in np.argsort(-iou, kind="stable")[:n]]
 
 
-def paint_edits(layer: str, units, mode: str, k, cells) -> list[Edit]:
-    """The edit of one painting: ``mode="add"`` inserts ``units`` at their insertion constants
-    ``k`` (all units' values, indexed here) in ``cells``; ``"remove"`` ablates them there. An
-    empty painting gives no edit."""
+def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0) -> list[Edit]:
+    """The edit of one painting: ``mode="add"`` inserts ``units`` at ``scale`` x their insertion
+    constants ``k`` (all units' values, indexed here) in ``cells``; ``"remove"`` ablates them
+    there. An empty painting gives no edit. At 64 px a toyworld door is one layer4 cell, and the
+    constants (a coverage-weighted mean) are well below the units' peaks: ``scale`` 3 is what
+    draws a visible door on a wall (the Paint page's default)."""
     if mode not in MODES:
         raise InputError(f"paint mode must be one of {MODES}, got {mode!r}")
+    if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a positive number (a multiple of the insertion values), got {scale!r}")
     cells = np.asarray(cells, np.float32)
     if not cells.any():
         return []
     units = [int(u) for u in units]
     if mode == "remove":
         return [Edit(layer, units, "ablate", None, cells)]
-    value = torch.as_tensor(np.asarray(k, np.float32))[units]
+    value = torch.as_tensor(np.asarray(k, np.float32))[units] * float(scale)
     return [Edit(layer, units, "insert", value, cells)]
 
 

@@ -8,8 +8,8 @@ import streamlit as st
 import torch
 from streamlit_drawable_canvas import st_canvas
 
+from core import studies
 from core.base.sampling import z_range
-from core.engine import causal
 from core.engine.intervention import generate
 from core.outputs.visualize import png_bytes, to_uint8
 from core.studies import paint
@@ -50,7 +50,7 @@ concepts = sorted((c for c in seg.labels[1:] if res.frequency(layer)[res.labels.
                   key=lambda c: -matched.get(c, 0))          # concepts with the most units first
 if st.session_state.get("paint_concept") not in concepts:
     st.session_state.pop("paint_concept", None)
-c1, c2, c3, c4, c5 = st.columns([2, 2, 1, 2, 2])
+c1, c2, c3, c4, c5, c6 = st.columns([2, 2, 1, 2, 2, 2])
 concept = c1.selectbox("Concept", concepts, key="paint_concept",
                        format_func=lambda c: f"{c} ({matched.get(c, 0)} units)")
 mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_mode",
@@ -60,7 +60,14 @@ n_paint = 1 if n_units == 1 else c4.slider(
     "Units", 1, n_units, min(20, n_units), key="paint_units",
     help="How many of the concept's units the paint drives (causal ranking when the Causal units page "
          "has found them, else highest IoU first)")
-brush = c5.slider("Brush", 8, 64, 32, step=4, key="paint_brush")
+brush = c5.slider("Brush", 8, 64, 40, step=4, key="paint_brush",
+                  help="Brush width in canvas pixels; one featuremap cell is "
+                       f"{320 // max(rows, 1)} px here. A cell counts when a stroke covers 15% of it.")
+strength = c6.select_slider("Strength", [1.0, 2.0, 3.0, 4.0], value=3.0, key="paint_strength",
+                            format_func=lambda v: f"{v:g} x k",
+                            help="Inserted units are set to this multiple of their insertion values k (S-6.4, "
+                                 "the mean activation where the concept is). k itself barely draws a 64 px door; "
+                                 "3 x k draws a visible one on a wall.")
 
 
 # every cached result names the segmenter too: sessions may have chosen different ones
@@ -125,7 +132,7 @@ def painter():
     try:
         drawing = result.image_data if _objects(canvas_key) else None
         cells = paint.stroke_coverage(drawing, (rows, cols)) >= 0.15
-        edits = paint.paint_edits(layer, units, mode, k, cells)
+        edits = paint.paint_edits(layer, units, mode, k, cells, scale=strength)
         with torch.no_grad():
             edited = to_uint8(generate(G, z, edits))[0]
     except ERRORS as e:
@@ -151,51 +158,71 @@ painter()
 
 # ----------------------------------------------------------------------------- context study
 st.subheader(f"Where can {concept} go? Context study")
-st.caption(f"{concept} units inserted at one {layer} cell at a time, in every cell of this image (and of the "
-           "next images of the same seed): the map shows how much of the image becomes "
-           f"{concept}; the bars average the effect by what the cell showed before.")
-k1, k2 = st.columns([1, 3])
-n_images = k1.select_slider("Images", [1, 2, 4, 8, 16], value=2, key="ctx_images")
+st.caption(f"{concept} units inserted in a block of {layer} cells at a time, at every position of images of "
+           "three seeds (this one and the next two): the bars give the concept pixels an insertion adds, by what "
+           "the block showed before (walls split at their ground line, where toyworld puts doors), with 95% "
+           "intervals over the seeds; the map shows this image.")
+k1, k2, k3, k4 = st.columns([1, 1, 1, 2])
+n_images = k1.select_slider("Images per seed", [1, 2, 4, 8], value=2, key="ctx_images")
+ctx_brush = k2.select_slider("Brush (cells)", [1, 2, 3], value=min(2, rows, cols), key="ctx_brush")
+ctx_scale = k3.select_slider("Strength", ["1", "2", "3", "4", "p99"], value="3", key="ctx_scale",
+                             format_func=lambda v: "99th pct (GANPaint)" if v == "p99" else f"{v} x k")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def context(model, segmenter_key, k_samples, layer, concept, units, seed, n_images, _G, _k):
-    bar = st.progress(0.0, text="Inserting at every cell…")
-    out = causal.context_study(_G, seg, layer, list(units), _k, concept, n_images=n_images, seed=seed,
-                               progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} insertions"))
+def context(model, segmenter_key, k_samples, layer, concept, units, seed, n_images, brush, scale, _G, _k, _q):
+    bar = st.progress(0.0, text="Inserting at every position…")
+    value, mult = studies.context.unit_values(_k, list(units), "p99" if scale == "p99" else float(scale), _q)
+    out = studies.context.context_over_seeds(
+        _G, seg, layer, list(units), value, concept, seeds=(seed, seed + 1, seed + 2), n_images=n_images,
+        brush=brush, scale=mult, progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} insertions"))
     bar.empty()
     return out
 
 
-ctx_key = (name, seg.cache_key, min(100, n), layer, concept, tuple(units), seed, n_images)
-if k2.button(f"Run the context study ({n_images * rows * cols} insertions)", key="ctx_run") \
+n_pos = (rows - ctx_brush + 1) * (cols - ctx_brush + 1)
+ctx_key = (name, seg.cache_key, min(100, n), layer, concept, tuple(units), seed, n_images, ctx_brush, ctx_scale)
+if k4.button(f"Run the context study ({3 * n_images * n_pos} insertions)", key="ctx_run") \
         or st.session_state.get("ctx_key") == ctx_key:
     st.session_state["ctx_key"] = ctx_key
     try:
         with st.status(f"Context study of {concept} at {layer}", expanded=False) as box:
-            rows_df, summary, maps = context(*ctx_key, G, k)
-            box.update(label=f"Context study of {concept} at {layer}: {len(rows_df)} insertions", state="complete")
+            out = context(*ctx_key, G, k, res.quantiles(layer))
+            box.update(label=f"Context study of {concept} at {layer}: {len(out['rows'])} insertions",
+                       state="complete")
     except ERRORS as e:
         fail("The context study failed", e, fix_for(e))
+    summary, rows_df = out["summary"], out["rows"]
     m1, m2 = st.columns(2)
-    h, w = maps.shape[1:]
+    mine = rows_df[(rows_df.seed == seed) & (rows_df.image == 0)]
+    hh, ww = rows - ctx_brush + 1, cols - ctx_brush + 1
+    grid = np.zeros((hh, ww))
+    grid[mine.y.to_numpy(), mine.x.to_numpy()] = mine.added_px.to_numpy()
     fig = go.Figure(go.Image(z=base, hoverinfo="skip"))
-    scale = base.shape[0] / h
-    lim = float(np.abs(maps[0]).max()) or 1e-6
-    fig.add_trace(go.Heatmap(z=maps[0], x0=(scale - 1) / 2, dx=scale, y0=(scale - 1) / 2, dy=scale, opacity=0.6,
-                             colorscale="RdBu_r", zmin=-lim, zmax=lim, colorbar=dict(title="Δ fraction"),
-                             hovertemplate=f"cell %{{y}}, %{{x}}<br>Δ {concept}: %{{z:.4f}}<extra></extra>"))
-    fig.update_layout(title=f"Effect of inserting {concept} at each cell of this image", height=380,
+    scale = base.shape[0] / rows
+    lim = float(np.abs(grid).max()) or 1.0
+    fig.add_trace(go.Heatmap(z=grid, x0=(scale * ctx_brush - 1) / 2, dx=scale, y0=(scale * ctx_brush - 1) / 2, dy=scale,
+                             opacity=0.6, colorscale="RdBu_r", zmin=-lim, zmax=lim, colorbar=dict(title="px"),
+                             hovertemplate=f"block at cell %{{y}}, %{{x}}<br>{concept}: %{{z:+.0f}} px<extra></extra>"))
+    fig.update_layout(title=f"{concept} pixels added by an insertion at each position of this image", height=380,
                       margin=dict(t=40, b=10, l=10, r=10))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     m1.plotly_chart(fig, width="stretch", key="ctx_map")
-    bars = go.Figure(go.Bar(x=summary.context, y=summary["mean"], customdata=summary["count"],
-                            marker_color=[concept_color(c) for c in summary.context],
+    err = (summary.ci_high - summary.added_px).fillna(0)
+    bars = go.Figure(go.Bar(x=summary.context, y=summary.added_px, error_y=dict(type="data", array=err),
+                            customdata=np.stack([summary.n, summary.share_ge6 * 100], 1),
+                            marker_color=[concept_color("building" if "wall" in c else c) for c in summary.context],
                             marker_line=dict(color="rgba(40,40,40,0.6)", width=1),
-                            hovertemplate="%{x}: mean Δ %{y:.4f} over %{customdata} cells<extra></extra>"))
-    bars.update_layout(title=f"Insertion effect by background class ({n_images} image{'s' * (n_images > 1)})",
-                       height=380, margin=dict(t=40, b=10), yaxis_title=f"Δ fraction of {concept}")
+                            hovertemplate="%{x}: %{y:.1f} px added (95% interval over seeds)<br>%{customdata[0]} "
+                                          "insertions, %{customdata[1]:.0f}% add 6 px or more<extra></extra>"))
+    bars.update_layout(title=f"{concept} pixels added, by what the brush covered (3 seeds x {n_images} images)",
+                       height=380, margin=dict(t=40, b=10), yaxis_title=f"{concept} pixels added")
     m2.plotly_chart(bars, width="stretch", key="ctx_bars")
+    if summary.violations.notna().any():
+        worst = summary.sort_values("violations", ascending=False).iloc[0]
+        st.caption(f"Context-rule violations (toyworld: a {concept} away from where it may be): on average "
+                   f"{summary.violations.mean():.2f} px per insertion; most on {worst.context} "
+                   f"({worst.violations:.2f} px).")
 else:
     st.info("Press **Run the context study** (results are kept for every session of this server).")
