@@ -139,9 +139,10 @@ def cmd_context(a):
         elif a.ranking == "ace":
             bar = tqdm(total=a.ace_steps, desc=f"ACE {a.concept}")
             res = cached_ace(G, seg, layer, c, n_steps=a.ace_steps, n_dissect=a.dissect_samples,
-                             progress=lambda s, t, loss: bar.update(1))
+                             progress=lambda s, t, loss: bar.update(1), sampling=a.ace_sampling)
             bar.close()
-            units, ranking = [int(u) for u in res.ranking[:a.n_units]], f"ACE ({a.ace_steps} steps)"
+            units, ranking = [int(u) for u in res.ranking[:a.n_units]], \
+                f"ACE ({a.ace_steps} steps, sampling {a.ace_sampling})"
         else:
             dis = dissect(G, seg, [layer], a.dissect_samples)
             units, ranking = [int(u) for u in np.argsort(-dis.iou(layer)[:, c], kind="stable")[:a.n_units]], "IoU"
@@ -244,6 +245,7 @@ def main(argv=None):
     c.add_argument("--ranking", choices=["ace", "iou"], default="ace", help="how the units are chosen (default ACE)")
     c.add_argument("--n-units", type=int, default=20)
     c.add_argument("--ace-steps", type=int, default=150)
+    c.add_argument("--ace-sampling", choices=["paper", "image"], default="paper", help="ACE's location sampling")
     c.add_argument("--dissect-samples", type=int, default=500)
     c.add_argument("--k-samples", type=int, default=100, help="samples for the insertion constants k (S-6.4)")
     c.add_argument("--brush", type=int, default=2, help="brush size in featuremap cells (default 2: 2x2 cells)")

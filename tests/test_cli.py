@@ -87,3 +87,25 @@ def test_cli_labelling_rules_and_the_fid_filter(tmp_path):
     data = json.loads((tmp_path / "fid" / "dissection.json").read_text())
     assert data["labeling"]["excluded_units"]["layer4"] == list(range(256))
     assert not any(u["interpretable"] for u in data["layers"]["layer4"]) and "256 units with unit FID above" in r.stderr
+
+
+def test_cli_context_writes_classes_with_intervals(tmp_path):
+    out = tmp_path / "ctx"
+    r = run(["context", "--model", "toyworld/town", "--layer", "layer4", "--concept", "door", "--units", "1", "2", "3",
+             "--images", "1", "--seeds", "4", "5", "--brush", "3", "--k-samples", "20", "--out", str(out)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "context.json").read_text())
+    assert data["settings"]["units"] == [1, 2, 3] and data["settings"]["brush_cells"] == 3
+    assert data["settings"]["seeds"] == [4, 5] and data["settings"]["ranking"] == "given"
+    rows = list(csv.DictReader((out / "insertions.csv").open()))
+    assert len(rows) == 2 * 6 * 6                                  # 2 seeds x 1 image x (8 - 3 + 1)^2 positions
+    classes = {c["context"]: c for c in data["classes"]}
+    assert sum(c["n"] for c in classes.values()) == len(rows)
+    for c in classes.values():
+        if c["seeds"] == 2:
+            assert c["ci_low"] <= c["added_px"] <= c["ci_high"]
+    r = run(["context", "--model", "toyworld/town", "--concept", "unicorn", "--out", str(out)], tmp_path)
+    assert r.returncode == 2 and "unknown concept 'unicorn'" in r.stderr and "Traceback" not in r.stderr
+    r = run(["context", "--model", "toyworld/town", "--concept", "door", "--brush", "9", "--units", "1",
+             "--images", "1", "--seeds", "4", "--k-samples", "20", "--out", str(out)], tmp_path)
+    assert r.returncode == 2 and "brush must be a whole number of cells from 1 to 8" in r.stderr

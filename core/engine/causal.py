@@ -137,25 +137,149 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
     return present, absent or near or anywhere, float(torch.cat(freq).mean()), (h, w)
 
 
+SAMPLINGS = ("paper", "image")
+
+
+def _cells(cells, hw, dev):
+    """One-cell masks [b, 1, h, w] for [(sample, y, x)]."""
+    m = torch.zeros(len(cells), 1, *hw, device=dev)
+    for j, (_, y, x) in enumerate(cells):
+        m[j, 0, y, x] = 1.0
+    return m
+
+
+def _edited(generator, layer, alpha, z, m, v):
+    """Images for ``z`` with the units' share ``alpha`` ablated (v = 0) or inserted (v = k) at ``m``."""
+    def fn(out):
+        s = m * alpha.view(1, -1, 1, 1)
+        return out * (1 - s) + s * v
+
+    with Trace(generator, edits={layer: fn}):
+        return generator(z)
+
+
+def _paper_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch, rng, pool_seed, hw,
+                 freq, dev):
+    """One step's delta (paper): removal samples ablated at their cell, insertion samples inserted at
+    theirs, each scored by the soft score of c pooled to the grid and read at its own cell."""
+    rem = [present[i] for i in rng.integers(0, len(present), batch - n_ins)] if present else []
+    ins = [absent[i] for i in rng.integers(0, len(absent), n_ins)]
+    cells = rem + ins
+    m = _cells(cells, hw, dev)
+    z = z_at(pool_seed, [t[0] for t in cells], generator.z_dim, dev)
+    n_units = kv.shape[1]
+    v = torch.cat([torch.zeros(len(rem), n_units, 1, 1, device=dev), kv.expand(len(ins), -1, 1, 1)])
+    score = F.adaptive_avg_pool2d(segmenter.scores(_edited(generator, layer, alpha, z, m, v))[:, c:c + 1], hw)
+    at = (score * m).sum((1, 2, 3))                                    # read at each sample's cell
+    erase = at[:len(rem)].mean() if rem else at.new_zeros(())
+    add = at[len(rem):].mean() if ins else at.new_zeros(())
+    return (add - erase) / freq
+
+
+def _image_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch, rng, pool_seed, hw,
+                 freq, dev):
+    """One step's delta (the "image" variant): insertion and ablation of every sample, the score
+    averaged over the image; removal samples intervene on every cell the concept covers."""
+    idx, masks = [], []
+    for i in rng.integers(0, len(present), batch - n_ins) if present else []:
+        s, cells = present[i]
+        idx.append(s)
+        masks.append(cells.to(dev, torch.float32))
+    for i in rng.integers(0, len(absent), n_ins):
+        s, y, x = absent[i]
+        m = torch.zeros(*hw, device=dev)
+        m[y, x] = 1.0
+        idx.append(s)
+        masks.append(m)
+    z = z_at(pool_seed, idx, generator.z_dim, dev)
+    loc = torch.stack(masks)[:, None]
+    b = len(idx)
+    n_units = kv.shape[1]
+    v = torch.cat([kv.expand(b, -1, 1, 1), torch.zeros(b, n_units, 1, 1, device=dev)])
+    score = segmenter.scores(_edited(generator, layer, alpha, torch.cat([z, z]), torch.cat([loc, loc]), v))[:, c]
+    score = score.mean((1, 2))
+    return (score[:b].mean() - score[b:].mean()) / freq
+
+
+
+
+def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng, tries: int = 5):
+    """Where to intervene, as the paper (and its code) samples it, from ``n`` pool samples.
+
+    Returns ``(present, absent, freq, (h, w))``: ``present`` = [(sample, y, x)], every single
+    featuremap cell the concept covers (removal candidates); ``absent`` = [(sample, y, x)] cells
+    where the concept is absent but appears when the units at *that one cell* are set to k
+    (``tries`` cells tried per sample, drawn where the concept usually is: weighted by its mean
+    coverage over the pool). When no tried cell inserts it, the candidates fall back to absent
+    cells next to the concept and then to any absent cell."""
+    n_units = _n_units(generator, layer)
+    all_units = list(range(n_units))
+    covers, counts, zs = [], [], []
+    for a in range(0, n, batch_size):
+        z = z_range(seed, a, min(n, a + batch_size), generator.z_dim, dev)
+        with torch.no_grad():
+            images, cap = generate(generator, z, capture=[layer])
+            h, w = cap[layer].shape[-2:]
+            hit = concept_mask(segmenter, images, c).float()
+            covers.append(F.adaptive_avg_pool2d(hit[:, None], (h, w))[:, 0].cpu())
+            counts.append(hit.sum((1, 2)).cpu())
+        zs.append(z)
+    cover = torch.cat(covers)                                           # [n, h, w] coverage of each cell
+    base_px = torch.cat(counts)                                         # [n] concept pixels before
+    freq = float(cover.mean())
+    present = [tuple(t) for t in torch.nonzero(cover > 0).tolist()]
+    weight = cover.mean(0).reshape(-1).double() + 1e-3                  # where the concept usually is
+    tried = []
+    for i in range(n):
+        free = torch.nonzero((cover[i] == 0).reshape(-1)).view(-1)
+        if len(free):
+            p = (weight[free] / weight[free].sum()).numpy()
+            for j in rng.choice(free.numpy(), size=min(tries, len(free)), replace=False, p=p):
+                tried.append((i, int(j) // w, int(j) % w))
+    absent = []
+    z_all = torch.cat(zs)
+    for a in range(0, len(tried), batch_size):
+        chunk = tried[a:a + batch_size]
+        idx = torch.tensor([t[0] for t in chunk])
+        mask = torch.zeros(len(chunk), 1, h, w, device=dev)
+        for j, (_, y, x) in enumerate(chunk):
+            mask[j, 0, y, x] = 1
+        with torch.no_grad():
+            after = concept_mask(segmenter, generate(generator, z_all[idx.to(dev)],
+                                                     [Edit(layer, all_units, "insert", k, mask)]), c).sum((1, 2)).cpu()
+        absent += [t for j, t in enumerate(chunk) if float(after[j]) > float(base_px[t[0]])]
+    if not absent:
+        grown = F.max_pool2d((cover > 0).float()[:, None], 3, 1, 1)[:, 0] > 0
+        absent = [tuple(t) for t in torch.nonzero((cover == 0) & grown).tolist()] or \
+            [tuple(t) for t in torch.nonzero(cover == 0).tolist()]
+    return present, absent, freq, (h, w)
+
+
 def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_size: int = 4,
         lr: float = 0.01, l2: float = 0.01, init="iou", iou: np.ndarray | None = None,
         k: torch.Tensor | None = None, pool_size: int = 128, seed: int = 0, top_n: int = 20,
-        dissect_samples: int = 400, progress: Callable | None = None) -> AceResult:
+        dissect_samples: int = 400, progress: Callable | None = None, sampling: str = "paper") -> AceResult:
     """Find the units whose joint insertion/ablation has the largest causal effect on
     ``concept`` (eq. 5–6): alpha in [0,1]^d, minimise −delta_alpha + l2 * sum(alpha^2) by
     Adam over random z and featuremap locations, clamping alpha to [0, 1] after every step.
 
-    delta_alpha = s_c(insert) − s_c(ablate), s_c = the segmenter's soft score of c averaged
-    over the image, normalised by the concept's mean frequency. Locations P: half the batch
-    are removal samples (P = every cell the concept covers in that sample, so the gradient
-    sees the whole object disappear), half insertion samples (P = one cell where the concept
-    is absent but appears when every unit is set to k; see :func:`_location_pool`).
+    ``sampling="paper"`` (default), as the paper and its code: half of each batch are removal
+    samples (one cell where the concept is present, the units ablated there), half insertion
+    samples (one cell where it is absent but appears when the units at that cell are set to k;
+    see :func:`_paper_pool`); each effect is the segmenter's soft score of c pooled to the
+    featuremap grid and read at the intervened cell, delta_alpha = s_c(insert) − s_c(ablate)
+    normalised by the concept's mean frequency. ``sampling="image"`` (GANatomy's earlier
+    variant): removal ablates every cell the concept covers, insertion candidates are cells
+    where setting every unit to k everywhere creates it (:func:`_location_pool`), and the score
+    is averaged over the whole image.
 
     ``init="iou"`` starts from IoU / max IoU (from ``iou`` or a cached dissection of
     ``dissect_samples``); ``init="uniform"`` from 0.5. The ranking orders units by final alpha,
     ties (e.g. several units clamped at 0) broken by the initial alpha.
     ``progress(step, n_steps, loss)`` after every step."""
     t0 = time.perf_counter()
+    if sampling not in SAMPLINGS:
+        raise InputError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     layer = resolve_layers(generator, [layer])[0]
     c = concept_index(segmenter, concept)
     dev = device_of(generator)
@@ -175,44 +299,28 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
     if a0.shape[0] != n_units:
         raise InputError(f"init has {a0.shape[0]} values but layer {layer!r} has {n_units} units")
     alpha = torch.tensor(np.clip(a0, 0, 1), dtype=torch.float32, device=dev, requires_grad=True)
-    present, absent, freq, (h, w) = _location_pool(generator, segmenter, layer, c, k, pool_size,
-                                                   seed + 101, 16, dev)
+    rng = np.random.default_rng(seed)
+    if sampling == "paper":
+        present, absent, freq, (h, w) = _paper_pool(generator, segmenter, layer, c, k, pool_size, seed + 101, 16,
+                                                    dev, rng)
+    else:
+        present, absent, freq, (h, w) = _location_pool(generator, segmenter, layer, c, k, pool_size,
+                                                       seed + 101, 16, dev)
     if not present and not absent:
         raise InputError(f"concept {segmenter.labels[c]!r} neither appears nor can be inserted in "
                          f"{pool_size} samples at {layer!r}; try another layer or concept")
     freq = max(freq, 1e-4)
     adam = _Adam(alpha, lr)
-    rng = np.random.default_rng(seed)
     losses, effects = [], []
     kv = k.view(1, -1, 1, 1)
     for step in range(n_steps):
         n_ins = batch_size // 2 if (present and absent) else (batch_size if absent else 0)
-        idx, masks = [], []
-        for i in rng.integers(0, len(present), batch_size - n_ins) if present else []:
-            s, cells = present[i]
-            idx.append(s)
-            masks.append(cells.to(dev, torch.float32))
-        for i in rng.integers(0, len(absent), n_ins):
-            s, y, x = absent[i]
-            m = torch.zeros(h, w, device=dev)
-            m[y, x] = 1.0
-            idx.append(s)
-            masks.append(m)
-        z = z_at(seed + 101, idx, generator.z_dim, dev)
-        loc = torch.stack(masks)[:, None]
-        b = len(idx)
-        zz = torch.cat([z, z])
-        m = torch.cat([loc, loc])
-        v = torch.cat([kv.expand(b, -1, 1, 1), torch.zeros(b, n_units, 1, 1, device=dev)])
-
-        def fn(out, m=m, v=v):
-            s = m * alpha.view(1, -1, 1, 1)
-            return out * (1 - s) + s * v
-
-        with Trace(generator, edits={layer: fn}):
-            images = generator(zz)
-        score = segmenter.scores(images)[:, c].mean((1, 2))
-        delta = (score[:b].mean() - score[b:].mean()) / freq
+        if sampling == "paper":
+            delta = _paper_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch_size,
+                                 rng, seed + 101, (h, w), freq, dev)
+        else:
+            delta = _image_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch_size,
+                                 rng, seed + 101, (h, w), freq, dev)
         loss = -delta + l2 * (alpha ** 2).sum()
         alpha.grad = None
         loss.backward()
@@ -230,7 +338,7 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
                      top_n=top_n)
 
 
-ACE_VERSION = "ace-v2"   # bump when ace() changes what it returns for the same arguments
+ACE_VERSION = "ace-v3"   # bump when ace() changes what it returns for the same arguments (v3: sampling="paper")
 
 
 def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, n_dissect: int = 400,
