@@ -125,16 +125,6 @@ def _label_slots(seg: torch.Tensor, size: int, n_labels: int, parts: bool, n_slo
     return torch.stack(chans, 1).to(torch.int32)
 
 
-def _check_n(n_samples):
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
-        raise InputError(f"n_samples must be a positive integer (at least 2: even samples choose "
-                         f"thresholds, odd samples measure IoU); got {n_samples!r}")
-    if n_samples < 2:
-        raise InputError("n_samples must be at least 2: even samples choose thresholds, odd samples "
-                         "measure IoU")
-
-
-
 # ----------------------------------------------------------------------------- result
 
 @dataclass
