@@ -349,17 +349,13 @@ def test_causal_units_page(tmp_path, monkeypatch):
 
 
 def _small_real_stats(cache, scene="town", size=64, n=400):
-    """Real feature statistics of a few hundred scenes, stored where the page looks for the
-    10,000-scene ones (the test is about the page, not about FID accuracy)."""
-    import numpy as np
-
+    """Real feature statistics of a few hundred scenes, stored as the page's cached 10,000-scene
+    ones (the test is about the page, not about FID accuracy)."""
     import core
     from core.studies import evaluation
     feats = core.load_features("toyworld")
     mu, cov = evaluation.real_stats(lambda im: feats(im), [scene], n, seed=500, size=size).mean_cov()
-    path = cache / "fid_stats" / f"{scene}_{size}px_10000_seed500.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, mu=mu, cov=cov)
+    evaluation.store_real_stats(feats, scene, size, mu, cov)
 
 
 def test_repair_page_flags_persist(tmp_path, monkeypatch):

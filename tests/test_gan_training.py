@@ -75,16 +75,12 @@ def _train(tmp_path, steps, *extra):
 
 
 def _small_lake_stats(cache, size=32, n=100):
-    """Real feature statistics of a few scenes, where train_gan looks for the 10,000-scene ones."""
-    import numpy as np
-
+    """Real feature statistics of a few scenes, stored as train_gan's cached 10,000-scene ones."""
     from core import load_features
     from core.studies import evaluation
     feats = load_features("toyworld")
     mu, cov = evaluation.real_stats(feats, ["lake"], n, seed=500, size=size).mean_cov()
-    path = cache / "fid_stats" / f"lake_{size}px_10000_seed500.npz"
-    path.parent.mkdir(parents=True)
-    np.savez(path, mu=mu, cov=cov)
+    evaluation.store_real_stats(feats, "lake", size, mu, cov)
 
 
 def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 statistics (cached, keyed by the feature network), degradations, generator FID and MS-SWD."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +14,8 @@ from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.swd import PatchSet, ms_swd
 
 __all__ = ["segmentation_confusion", "iou_from_confusion", "real_stats", "degrade", "DEGRADATIONS",
-           "cached_real_stats", "real_patches", "generator_quality", "generator_fid", "fid_between"]
+           "cached_real_stats", "real_stats_key", "store_real_stats", "real_patches", "generator_quality",
+           "generator_fid", "fid_between"]
 
 
 @torch.no_grad()
@@ -103,14 +105,29 @@ def fid_between(a: FeatureStats, b: FeatureStats) -> float:
 REAL_STATS_VERSION = "real-stats-v1"
 
 
+def real_stats_key(features, scene: str, size: int, n: int = 10_000, seed: int = 500) -> str | None:
+    """The cache key of :func:`cached_real_stats` (None when the network cannot be fingerprinted)."""
+    fid_ = _cache.model_fingerprint(features)
+    return None if fid_ is None else _cache.make_key(kind="real_stats", version=REAL_STATS_VERSION, features=fid_,
+                                                     scene=scene, size=int(size), n=int(n), seed=int(seed))
+
+
+def store_real_stats(features, scene: str, size: int, mu, cov, n: int = 10_000, seed: int = 500) -> None:
+    """Store (mu, cov) as the cached statistics of (features, scene, size, n, seed), e.g. a test's or
+    a report's statistics computed otherwise."""
+    key = real_stats_key(features, scene, size, n, seed)
+    if key is None:
+        raise InputError("these features cannot be fingerprinted (give the network a cache_key or use a Module)")
+    _cache.save("real_stats", key, {"mu": np.asarray(mu), "cov": np.asarray(cov)},
+                {"scene": scene, "size": size, "n": n, "seed": seed})
+
+
 def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500,
                       device="cpu", cache: bool = True):
     """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features``,
     cached under ``cache/real_stats/`` keyed by the feature network's weights, the scene, the
     resolution the scenes are rendered at, ``n`` and ``seed``."""
-    fid_ = _cache.model_fingerprint(features)
-    key = None if fid_ is None else _cache.make_key(kind="real_stats", version=REAL_STATS_VERSION, features=fid_,
-                                                    scene=scene, size=int(size), n=int(n), seed=int(seed))
+    key = real_stats_key(features, scene, size, n, seed)
 
     def compute():
         return real_stats(lambda im: features(im.to(device)), [scene], n, seed=seed, size=size).mean_cov()
