@@ -8,7 +8,7 @@ Per scene type: FID (toyworld feature space) of the final model, of its earliest
 snapshot, and of real-vs-real, each as n-gen samples vs the same 10,000 real scenes (seeds
 500..); the segmenter's per-concept pixel frequency on 2,000 generated vs 2,000 real scenes
 (every concept with >= 1% real frequency must be generated at >= 0.2%); MS-SWD x 1e3 (Laplacian-
-pyramid patch statistics, core/swd.py: the structure metric of the ProGAN paper, which sees blur
+pyramid patch statistics, core/engine/swd.py: the structure metric of the ProGAN paper, which sees blur
 that the colour-sensitive toyworld FID forgives) of the final and earliest models and of
 real-vs-real, each as n-gen images vs 2,000 of the same real scenes; sample grids
 (docs/gans/<scene>.png), the town training evolution (docs/gans/town_evolution.png), and per

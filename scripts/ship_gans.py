@@ -74,7 +74,7 @@ def card_for(meta: dict, name: str, log: list[dict] | None = None) -> dict:
         "resolution": meta["resolution"], "steps": meta["steps"], "batch": meta.get("batch"),
         "fid": meta.get("fid"), "fid_note": f"training-time FID, {meta.get('fid_samples', 2000)} EMA samples vs "
                                             "10,000 real scenes, toyworld feature space",
-        **({"ms_swd": meta["ms_swd"], "ms_swd_note": f"training-time MS-SWD x 1e3 (core/swd.py), "
+        **({"ms_swd": meta["ms_swd"], "ms_swd_note": f"training-time MS-SWD x 1e3 (core/engine/swd.py), "
                                                    f"{meta.get('ms_swd_samples')} EMA samples vs as many real scenes"}
            if meta.get("ms_swd") is not None else {}),
         # real images seen: steps x batch, summed over stretches of different batch sizes

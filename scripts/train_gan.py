@@ -7,8 +7,8 @@
 
 Runs on GPU when one is visible (bf16 autocast, channels-last), else on CPU (slowly).
 Every --fid-every steps: FID of --fid-n EMA samples (1,000) vs 10,000 real scenes in the
-toyworld feature space (real statistics cached under cache/fid_stats/), and MS-SWD x 1e3 of
---swd-n samples vs as many real scenes (core/swd.py: patch structure, which sees blur that the
+toyworld feature space (real statistics cached under cache/real_stats/), and MS-SWD x 1e3 of
+--swd-n samples vs as many real scenes (core/engine/swd.py: patch structure, which sees blur that the
 colour-sensitive toyworld FID forgives). Every --snapshot-every steps the
 EMA generator is saved as a shippable fp16 snapshot (cache/train/gan_<name>/snapshots/).
 A resumable full checkpoint is written every --ckpt-every steps.
