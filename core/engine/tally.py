@@ -311,9 +311,8 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
     unit keeps ONE threshold: that concept's best level. Returned per (unit, concept): the
     concept's score (``ref_iqr``), the IoU and pixel agreement on the IoU set at the concept's
     own best level (``ref_iou``, ``ref_accuracy``: for the label, that is the unit's threshold)
-    and that level (``ref_thresholds``), and the IoU of every concept at the unit's one threshold
-    (``ref_iou_unit``); per unit its
-    label (``ref_label``, an index into the extended labels) and threshold (``ref_threshold``).
+    and that level (``ref_thresholds``). The unit's label is the argmax of ``ref_iqr`` and its one
+    threshold that concept's entry of ``ref_thresholds`` (``Dissection.units`` reads them so).
     Arguments are :func:`finalise_layer`'s intermediate counts over the scored concepts ``sc``
     (indices into the ``n_labels_ext`` extended labels); other concepts score 0."""
     n_c, u, b = iqr.shape
@@ -347,15 +346,9 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
     iou_own, acc_own = on_iou_set(k_best)
     if n_c == 0:                                   # nothing scored: no label, no threshold
         zero = np.zeros((u, n_labels_ext))
-        return {"ref_iqr": zero, "ref_iou": zero, "ref_accuracy": zero, "ref_iou_unit": zero, "ref_thresholds": zero,
-                "ref_label": np.zeros(u, dtype=np.int64), "ref_threshold": np.full(u, math.nan)}
-    label_row = score.argmax(0)                                                # [U]: row among the scored
-    k_unit = k_best.gather(0, label_row.view(1, -1)).view(-1)
-    iou_unit, _ = on_iou_set(k_unit.view(1, -1).expand(n_c, -1))
+        return {"ref_iqr": zero, "ref_iou": zero, "ref_accuracy": zero, "ref_thresholds": zero}
     return {"ref_iqr": full(score), "ref_iou": full(iou_own), "ref_accuracy": full(acc_own),
-            "ref_iou_unit": full(iou_unit), "ref_label": sc[label_row].numpy(),
-            "ref_thresholds": full(lo.view(1, -1) + k_best.double() * width.view(1, -1)),
-            "ref_threshold": (lo + k_unit.double() * width).numpy()}
+            "ref_thresholds": full(lo.view(1, -1) + k_best.double() * width.view(1, -1))}
 
 
 def merge_distributed(stats, concept_slot_px, totals, device):

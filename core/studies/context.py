@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import stats
 
 from core.base.errors import InputError
 from core.engine.causal import context_study
@@ -119,6 +118,7 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
     mean violation pixels, and the seeds in which the class occurred."""
     if not seeds:
         raise InputError("seeds must name at least one seed")
+    from scipy import stats  # the t quantile only: scipy.stats costs ~1 s at dashboard start-up
     labels = list(segmenter.labels)
     classify, rule = toyworld_classes(labels), toyworld_violations(labels, concept)
     per_seed, all_rows = [], []
