@@ -15,12 +15,14 @@ from core.base.errors import (
     CheckpointError,
     DownloadError,
     GanatomyError,
+    InputError,
     MissingPackageError,
     MissingWeightsError,
     ProtocolError,
     UnitIndexError,
 )
 from core.base.hooks import layer_names
+from core.base.validate import check_units
 
 SAMPLE_CHOICES = [50, 100, 200, 500, 1000, 2000]
 
@@ -50,16 +52,35 @@ def pin_cache_key(model):
     return model
 
 
+def _revision(name: str) -> str:
+    """What a cached model is keyed by besides its name: for a user-added model, its registry
+    entry's file, digest and time, so a model replaced under its name (Models page) is loaded
+    anew by every session, never served from the shared cache."""
+    entry = core.models.user_models().get(name)
+    return "" if entry is None else f"{entry.get('path')}|{entry.get('sha256', '')}|{entry.get('added_at', '')}"
+
+
 @st.cache_resource(show_spinner="Loading generator…", max_entries=16)
-def generator(name: str):
-    """Shared by every session; never mutated (edits travel with each call). Its weights are
-    hashed once here for the result cache (``cache_key``) instead of at every lookup."""
+def _generator(name: str, revision: str):
     return pin_cache_key(core.load_generator(name))
 
 
+def generator(name: str):
+    """Shared by every session; never mutated (edits travel with each call). Its weights are
+    hashed once here for the result cache (``cache_key``) instead of at every lookup."""
+    return _generator(name, _revision(name))
+
+
+generator.clear = _generator.clear
+
+
 @st.cache_resource(show_spinner="Loading segmenter…", max_entries=8)
-def _segmenter(name: str):
+def _cached_segmenter(name: str, revision: str):
     return pin_cache_key(core.load_segmenter(name))
+
+
+def _segmenter(name: str):
+    return _cached_segmenter(name, _revision(name))
 
 
 def segmenter(name: str | None = None):
@@ -113,6 +134,8 @@ def fail(what: str, error: BaseException, fix: str | None = None, stop: bool = T
     as a bug, with the details for a report folded away."""
     if isinstance(error, GanatomyError):
         cause = str(error) or type(error).__name__
+        if error.fix and cause.endswith(f" ({error.fix})"):       # the fix is shown once, below
+            cause = cause[: -len(error.fix) - 3]
         fix = fix or fix_for(error)
         st.error(f"**{what}.** {cause}" + (f"\n\n**Fix:** {fix}" if fix else ""), icon=":material/error:")
     else:
@@ -203,3 +226,16 @@ def dissection(name: str, G, layers, n: int, compute: bool):
         return res
     except ERRORS as e:
         fail(f"Dissection of {name} failed", e, fix_for(e))
+
+
+def parse_units(text: str, n_units: int, layer: str) -> list[int]:
+    """Unit indices typed in a text box ("3, 17, 42"), refused with what is expected."""
+    pieces = [p for p in str(text).replace(" ", "").split(",") if p]
+    how = f"type unit indices of {layer!r} (0..{n_units - 1}) separated by commas, e.g. 3, 17, 42"
+    if not pieces:
+        raise InputError("units: the list is empty", fix=how)
+    bad = [p for p in pieces if not p.lstrip("-").isdigit()]
+    if bad:
+        raise InputError(f"units: {', '.join(repr(b) for b in bad[:5])} "
+                         f"{'is not a whole number' if len(bad) == 1 else 'are not whole numbers'}", fix=how)
+    return check_units([int(p) for p in pieces], n_units, layer, "units")

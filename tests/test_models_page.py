@@ -84,6 +84,11 @@ def test_lists_models_and_where_missing_files_go(page, tmp_path, net_calls):
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
     assert at.selectbox(key="segmenter_pick").options == ["toyworld"]
     assert net_calls == []                                            # nothing downloads at page start
+    # the catalog knows only the 8-digit prefix of its SHA-256: the download waits for the user's trust
+    assert at.button(key="download").disabled and "cannot be fully verified" in at.warning[0].value
+    assert "7e701dd5" in at.warning[0].value
+    at.checkbox(key="download_trust").check().run()
+    assert net_calls == []                                            # trusting downloads nothing by itself
     at.button(key="download").click().run()                           # asked: tried, failed, explained
     assert not at.exception, at.exception
     assert len(net_calls) == 1 and "could not download" in at.error[0].value

@@ -560,7 +560,15 @@ def test_download_only_on_request_verified_and_atomic(monkeypatch, models_dir, h
     with pytest.raises(MissingWeightsError, match="put proggan_test.pth in"):
         core.load_generator("progan/test")                      # never downloads unasked
     assert not models_dir.exists() or not list(models_dir.iterdir())
-    G = core.load_generator("progan/test", download=True)
+    # the catalog knows only an 8-digit prefix: refused until the source is accepted, before any byte
+    with pytest.raises(DownloadError, match=r"only the first 8 hex digits.*trust=True"):
+        core.load_generator("progan/test", download=True)
+    assert not (models_dir / "proggan_test.pth").exists()
+    with pytest.raises(core.InputError, match="full 64-hex-digit"):
+        published.fetch("progan/test", download=True, sha256=digest[:12])
+    published.fetch("progan/test", download=True, trust=True)
+    assert published.pins() == {base + "g.pth": digest}          # pinned on first use
+    G = core.load_generator("progan/test")
     assert (models_dir / "proggan_test.pth").read_bytes() == (root / "g.pth").read_bytes()
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in src.state_dict().items())
     assert (models_dir / "proggan_test.pth.sha256").read_text().split()[0] == digest
@@ -572,12 +580,23 @@ def test_download_only_on_request_verified_and_atomic(monkeypatch, models_dir, h
         published.fetch("progan/bad", download=True)
     assert not (models_dir / "proggan_bad.pth").exists()
     assert not [f for f in models_dir.iterdir() if ".part" in f.name]
-    # no checksum known: the digest is still recorded beside the file
-    dest = published.download_url(base + "g.pth", tmp_path / "dl" / "x.pth")
+    # the pinned digest holds for every later download of that URL: a changed file is refused
+    (models_dir / "proggan_test.pth").unlink()
+    good = (root / "g.pth").read_bytes()
+    (root / "g.pth").write_bytes(good + b"\0")
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        published.fetch("progan/test", download=True, trust=True)
+    (root / "g.pth").write_bytes(good)
+    # the full digest given by the caller: verified, recorded beside the file, nothing pinned
+    dest = published.download_url(base + "g.pth", tmp_path / "dl" / "x.pth", digest)
     assert (tmp_path / "dl" / "x.pth.sha256").read_text().split()[0] == digest
+    # transport: https only, plain http only from this machine
+    with pytest.raises(DownloadError, match="only https"):
+        published.download_url("http://example.org/g.pth", tmp_path / "dl" / "z.pth", digest)
+    assert published.check_url("https://example.org/g.pth")
     # offline / unreachable: a clear message saying where to put the file
     with pytest.raises(DownloadError, match=r"could not download .*put it at .*y.pth"):
-        published.download_url("http://127.0.0.1:9/none.pth", tmp_path / "dl" / "y.pth", timeout=5)
+        published.download_url("http://127.0.0.1:9/none.pth", tmp_path / "dl" / "y.pth", digest, timeout=5)
     assert dest.exists()
 
 
@@ -649,7 +668,7 @@ def test_register_by_path_and_upload(models_dir, tmp_path, tiny_segformer):
     with pytest.raises(CheckpointError, match="looks truncated"):
         published.add_upload(p.read_bytes()[:500], "broken.pt", "lab/broken")
     assert "lab/broken" not in published.user_models()
-    published.unregister("lab/mine")
+    published.unregister("lab/mine", confirm="lab/mine")
     assert "lab/mine" not in published.user_models()
 
 

@@ -10,27 +10,50 @@ ablated (several draws), all on the images where the flagged units activate most
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import torch
 
 from core.base import cache as _cache
-from core.base.cache import atomic_write_text, cache_root
+from core.base.cache import atomic_write_text, cache_root, safe_name
 from core.base.devices import device_of
-from core.base.errors import InputError
-from core.base.hooks import resolve_layers
+from core.base.errors import CacheError, InputError, UnitIndexError
+from core.base.hooks import layer_shape, resolve_layers
 from core.base.sampling import z_at, z_range
-from core.base.validate import check_units
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
 
-__all__ = ["cached_unit_fid", "UNIT_FID_VERSION", "unit_fid", "UnitFID", "frechet_distances_to", "repair_table", "load_flags", "save_flags"]
+try:                                   # file locks between processes (POSIX); threads are locked anyway
+    import fcntl
+except ImportError:                    # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = [
+    "FLAGS_FORMAT",
+    "MAX_SAMPLES",
+    "UNIT_FID_VERSION",
+    "UnitFID",
+    "cached_unit_fid",
+    "flag_details",
+    "flag_units",
+    "frechet_distances_to",
+    "load_flags",
+    "repair_table",
+    "save_flags",
+    "stale_flags",
+    "unflag_units",
+    "unit_fid",
+]
 
 
 def frechet_distances_to(mus: torch.Tensor, covs: torch.Tensor, mu_r, cov_r) -> np.ndarray:
@@ -51,6 +74,48 @@ def frechet_distances_to(mus: torch.Tensor, covs: torch.Tensor, mu_r, cov_r) -> 
     diff = mus.to(torch.float64) - mu_r
     d2 = (diff * diff).sum(-1) + torch.diagonal(covs, dim1=-2, dim2=-1).sum(-1) + torch.trace(cov_r) - 2 * ev
     return d2.clamp(min=0).numpy()
+
+
+MAX_SAMPLES = 1_000_000     # images of one unit-FID or repair run (their features are kept in memory)
+
+
+def _count(value, what: str, lo: int, hi: int, fix: str) -> int:
+    """``value`` as an int in ``lo .. hi``; refused (naming ``what`` and the fix) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{what} must be an integer, got {type(value).__name__} {value!r}", fix=fix)
+    if not lo <= value <= hi:
+        raise InputError(f"{what} must be between {lo:,} and {hi:,}, got {int(value):,}", fix=fix)
+    return int(value)
+
+
+def _check_real(real) -> None:
+    """``real`` = (mu [D], cov [D, D]) of the real images' features, checked before any work."""
+    fix = "pass the real images' feature statistics (mu, cov), e.g. evaluation.cached_real_stats(...)"
+    try:
+        mu, cov = real
+        shape_mu, shape_cov = tuple(np.shape(mu)), tuple(np.shape(cov))
+    except (TypeError, ValueError):
+        raise InputError(f"real must be a pair (mu, cov) of arrays, got {type(real).__name__}", fix=fix) from None
+    if len(shape_mu) != 1 or not shape_mu[0] or shape_cov != (shape_mu[0], shape_mu[0]):
+        raise InputError(f"real must be (mu [D], cov [D, D]); got mu {shape_mu} and cov {shape_cov}", fix=fix)
+    finite = (bool(torch.isfinite(torch.as_tensor(mu)).all() and torch.isfinite(torch.as_tensor(cov)).all())
+              if isinstance(mu, torch.Tensor) and isinstance(cov, torch.Tensor)
+              else bool(np.isfinite(np.asarray(mu, dtype=np.float64)).all()
+                        and np.isfinite(np.asarray(cov, dtype=np.float64)).all()))
+    if not finite:
+        raise InputError("real holds NaN or infinite values", fix=fix)
+
+
+def _check_unit_fid_args(n_samples, top, seed, batch_size) -> None:
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 2:
+        raise InputError(f"top must be an integer >= 2 (a covariance needs at least 2 images), got {top!r}",
+                         fix="use e.g. top=1000")
+    _count(n_samples, "n_samples", 2, MAX_SAMPLES, f"use e.g. n_samples=20000 (at least top, {top})")
+    if n_samples < top:
+        raise InputError(f"n_samples ({n_samples}) must be at least top ({top}): each unit's FID uses its "
+                         f"top {top} of the generated images", fix=f"raise n_samples to {top} or more, or lower top")
+    _count(seed, "seed", 0, 2 ** 63 - 1, "use a seed >= 0, e.g. seed=0")
+    _count(batch_size, "batch_size", 1, 100_000, "use e.g. batch_size=100")
 
 
 @dataclass
@@ -79,11 +144,9 @@ def unit_fid(generator, layer: str, features: Callable, real, n_samples: int = 2
     from one pass of ``n_samples`` generated images."""
     t0 = time.perf_counter()
     layer = resolve_layers(generator, [layer])[0]
-    if not isinstance(top, int) or top < 2:
-        raise InputError(f"top must be an integer >= 2 (a covariance needs at least 2 images), got {top!r}")
-    if n_samples < top:
-        raise InputError(f"n_samples ({n_samples}) must be at least top ({top}): each unit's FID uses its "
-                         f"top {top} of the generated images")
+    _check_unit_fid_args(n_samples, top, seed, batch_size)
+    _count(unit_chunk, "unit_chunk", 1, 1 << 20, "use e.g. unit_chunk=16")
+    _check_real(real)
     dev = device_of(generator)
     feats, maxes = [], []
     for a in range(0, n_samples, batch_size):
@@ -125,6 +188,8 @@ def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_0
     """:func:`unit_fid`, stored in ``cache/unit_fid`` keyed by the generator's and the feature
     network's weights, the real statistics, layer, samples, top and seed."""
     layer = resolve_layers(generator, [layer])[0]
+    _check_unit_fid_args(n_samples, top, seed, batch_size)
+    _check_real(real)
     gid, fid_ = _cache.model_fingerprint(generator), _cache.model_fingerprint(features)
     key = None if not (gid and fid_) else _cache.make_key(
         kind="unit_fid", version=UNIT_FID_VERSION, generator=gid, features=fid_, real=_stats_id(real),
@@ -152,9 +217,16 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
     ``n_candidates`` images where the flagged units activate most (sum of their spatial maxima,
     each unit scaled by its median). Returns (table DataFrame, eval sample indices)."""
     layer = resolve_layers(generator, [layer])[0]
-    units = sorted({int(u) for u in units})
-    if not units:
-        raise InputError("no units to ablate: flag at least one unit")
+    n_candidates = _count(n_candidates, "n_candidates", 2, MAX_SAMPLES, "use e.g. n_candidates=10000")
+    n_eval = _count(n_eval, "n_eval", 2, MAX_SAMPLES, "use e.g. n_eval=1000 (at most n_candidates)")
+    random_draws = _count(random_draws, "random_draws", 1, 1000, "use e.g. random_draws=3")
+    _count(seed, "seed", 0, 2 ** 63 - 1, "use a seed >= 0, e.g. seed=0")
+    _count(batch_size, "batch_size", 1, 100_000, "use e.g. batch_size=100")
+    _check_real(real)
+    units = _unit_list(units, "units", layer, allow_empty=False)          # type and sign: before any work
+    if n_units is not None:
+        n_units = _count(n_units, "n_units", 1, 1 << 24, "pass the layer's number of units, or leave it out")
+    units = _unit_list(units, "units", layer, n_units or layer_shape(generator, layer)[0], allow_empty=False)
     dev = device_of(generator)
     maxes = []
     for a in range(0, n_candidates, batch_size):
@@ -163,7 +235,6 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
         maxes.append(cap[layer].float().amax((2, 3)).cpu())
     M = torch.cat(maxes)
     U = M.shape[1]
-    check_units(units, U, layer)
     scale = M[:, units].median(0).values.abs().clamp(min=1e-6)
     score = (M[:, units] / scale).sum(1)
     pick = score.topk(min(n_eval, n_candidates)).indices.sort().values.numpy()
@@ -197,38 +268,261 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
 
 
 # ----------------------------------------------------------------------------- manual flags
+#
+# Flags are shared by everyone using the lab's cache: ``cache/flags/<model>__<layer>.json``
+# holds an append-only list of events, one per unit flagged or unflagged:
+#
+#     {"format": 2, "model": "toyworld/town", "layer": "layer4",
+#      "events": [{"unit": 3, "action": "add", "by": "ann", "at": "2025-01-01T12:00:00+00:00",
+#                  "fingerprint": "ProGAN:1a2b…"}, ...]}
+#
+# Each writer appends its own events under a lock (a thread lock and, across processes, a file
+# lock) and rewrites the file atomically, so two sessions never lose each other's flags; the
+# current set replays the events in order (the last event of a unit decides). Flags belong to
+# the weights they were set on (``fingerprint``): the weights flagged last are the current ones,
+# and the flags of earlier weights under the same name are reported as stale. Files of the first
+# format ({"units": [...], "fingerprint": ...}) are read as "add" events.
+
+FLAGS_FORMAT = 2
+MAX_NAME = 200                         # characters of a model or layer name in a flag file's name
+_LAYER = re.compile(r"^[^\W_.][\w.\-]*$")
+_FLAGS_LOCK = threading.Lock()
+_COMPACT_AT = 5000                     # events; beyond, only each (weights, unit)'s last event is kept
+
+
+def _check_model_name(model) -> str:
+    if not isinstance(model, str) or not model.strip():
+        raise InputError(f"model must be the model's name (a non-empty string), got {model!r}",
+                         fix="pass the name the model was loaded by, e.g. 'toyworld/town'")
+    if len(model) > 4 * MAX_NAME:
+        raise InputError(f"model name {model[:40]!r}… is {len(model)} characters long; at most {4 * MAX_NAME}",
+                         fix="pass the name the model was loaded by, e.g. 'toyworld/town'")
+    return model
+
+
+def _check_layer_name(layer) -> str:
+    if not isinstance(layer, str) or not layer:
+        raise InputError(f"layer must be a layer's name (a non-empty string), got {layer!r}",
+                         fix="pass a layer name such as 'layer4'")
+    if len(layer) > MAX_NAME or ".." in layer or not _LAYER.match(layer):
+        shown = repr(layer[:60]) + ("…" if len(layer) > 60 else "")
+        raise InputError(f"layer {shown} is not a layer name (letters, digits, '_', '.', '-'; no '/' or '..'; "
+                         f"at most {MAX_NAME} characters)", fix="pass a layer name such as 'layer4'")
+    return layer
+
+
+def _check_text(value, what: str, fix: str, limit: int = MAX_NAME) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a string, got {type(value).__name__} {value!r}", fix=fix)
+    if len(value) > limit:
+        raise InputError(f"{what} is {len(value)} characters long; at most {limit}", fix=fix)
+    return value
+
+
+def _unit_list(units, what: str, layer: str, n_units: int | None = None, allow_empty: bool = True) -> list[int]:
+    """``units`` as sorted distinct ints >= 0 (and < ``n_units`` when known); refused otherwise."""
+    if units is None:
+        units = []
+    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+        units = [units]
+    if isinstance(units, torch.Tensor):
+        units = units.reshape(-1).tolist()
+    if isinstance(units, np.ndarray):
+        units = units.reshape(-1).tolist()
+    if isinstance(units, (str, bytes, dict)) or not isinstance(units, (list, tuple, set, frozenset, range)):
+        raise InputError(f"{what} must be a list of unit indices (integers), got {type(units).__name__} {units!r}",
+                         fix=f"pass {what} as a list of integers, e.g. [3, 17]")
+    out = set()
+    for u in units:
+        ok = isinstance(u, (int, np.integer)) and not isinstance(u, bool)
+        if not ok and isinstance(u, (float, np.floating)) and np.isfinite(u) and float(u).is_integer():
+            ok = True
+        if not ok:
+            raise InputError(f"{what} must be whole numbers, got {u!r} in {units!r}",
+                             fix=f"pass {what} as a list of integers, e.g. [3, 17]")
+        if u < 0:
+            raise UnitIndexError(f"{what}: {int(u)} is negative; unit indices of layer {layer!r} start at 0",
+                                 fix=f"pass {what} as indices 0.." + (f"{n_units - 1}" if n_units else "n-1"))
+        out.add(int(u))
+    if not out and not allow_empty:
+        raise InputError(f"{what} is empty: no units to ablate", fix="flag at least one unit, e.g. units=[3]")
+    if n_units is not None and (bad := sorted(u for u in out if u >= n_units)):
+        raise UnitIndexError(f"{what} {bad} out of range for layer {layer!r} with {n_units} units "
+                             f"(valid: 0..{n_units - 1})", fix=f"pass {what} within 0..{n_units - 1}")
+    return sorted(out)
+
 
 def _flag_path(model: str, layer: str):
+    """The flag file of (model, layer): always inside ``cache/flags``, whatever the names."""
+    return cache_root() / "flags" / f"{safe_name(_check_model_name(model))}__{safe_name(_check_layer_name(layer))}.json"
+
+
+def _legacy_flag_path(model: str, layer: str):
+    """Where the first format kept them (its names could collide: 'lab/x' and 'lab_x')."""
     safe = "".join(ch if ch.isalnum() or ch in "-_@." else "_" for ch in model)
     return cache_root() / "flags" / f"{safe}__{layer}.json"
 
 
-def _read_flags(model: str, layer: str) -> dict | None:
-    p = _flag_path(model, layer)
-    return json.loads(p.read_text()) if p.exists() else None
+def _events(d: dict) -> list[dict]:
+    if isinstance(d.get("events"), list):
+        return [e for e in d["events"] if isinstance(e, dict) and isinstance(e.get("unit"), int)
+                and e.get("action") in ("add", "remove")]
+    fp = d.get("fingerprint")            # the first format: the whole set, as "add" events
+    return [{"unit": int(u), "action": "add", "by": "", "at": "", "fingerprint": fp}
+            for u in d.get("units", []) if isinstance(u, int)]
+
+
+def _read_events(model: str, layer: str) -> list[dict]:
+    for p in (_flag_path(model, layer), _legacy_flag_path(model, layer)):
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):    # unreadable, or a legacy name too long for this system
+            continue
+        return _events(d) if isinstance(d, dict) else []
+    return []
+
+
+def _current_fingerprint(events: list[dict]) -> str | None:
+    """The weights flagged last (None: no event names its weights)."""
+    return next((e["fingerprint"] for e in reversed(events) if e.get("fingerprint")), None)
+
+
+def _replay(events: list[dict], fingerprint: str | None) -> dict[int, dict]:
+    """unit -> the event that flagged it, for the flags that apply to ``fingerprint``'s weights
+    (those set on them and those set without a fingerprint)."""
+    on: dict[int, dict] = {}
+    for e in events:
+        if e.get("fingerprint") and e["fingerprint"] != fingerprint:
+            continue
+        if e["action"] == "add":
+            on[e["unit"]] = e
+        else:
+            on.pop(e["unit"], None)
+    return on
+
+
+def _applying(events: list[dict], fingerprint: str | None) -> dict[int, dict]:
+    current = _current_fingerprint(events)
+    if fingerprint and current and fingerprint != current:
+        return {}                        # set on other weights: a unit number means nothing across trainings
+    return _replay(events, current or fingerprint)
 
 
 def load_flags(model: str, layer: str, fingerprint: str | None = None) -> list[int]:
-    """Manually flagged artifact units of (model, layer), as stored by :func:`save_flags`. Given
-    the loaded model's ``fingerprint`` (:func:`core.base.cache.model_fingerprint`), flags saved for
-    other weights under the same name (a retrained or re-shipped model) are not returned: a unit
-    number means nothing across trainings (:func:`stale_flags` has them)."""
-    d = _read_flags(model, layer)
-    if d is None or (fingerprint and d.get("fingerprint") and d["fingerprint"] != fingerprint):
-        return []
-    return sorted(d["units"])
+    """Manually flagged artifact units of (model, layer): everyone's flags, merged per unit (see
+    :func:`save_flags`). Given the loaded model's ``fingerprint``
+    (:func:`core.base.cache.model_fingerprint`), flags saved for other weights under the same name
+    (a retrained or re-shipped model) are not returned: a unit number means nothing across
+    trainings (:func:`stale_flags` has them)."""
+    return sorted(_applying(_read_events(model, layer), _check_text(fingerprint, "fingerprint", _FP_FIX, 1000)))
+
+
+def flag_details(model: str, layer: str, fingerprint: str | None = None) -> dict[int, dict]:
+    """The flagged units of :func:`load_flags`, each with who flagged it and when: unit -> {by, at}."""
+    on = _applying(_read_events(model, layer), _check_text(fingerprint, "fingerprint", _FP_FIX, 1000))
+    return {u: {"by": e.get("by") or "", "at": e.get("at") or ""} for u, e in sorted(on.items())}
 
 
 def stale_flags(model: str, layer: str, fingerprint: str | None) -> list[int]:
     """The units flagged for other weights of ``model`` than those with ``fingerprint`` (else [])."""
-    d = _read_flags(model, layer)
-    if d is None or not fingerprint or not d.get("fingerprint") or d["fingerprint"] == fingerprint:
+    fingerprint = _check_text(fingerprint, "fingerprint", _FP_FIX, 1000)
+    events = _read_events(model, layer)
+    current = _current_fingerprint(events)
+    if not fingerprint or not current or current == fingerprint:
         return []
-    return sorted(d["units"])
+    return sorted(_replay(events, current))
 
 
-def save_flags(model: str, layer: str, units: Sequence[int], fingerprint: str | None = None) -> None:
-    """Store the flagged units of (model, layer) for the lab (``cache/flags``), with the weights'
-    ``fingerprint`` so that later weights under the same name do not inherit them."""
-    atomic_write_text(_flag_path(model, layer), json.dumps(
-        {"model": model, "layer": layer, "units": sorted({int(u) for u in units}), "fingerprint": fingerprint}))
+_FP_FIX = "pass core.base.cache.model_fingerprint(generator), or None"
+
+
+@contextlib.contextmanager
+def _flags_locked(path):
+    """Held while a flag file is read and rewritten: by one thread here and, through a lock
+    file beside it (where the platform has ``fcntl``), by one process at a time."""
+    with _FLAGS_LOCK:
+        lock = path.with_name(f".{path.name}.lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.touch()
+        except OSError as e:
+            raise CacheError(f"the flags folder {path.parent} cannot be written ({e.strerror or e})",
+                             fix="make the cache writable or set $GANATOMY_CACHE to a folder that is") from None
+        with open(lock, "a+") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _compact(events: list[dict]) -> list[dict]:
+    """Only each (weights, unit)'s last event, in order: the same sets and the same current weights."""
+    last = {(e.get("fingerprint"), e["unit"]): i for i, e in enumerate(events)}
+    return [events[i] for i in sorted(last.values())]
+
+
+def save_flags(model: str, layer: str, units: Sequence[int] | None = None, fingerprint: str | None = None, *,
+               add: Sequence[int] = (), remove: Sequence[int] = (), by: str = "",
+               n_units: int | None = None) -> list[int]:
+    """Flag (``add``) or unflag (``remove``) units of (model, layer) for the lab (``cache/flags``),
+    with the weights' ``fingerprint`` so that later weights under the same name do not inherit
+    them, and ``by`` (who flagged: a display name). Only the units given change: everyone
+    else's flags stay as they are, however many sessions save at once.
+
+    ``units`` (the whole set) is for a script that owns the flags: the units not in it are
+    unflagged, the others flagged. Sessions that share flags send only their changes
+    (``add`` / ``remove``). ``n_units``: the layer's size, to refuse indices beyond it.
+    Returns the flagged units of these weights after the change."""
+    path = _flag_path(model, layer)
+    fingerprint = _check_text(fingerprint, "fingerprint", _FP_FIX, 1000) or None
+    by = _check_text(by, "by", "pass your display name, e.g. by='ann'")
+    if n_units is not None and (isinstance(n_units, bool) or not isinstance(n_units, (int, np.integer))
+                                or n_units < 1):
+        raise InputError(f"n_units must be a positive integer (the layer's size), got {n_units!r}",
+                         fix="pass the number of units of the layer, or leave n_units out")
+    whole = None if units is None else _unit_list(units, "units", layer, n_units)
+    add = _unit_list(add, "add", layer, n_units)
+    remove = _unit_list(remove, "remove", layer, n_units)
+    if whole is not None and (add or remove):
+        raise InputError("give the whole set (units) or the changes (add / remove), not both",
+                         fix="pass add=[...] and remove=[...] only")
+    if both := sorted(set(add) & set(remove)):
+        raise InputError(f"units {both} are both in add and remove", fix="put each unit in add or in remove")
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with _flags_locked(path):
+        events = _read_events(model, layer)
+        if whole is not None:            # the whole set: what differs from these weights' flags
+            on = set(_replay(events, fingerprint) if fingerprint else _applying(events, None))
+            add, remove = sorted(set(whole) - on), sorted(on - set(whole))
+        new = ([{"unit": u, "action": "add", "by": by, "at": at, "fingerprint": fingerprint} for u in add]
+               + [{"unit": u, "action": "remove", "by": by, "at": at, "fingerprint": fingerprint} for u in remove])
+        if new:
+            events = events + new
+            if len(events) > _COMPACT_AT:
+                events = _compact(events)
+            atomic_write_text(path, json.dumps({"format": FLAGS_FORMAT, "model": model, "layer": layer,
+                                                "events": events}))
+        return sorted(_applying(events, fingerprint))
+
+
+def flag_units(model: str, layer: str, units: Sequence[int], fingerprint: str | None = None, *,
+               by: str = "", n_units: int | None = None) -> list[int]:
+    """Flag ``units`` (everyone else's flags stay); returns the flagged units after it."""
+    _flag_path(model, layer)
+    units = _unit_list(units, "units", layer)
+    return save_flags(model, layer, fingerprint=fingerprint, add=units, by=by, n_units=n_units)
+
+
+def unflag_units(model: str, layer: str, units: Sequence[int], fingerprint: str | None = None, *,
+                 by: str = "", n_units: int | None = None) -> list[int]:
+    """Unflag ``units`` (everyone else's flags stay); returns the flagged units after it."""
+    _flag_path(model, layer)
+    units = _unit_list(units, "units", layer)
+    return save_flags(model, layer, fingerprint=fingerprint, remove=units, by=by, n_units=n_units)

@@ -26,7 +26,7 @@ from core.models.catalog import (
     unregister,
     user_models,
 )
-from core.models.downloads import download_url, fetch, sha256_file
+from core.models.downloads import check_url, download_url, fetch, pins, sha256_file, unverified
 from core.models.registry import (
     Architecture,
     architectures,
@@ -50,6 +50,6 @@ __all__ = ["Architecture", "architectures", "detect_arch", "load_generator_file"
            "register_architecture", "MODELS_ENV", "PUBLISHED", "Source", "Spec", "add_upload",
            "available_generators", "available_segmenters", "is_known", "missing_message", "models_dir",
            "register", "register_published", "spec", "status", "unregister", "user_models", "download_url",
-           "fetch", "sha256_file", "checkpoint_series", "images_seen", "list_models", "load_features",
+           "fetch", "sha256_file", "check_url", "pins", "unverified", "checkpoint_series", "images_seen", "list_models", "load_features",
            "load_generator", "load_registered", "load_segmenter", "zoo_table", "DownloadError",
            "MissingPackageError", "MissingWeightsError"]

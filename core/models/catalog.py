@@ -12,6 +12,7 @@ loads a model except to check a file a user adds (safely, see :mod:`core.base.ch
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,10 +20,18 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from core.base.cache import atomic_write_text, cache_root
-from core.base.errors import CheckpointError, InputError
+from core.base.cache import atomic_write_text, cache_root, safe_name
+from core.base.errors import (
+    ArgumentTypeError,
+    CacheError,
+    CheckpointError,
+    GanatomyError,
+    InputError,
+    UnknownNameError,
+)
 from core.base.packages import packages_ok
 from core.base.protocols import check_generator, check_segmenter
 from core.models.registry import (
@@ -34,9 +43,30 @@ from core.models.registry import (
     read_state,
 )
 
-__all__ = ["models_dir", "Spec", "Source", "PUBLISHED", "register_published", "status", "register",
-           "unregister", "add_upload", "user_models", "is_known", "spec", "missing_message",
-           "available_segmenters", "available_generators", "MODELS_ENV"]
+try:                                   # file locks between processes (POSIX); threads are locked anyway
+    import fcntl
+except ImportError:                    # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = [
+    "MAX_NAME",
+    "MODELS_ENV",
+    "PUBLISHED",
+    "Source",
+    "Spec",
+    "add_upload",
+    "available_generators",
+    "available_segmenters",
+    "is_known",
+    "missing_message",
+    "models_dir",
+    "register",
+    "register_published",
+    "spec",
+    "status",
+    "unregister",
+    "user_models",
+]
 
 MODELS_ENV = "GANATOMY_MODELS"
 
@@ -107,17 +137,57 @@ def register_published(s: Spec) -> Spec:
 
 
 # ----------------------------------------------------------------------------- user models
+#
+# A name added by a user belongs to whoever added it first: a second add under that name is
+# refused unless the caller asks to replace it (``replace=True``), and removing one must be
+# confirmed. Registry entries say who added them and when (``added_by``: the adding session's
+# display name, no accounts; ``added_at``: UTC, ISO 8601). The check of a name and the write
+# of the registry happen under one lock (a thread lock for the dashboard's sessions, a file
+# lock for separate processes), so two sessions adding one name at once cannot both win.
+# Uploads are stored under a name made of the model name's safe form and the content's hash:
+# a second upload never writes over the file another name (or an earlier upload) points at.
 
-_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_PART = r"[^\W_][\w.\-]*"           # a letter or digit, then letters, digits, '_', '.', '-'
+_NAME = re.compile(rf"^{_PART}(/{_PART})?$")
+MAX_NAME = 100                         # characters of a model name (and of a display name)
 _REGISTRY_LOCK = threading.Lock()      # dashboard sessions (threads) adding models at once
+_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+_NAME_FIX = "choose a name such as 'lab/church-v2'"
 
 
 def _registry_file() -> Path:
     return models_dir() / "registry.json"
 
 
+@contextlib.contextmanager
+def _registry_locked():
+    """Held while the registry is read, checked and rewritten: by one thread of this process and
+    (through ``.registry.lock``, where the platform has ``fcntl``) by one process at a time."""
+    with _REGISTRY_LOCK:
+        d = models_dir()
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            (d / ".registry.lock").touch()
+        except OSError as e:
+            raise CacheError(f"the models folder {d} cannot be written ({e.strerror or e})",
+                             fix=f"make {d} writable or set ${MODELS_ENV} to a folder that is") from None
+        with open(d / ".registry.lock", "a+") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_registry(data: dict) -> None:
+    atomic_write_text(_registry_file(), json.dumps(data, indent=1, sort_keys=True))
+
+
 def user_models() -> dict[str, dict]:
-    """Models added with :func:`register` / :func:`add_upload`: name -> {kind, arch, path, options}."""
+    """Models added with :func:`register` / :func:`add_upload`: name -> {kind, arch, path,
+    options, added_by, added_at} (entries written before names had owners lack the last two)."""
     f = _registry_file()
     try:
         data = json.loads(f.read_text())
@@ -126,12 +196,82 @@ def user_models() -> dict[str, dict]:
     return {k: v for k, v in data.items() if isinstance(v, dict) and "path" in v} if isinstance(data, dict) else {}
 
 
-def _check_new_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+def _who(entry: dict) -> str:
+    """'added by ann at 2025-01-01T12:00:00+00:00' (or what of it the entry has)."""
+    by = entry.get("added_by") or "an unknown user"
+    at = entry.get("added_at")
+    return f"added by {by}" + (f" at {at}" if at else "")
+
+
+def _check_new_name(name) -> None:
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"model name must be a string, got {type(name).__name__} {name!r}", fix=_NAME_FIX)
+    if not name.strip():
+        raise InputError("model name is empty", fix=_NAME_FIX)
+    if len(name) > MAX_NAME:
+        raise InputError(f"model name {name[:40]!r}… is {len(name)} characters long; at most {MAX_NAME}",
+                         fix="choose a shorter name such as 'lab/church-v2'")
+    if not _NAME.match(name) or ".." in name:
         raise InputError(f"model name {name!r} must be letters, digits, '.', '-', '_' with at most one "
-                         "'/' (e.g. 'lab/church-v2')")
+                         "'/', each part starting with a letter or digit (no '..')", fix=_NAME_FIX)
     if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
-        raise InputError(f"{name!r} is a built-in model name; choose another")
+        raise InputError(f"model name {name!r} is a built-in model name",
+                         fix="choose another name, such as 'lab/" + name.split("/")[-1] + "-mine'")
+
+
+def _check_flag(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{what} must be True or False, got {value!r}", fix=f"pass {what}=True or {what}=False")
+    return value
+
+
+def _check_added_by(added_by) -> str:
+    if not isinstance(added_by, str):
+        raise ArgumentTypeError(f"added_by must be a string (your display name), got {type(added_by).__name__}",
+                                fix="pass added_by='your name'")
+    added_by = " ".join(added_by.split())
+    if len(added_by) > MAX_NAME:
+        raise InputError(f"added_by is {len(added_by)} characters long; at most {MAX_NAME}",
+                         fix="give a shorter display name")
+    return added_by or "anonymous"
+
+
+def _refuse_taken(name: str, entry: dict) -> None:
+    raise InputError(f"model name {name!r} is taken: {_who(entry)} ({entry.get('arch')} {entry.get('kind')} "
+                     f"from {entry.get('path')})",
+                     fix="choose another name, or pass replace=True (on the Models page: tick 'Replace') "
+                         "to replace it for everyone")
+
+
+def _check_free(name: str, replace: bool) -> None:
+    """Refuse ``name`` when it is taken and ``replace`` was not asked (early: before any work)."""
+    if not replace and (entry := user_models().get(name)) is not None:
+        _refuse_taken(name, entry)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _store(name: str, entry: dict, replace: bool, place=None) -> dict:
+    """Write ``entry`` under ``name``: the check that the name is free and the write are one
+    step under the registry lock (``place()``, run in that step once the name is free, puts an
+    upload's file in place). A replaced entry is kept in ``entry['replaced']`` (its file stays
+    where it is: sessions that loaded it still refer to it)."""
+    with _registry_locked():
+        data = user_models()
+        old = data.get(name)
+        if old is not None:
+            if not replace:
+                _refuse_taken(name, old)
+            history = list(old.get("replaced", []))
+            history.append({k: old.get(k) for k in ("path", "arch", "kind", "added_by", "added_at")})
+            entry = {**entry, "replaced": history}
+        if place is not None:
+            place()
+        data[name] = entry
+        _write_registry(data)
+    return entry
 
 
 def _inspect(p: Path, arch: str | None, opts: dict) -> str:
@@ -147,65 +287,152 @@ def _inspect(p: Path, arch: str | None, opts: dict) -> str:
     return arch
 
 
-def register(name: str, path, arch: str | None = None, options: dict | None = None, check: bool = True) -> dict:
+def _check_options(options) -> dict:
+    if options is not None and not isinstance(options, dict):
+        raise ArgumentTypeError(f"options must be a dict of loader options, got {type(options).__name__}",
+                                fix="pass options={'truncation': 0.7} or leave it out")
+    return dict(options or {})
+
+
+def register(name: str, path, arch: str | None = None, options: dict | None = None, check: bool = True, *,
+             replace: bool = False, added_by: str = "") -> dict:
     """Add a model by local path under ``name`` (listed by :func:`status`, loadable by name).
 
     ``arch``: one of ``progan``, ``stylegan2``, ``biggan``, ``segformer`` (detected when None).
     With ``check`` (default) the model is loaded once first, so a broken file is refused with
-    the reason. Returns the registry entry."""
+    the reason. A ``name`` someone already added is refused (saying who added it and when)
+    unless ``replace=True``. ``added_by``: the adder's display name, shown beside the model.
+    Returns the registry entry."""
     _check_new_name(name)
+    replace = _check_flag(replace, "replace")
+    added_by = _check_added_by(added_by)
+    opts = _check_options(options)
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise CheckpointError(f"path {path!r} is not a file path",
+                              fix="give the path of a weights file (or of a SegFormer folder)")
+    _check_free(name, replace)
     p = Path(path).expanduser().resolve()
     if not p.exists():
         raise CheckpointError(f"{p} does not exist: give the path of a weights file (or a SegFormer folder)")
-    opts = dict(options or {})
     if arch is not None:
         kind_of(arch)
     if check or arch is None:
         arch = _inspect(p, arch, opts)
-    entry = {"kind": kind_of(arch), "arch": arch, "path": str(p), "options": opts}
-    with _REGISTRY_LOCK:
-        data = user_models()
-        data[name] = entry
-        atomic_write_text(_registry_file(), json.dumps(data, indent=1, sort_keys=True))
-    return entry
+    entry = {"kind": kind_of(arch), "arch": arch, "path": str(p), "options": opts,
+             "added_by": added_by, "added_at": _now()}
+    return _store(name, entry, replace)
 
 
-def unregister(name: str) -> None:
-    with _REGISTRY_LOCK:
+def unregister(name: str, confirm: str | None = None) -> None:
+    """Remove the user-added model ``name`` for everyone. It must be confirmed by giving the
+    name again (``confirm=name``): a model belongs to whoever added it. Upload files no other
+    entry refers to are deleted with it."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"model name must be a string, got {type(name).__name__} {name!r}",
+                                fix="give the name of a model you added, e.g. unregister('lab/x', confirm='lab/x')")
+    if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
+        raise InputError(f"model name {name!r} is a built-in model; only user-added models can be unregistered",
+                         fix="give the name of a model added with register() or add_upload()")
+    with _registry_locked():
         data = user_models()
         if name not in data:
-            raise InputError(f"{name!r} is not a user-added model; added: {', '.join(data) or 'none'}")
-        del data[name]
-        atomic_write_text(_registry_file(), json.dumps(data, indent=1, sort_keys=True))
+            raise UnknownNameError(f"model name {name!r} is not a user-added model; added: "
+                                   f"{', '.join(data) or 'none'}", fix="give the name of one of those")
+        if confirm != name:
+            raise InputError(f"unregister({name!r}) removes a model {_who(data[name])} for everyone; "
+                             f"it was not confirmed (confirm={confirm!r})",
+                             fix=f"confirm by passing confirm={name!r} (on the Models page: type the name)")
+        gone = data.pop(name)
+        _write_registry(data)
+        kept = {e.get("path") for e in data.values()} | {h.get("path") for e in data.values()
+                                                         for h in e.get("replaced", [])}
+    up = (models_dir() / "uploads").resolve()
+    for p in {gone.get("path"), *(h.get("path") for h in gone.get("replaced", []))} - kept:
+        if p and Path(p).parent == up:
+            Path(p).unlink(missing_ok=True)
+
+
+def _check_upload(data, filename) -> str:
+    if not isinstance(filename, str):
+        raise ArgumentTypeError(f"filename must be a string (the uploaded file's name), got "
+                                f"{type(filename).__name__}", fix="pass the file's name, e.g. 'church.pt'")
+    suffix = Path(filename).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise CheckpointError(f"upload {filename!r}: expected a .pt, .pth, .bin, .ckpt or .safetensors weights file",
+                              fix="upload the weights file itself (suffix .pt, .pth, .bin, .ckpt or .safetensors)")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(f"data of upload {filename!r} must be bytes, got {type(data).__name__}",
+                                fix="pass the file's contents, e.g. Path('church.pt').read_bytes()")
+    if not len(data):
+        raise CheckpointError(f"upload {filename!r} is empty (0 bytes)",
+                              fix="upload the file again; the copy that arrived has no contents")
+    return suffix
+
+
+def _as_users_file(e: GanatomyError, tmp: Path, filename: str) -> GanatomyError:
+    """``e`` with the temporary file's path replaced by the name the user uploaded."""
+    def sub(text: str) -> str:
+        for s in sorted({str(tmp.resolve()), str(tmp), tmp.name}, key=len, reverse=True):
+            text = text.replace(s, filename)
+        return text
+    return type(e)(sub(str(e)), fix=sub(e.fix))
 
 
 def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
-               options: dict | None = None) -> dict:
+               options: dict | None = None, *, replace: bool = False, added_by: str = "") -> dict:
     """Store uploaded weights under ``models_dir()/uploads/`` and register them as ``name``.
 
     The bytes go to a temporary file that is loaded (safely) and checked before it is renamed
     into place; anything broken — truncated, another architecture, a pickle with code — is
-    refused with a :class:`CheckpointError` saying why, and nothing is kept."""
+    refused with a :class:`CheckpointError` saying why (naming ``filename``, the user's file),
+    and nothing is kept. A ``name`` someone already added is refused, saying who added it and
+    when, unless ``replace=True``; the stored file is named by the content's hash, so the other
+    user's weights stay byte for byte as they were either way."""
     _check_new_name(name)
-    suffix = Path(filename or "").suffix.lower()
-    if suffix not in (".pt", ".pth", ".bin", ".ckpt", ".safetensors"):
-        raise CheckpointError(f"upload {filename!r}: expected a .pt, .pth, .bin, .ckpt or .safetensors weights file")
-    if not data:
-        raise CheckpointError(f"upload {filename!r} is empty (0 bytes)")
+    replace = _check_flag(replace, "replace")
+    added_by = _check_added_by(added_by)
+    opts = _check_options(options)
+    suffix = _check_upload(data, filename)
+    _check_free(name, replace)
+    if arch is not None:
+        kind_of(arch)
+    data = bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
     up = models_dir() / "uploads"
-    up.mkdir(parents=True, exist_ok=True)
-    # readable, and one file per name: 'lab/x' and 'lab_x' must not overwrite each other's weights
-    safe = re.sub(r"[^\w.\-]", "_", name) + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
-    final = up / f"{safe}{suffix}"
-    tmp = up / f".{safe}.part-{uuid.uuid4().hex[:8]}{suffix}"
-    tmp.write_bytes(data)
+    final = up / f"{safe_name(name)}-{digest[:16]}{suffix}"
+    tmp = up / f".upload-{uuid.uuid4().hex[:12]}{suffix}"
     try:
-        arch = _inspect(tmp, arch, dict(options or {}))
-    except BaseException:
+        up.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+    except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
-    return register(name, final, arch=arch, options=options, check=False)
+        raise CacheError(f"upload {filename!r} cannot be stored in {up} ({e.strerror or e})",
+                         fix=f"free some disk space or set ${MODELS_ENV} to a writable folder") from None
+    try:
+        try:
+            arch = _inspect(tmp, arch, opts)
+        except GanatomyError as e:
+            raise _as_users_file(e, tmp, filename) from None
+        entry = {"kind": kind_of(arch), "arch": arch, "path": str(final.resolve()), "options": opts,
+                 "added_by": added_by, "added_at": _now(), "filename": Path(filename).name[:MAX_NAME],
+                 "sha256": digest}
+
+        def place():
+            if final.is_file() and _sha256(final) == digest:
+                tmp.unlink()         # these very bytes are already stored: leave that file untouched
+            else:
+                os.replace(tmp, final)
+        return _store(name, entry, replace, place)      # the first of two racing adds wins
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- status
@@ -225,7 +452,8 @@ def is_known(name: str, kind: str | None = None) -> bool:
 
 def status() -> list[dict]:
     """Every published and user-added model: name, kind, arch, available, path (found, or where
-    to put it), source (URL / hub page), packages (and whether they import), description."""
+    to put it), source (URL / hub page; for a user's model who added it and when), packages (and
+    whether they import), description, origin ('published' / 'user'), added_by, added_at."""
     rows = []
     for s in PUBLISHED.values():
         found = s.find()
@@ -233,14 +461,15 @@ def status() -> list[dict]:
                      "path": str(found or s.target), "source": s.source,
                      "downloadable": bool(s.hub_id or s.files[0].url), "packages": list(s.packages),
                      "packages_ok": packages_ok(s.packages), "description": s.description,
-                     "origin": "published"})
+                     "origin": "published", "added_by": "", "added_at": ""})
     for name, e in user_models().items():
         a = architectures().get(e.get("arch"))
         pk = list(a.packages) if a else []
         rows.append({"name": name, "kind": e.get("kind"), "arch": e.get("arch"),
-                     "available": Path(e["path"]).exists(), "path": e["path"], "source": "added by a user",
+                     "available": Path(e["path"]).exists(), "path": e["path"], "source": _who(e),
                      "downloadable": False, "packages": pk, "packages_ok": packages_ok(pk),
-                     "description": f"{e.get('arch')} {e.get('kind')} added from {e['path']}", "origin": "user"})
+                     "description": f"{e.get('arch')} {e.get('kind')} added from {e['path']}", "origin": "user",
+                     "added_by": e.get("added_by") or "", "added_at": e.get("added_at") or ""})
     return rows
 
 

@@ -57,8 +57,8 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     with torch.no_grad():
         before = to_uint8(generate(G, z))
         after = to_uint8(generate(G, z, [Edit(layer, res.units)]))
-    st.image(list(before), width=104, caption=["before"] * 6)
-    st.image(list(after), width=104, caption=[f"{concept} units ablated"] * 6)
+    st.image(list(before), width=104, caption=["before"] * 6, output_format="PNG")
+    st.image(list(after), width=104, caption=[f"{concept} units ablated"] * 6, output_format="PNG")
 else:
     st.info("Pick a concept and press **Find causal units**.")
 

@@ -10,7 +10,8 @@ from core import models as published
 from core import toyworld
 from core.base.protocols import check_segmenter
 from core.models import zoo_table
-from dashboard.common import ERRORS, fail, segmenter
+from core.models.catalog import MAX_NAME
+from dashboard.common import ERRORS, fail, generator, segmenter
 
 st.title("Models")
 st.caption(f"Weights of published and added models live in `{published.models_dir()}` "
@@ -24,6 +25,13 @@ def refuse(what: str, error: BaseException):
 
 if notice := st.session_state.pop("models_notice", None):
     st.success(notice)
+
+# the session's display name (no accounts): shown beside the models it adds and the units it flags. The
+# widget's own state is dropped when another page runs, so the name is kept under a key of its own.
+st.session_state.setdefault("display_name_input", st.session_state.get("display_name", "anonymous"))
+me = st.text_input("Your name (shown beside models you add and units you flag)", key="display_name_input",
+                   max_chars=MAX_NAME).strip() or "anonymous"
+st.session_state["display_name"] = me
 
 
 # ----------------------------------------------------------------------------- shipped zoo
@@ -47,10 +55,32 @@ table = pd.DataFrame([{
     "status": "available" if r["available"] else "missing",
     "file": r["path"],
     "packages": ", ".join(r["packages"]) + ("" if r["packages_ok"] or not r["packages"] else " — not installed"),
-    "source": r["source"]} for r in rows])
+    "source": r["source"]} for r in rows])          # a user's model: "added by <name> at <time>"
 st.dataframe(table, hide_index=True, width="stretch")
 n_ok = sum(r["available"] for r in rows)
 st.caption(f"{n_ok} of {len(rows)} available. Optional packages: `pip install -r requirements-optional.txt`.")
+
+users = [r for r in rows if r["origin"] == "user"]
+if users:
+    st.subheader("Models added by users")
+    st.dataframe(pd.DataFrame([{
+        "model": r["name"], "kind": r["kind"], "architecture": r["arch"],
+        "added by": r["added_by"] or "an unknown user", "added at (UTC)": r["added_at"], "file": r["path"]}
+        for r in users]), hide_index=True, width="stretch")
+    for r in users:
+        st.caption(f"**{r['name']}**: {r['source']}")
+    gone = st.selectbox("Unregister a model (for everyone)", [r["name"] for r in users], key="remove_model")
+    typed = st.text_input(f"Type {gone} to confirm", key="remove_confirm",
+                          help="A model belongs to whoever added it: removing it removes it for every user.")
+    if st.button(f"Unregister {gone}", key="remove_button"):
+        try:
+            published.unregister(gone, confirm=typed.strip())
+        except ERRORS as e:        # not confirmed, or gone already: say how
+            refuse(f"{gone} was not unregistered", e)
+        else:
+            generator.clear()      # no session is handed the removed model from the shared cache
+            st.session_state["models_notice"] = f"Unregistered **{gone}** (asked by {me})."
+            st.rerun()
 
 missing = [r for r in rows if not r["available"]]
 if missing:
@@ -61,7 +91,15 @@ if missing:
         st.info(published.missing_message(published.spec(name)))
     else:
         st.info(f"{name}: its file {row['path']} is gone; put it back there or add the model again.")
-    if row["downloadable"] and st.button(f"Download {name}", key="download"):
+    why = published.unverified(name) if row["downloadable"] and name in published.PUBLISHED else None
+    trust, digest = False, None
+    if why:
+        st.warning(f"A download of {name} cannot be fully verified: {why}. Give the weights file's full "
+                   "SHA-256 if its publisher gives one, or accept the source on first use: its full digest is "
+                   "then pinned, and every later download must match it.", icon=":material/gpp_maybe:")
+        digest = st.text_input("Full SHA-256 of the weights file (64 hex digits, optional)", key="download_sha").strip()
+        trust = st.checkbox(f"I trust {row['source']} for {name}", key="download_trust")
+    if row["downloadable"] and st.button(f"Download {name}", key="download", disabled=bool(why) and not (trust or digest)):
         bar = st.progress(0.0, text="Downloading…")
 
         def progress(done, total):
@@ -69,7 +107,7 @@ if missing:
                 bar.progress(min(done / total, 1.0), text=f"{done / 2 ** 20:.1f} of {total / 2 ** 20:.1f} MiB")
 
         try:
-            path = published.fetch(name, download=True, progress=progress)
+            path = published.fetch(name, download=True, progress=progress, trust=trust, sha256=digest or None)
             st.session_state["models_notice"] = f"{name} downloaded and verified: `{path}`"
             st.rerun()
         except ERRORS as e:      # offline, checksum mismatch, missing package: say why
@@ -81,6 +119,12 @@ c1, c2 = st.columns(2)
 new_name = c1.text_input("Name", placeholder="lab/church-v2", key="add_name").strip()
 arch_choice = c2.selectbox("Architecture", ["detect from the file", *published.architectures()], key="add_arch")
 arch = None if arch_choice.startswith("detect") else arch_choice
+taken = next((r for r in users if r["name"] == new_name), None)
+replace = st.checkbox("Replace the existing model of this name (for everyone)", key="add_replace",
+                      disabled=taken is None)
+if taken is not None:
+    st.warning(f"**{new_name}** is taken: {taken['source']}. Adding under this name is refused unless you tick "
+               "**Replace** (its weights file is kept; the name then points at yours).")
 options = {}
 if arch in ("stylegan2", "biggan"):
     o1, o2 = st.columns(2)
@@ -98,7 +142,9 @@ def add(what: str, fn):
     except ERRORS as e:          # broken, foreign or unsafe files are refused with the reason
         refuse(f"{what} was refused", e)
         return
-    st.session_state["models_notice"] = (f"Added **{new_name}**: {entry['arch']} {entry['kind']} from "
+    if entry.get("replaced"):
+        generator.clear()           # sessions load the new weights under the name, not the cached old ones
+    st.session_state["models_notice"] = (f"Added **{new_name}** as {me}: {entry['arch']} {entry['kind']} from "
                                          f"`{entry['path']}`. Load it with `core.load_{entry['kind']}({new_name!r})`.")
     st.rerun()                      # list it in the table above
 
@@ -110,12 +156,14 @@ with by_path:
         if not path:
             st.error("Give the path of the weights file.", icon="⚠️")
         else:
-            add(path, lambda: published.register(new_name, path, arch=arch, options=options))
+            add(path, lambda: published.register(new_name, path, arch=arch, options=options,
+                                                 replace=replace and taken is not None, added_by=me))
 with by_upload:
     up = st.file_uploader("Weights file", type=["pt", "pth", "bin", "ckpt", "safetensors"], key="upload")
     if st.button("Add upload", key="add_upload_button", disabled=up is None):
         add(f"Upload {up.name}", lambda: published.add_upload(up.getvalue(), up.name, new_name, arch=arch,
-                                                                options=options))
+                                                                options=options, replace=replace and taken is not None,
+                                                                added_by=me))
 
 # ----------------------------------------------------------------------------- segmenter
 st.subheader("Segmenter")

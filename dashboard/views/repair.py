@@ -44,28 +44,44 @@ if st.button("Compute unit FID", type="primary") or st.session_state.get("ufid_k
     table = uf.table()
     st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
     fingerprint = cache.model_fingerprint(G)
-    saved = set(repair.load_flags(name, layer, fingerprint))
-    flags = set(saved)
+    me = st.session_state.get("display_name", "anonymous")
+    n_units = len(uf.fid)
+    if error := st.session_state.pop("flag_error", None):
+        fail("The flag was not saved", error, fix_for(error), stop=False)
+    # flags are shared by the lab (cache/flags): this session sends only the units it toggles (add /
+    # remove events, merged per unit), never its whole set, so it cannot undo another user's flags
+    details = repair.flag_details(name, layer, fingerprint)
+    flags = set(details)
     if stale := repair.stale_flags(name, layer, fingerprint):
         st.info(f"Units {', '.join(map(str, stale))} were flagged for other weights of {name} (retrained or "
                 "re-shipped since): unit numbers do not carry over between trainings, so they start unflagged.")
+    who = "; ".join(f"unit {u} by {d['by'] or 'an unknown user'}" + (f" at {d['at']}" if d["at"] else "")
+                    for u, d in details.items())
+    st.caption((f"Flagged for these weights: {who}. " if who else "No units flagged for these weights yet. ")
+               + f"You flag as **{me}** (your name is set on the Models page); flags are shared with everyone.")
+
+    def toggle(model, lay, unit, fp, size, key):
+        try:
+            change = repair.flag_units if st.session_state[key] else repair.unflag_units
+            change(model, lay, [unit], fp, by=st.session_state.get("display_name", "anonymous"), n_units=size)
+        except ERRORS as e:        # a read-only cache: say so on the next run
+            st.session_state["flag_error"] = e
+
     st.subheader("Candidates (highest unit FID)")
     cands = uf.highest(8)
     strips = unit_strips(G, layer, cands, [-1e9] * len(cands), uf.top_index[:6, cands].T, uf.seed)
     for u in cands:
         col1, col2 = st.columns([1, 6])
-        if col1.checkbox(f"unit {u}", value=u in flags, key=f"flag-{u}"):
-            flags.add(u)
-        else:
-            flags.discard(u)
+        key = f"flag-{u}"
+        st.session_state[key] = u in flags           # everyone's current flags, merged
+        col1.checkbox(f"unit {u}", key=key, on_change=toggle, args=(name, layer, u, fingerprint, n_units, key))
         col2.image(strips[u], caption=f"unit {u}: FID {uf.fid[u]:.3f}")
-    if flags != saved:       # flags are shared by the lab (cache/flags): write only what this session changed
-        repair.save_flags(name, layer, sorted(flags), fingerprint)
     chosen = sorted(flags) or uf.highest(5)
     if st.button(f"Ablate {len(chosen)} units and compare FID"):
         try:
             with st.spinner("FID before/after…"):
-                t, _ = repair.repair_table(G, layer, features(), real, chosen, n_candidates=n, n_eval=max(n // 5, 50))
+                t, _ = repair.repair_table(G, layer, features(), real, chosen, n_candidates=n,
+                                          n_eval=max(n // 5, 50), n_units=n_units)
         except ERRORS as e:
             fail("The FID comparison failed", e, fix_for(e))
         st.dataframe(t, hide_index=True, width="stretch")

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.express as px
 import streamlit as st
-import torch
 
+from core.base.hooks import layer_shape
 from core.base.sampling import z_range
 from core.engine import causal
 from core.engine.intervention import Edit, insertion_constants
-from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
+from dashboard.common import ERRORS, fail, fix_for, parse_units, pick_layer, pick_model, segmenter
 
 st.title("Tracing")
 name, G = pick_model()
@@ -35,12 +35,9 @@ def scales(model, layer, _G):
 
 
 try:
-    units = [int(u) for u in units_txt.replace(" ", "").split(",") if u]
+    n_units, h, w = layer_shape(G, layer)
+    units = parse_units(units_txt, n_units, layer)
     z = z_range(seed, 0, 1, G.z_dim)
-    with torch.no_grad():
-        from core.engine.intervention import generate
-        _, cap = generate(G, z, capture=[layer])
-    h, w = cap[layer].shape[-2:]
     y = st.slider("Row", 0, h - 1, h // 2)
     x = st.slider("Column", 0, w - 1, w // 2)
     mask = np.zeros((h, w), np.float32)

@@ -5,10 +5,11 @@ import numpy as np
 import streamlit as st
 import torch
 
+from core.base.hooks import layer_shape
 from core.base.sampling import z_range
 from core.engine.intervention import Edit, generate, insertion_constants
 from core.outputs.visualize import to_uint8
-from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
+from dashboard.common import ERRORS, fail, fix_for, parse_units, pick_layer, pick_model, segmenter
 
 st.title("What-if")
 name, G = pick_model()
@@ -21,9 +22,16 @@ def constants(model: str, segmenter_key: str, layer: str, concept: str, _G, _seg
     return insertion_constants(_G, _seg, layer, concept, n_samples=100).numpy()
 
 
-with torch.no_grad():
-    _, cap = generate(G, z_range(0, 0, 1, G.z_dim), capture=[layer])
-n_units, h, w = cap[layer].shape[1:]
+n_units, h, w = layer_shape(G, layer)          # probed once per model and layer
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def unedited(model: str, seed: int, _G):
+    """The eight images before any edit: one pass per (model, seed), not one per edit."""
+    with torch.no_grad():
+        return to_uint8(generate(_G, z_range(seed, 0, 8, _G.z_dim)))
+
+
 c1, c2, c3 = st.columns([1, 1, 2])
 mode = c1.radio("Edit", ["ablate", "insert"], horizontal=True)
 seed = int(c2.number_input("Seed", 0, 10**6, 0))
@@ -34,16 +42,16 @@ if mode == "insert":
 rows = st.slider("Region rows", 0, h, (0, h))
 cols = st.slider("Region columns", 0, w, (0, w))
 try:
-    units = [int(u) for u in units_txt.replace(" ", "").split(",") if u != ""]
+    units = parse_units(units_txt, n_units, layer)
     mask = np.zeros((h, w), np.float32)
     mask[rows[0]:rows[1], cols[0]:cols[1]] = 1
-    value = constants(name, seg.cache_key, layer, concept, G, seg)[units] if mode == "insert" else None
+    value = constants(G.cache_key, seg.cache_key, layer, concept, G, seg)[units] if mode == "insert" else None
     z = z_range(seed, 0, 8, G.z_dim)
+    before = unedited(G.cache_key, seed, G)
     with torch.no_grad():
-        before = to_uint8(generate(G, z))
         after = to_uint8(generate(G, z, [Edit(layer, units, mode, value, mask)]))
 except ERRORS as e:
     fail("Cannot apply this edit", e, fix_for(e))
 st.caption(f"{layer} has {n_units} units on a {h}x{w} grid; the region covers {int(mask.sum())} cells.")
-st.image(list(before), width=104, caption=[f"before #{i}" for i in range(8)])
-st.image(list(after), width=104, caption=[f"after #{i}" for i in range(8)])
+st.image(list(before), width=104, caption=[f"before #{i}" for i in range(8)], output_format="PNG")
+st.image(list(after), width=104, caption=[f"after #{i}" for i in range(8)], output_format="PNG")

@@ -1,0 +1,365 @@
+"""A lab's load on one dashboard: N browser sessions at once, what-if and paint, against a local server.
+
+Starts ``streamlit run dashboard/app.py`` on 127.0.0.1 with a private cache (pre-filled as the
+browser test does), opens ``--whatif`` + ``--paint`` Playwright contexts in Debian's chromium
+and drives them all at once from threads, one per session, for ``--rounds`` edits each:
+
+- a what-if session i uses seed i and alternates two unit sets of its own (A_i, B_i) in ablate
+  mode over the whole grid: each round types the units and presses Enter, and the latency is
+  Enter -> the eight "after" images loaded;
+- a paint session j alternates one stroke of its own with "Clear": latency is mouse-up -> the
+  edited image loaded.
+
+After every round the session's images are fetched from the server and decoded. A what-if
+image set must equal, pixel for pixel, what ``core.generate`` gives for that session's own
+inputs (computed here, independently of the dashboard): any other image is counted as a
+cross-session (or wrong) image. Repeated identical edits are compared with each other both by
+their URLs and by their pixels, which tells a changed media URL from a changed image.
+
+Reports p50/p95 latency per kind, errors (exceptions shown on a page, failed waits), server
+RSS (now and peak, from /proc), and writes docs/reports/load.json::
+
+    python scripts/load_dashboard.py                        # 8 what-if + 2 paint sessions, 8 rounds
+    python scripts/load_dashboard.py --whatif 4 --paint 1 --rounds 4 --out /tmp/load.json
+
+Bounded in time: every wait has a guard (``--guard`` seconds) and the whole run ``--limit``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "reports" / "load.json"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def _browser_flow():
+    """The browser test's helpers (tests/test_browser.py), loaded by path: one set of helpers."""
+    spec = importlib.util.spec_from_file_location("_browser_flow", ROOT / "tests" / "test_browser.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_flow = _browser_flow()
+EDITED, IDLE, _canvas_ready, _edited_src = _flow.EDITED, _flow.IDLE, _flow._canvas_ready, _flow._edited_src
+_free_port, _prefill, _ready, _stroke = _flow._free_port, _flow._prefill, _flow._ready, _flow._stroke
+
+STROKES = [(20, 50, 300, 70), (20, 280, 300, 250), (40, 170, 280, 200), (150, 20, 170, 300)]
+
+
+def unit_sets(i: int) -> tuple[list[int], list[int]]:
+    """Session i's two unit sets (disjoint between sessions, so every session's images differ)."""
+    return [8 * i + k for k in range(4)], [8 * i + 4 + k for k in range(4)]
+
+
+def expected_whatif(seed: int, units: list[int], layer: str = "layer4") -> list[np.ndarray]:
+    """What the What-if page must show for these inputs (full-grid ablation), from core directly."""
+    import torch
+
+    from core.base.sampling import z_range
+    from core.engine.intervention import Edit, generate
+    from core.outputs.visualize import to_uint8
+    G = _generator()
+    # the server computes with one intra-op thread (dashboard/common.py, GANATOMY_TORCH_THREADS): another
+    # thread count sums in another order, and 1-ulp differences flip a few uint8 pixels by one level
+    torch.set_num_threads(int(os.environ.get("GANATOMY_TORCH_THREADS", 1)))
+    with torch.no_grad():
+        _, cap = generate(G, z_range(0, 0, 1, G.z_dim), capture=[layer])
+        h, w = cap[layer].shape[2:]
+        out = to_uint8(generate(G, z_range(seed, 0, 8, G.z_dim),
+                                [Edit(layer, units, "ablate", None, torch.ones(h, w))]))
+    return list(out)
+
+
+_G = []
+
+
+def _generator():
+    if not _G:
+        import core
+        _G.append(core.load_generator("toyworld/town"))
+    return _G[0]
+
+
+def _decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _fetch(ctx, srcs: list[str]) -> list[np.ndarray]:
+    return [_decode(ctx.request.get(s).body()) for s in srcs]
+
+
+def _after_srcs(page) -> list[str]:
+    """The srcs of the eight 'after' images of the What-if page (the second image group)."""
+    return page.eval_on_selector_all('[data-testid="stMain"] [data-testid="stImage"] img', "els => els.map(e => e.src)")[8:16]
+
+
+def _exceptions(page) -> int:
+    return page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
+
+
+class Session(threading.Thread):
+    def __init__(self, kind: str, i: int, browser_factory, url: str, rounds: int, guard_ms: int):
+        super().__init__(daemon=True)
+        self.kind, self.i, self.factory, self.url, self.rounds, self.guard_ms = kind, i, browser_factory, url, rounds, guard_ms
+        self.latency: list[float] = []
+        self.errors: list[str] = []
+        self.seen: list[tuple[str, tuple[str, ...], list[np.ndarray]]] = []     # (edit, srcs, images)
+        self.ready = threading.Event()
+        self.go = threading.Event()
+
+    def run(self):
+        try:
+            with self.factory() as (ctx, page):
+                (self._whatif if self.kind == "whatif" else self._paint)(ctx, page)
+        except Exception as e:       # a failed wait or a crash: counted, reported, the run goes on
+            self.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            self.ready.set()
+
+    def _whatif(self, ctx, page):
+        page.goto(self.url + "/whatif")
+        _ready(page, "What-if", "[data-testid='stImage'] img", timeout=self.guard_ms)
+        seed_box = page.get_by_label("Seed")
+        seed_box.fill(str(self.i))
+        seed_box.press("Enter")
+        page.wait_for_function(IDLE, timeout=self.guard_ms, polling="raf")
+        units_box = page.get_by_label("Units (comma separated)")
+        self.ready.set()
+        self.go.wait()
+        a, b = unit_sets(self.i)
+        for r in range(self.rounds):
+            units = a if r % 2 == 0 else b
+            old = _after_srcs(page)
+            t = time.perf_counter()
+            units_box.fill(", ".join(map(str, units)))
+            units_box.press("Enter")
+            page.wait_for_function(
+                """(old) => { const els = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')].slice(8, 16);
+                              return els.length === 8 && els.some((e, k) => e.src !== old[k]) && els.every(e => e.complete && e.naturalWidth > 0); }""",
+                arg=old, timeout=self.guard_ms, polling="raf")
+            page.wait_for_function(IDLE, timeout=self.guard_ms, polling="raf")
+            self.latency.append(time.perf_counter() - t)
+            if _exceptions(page):
+                self.errors.append(f"round {r}: an error is shown on the page")
+            srcs = tuple(_after_srcs(page))
+            self.seen.append((",".join(map(str, units)), srcs, _fetch(ctx, list(srcs))))
+
+    def _paint(self, ctx, page):
+        page.goto(self.url + "/paint")
+        _ready(page, "Paint", EDITED, timeout=self.guard_ms)
+        _canvas_ready(page)
+        clear = _edited_src(page)
+        self.ready.set()
+        self.go.wait()
+        stroke = STROKES[self.i % len(STROKES)]
+        for r in range(self.rounds):
+            before = _edited_src(page)
+            _stroke(page, *stroke, release=False)
+            t = time.perf_counter()
+            page.mouse.up()
+            page.wait_for_function(
+                "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
+                arg=[EDITED, before], timeout=self.guard_ms, polling="raf")
+            self.latency.append(time.perf_counter() - t)
+            if _exceptions(page):
+                self.errors.append(f"round {r}: an error is shown on the page")
+            src = _edited_src(page)
+            self.seen.append((f"stroke{self.i}", (src,), _fetch(ctx, [src])))
+            page.get_by_role("button", name="Clear").click()
+            page.wait_for_function("([s, v]) => document.querySelector(s)?.src === v", arg=[EDITED, clear],
+                                   timeout=self.guard_ms)
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of ``pid`` in MB."""
+    vals = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            vals[k] = int(v.split()[0]) / 1024
+    return vals.get("VmRSS", float("nan")), vals.get("VmHWM", float("nan"))
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--whatif", type=int, default=8, help="what-if sessions (default 8)")
+    ap.add_argument("--paint", type=int, default=2, help="paint sessions (default 2)")
+    ap.add_argument("--rounds", type=int, default=8, help="edits per session (default 8)")
+    ap.add_argument("--guard", type=float, default=180.0, help="seconds before a wait counts as hung")
+    ap.add_argument("--limit", type=float, default=1200.0, help="seconds for the whole run")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args(argv)
+    for flag in ("whatif", "paint", "rounds"):
+        if getattr(a, flag) < 0 or (flag == "rounds" and a.rounds < 1):
+            ap.error(f"--{flag} must be {'at least 1' if flag == 'rounds' else '0 or more'}, got {getattr(a, flag)}")
+    if a.whatif > 30:
+        ap.error("--whatif: at most 30 sessions (unit sets of 8 per session must fit layer4's 256 units)")
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"load_dashboard: {CHROMIUM} is missing (Debian: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    t_start = time.perf_counter()
+    load = {"start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        print("pre-filling a private cache (dissections at 50 samples, paint's insertion values)…", flush=True)
+        _prefill(cache)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "GANATOMY_CACHE": str(cache), "GANATOMY_DASHBOARD_SAMPLES": "50"}
+        log = open(Path(tmp) / "streamlit.log", "w")
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                                   "--server.address", "127.0.0.1", "--server.port", str(port)],
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        rss = []
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set() and server.poll() is None:
+                try:
+                    rss.append(_rss_mb(server.pid))
+                except OSError:
+                    pass
+                stop.wait(0.5)
+
+        threading.Thread(target=watch, daemon=True).start()
+        try:
+            @contextlib.contextmanager
+            def factory():         # Playwright's sync API is per thread: each session has its own browser
+                with sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    ctx.set_default_timeout(a.guard * 1000)
+                    try:
+                        yield ctx, ctx.new_page()
+                    finally:
+                        browser.close()
+
+            _wait_server(url, server, a.guard, Path(tmp) / "streamlit.log")
+            sessions = ([Session("whatif", i, factory, url, a.rounds, int(a.guard * 1000)) for i in range(a.whatif)]
+                        + [Session("paint", j, factory, url, a.rounds, int(a.guard * 1000)) for j in range(a.paint)])
+            for s in sessions:           # open them one after another (a lab's morning), then edit all at once
+                s.start()
+                s.ready.wait(a.guard)
+            print(f"{len(sessions)} sessions open after {time.perf_counter() - t_start:.0f} s; editing at once…", flush=True)
+            t_edit = time.perf_counter()
+            load["editing"] = os.getloadavg()[0]
+            for s in sessions:
+                s.go.set()
+            deadline = t_start + a.limit
+            for s in sessions:
+                s.join(max(1.0, deadline - time.perf_counter()))
+            hung = [f"{s.kind}{s.i}" for s in sessions if s.is_alive()]
+            edit_s = time.perf_counter() - t_edit
+        finally:
+            stop.set()
+            rss_now = _rss_mb(server.pid) if server.poll() is None else (float("nan"), float("nan"))
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            log.close()
+    load["end"] = os.getloadavg()[0]
+
+    # the images every session saw, checked against its own inputs
+    wrong, url_changes, pixel_changes, compared = [], 0, 0, 0
+    expected = {}
+    for s in sessions:
+        by_edit: dict[str, list] = {}
+        for edit, srcs, images in s.seen:
+            by_edit.setdefault(edit, []).append((srcs, images))
+            if s.kind == "whatif":
+                key = (s.i, edit)
+                if key not in expected:
+                    expected[key] = expected_whatif(s.i, [int(u) for u in edit.split(",")])
+                compared += 1
+                if len(images) != 8 or any(not np.array_equal(x, y) for x, y in zip(images, expected[key])):
+                    diff = max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(images, expected[key]))
+                    wrong.append(f"whatif{s.i} units {edit}: {len(images)} images, max pixel difference {diff}")
+        for edit, seen in by_edit.items():
+            first_srcs, first_images = seen[0]
+            for srcs, images in seen[1:]:
+                url_changes += srcs != first_srcs
+                pixel_changes += any(not np.array_equal(x, y) for x, y in zip(images, first_images))
+    # paint: the two paint sessions' strokes differ, so their images must differ too
+    paint_imgs = {s.i: s.seen[0][2][0] for s in sessions if s.kind == "paint" and s.seen}
+    paint_distinct = len({v.tobytes() for v in paint_imgs.values()}) == len(paint_imgs)
+
+    lat = {k: [x for s in sessions if s.kind == k for x in s.latency] for k in ("whatif", "paint")}
+    report = {
+        "sessions": {"whatif": a.whatif, "paint": a.paint, "rounds": a.rounds},
+        "latency_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95), "max": max(v) if v else None,
+                          "mean": statistics.fmean(v) if v else None} for k, v in lat.items()},
+        "errors": [f"{s.kind}{s.i}: {e}" for s in sessions for e in s.errors] + [f"{h}: hung past --limit" for h in hung],
+        "whatif_image_sets_checked": compared,
+        "whatif_wrong_or_cross_session_image_sets": wrong,
+        "paint_sessions_distinct": paint_distinct,
+        "repeated_identical_edits": {"url_changed": url_changes, "pixels_changed": pixel_changes,
+                                     "pairs": sum(max(0, len([x for x in s.seen if x[0] == e]) - 1)
+                                                  for s in sessions for e in {x[0] for x in s.seen})},
+        "server_rss_mb": {"peak": max((h for _, h in rss), default=None), "max_sampled": max((r for r, _ in rss), default=None),
+                          "end": rss_now[0]},
+        "editing_seconds": edit_s,
+        "total_seconds": time.perf_counter() - t_start,
+        "load_average_1min": load,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python scripts/load_dashboard.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "note": "latency: what-if = Enter in the units box -> all eight 'after' images loaded and the app idle; "
+                "paint = mouse-up -> the edited image loaded (includes the canvas component's 200 ms send debounce). "
+                "Every session edits at the same time; the sessions were opened one after another first.",
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=1) + "\n")
+    for k, v in report["latency_s"].items():
+        if v["n"]:
+            print(f"{k:7s} n={v['n']:3d}  p50 {v['p50']:.2f} s  p95 {v['p95']:.2f} s  max {v['max']:.2f} s")
+    print(f"errors: {len(report['errors'])}; wrong/cross-session what-if image sets: {len(wrong)} of {compared}; "
+          f"repeated identical edits: {report['repeated_identical_edits']}; server RSS peak "
+          f"{report['server_rss_mb']['peak']} MB; written to {a.out}")
+    for e in report["errors"][:10]:
+        print("  ", e)
+
+
+def _wait_server(url, server, guard, logfile):
+    import urllib.request
+    t0 = time.perf_counter()
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2).read()
+            return
+        except Exception:
+            if server.poll() is not None:
+                sys.exit("load_dashboard: the server exited:\n" + Path(logfile).read_text()[-3000:])
+            if time.perf_counter() - t0 > guard:
+                sys.exit(f"load_dashboard: the server did not answer within {guard:.0f} s")
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()

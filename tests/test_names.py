@@ -1,0 +1,210 @@
+"""Names belong to someone (issue 18): a model name added by upload or path is never silently
+replaced (a second add is refused unless replace is asked, and then the first file stays as it
+was), unregistering must be confirmed, the Models page says who added each model and when, and
+repair flags are merged per unit — a session's whole set never overwrites another's flags."""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import core
+from core import models as published
+from core.engine import repair
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A fresh models folder and cache; returns a factory of distinct tiny ProGAN checkpoints."""
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+
+    def weights(seed: int) -> Path:
+        torch.manual_seed(seed)
+        p = tmp_path / f"g{seed}.pt"
+        torch.save(core.ProGAN(32, (16, 8)).state_dict(), p)
+        return p
+    return weights
+
+
+def sha(p) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def test_a_second_upload_under_a_taken_name_keeps_the_first_users_weights(lab):
+    first, second = lab(1), lab(2)
+    a = published.add_upload(first.read_bytes(), "church.pt", "lab/church", added_by="ann")
+    before = sha(a["path"])
+    assert before == sha(first) and a["added_by"] == "ann" and a["added_at"].endswith("+00:00")
+    with pytest.raises(core.InputError) as e:
+        published.add_upload(second.read_bytes(), "church.pt", "lab/church", added_by="bob")
+    msg = str(e.value)
+    assert "'lab/church'" in msg and "added by ann" in msg and a["added_at"] in msg and "replace=True" in msg
+    assert sha(a["path"]) == before                                   # byte for byte as ann left it
+    assert published.user_models()["lab/church"]["path"] == a["path"]
+    ann = core.load_generator("lab/church").state_dict()
+    assert all(torch.equal(ann[k], v) for k, v in torch.load(first).items())
+    # asked to replace: the name points at bob's weights, ann's file is still whole
+    b = published.add_upload(second.read_bytes(), "church.pt", "lab/church", replace=True, added_by="bob")
+    assert b["path"] != a["path"] and sha(b["path"]) == sha(second)
+    assert sha(a["path"]) == before
+    assert b["replaced"][0]["added_by"] == "ann" and b["replaced"][0]["path"] == a["path"]
+    row = {r["name"]: r for r in published.status()}["lab/church"]
+    assert row["added_by"] == "bob" and row["source"].startswith("added by bob at ")
+    bob = core.load_generator("lab/church").state_dict()
+    assert all(torch.equal(bob[k], v) for k, v in torch.load(second).items())
+    # by path too: refused without replace, the entry unchanged
+    with pytest.raises(core.InputError, match="added by bob"):
+        published.register("lab/church", first, added_by="cy")
+    assert published.user_models()["lab/church"]["path"] == b["path"]
+
+
+def test_two_sessions_adding_one_name_at_once_exactly_one_wins(lab):
+    files = [lab(1), lab(2)]
+    go = threading.Barrier(2)
+    won, refused = [], []
+
+    def add(i):
+        go.wait()
+        try:
+            won.append((i, published.add_upload(files[i].read_bytes(), "g.pt", "lab/race", added_by=f"s{i}")))
+        except core.InputError as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(won) == 1 and len(refused) == 1 and "is taken" in refused[0]
+    i, entry = won[0]
+    assert published.user_models()["lab/race"]["added_by"] == f"s{i}" and sha(entry["path"]) == sha(files[i])
+    uploads = [p for p in (Path(entry["path"]).parent).iterdir() if not p.name.startswith(".registry")]
+    assert uploads == [Path(entry["path"])]                      # the loser left nothing behind
+
+
+def test_unregister_must_be_confirmed(lab):
+    mine = published.add_upload(lab(1).read_bytes(), "g.pt", "lab/mine", added_by="ann")
+    other = published.register("lab/other", lab(2), added_by="bob")
+    with pytest.raises(core.InputError, match=r"not confirmed.*confirm='lab/mine'"):
+        published.unregister("lab/mine")
+    with pytest.raises(core.InputError, match="not confirmed"):
+        published.unregister("lab/mine", confirm="lab/other")
+    assert "lab/mine" in published.user_models() and Path(mine["path"]).exists()
+    published.unregister("lab/mine", confirm="lab/mine")
+    assert "lab/mine" not in published.user_models() and not Path(mine["path"]).exists()   # its upload is gone
+    assert Path(other["path"]).exists() and "lab/other" in published.user_models()          # a path: kept
+    with pytest.raises(core.UnknownNameError, match="lab/other"):
+        published.unregister("lab/mine", confirm="lab/mine")
+
+
+def test_upload_errors_name_the_users_file_and_long_names_are_refused_clearly(lab):
+    good = lab(1).read_bytes()
+    with pytest.raises(core.CheckpointError) as e:
+        published.add_upload(good[:500], "my church.pt", "lab/broken")
+    assert "my church.pt" in str(e.value) and ".upload-" not in str(e.value) and "truncated" in str(e.value)
+    with pytest.raises(core.InputError, match="at most 100"):
+        published.add_upload(good, "g.pt", "lab/" + "n" * 300)
+    # a very long file name is no problem: the stored name is made of the model name and a hash
+    entry = published.add_upload(good, "w" * 300 + ".pt", "lab/long-file")
+    assert len(Path(entry["path"]).name) < 130 and sha(entry["path"]) == hashlib.sha256(good).hexdigest()
+    assert not [p for p in Path(entry["path"]).parent.iterdir() if p.name.startswith(".upload-")]
+
+
+def test_flags_from_two_sessions_merge_per_unit(lab, tmp_path):
+    m, layer, fp = "toyworld/town", "layer4", "ProGAN:abc"
+    assert repair.flag_units(m, layer, [3], fp, by="A") == [3]
+    assert repair.flag_units(m, layer, [5], fp, by="B") == [3, 5]
+    assert repair.unflag_units(m, layer, [], fp, by="B") == [3, 5]         # B unflags nothing
+    assert repair.unflag_units(m, layer, [3], fp, by="A") == [5]
+    assert repair.load_flags(m, layer, fp) == [5]
+    assert repair.flag_details(m, layer, fp)[5]["by"] == "B"
+    # many sessions at once, each flagging its own unit: nobody's flag is lost
+    go = threading.Barrier(8)
+
+    def flag(u):
+        go.wait()
+        repair.save_flags(m, layer, fingerprint=fp, add=[u], by=f"s{u}")
+
+    threads = [threading.Thread(target=flag, args=(u,)) for u in range(10, 18)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert repair.load_flags(m, layer, fp) == [5, *range(10, 18)]
+    # a file of the first format is read, then merged into
+    old = tmp_path / "cache" / "flags" / "lab_g__layer4.json"
+    old.write_text(json.dumps({"model": "lab/g", "layer": "layer4", "units": [1, 2], "fingerprint": fp}))
+    assert repair.load_flags("lab/g", "layer4", fp) == [1, 2]
+    assert repair.flag_units("lab/g", "layer4", [7], fp) == [1, 2, 7]
+    assert repair.stale_flags("lab/g", "layer4", "ProGAN:new") == [1, 2, 7]
+
+
+def _flag_many(units):
+    for u in units:
+        repair.flag_units("toyworld/town", "layer4", [u], "ProGAN:abc", by=f"p{u}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_flags_from_separate_processes_merge(lab):
+    """Separate server processes share the cache: the file lock keeps every process's events."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_flag_many, args=(range(10 * i, 10 * i + 10),)) for i in range(3)]
+    [p.start() for p in procs]
+    [p.join(60) for p in procs]
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:abc") == list(range(30))
+
+
+def test_flag_files_stay_under_cache_flags(lab, tmp_path):
+    for model in ("../../../x", "/etc/passwd", "..", "a/" * 200 + "b"):
+        repair.flag_units(model, "layer4", [1])
+        assert repair.load_flags(model, "layer4") == [1]
+    root = tmp_path / "cache" / "flags"
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".pt")]
+    assert written and all(p.parent == root for p in written)
+    with pytest.raises(core.InputError, match="not a layer name"):
+        repair.save_flags("toyworld/town", "../../../x", [1])
+    assert not (tmp_path / "x.json").exists() and not list(tmp_path.parent.glob("x*.json"))
+
+
+def test_models_page_says_who_added_a_model_and_refuses_a_taken_name(lab, tmp_path):
+    p = lab(1)
+
+    def page():
+        at = AppTest.from_file(APP, default_timeout=120).switch_page("views/models.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    at = page()
+    at.text_input(key="display_name_input").set_value("ann")
+    at.text_input(key="add_name").set_value("lab/church")
+    at.text_input(key="add_path").set_value(str(p))
+    at.button(key="add_path_button").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert published.user_models()["lab/church"]["added_by"] == "ann"
+    added = next(d.value for d in at.dataframe if "added by" in d.value.columns).set_index("model")
+    assert added.loc["lab/church", "added by"] == "ann"
+    assert any("added by ann at " in c.value for c in at.caption)
+    # another session, bob: the name is taken; adding again is refused and ann's entry stays
+    at = page()
+    at.text_input(key="display_name_input").set_value("bob")
+    at.text_input(key="add_name").set_value("lab/church").run()
+    assert any("is taken" in w.value and "added by ann" in w.value for w in at.warning)
+    at.text_input(key="add_path").set_value(str(lab(2)))
+    at.button(key="add_path_button").click().run()
+    assert at.error and "added by ann" in at.error[0].value and "Replace" in at.error[0].value
+    assert published.user_models()["lab/church"]["path"] == str(p.resolve())
+    # unregister asks for the name first
+    at.button(key="remove_button").click().run()
+    assert at.error and "not confirmed" in at.error[0].value
+    assert "lab/church" in published.user_models()
+    at.text_input(key="remove_confirm").set_value("lab/church")
+    at.button(key="remove_button").click().run()
+    assert not at.exception, at.exception
+    assert "lab/church" not in published.user_models()
