@@ -5,6 +5,7 @@ repair flags are merged per unit — a session's whole set never overwrites anot
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -208,3 +209,18 @@ def test_models_page_says_who_added_a_model_and_refuses_a_taken_name(lab, tmp_pa
     at.button(key="remove_button").click().run()
     assert not at.exception, at.exception
     assert "lab/church" not in published.user_models()
+
+
+def test_uploads_have_a_quota(monkeypatch, tmp_path):
+    """The uploads folder as a whole has a quota: an upload past it is refused, nothing kept."""
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save(core.ProGAN(32, (16, 8)).state_dict(), buf)
+    data = buf.getvalue()
+    monkeypatch.setenv("GANATOMY_UPLOAD_QUOTA_MB", str(1.5 * len(data) / 2 ** 20))
+    published.add_upload(data, "g.pt", "lab/one")
+    with pytest.raises(core.BudgetError, match=r"quota.*GANATOMY_UPLOAD_QUOTA_MB"):
+        published.add_upload(data + b"", "g2.pt", "lab/two")
+    assert sorted(published.user_models()) == ["lab/one"]
+    assert len(list((tmp_path / "models" / "uploads").iterdir())) == 1

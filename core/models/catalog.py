@@ -26,6 +26,7 @@ from pathlib import Path
 from core.base.cache import atomic_write_text, cache_root, safe_name
 from core.base.errors import (
     ArgumentTypeError,
+    BudgetError,
     CacheError,
     CheckpointError,
     GanatomyError,
@@ -399,6 +400,7 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
     data = bytes(data)
     digest = hashlib.sha256(data).hexdigest()
     up = models_dir() / "uploads"
+    _check_quota(up, len(data), filename)
     final = up / f"{safe_name(name)}-{digest[:16]}{suffix}"
     tmp = up / f".upload-{uuid.uuid4().hex[:12]}{suffix}"
     try:
@@ -425,6 +427,30 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
         return _store(name, entry, replace, place)      # the first of two racing adds wins
     finally:
         tmp.unlink(missing_ok=True)
+
+
+QUOTA_ENV = "GANATOMY_UPLOAD_QUOTA_MB"
+DEFAULT_QUOTA_MB = 4096
+
+
+def upload_quota_bytes() -> int:
+    """The most the uploads folder may hold (``$GANATOMY_UPLOAD_QUOTA_MB``, default 4096 MB)."""
+    raw = os.environ.get(QUOTA_ENV, "")
+    try:
+        mb = float(raw) if raw else DEFAULT_QUOTA_MB
+    except ValueError:
+        raise InputError(f"${QUOTA_ENV} must be a number of megabytes, got {raw!r}",
+                         fix=f"set it to e.g. {DEFAULT_QUOTA_MB}, or unset it") from None
+    return int(max(mb, 0) * 2 ** 20)
+
+
+def _check_quota(up: Path, size: int, filename: str) -> None:
+    used = sum(f.stat().st_size for f in up.glob("*") if f.is_file()) if up.is_dir() else 0
+    quota = upload_quota_bytes()
+    if used + size > quota:
+        raise BudgetError(f"upload {filename!r} ({size / 2 ** 20:.1f} MB) would take the uploads folder {up} past "
+                          f"its quota: {used / 2 ** 20:.1f} of {quota / 2 ** 20:.0f} MB are used",
+                          fix=f"unregister models nobody needs (Models page), or raise ${QUOTA_ENV}")
 
 
 def _sha256(p: Path) -> str:
