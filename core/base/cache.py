@@ -1,16 +1,36 @@
 """The one cache path and the one atomic write.
 
-Results live under ``cache/`` beside the code, or ``$GANATOMY_CACHE``. An entry is a directory
-``<kind>/<key>/`` with ``arrays.npz`` (loaded with ``allow_pickle=False``) and ``meta.json``.
-Every derived result goes the same way (:func:`cached`)::
+Results live under ``cache/`` beside the code, or ``$GANATOMY_CACHE``. Every derived result goes
+the same way (:func:`cached`)::
 
     key = make_key(kind="ace", version=..., generator=fingerprint(G), ...)   # everything it depends on
     result = cached("ace", key, compute, encode, decode)                     # lookup -> compute on miss -> save
 
-An entry is written into a temporary directory and renamed into place, so a killed run never
-leaves an entry that loads; when two writers race for one key the first complete entry stays
-(both hold the same result). A key part that is None (a model whose behaviour cannot be
-pinned down: :func:`model_fingerprint`) turns caching off for that call.
+An entry is a directory ``<kind>/<key>/`` of three files: ``arrays.npz`` (plain arrays, loaded
+with ``allow_pickle=False``), ``meta.json`` and ``manifest.json`` (``{"format": 2, "kind", "key",
+"sha256": {"arrays.npz": ..., "meta.json": ...}}``). An entry is served only when its manifest
+has this format, names this kind and key, and both checksums match the bytes read; the three
+files are read through one handle on the directory, so a reader never mixes two entries.
+
+Trust rules:
+
+- An entry that is missing a file, fails its checksum, does not parse, or that ``decode`` cannot
+  turn back into a result (an older layout) is moved aside to ``<cache>/.quarantine/`` with one
+  :class:`CacheWarning` and computed again, never served and never a crash. Entries written
+  before checksums (format 1) count as damaged the same way.
+- An entry is written into a temporary directory and published with one ``os.rename``, which
+  fails while a complete entry is in place: when two writers race for one key the first complete
+  entry stays and the other is discarded (both succeed); a damaged entry in the way is moved aside.
+- A cache that cannot be written (read-only, full, no permission) does not lose a computed
+  result: :func:`cached` (and :func:`save`) return normally with one :class:`CacheWarning` naming
+  the folder and the fix; ``save(..., strict=True)`` raises :class:`~core.base.errors.CacheError`.
+- Temporary directories and ``.part-`` files of killed runs older than :data:`STALE_SECONDS` are
+  removed by the next write beside them.
+
+:func:`lookup` is the first half of :func:`cached` (verified lookup and decode, a miss on any
+failure) for callers that save on their own. A key part that is None (a model whose behaviour
+cannot be pinned down: :func:`model_fingerprint`) turns caching off for that call; a part whose
+text form is not stable (``<object at 0x...>``, a shortened array) is refused by :func:`make_key`.
 
 :func:`atomic_write_bytes` / :func:`atomic_write_text` / :func:`atomic_path` are the only way
 GANatomy writes a file others may read at the same time (registries, flags, checkpoints).
@@ -18,28 +38,81 @@ GANatomy writes a file others may read at the same time (registries, flags, chec
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
+import stat
+import time
 import uuid
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["cache_root", "make_key", "weights_hash", "load", "save", "model_fingerprint", "cached",
-           "atomic_path", "atomic_write_bytes", "atomic_write_text", "safe_name"]
+from core.base.errors import ArgumentTypeError, CacheError, InputError
+
+try:                                     # POSIX: serialise moving damaged entries aside
+    import fcntl
+except ImportError:                      # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["FORMAT", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
+           "atomic_write_text", "cache_root", "cached", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
+           "save", "weights_hash"]
 
 T = TypeVar("T")
 
+FORMAT = 2                               # 1: arrays.npz + meta.json without checksums (counts as damaged)
+ARRAYS, META, MANIFEST = "arrays.npz", "meta.json", "manifest.json"
+QUARANTINE = ".quarantine"               # <cache>/.quarantine/: damaged entries, moved aside
+QUARANTINE_KEEP = 64                     # the newest damaged entries kept there for a look
+STALE_SECONDS = 3600.0                   # a temporary file this old belongs to a killed run
+FIX_UNWRITABLE = "set GANATOMY_CACHE to a writable folder with free space"
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,199}")
+_UNSTABLE = re.compile(r" at 0x[0-9a-fA-F]+")
+_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be used as asked (an entry was damaged, or the folder cannot be
+    written); the result is still correct, it is only computed again."""
+
 
 def cache_root() -> Path:
-    return Path(os.environ.get("GANATOMY_CACHE", Path(__file__).resolve().parents[2] / "cache"))
+    return Path(os.environ.get("GANATOMY_CACHE") or Path(__file__).resolve().parents[2] / "cache")
+
+
+def _key_text(name: str):
+    def default(obj):
+        text = str(obj)
+        if _UNSTABLE.search(text):
+            raise ArgumentTypeError(
+                f"make_key part {name!r}: a {type(obj).__name__} has no stable text form ({text[:60]}); "
+                f"a key built from it would change every run",
+                fix="pass model_fingerprint(obj), a string or numbers instead")
+        if isinstance(obj, (np.ndarray, torch.Tensor)) and "..." in text:
+            raise ArgumentTypeError(
+                f"make_key part {name!r}: an array of {int(np.prod(obj.shape))} values is shortened in its "
+                f"text form, so different arrays would share a key",
+                fix="pass a hash of it instead (hashlib.sha256(array.tobytes()).hexdigest())")
+        return text
+    return default
 
 
 def make_key(**parts) -> str:
+    """A 24-hex-digit key over ``parts`` (JSON, sorted; other objects by their text form, which must
+    be stable: an object shown as ``<... at 0x...>`` or a shortened array is refused)."""
+    for name, value in parts.items():
+        json.dumps(value, sort_keys=True, default=_key_text(name))
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -74,13 +147,35 @@ def safe_name(name: str) -> str:
 
 # ----------------------------------------------------------------------------- atomic writes
 
+def _remove_stale(folder: Path, is_stale: Callable[[str], bool]) -> None:
+    """Remove what killed runs left in ``folder``: names ``is_stale`` accepts, older than STALE_SECONDS."""
+    now = time.time()
+    try:
+        found = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in found:
+        if not is_stale(entry.name):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path``; when the block ends without an error it is renamed onto
     ``path`` in one step (readers see the old file or the new one, never half of one); on an
-    error it is removed."""
+    error it is removed. ``.part-`` files of killed runs (older than STALE_SECONDS) beside it go."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path.parent, lambda n: n.startswith(".") and ".part-" in n)
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
@@ -104,44 +199,298 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 # ----------------------------------------------------------------------------- entries
 
+class _Damaged(Exception):
+    """An entry that is there but cannot be served (``reason``; ``ino``: the inode read, or None)."""
+
+    def __init__(self, reason: str, ino: int | None):
+        super().__init__(reason)
+        self.reason, self.ino = reason, ino
+
+
+def _check_name(what: str, value) -> str:
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"cache {what} must be a string; got {type(value).__name__}",
+                                fix=f"pass the {what} as text (make_key(...) gives a key)")
+    if not _NAME.fullmatch(value) or ".." in value:
+        raise InputError(f"cache {what} {value!r} is not a plain folder name",
+                         fix="use letters, digits, '_', '-', '@' and '.', not starting with '.'")
+    return value
+
+
 def _dir(kind: str, key: str) -> Path:
-    return cache_root() / kind / key
+    return cache_root() / _check_name("kind", kind) / _check_name("key", key)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_files(d: Path) -> tuple[dict[str, bytes], int]:
+    """The three files of ``d`` through one directory handle (one entry, even while ``d`` is moved
+    or replaced), and the directory's inode. FileNotFoundError: no entry."""
+    if not _DIR_FD:                                        # pragma: no cover - Windows
+        try:
+            ino = os.lstat(d).st_ino
+            if not d.is_dir():
+                raise _Damaged("is a file, not an entry folder", ino)
+            return {n: (d / n).read_bytes() for n in (MANIFEST, META, ARRAYS) if (d / n).exists()}, ino
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise _Damaged(f"cannot be read ({e.strerror or e})", None) from e
+    try:                                   # not O_DIRECTORY: what is there is opened, and its inode is the one judged
+        dfd = os.open(d, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except NotADirectoryError as e:        # a folder above it is a file: there is no entry
+        raise FileNotFoundError(errno.ENOENT, "no cache entry", str(d)) from e
+    except OSError as e:
+        raise _Damaged(f"cannot be read ({e.strerror or e})", None) from e
+    try:
+        st = os.fstat(dfd)
+        ino = st.st_ino
+        if not stat.S_ISDIR(st.st_mode):
+            raise _Damaged("is a file, not an entry folder", ino)
+        files = {}
+        for name in (MANIFEST, META, ARRAYS):
+            try:
+                fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _Damaged(f"{name} cannot be read ({e.strerror or e})", ino) from e
+            with os.fdopen(fd, "rb") as f:
+                files[name] = f.read()
+        return files, ino
+    finally:
+        os.close(dfd)
+
+
+def _read_entry(d: Path, kind: str, key: str) -> tuple[dict, dict, int]:
+    """``(arrays, meta, inode)`` of the verified entry ``d``; FileNotFoundError when there is none,
+    :class:`_Damaged` when it is there but cannot be served."""
+    files, ino = _read_files(d)
+    if MANIFEST not in files:
+        if not files:
+            raise _Damaged("is an empty folder", ino)
+        raise _Damaged(f"has no {MANIFEST} (no checksum: written by an older GANatomy, or damaged)", ino)
+    missing = [n for n in (META, ARRAYS) if n not in files]
+    if missing:
+        raise _Damaged(f"has no {' or '.join(missing)}", ino)
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except ValueError:
+        raise _Damaged(f"{MANIFEST} is not JSON", ino) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise _Damaged(f"{MANIFEST} is not of cache format {FORMAT}", ino)
+    if manifest.get("kind") != kind or manifest.get("key") != key:
+        raise _Damaged(f"{MANIFEST} names another entry ({manifest.get('kind')}/{manifest.get('key')})", ino)
+    sums = manifest.get("sha256")
+    for name in (ARRAYS, META):
+        if not isinstance(sums, dict) or sums.get(name) != _sha(files[name]):
+            raise _Damaged(f"{name} does not match its checksum", ino)
+    try:
+        meta = json.loads(files[META])
+    except ValueError as e:
+        raise _Damaged(f"{META} is not JSON ({e})", ino) from None
+    if not isinstance(meta, dict):
+        raise _Damaged(f"{META} holds a {type(meta).__name__}, not an object", ino)
+    try:
+        with np.load(io.BytesIO(files[ARRAYS]), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:                 # noqa: BLE001 - a checksummed entry that still does not parse
+        raise _Damaged(f"does not parse ({type(e).__name__}: {e})", ino) from None
+    return arrays, meta, ino
+
+
+@contextlib.contextmanager
+def _quarantine_lock(qdir: Path) -> Iterator[None]:
+    fd = os.open(qdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _move_aside(d: Path, kind: str, key: str, ino: int | None) -> tuple[str, Path | OSError | None]:
+    """Move the damaged entry ``d`` (the one of inode ``ino``) to the quarantine folder.
+    ``("moved", path)``, ``("gone", None)`` (another process moved or replaced it already) or
+    ``("failed", error)``. Movers hold one lock and move only the inode they found damaged, so a
+    good entry that replaced it is never moved (a complete entry cannot be renamed over)."""
+    if ino is None:                        # what is there was not read: it is not moved blindly
+        return "failed", OSError(errno.EACCES, "it could not be read")
+    qdir = cache_root() / QUARANTINE
+    try:
+        qdir.mkdir(parents=True, exist_ok=True)
+        with _quarantine_lock(qdir):
+            try:
+                if os.lstat(d).st_ino != ino:
+                    return "gone", None
+            except FileNotFoundError:
+                return "gone", None
+            q = qdir / f"{kind}-{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            os.rename(d, q)
+        with contextlib.suppress(OSError):
+            os.utime(q)                    # the quarantine keeps the newest moved
+    except FileNotFoundError:
+        return "gone", None
+    except OSError as e:
+        return "failed", e
+    with contextlib.suppress(OSError):
+        kept = sorted(qdir.iterdir(), key=lambda p: p.lstat().st_mtime)
+        for old in [p for p in kept if p.name != ".lock"][:-QUARANTINE_KEEP]:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    return "moved", q
+
+
+def _discard(d: Path, kind: str, key: str, reason: str, ino: int | None) -> bool:
+    """Move a damaged entry aside with one warning. False: it is still in the way."""
+    state, where = _move_aside(d, kind, key, ino)
+    if state == "moved":
+        warnings.warn(f"GANatomy cache: the entry {d} {reason}; moved it to {where}; the result is "
+                      f"computed again", CacheWarning, stacklevel=4)
+    elif state == "failed":
+        warnings.warn(f"GANatomy cache: the entry {d} {reason}; it could not be moved aside "
+                      f"({getattr(where, 'strerror', None) or where}), so it is ignored and the result computed "
+                      f"again ({FIX_UNWRITABLE})", CacheWarning, stacklevel=4)
+    return state != "failed"
+
+
+def _load(kind: str, key: str) -> tuple[dict, dict, int] | None:
+    d = _dir(kind, key)
+    try:
+        return _read_entry(d, kind, key)
+    except FileNotFoundError:
+        return None
+    except _Damaged as bad:
+        _discard(d, kind, key, bad.reason, bad.ino)
+        return None
 
 
 def load(kind: str, key: str):
-    """``(arrays, meta)`` of a complete entry, or ``None``."""
-    d = _dir(kind, key)
+    """``(arrays, meta)`` of a complete, verified entry, or ``None``. A damaged entry is moved
+    aside (one :class:`CacheWarning`) and counts as a miss: it is never served."""
+    hit = _load(kind, key)
+    return None if hit is None else hit[:2]
+
+
+_MISS = object()
+
+
+def _lookup(kind: str, key: str, decode: Callable[[dict, dict], T]):
+    hit = _load(kind, key)
+    if hit is None:
+        return _MISS
     try:
-        meta = json.loads((d / "meta.json").read_text())
-        with np.load(d / "arrays.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError):
-        return None
-    return arrays, meta
+        return decode(hit[0], hit[1])
+    except Exception as e:                      # noqa: BLE001 - an entry of an older layout: compute again
+        _discard(_dir(kind, key), kind, key, f"cannot be decoded ({type(e).__name__}: {e})", hit[2])
+        return _MISS
 
 
-def save(kind: str, key: str, arrays: dict, meta: dict) -> Path:
-    """Store an entry atomically. If another writer completed the same key first, its entry
-    stays and this one is discarded (a key names one result)."""
-    d = _dir(kind, key)
+def lookup(kind: str, key: str, decode: Callable[[dict, dict], T]) -> T | None:
+    """``decode(arrays, meta)`` of the verified entry, or None. An entry that is damaged, or that
+    ``decode`` cannot read (an older layout), is moved aside with one :class:`CacheWarning` and
+    counts as a miss: :func:`cached` without the compute, for callers that save on their own."""
+    if not callable(decode):
+        raise ArgumentTypeError(f"cache lookup: decode must be callable; got {type(decode).__name__}",
+                                fix="pass a function as decode")
+    value = _lookup(kind, key, decode)
+    return None if value is _MISS else value
+
+
+def _encode(arrays, meta) -> dict[str, bytes]:
+    """The three files of an entry for ``arrays`` and ``meta`` (checked before anything is written)."""
+    if not isinstance(arrays, Mapping):
+        raise ArgumentTypeError(f"cache arrays must be a dict of name -> array; got {type(arrays).__name__}",
+                                fix="encode the result as ({'name': array, ...}, {meta})")
+    if not isinstance(meta, Mapping):
+        raise ArgumentTypeError(f"cache meta must be a dict; got {type(meta).__name__}",
+                                fix="encode the result as ({'name': array, ...}, {meta})")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, value in arrays.items():
+            if not isinstance(name, str) or not name:
+                raise ArgumentTypeError(f"cache array names must be non-empty strings; got {name!r}",
+                                        fix="name every array with text")
+            a = np.asarray(value)
+            if a.dtype.hasobject:
+                raise ArgumentTypeError(
+                    f"cache array {name!r} holds Python objects ({a.dtype}); entries store plain arrays only",
+                    fix="convert it to numbers or text (np.asarray(..., dtype=float) or dtype=str), or put it in meta")
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, a, allow_pickle=False)
+    npz = buf.getvalue()
+    meta_bytes = json.dumps(dict(meta), indent=1, default=str).encode()
+    return {ARRAYS: npz, META: meta_bytes}
+
+
+def _manifest(kind: str, key: str, files: dict[str, bytes]) -> bytes:
+    return json.dumps({"format": FORMAT, "kind": kind, "key": key, "sha256": {n: _sha(b) for n, b in files.items()},
+                       "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1).encode()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _publish(d: Path, kind: str, key: str, files: dict[str, bytes]) -> Path:
+    """Write ``files`` into a temporary directory and rename it to ``d``; the first complete entry
+    wins. Raises OSError when the cache cannot be written."""
     d.parent.mkdir(parents=True, exist_ok=True)
-    tmp = d.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    _remove_stale(d.parent, lambda n: n.startswith(".tmp-"))
+    tmp = d.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    os.mkdir(tmp)
     try:
-        np.savez(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        if load(kind, key) is None:
-            if d.exists():                       # an entry that does not load: replace it
-                shutil.rmtree(d, ignore_errors=True)
+        for name, data in {**files, MANIFEST: _manifest(kind, key, files)}.items():
+            _write_bytes(tmp / name, data)
+        last = None
+        for _ in range(8):
             try:
-                os.rename(tmp, d)
-            except OSError:
-                if load(kind, key) is None:      # not a racing writer's complete entry: a real fault
+                os.rename(tmp, d)              # fails while a complete entry (a non-empty folder) is there
+                return d
+            except OSError as e:
+                if e.errno in _UNWRITABLE:
                     raise
+                last = e
+            try:
+                _read_entry(d, kind, key)      # a racing writer's complete entry: it stays, ours goes
+                return d
+            except FileNotFoundError:
+                continue                       # moved aside meanwhile: try again
+            except _Damaged as bad:            # a damaged entry in the way: move it aside, try again
+                if not _discard(d, kind, key, bad.reason, bad.ino):
+                    raise OSError(errno.EACCES, f"a damaged entry is in the way and cannot be moved aside ({d})")
+        raise last
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-    return d
+
+
+def save(kind: str, key: str, arrays: dict, meta: dict, *, strict: bool = False) -> Path | None:
+    """Store an entry atomically (checksummed); returns its folder. If another writer completed
+    the same key first, its entry stays and this one is discarded (a key names one result).
+
+    A cache folder that cannot be written (read-only, full, no permission) gives one
+    :class:`CacheWarning` and None, or :class:`CacheError` with ``strict=True``."""
+    d = _dir(kind, key)
+    files = _encode(arrays, meta)
+    try:
+        return _publish(d, kind, key, files)
+    except OSError as e:
+        err = CacheError(f"the cache folder {cache_root()} cannot be written ({e.strerror or e}), so the "
+                         f"{kind} result was not stored", fix=FIX_UNWRITABLE)
+        if strict:
+            raise err from e
+        warnings.warn(f"GANatomy cache: {err}; it is returned but will be computed again next time",
+                      CacheWarning, stacklevel=3)
+        return None
 
 
 def cached(kind: str, key: str | None, compute: Callable[[], T], encode: Callable[[T], tuple[dict, dict]],
@@ -150,12 +499,19 @@ def cached(kind: str, key: str | None, compute: Callable[[], T], encode: Callabl
 
     ``key`` None (or ``enabled`` False) computes without the cache. ``encode(result)`` gives
     ``(arrays, meta)``, ``decode(arrays, meta)`` the result back. ``cached_only=True`` returns
-    the stored result or None, computing nothing."""
+    the stored result or None, computing nothing. A damaged entry, or one ``decode`` cannot
+    read, is moved aside and computed again; a cache that cannot be written still returns the
+    result (one :class:`CacheWarning`)."""
+    for name, fn in (("compute", compute), ("encode", encode), ("decode", decode)):
+        if not callable(fn):
+            raise ArgumentTypeError(f"cached: {name} must be callable; got {type(fn).__name__}",
+                                    fix=f"pass a function as {name}")
     use = enabled and key is not None
     if use:
-        hit = load(kind, key)
-        if hit is not None:
-            return decode(*hit)
+        _dir(kind, key)
+        value = _lookup(kind, key, decode)
+        if value is not _MISS:
+            return value
     if cached_only:
         return None
     result = compute()
