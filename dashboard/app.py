@@ -10,7 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
+try:                                   # where Streamlit 1.4x-1.6x keep it; a rerun it asks for ends a run with it
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+except ImportError:                    # elsewhere: notices are then shown only on runs that end normally
+    class RerunException(Exception):
+        pass
+
 import dashboard.common  # noqa: F401  (sets the torch threads of the server once)
+from core.base.cache import take_notices
 
 st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 
@@ -35,4 +42,15 @@ pages = [st.Page(str(VIEWS / "concept_maps.py"), title="Concept maps", icon=":ma
          st.Page(str(VIEWS / "tracing.py"), title="Tracing", icon=":material/conversion_path:"),
          st.Page(str(VIEWS / "models.py"), title="Models", icon=":material/inventory_2:"),
          st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon=":material/cottage:")]
-st.navigation(pages).run()
+# A cache that could not be used is said on the page, never mistaken for a model problem: the
+# notices of this session's thread, kept across a rerun the page asks for (the rerun would wipe them).
+take_notices()
+carried = st.session_state.pop("cache_notices", [])
+try:
+    st.navigation(pages).run()
+except RerunException:
+    st.session_state["cache_notices"] = carried + take_notices()
+    raise
+finally:
+    for notice in dict.fromkeys(carried + take_notices()):
+        st.warning(notice, icon=":material/database:")

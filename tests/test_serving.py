@@ -25,3 +25,28 @@ def test_login_gate_shows_nothing_but_the_login(monkeypatch):
     assert [b.label for b in at.button] == ["Log in"]
     assert [t.value for t in at.title] == ["GANatomy"]
     assert not at.sidebar.selectbox                     # no page, no model picker before the login
+
+
+def test_a_read_only_cache_is_said_on_the_page(monkeypatch, tmp_path):
+    """A cache that cannot be written: the page still shows its result, and says why it will be
+    computed again (the cache's notice, for this session only)."""
+    import errno
+    import os
+
+    from core.base import cache
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", "50")
+
+    def refuse(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(cache, "_publish", refuse)        # every store fails as on a read-only disk
+    cache.take_notices()
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.session_state["shared_samples"] = 50
+    at.run()
+    assert not at.exception
+    assert [b for b in at.button if "Dissect" in b.label], "the concept maps page offers to dissect"
+    next(b for b in at.button if "Dissect" in b.label).click().run(timeout=300)
+    assert not at.exception
+    notes = [w.value for w in at.warning if "cannot be written" in w.value]
+    assert notes and "GANATOMY_CACHE" in notes[0], [w.value for w in at.warning]

@@ -46,6 +46,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 import time
 import uuid
 import warnings
@@ -66,7 +67,7 @@ except ImportError:                      # pragma: no cover - Windows
 
 __all__ = ["FORMAT", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
            "atomic_write_text", "cache_root", "cached", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
-           "save", "weights_hash"]
+           "save", "take_notices", "weights_hash"]
 
 T = TypeVar("T")
 
@@ -85,6 +86,27 @@ _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 class CacheWarning(UserWarning):
     """The cache could not be used as asked (an entry was damaged, or the folder cannot be
     written); the result is still correct, it is only computed again."""
+
+
+_NOTICES = threading.local()
+
+
+def _warn(message: str, stacklevel: int) -> None:
+    """Warn, and remember the message for the calling thread (a dashboard session shows it)."""
+    notices = getattr(_NOTICES, "items", None)
+    if notices is None:
+        notices = _NOTICES.items = []
+    if message not in notices:
+        notices.append(message)
+    warnings.warn(message, CacheWarning, stacklevel=stacklevel + 1)
+
+
+def take_notices() -> list[str]:
+    """The cache's warnings raised in the calling thread since the last call (then forgotten):
+    each dashboard session's script runs in its own thread and shows only its own."""
+    items = getattr(_NOTICES, "items", None) or []
+    _NOTICES.items = []
+    return items
 
 
 def cache_root() -> Path:
@@ -349,12 +371,12 @@ def _discard(d: Path, kind: str, key: str, reason: str, ino: int | None) -> bool
     """Move a damaged entry aside with one warning. False: it is still in the way."""
     state, where = _move_aside(d, kind, key, ino)
     if state == "moved":
-        warnings.warn(f"GANatomy cache: the entry {d} {reason}; moved it to {where}; the result is "
-                      f"computed again", CacheWarning, stacklevel=4)
+        _warn(f"GANatomy cache: the entry {d} {reason}; moved it to {where}; the result is "
+                      f"computed again", stacklevel=4)
     elif state == "failed":
-        warnings.warn(f"GANatomy cache: the entry {d} {reason}; it could not be moved aside "
-                      f"({getattr(where, 'strerror', None) or where}), so it is ignored and the result computed "
-                      f"again ({FIX_UNWRITABLE})", CacheWarning, stacklevel=4)
+        _warn(f"GANatomy cache: the entry {d} {reason}; it could not be moved aside "
+              f"({getattr(where, 'strerror', None) or where}), so it is ignored and the result computed "
+              f"again ({FIX_UNWRITABLE})", stacklevel=4)
     return state != "failed"
 
 
@@ -488,8 +510,7 @@ def save(kind: str, key: str, arrays: dict, meta: dict, *, strict: bool = False)
                          f"{kind} result was not stored", fix=FIX_UNWRITABLE)
         if strict:
             raise err from e
-        warnings.warn(f"GANatomy cache: {err}; it is returned but will be computed again next time",
-                      CacheWarning, stacklevel=3)
+        _warn(f"GANatomy cache: {err}; it is returned but will be computed again next time", stacklevel=3)
         return None
 
 
