@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.base.errors import GanatomyError
+from core.base.errors import ArgumentTypeError, GanatomyError, InputError, UnknownNameError
 from core.base.hooks import layer_names, layer_shape, resolve_layers
-from core.base.validate import check_units, concept_index
+from core.base.validate import check_float, check_int, check_samples, check_units, concept_index, unit_list
 from core.engine.causal import cached_ace
 from core.engine.dissection import dissect
 from core.engine.intervention import cached_insertion_constants
@@ -44,8 +44,100 @@ __all__ = ["main"]
 
 
 def _die(msg: str, code: int = 2):
-    print(f"error: {msg}", file=sys.stderr)
+    """One line ``error: ...`` on stderr, exit status 2 (a refusal; 1 would be a crash)."""
+    print("error: " + " ".join(str(msg).split()), file=sys.stderr)
     raise SystemExit(code)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are GanatomyErrors: :func:`main` prints them as one line."""
+
+    def error(self, message):
+        hint = f"see `{self.prog} --help`"
+        if "invalid choice" in message:
+            raise UnknownNameError(message, fix=hint)
+        if "invalid int value" in message or "invalid float value" in message:
+            raise ArgumentTypeError(message, fix=hint)
+        raise InputError(message, fix=hint)
+
+
+def _flag(flag: str, check, *args, **kw):
+    """``check(*args, **kw)``, its refusal prefixed with the command-line flag it came from."""
+    try:
+        return check(*args, **kw)
+    except GanatomyError as e:
+        raise type(e)(f"{flag}: {e}", fix=e.fix) from None
+
+
+class _LazyBar:
+    """A tqdm bar created at the first progress report: a refusal before any work prints only its
+    one error line."""
+
+    def __init__(self, **kw):
+        self.kw, self.bar = kw, None
+
+    def set(self, done, total):
+        if self.bar is None:
+            self.bar = tqdm(total=total, **self.kw)
+        self.bar.total = total
+        self.bar.n = min(done, total)
+        self.bar.refresh()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_device(device):
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device: {device!r} is not a torch device", fix="give --device cpu, cuda or cuda:1"
+                         ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device: {device!r}, but CUDA is not available on this machine", fix="use --device cpu")
+
+
+def _check_out(out: str):
+    if not out.strip():
+        raise InputError("--out is empty", fix="give --out a directory to write to")
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"--out {out!r} is a file, not a directory", fix="give --out a new or existing directory")
+
+
+def _check_dissect_flags(a):
+    """Every flag of ``dissect``, checked before any model is loaded."""
+    _flag("--samples", check_samples, "n_samples", a.samples, 2,
+          what="a positive integer (at least 2: even samples choose thresholds, odd samples measure IoU)",
+          fix="give --samples 2 or more (the paper uses 10000)")
+    if a.batch_size is not None:
+        _flag("--batch-size", check_int, "batch_size", a.batch_size, 1)
+    if a.resolution is not None:
+        _flag("--resolution", check_int, "resolution", a.resolution, 1)
+    _flag("--bins", check_int, "bins", a.bins, 1)
+    _flag("--topk", check_int, "topk", a.topk, 0)
+    _flag("--iou-threshold", check_float, "iou_threshold", a.iou_threshold, None, 1)
+    _flag("--iqr-threshold", check_float, "iqr_threshold", a.iqr_threshold, None, 1)
+    if a.pixel_accuracy is not None:
+        _flag("--pixel-accuracy", check_float, "pixel_accuracy", a.pixel_accuracy, 0, 1)
+        if a.labeling != "reference":
+            raise InputError("--pixel-accuracy needs --labeling reference", fix="drop --pixel-accuracy or use "
+                             "--labeling reference")
+    if a.exclude_fid_above is not None:
+        _flag("--exclude-fid-above", check_float, "exclude_fid_above", a.exclude_fid_above)
+        if a.fid_samples < 20:
+            raise InputError(f"--fid-samples must be at least 20 (each unit's FID uses its top tenth), got "
+                             f"{a.fid_samples}", fix="give --fid-samples 20 or more (default 2000)")
+        _flag("--fid-samples", check_samples, "fid_samples", a.fid_samples, 20, images_per_sample=2)
+    _flag("--strip-units", check_int, "strip_units", a.strip_units, 0)
+    if a.layers is not None and len(set(a.layers)) != len(a.layers):
+        raise InputError(f"--layers names {', '.join(sorted({x for x in a.layers if a.layers.count(x) > 1}))} more "
+                         "than once", fix="give each layer once")
+    _check_device(a.device)
+    _check_out(a.out)
 
 
 def _init_distributed():
@@ -74,13 +166,14 @@ def cmd_fetch(a):
             print(f"\r{done / 2 ** 20:8.1f} / {total / 2 ** 20:.1f} MiB", end="", file=sys.stderr)
 
     try:
-        path = fetch(a.name, download=True, progress=progress)
+        path = fetch(a.name, download=True, progress=progress, trust=a.trust, sha256=a.sha256)
     except GanatomyError as e:
         _die(str(e))
     print(f"\n{a.name}: {path}", file=sys.stderr)
 
 
 def cmd_dissect(a):
+    _check_dissect_flags(a)
     rank, world = _init_distributed()
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world > 1:
@@ -91,11 +184,10 @@ def cmd_dissect(a):
     except (GanatomyError, OSError) as e:
         _die(str(e))
     layers = a.layers or [n for n in layer_names(G) if not n.startswith("output")]
-    bar = tqdm(total=a.samples, desc="dissect", unit="img", disable=rank != 0)
+    bar = _LazyBar(desc="dissect", unit="img", disable=rank != 0)    # shown from the first batch on
 
     def progress(done, total):
-        bar.n = min(done, total)
-        bar.refresh()
+        bar.set(done, total)
 
     t0 = time.perf_counter()
     try:
@@ -108,12 +200,8 @@ def cmd_dissect(a):
     bar.close()
     unit_options = {"labeling": a.labeling}
     if a.pixel_accuracy is not None:
-        if a.labeling != "reference":
-            _die("--pixel-accuracy needs --labeling reference")
         unit_options["pixel_accuracy"] = a.pixel_accuracy
     if a.exclude_fid_above is not None and rank == 0:
-        if a.fid_samples < 20:
-            _die(f"--fid-samples must be at least 20 (each unit's FID uses its top tenth), got {a.fid_samples}")
         unit_options["exclude"] = _high_fid_units(G, layers, a.exclude_fid_above, device, a.fid_samples)
     if rank == 0:
         paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units, **unit_options)
@@ -127,6 +215,7 @@ def cmd_dissect(a):
 def cmd_context(a):
     """The context study of a concept's units (Fig. 11) with toyworld's classes and rules, over
     several seeds: writes ``context.json`` (and ``insertions.csv``) under ``--out``."""
+    _check_context_flags(a)
     rank, world = _init_distributed()
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -134,12 +223,16 @@ def cmd_context(a):
         seg = load_segmenter(a.segmenter, device=device, download=a.download)
         layer = resolve_layers(G, [a.layer])[0]
         c = concept_index(seg, a.concept)
+        n_units, h, w = layer_shape(G, layer)
+        if a.brush > min(h, w):      # before ACE and the insertion constants
+            raise InputError(f"--brush: brush must be a whole number of cells from 1 to {min(h, w)} (the {layer} "
+                             f"grid is {h}x{w}), got {a.brush}", fix=f"give --brush from 1 to {min(h, w)}")
         if a.units:
-            units, ranking = check_units(a.units, layer_shape(G, layer)[0], layer), "given"
+            units, ranking = check_units(a.units, n_units, layer), "given"
         elif a.ranking == "ace":
-            bar = tqdm(total=a.ace_steps, desc=f"ACE {a.concept}")
+            bar = _LazyBar(desc=f"ACE {a.concept}")
             res = cached_ace(G, seg, layer, c, n_steps=a.ace_steps, n_dissect=a.dissect_samples,
-                             progress=lambda s, t, loss: bar.update(1), sampling=a.ace_sampling)
+                             progress=lambda s, t, loss: bar.set(s, t), sampling=a.ace_sampling)
             bar.close()
             units, ranking = [int(u) for u in res.ranking[:a.n_units]], \
                 f"ACE ({a.ace_steps} steps, sampling {a.ace_sampling})"
@@ -149,12 +242,10 @@ def cmd_context(a):
         k = cached_insertion_constants(G, seg, layer, c, n_samples=a.k_samples)
         quantiles = dissect(G, seg, [layer], a.dissect_samples).quantiles(layer) if a.scale == "p99" else None
         value, scale = context.unit_values(k, units, "p99" if a.scale == "p99" else float(a.scale), quantiles)
-        bar = tqdm(total=1, desc="context", unit="insertion")
+        bar = _LazyBar(desc="context", unit="insertion")
 
         def progress(d, t):
-            bar.total = t
-            bar.n = d
-            bar.refresh()
+            bar.set(d, t)
 
         t0 = time.perf_counter()
         out = context.context_over_seeds(G, seg, layer, units, value, a.concept, seeds=a.seeds, n_images=a.images,
@@ -179,6 +270,31 @@ def cmd_context(a):
     print(json.dumps({"out": str(outdir / "context.json"), "seconds": report["seconds"]}))
 
 
+def _check_context_flags(a):
+    """Every flag of ``context``, checked before any model is loaded."""
+    if a.units is not None:
+        units = _flag("--units", unit_list, a.units, "units")
+        if not units:
+            raise InputError("--units is empty", fix="give --units one or more unit indices, or leave it out")
+    _flag("--n-units", check_int, "n_units", a.n_units, 1)
+    _flag("--ace-steps", check_samples, "ace_steps", a.ace_steps, 1, images_per_sample=12)
+    _flag("--dissect-samples", check_samples, "dissect_samples", a.dissect_samples, 2)
+    _flag("--k-samples", check_samples, "k_samples", a.k_samples, 1)
+    _flag("--brush", check_int, "brush", a.brush, 1, what="a whole number of cells >= 1")
+    if a.scale != "p99":
+        try:
+            scale = float(a.scale)
+        except ValueError:
+            raise InputError(f"--scale must be a number or p99, got {a.scale!r}", fix="e.g. --scale 3 or --scale p99"
+                             ) from None
+        _flag("--scale", check_float, "scale", scale, 0, lo_open=True, what="a positive number or p99")
+    if not a.seeds:
+        raise InputError("--seeds is empty", fix="give --seeds one or more whole numbers, e.g. --seeds 4 5 6")
+    _flag("--images", check_samples, "n_images", a.images, 1, images_per_sample=64 * len(a.seeds))
+    _check_device(a.device)
+    _check_out(a.out)
+
+
 def _high_fid_units(G, layers, limit: float, device, n: int) -> dict[str, list[int]]:
     """{layer: units whose unit FID (toyworld feature space; ``n`` images, each unit's top tenth,
     against ``n`` real scenes) exceeds ``limit``} (S-6.3's filter)."""
@@ -195,12 +311,24 @@ def _high_fid_units(G, layers, limit: float, device, n: int) -> dict[str, list[i
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="ganatomy", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Run one command. A refusal (bad flags, unknown names, anything a GanatomyError says) prints
+    one line ``error: ...`` on stderr and exits with status 2."""
+    try:
+        _main(argv)
+    except GanatomyError as e:
+        _die(str(e))
+
+
+def _main(argv=None):
+    ap = _Parser(prog="ganatomy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list shipped, published and added models").set_defaults(fn=cmd_models)
     f = sub.add_parser("fetch", help="download a published model's weights into cache/models (verified)")
     f.add_argument("name", help="e.g. progan/churchoutdoor, segformer/ade20k-b0")
+    f.add_argument("--sha256", default=None, help="the weights file's full SHA-256 (64 hex digits), where the "
+                                                  "catalog knows only a prefix")
+    f.add_argument("--trust", action="store_true", help="accept the source on first use where the catalog knows "
+                                                        "no full SHA-256; the digest received is pinned")
     f.set_defaults(fn=cmd_fetch)
     d = sub.add_parser("dissect", help="dissect generator layers against a segmenter")
     d.add_argument("--model", default="toyworld/town",

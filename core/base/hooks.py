@@ -11,6 +11,10 @@ affects forward passes run by the thread that entered it. The model itself is ne
     tr["layer4"]        # the (edited) output of layer4 for this call
 
 ``edits[name]`` is a function ``out -> new_out`` (see :mod:`core.engine.intervention`).
+
+A layer's width (:func:`layer_units`) is read from its weights where its structure says it for
+sure (one convolution followed by channel-wise modules, as in ProGAN), so that unit indices are
+checked before any forward pass; otherwise one probe (:func:`layer_shape`) tells it.
 """
 from __future__ import annotations
 
@@ -22,10 +26,11 @@ import torch
 from torch import nn
 
 from core.base.devices import device_of
-from core.base.errors import UnknownNameError
+from core.base.errors import ArgumentTypeError, UnknownNameError
 from core.base.sampling import z_range
 
-__all__ = ["Trace", "layer_names", "resolve_layers", "StopForward", "run_until", "layer_shape"]
+__all__ = ["Trace", "layer_names", "resolve_layers", "StopForward", "run_until", "layer_shape", "layer_units",
+           "known_units"]
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -47,17 +52,24 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def resolve_layers(model: nn.Module, layers: Iterable[str] | str) -> list[str]:
-    """Validate layer names; an unknown name raises ValueError listing the available layers."""
+    """Validate layer names (a name or a list of names; repeats are dropped, order kept); an
+    unknown name raises :class:`UnknownNameError` listing the available layers."""
     if isinstance(layers, str):
         layers = [layers]
-    layers = list(layers)
+    try:
+        layers = list(layers)
+    except TypeError:
+        raise ArgumentTypeError(f"layers must be a layer name or a list of names, got {type(layers).__name__} "
+                                f"{layers!r:.40}", fix=f"e.g. layers=[{', '.join(map(repr, layer_names(model)[:2]))}]"
+                                ) from None
     if not layers:
-        raise UnknownNameError(f"no layers given; available layers: {', '.join(layer_names(model))}")
+        raise UnknownNameError(f"no layers given; available layers: {', '.join(layer_names(model))}",
+                               fix="give layers at least one layer name")
     modules = dict(model.named_modules())
     bad = [x for x in layers if not isinstance(x, str) or x == "" or x not in modules]
     if bad:
         raise UnknownNameError(f"unknown layer{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
-                         f"available layers: {', '.join(layer_names(model))}")
+                               f"available layers: {', '.join(layer_names(model))}")
     seen = []
     for x in layers:
         if x not in seen:
@@ -173,3 +185,60 @@ def layer_shape(model: nn.Module, layer: str) -> tuple[int, ...]:
     with _shapes_lock:
         known[layer] = shape
     return shape
+
+
+# Modules that keep the number of channels (elementwise or per-channel): after a layer's one
+# convolution, only these (or modules whose every parameter is one value per output channel) may
+# follow for the layer's width to be read from its weights.
+_KEEPS_CHANNELS = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Upsample, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU,
+                   nn.SELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.ReLU6,
+                   nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)
+_CHANGES_CHANNELS = (nn.PixelShuffle, nn.PixelUnshuffle, nn.Flatten, nn.Unflatten, nn.Fold, nn.Unfold,
+                     nn.ChannelShuffle)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _static_units(module: nn.Module) -> int | None:
+    """The output width of ``module`` read from its weights, when its structure says it for sure:
+    one convolution, only parameter-free modules before it, and after it only modules that keep
+    the channels (activations, norms, per-channel scales and biases). None otherwise."""
+    mods = list(module.modules())
+    convs = [i for i, m in enumerate(mods) if isinstance(m, _CONVS)]
+    if len(convs) != 1 or any(isinstance(m, _CHANGES_CHANNELS) for m in mods):
+        return None
+    i = convs[0]
+    c = int(mods[i].out_channels)
+    own = {id(p) for p in mods[i].parameters()}
+    for j, m in enumerate(mods):
+        if j == i or any(id(p) in own for p in m.parameters(recurse=False)):
+            continue
+        tensors = list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+        if j < i:
+            if tensors:                              # a weighted module before the convolution
+                return None
+            continue
+        if isinstance(m, _KEEPS_CHANNELS):
+            continue
+        per_channel = bool(tensors) and all(t.dim() == 1 and t.shape[0] == c for t in tensors)
+        container = not tensors and any(True for _ in m.children())
+        if not (per_channel or container):           # an unknown module that might change the width
+            return None
+    return c
+
+
+def known_units(model: nn.Module, layer: str) -> int | None:
+    """The number of units (channels) of ``layer`` when known without running the model: probed
+    before (:func:`layer_shape`), or read from the layer's weights; None otherwise."""
+    with _shapes_lock:
+        shape = _SHAPES.get(model, {}).get(layer)
+    if shape is not None:
+        return shape[0]
+    module = dict(model.named_modules()).get(layer)
+    return None if module is None else _static_units(module)
+
+
+def layer_units(model: nn.Module, layer: str) -> int:
+    """The number of units (channels) of ``layer``: :func:`known_units`, else one probe
+    (:func:`layer_shape`)."""
+    n = known_units(model, layer)
+    return n if n is not None else layer_shape(model, layer)[0]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.base.validate import check_int
+
 __all__ = ["z_range", "z_at", "BLOCK"]
 
 BLOCK = 256  # codes are drawn in blocks of this many, each block from its own generator
@@ -18,6 +20,8 @@ def _block(seed: int, b: int, z_dim: int) -> torch.Tensor:
 
 def z_range(seed: int, start: int, stop: int, z_dim: int, device="cpu") -> torch.Tensor:
     """Codes of samples ``start .. stop-1`` of ``seed`` (float32, on ``device``)."""
+    seed, start, stop = check_int("seed", seed), check_int("start", start, 0), check_int("stop", stop)
+    z_dim = check_int("z_dim", z_dim, 1)
     if stop <= start:
         return torch.zeros(0, z_dim, device=device)
     b0, b1 = start // BLOCK, (stop - 1) // BLOCK
@@ -27,6 +31,7 @@ def z_range(seed: int, start: int, stop: int, z_dim: int, device="cpu") -> torch
 
 def z_at(seed: int, indices, z_dim: int, device="cpu") -> torch.Tensor:
     """Codes of arbitrary sample indices (any order, repeats allowed)."""
+    seed, z_dim = check_int("seed", seed), check_int("z_dim", z_dim, 1)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size == 0:
         return torch.zeros(0, z_dim, device=device)

@@ -18,23 +18,48 @@ import torch.nn.functional as F
 
 from core.base import cache as _cache
 from core.base.devices import device_of
-from core.base.errors import InputError
-from core.base.hooks import Trace, layer_names, layer_shape, resolve_layers
+from core.base.errors import ArgumentTypeError, InputError, UnknownNameError
+from core.base.hooks import Trace, layer_names, layer_shape, layer_units, resolve_layers
+from core.base.protocols import check_generator, check_segmenter
 from core.base.sampling import z_at, z_range
-from core.base.validate import check_units, concept_index, concept_mask
+from core.base.validate import (
+    check_callable,
+    check_choice,
+    check_float,
+    check_int,
+    check_latents,
+    check_mask,
+    check_memory,
+    check_samples,
+    check_units,
+    check_values,
+    concept_index,
+    concept_mask,
+)
 from core.engine.dissection import dissect
-from core.engine.intervention import Edit, cached_insertion_constants, generate, insertion_constants
+from core.engine.intervention import Edit, cached_insertion_constants, check_edits, generate, insertion_constants
 
 __all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "context_summary",
            "majority_context", "trace_effect", "removal_table", "channel_scales", "removal_fraction"]
 
 
-def _check_units(generator, layer, units):
-    return check_units(units, _n_units(generator, layer), layer)
-
-
 def _n_units(generator, layer) -> int:
-    return layer_shape(generator, layer)[0]
+    return layer_units(generator, layer)
+
+
+def _models(generator, segmenter, layer, concept):
+    """The checked models, layer name and concept index every causal measurement starts from."""
+    check_generator(generator, probe=False)
+    check_segmenter(segmenter)
+    return resolve_layers(generator, [layer])[0], concept_index(segmenter, concept)
+
+
+def _unit_values(name, value, units, n_units) -> torch.Tensor:
+    """Insertion values for ``units``: one number, one per unit, or one per unit of the layer
+    (indexed here); finite."""
+    v = check_values(name, value, allowed=(1, len(units), n_units),
+                     what="a number, one value per unit or one per unit of the layer")
+    return v if v.numel() in (1, len(units)) else v[units]
 
 
 # ----------------------------------------------------------------------------- ACE (eq. 4)
@@ -45,12 +70,15 @@ def causal_effect(generator, segmenter, layer, units, concept, value, n_samples:
     """Average causal effect of ``units`` on ``concept`` (eq. 4): E[s_c(x_insert)] −
     E[s_c(x_ablate)], s_c = fraction of the image's pixels labelled c; also reported
     normalised by the concept's mean frequency E[s_c(x)] so that rare concepts compare."""
-    layer = resolve_layers(generator, [layer])[0]
-    units = _check_units(generator, layer, units)
-    c = concept_index(segmenter, concept)
+    layer, c = _models(generator, segmenter, layer, concept)
+    n_units = _n_units(generator, layer)
+    units = check_units(units, n_units, layer)
+    v = _unit_values("value", value, units, n_units)
+    n_samples = check_samples("n_samples", n_samples, 1, images_per_sample=3)
+    seed, batch_size = check_int("seed", seed), check_int("batch_size", batch_size, 1)
+    if mask is not None:
+        check_mask("mask", mask)
     dev = device_of(generator)
-    v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
-    v = v if v.numel() == 1 else v[units] if v.numel() > len(units) else v
     tot = {"base": 0.0, "insert": 0.0, "ablate": 0.0}
     for a in range(0, n_samples, batch_size):
         z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
@@ -138,6 +166,7 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
 
 
 SAMPLINGS = ("paper", "image")
+_ROW_BYTES = 120        # a candidate cell or an insertion row kept as Python objects (estimate)
 
 
 def _cells(cells, hw, dev):
@@ -278,12 +307,14 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
     ties (e.g. several units clamped at 0) broken by the initial alpha.
     ``progress(step, n_steps, loss)`` after every step."""
     t0 = time.perf_counter()
-    if sampling not in SAMPLINGS:
-        raise InputError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-    layer = resolve_layers(generator, [layer])[0]
-    c = concept_index(segmenter, concept)
+    layer, c, n_units = _check_ace(generator, segmenter, layer, concept, n_steps=n_steps, batch_size=batch_size,
+                                   lr=lr, l2=l2, init=init, iou=iou, k=k, pool_size=pool_size, seed=seed,
+                                   top_n=top_n, dissect_samples=dissect_samples, progress=progress,
+                                   sampling=sampling)
     dev = device_of(generator)
-    n_units = _n_units(generator, layer)
+    _, h, w = layer_shape(generator, layer)
+    check_memory(f"the ACE location pool of pool_size={pool_size:,}",
+                 pool_size * (h * w * (4 + 2 * _ROW_BYTES) + generator.z_dim * 4), device=dev, fix="lower pool_size")
     if k is None:
         k = insertion_constants(generator, segmenter, layer, c, n_samples=100, seed=seed + 11)
     k = torch.as_tensor(k, dtype=torch.float32, device=dev).reshape(-1)
@@ -338,6 +369,37 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
                      top_n=top_n)
 
 
+def _check_ace(generator, segmenter, layer, concept, *, n_steps, batch_size, lr, l2, init, iou, k, pool_size,
+               seed, top_n, dissect_samples, progress, sampling):
+    """Every argument of :func:`ace`, checked before any work: (layer, concept index, units)."""
+    check_choice("sampling", sampling, SAMPLINGS)
+    layer, c = _models(generator, segmenter, layer, concept)
+    n_units = _n_units(generator, layer)
+    batch_size = check_int("batch_size", batch_size, 1)
+    per_step = 3 * batch_size * (2 if sampling == "image" else 1)       # forward + backward per image
+    check_samples("n_steps", n_steps, 1, images_per_sample=per_step,
+                  what="a whole number of optimisation steps >= 1 (default 150)")
+    check_float("lr", lr, 0, lo_open=True, what="a finite learning rate > 0 (default 0.01)")
+    check_float("l2", l2, 0, what="a finite penalty >= 0 (default 0.01)")
+    check_samples("pool_size", pool_size, 1, images_per_sample=6)
+    check_int("seed", seed)
+    check_int("top_n", top_n, 1)
+    check_callable("progress", progress)
+    if isinstance(init, str):
+        check_choice("init", init, ("iou", "uniform"))
+    else:
+        check_values("init", init, allowed=(n_units,), what=f"'iou', 'uniform' or one start value per unit "
+                     f"({n_units})")
+    if init == "iou":
+        if iou is None:
+            check_samples("dissect_samples", dissect_samples, 2)
+        else:
+            check_values("iou", iou, allowed=(n_units,), what=f"one IoU per unit of {layer!r} ({n_units})")
+    if k is not None:
+        check_values("k", k, allowed=(n_units,), what=f"one insertion constant per unit of {layer!r} ({n_units})")
+    return layer, c, n_units
+
+
 ACE_VERSION = "ace-v3"   # bump when ace() changes what it returns for the same arguments (v3: sampling="paper")
 
 
@@ -350,8 +412,15 @@ def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150,
     (the paint page, a script, another session) gets the same units at once.
     ``cached_only=True`` returns the stored result or None, computing nothing. ``ace_options``
     (``lr``, ``l2``, ``batch_size``, ``pool_size``) go to :func:`ace` and into the key."""
-    layer = resolve_layers(generator, [layer])[0]
-    c = concept_index(segmenter, concept)
+    unknown = sorted(set(ace_options) - set(_ACE_OPTIONS))
+    if unknown:
+        raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of cached_ace",
+                               fix=f"options are: {', '.join(_ACE_OPTIONS)}")
+    opts = {"batch_size": 4, "lr": 0.01, "l2": 0.01, "init": "iou", "pool_size": 128, "sampling": "paper",
+            **ace_options}
+    layer, c, _ = _check_ace(generator, segmenter, layer, concept, n_steps=n_steps, iou=None, k=None, seed=seed,
+                             top_n=top_n, dissect_samples=n_dissect, progress=progress, **opts)
+    check_samples("k_samples", k_samples, 1)
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
         kind="ace", version=ACE_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
@@ -378,6 +447,9 @@ def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150,
     return _cache.cached("ace", key, compute, encode, decode, enabled=cache, cached_only=cached_only)
 
 
+_ACE_OPTIONS = ("batch_size", "lr", "l2", "init", "pool_size", "sampling")
+
+
 # ----------------------------------------------------------------------------- curves
 
 @torch.no_grad()
@@ -387,12 +459,29 @@ def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Seq
                    progress: Callable | None = None) -> pd.DataFrame:
     """Fraction of the concept's pixels removed by ablating the top-n units of each ranking
     over the whole featuremap (Fig. 4 right). One row per (ranking, n)."""
-    layer = resolve_layers(generator, [layer])[0]
-    c = concept_index(segmenter, concept)
+    layer, c = _models(generator, segmenter, layer, concept)
+    if not isinstance(rankings, dict):
+        raise ArgumentTypeError(f"rankings must be a dict {{name: unit list}}, got {type(rankings).__name__}",
+                                fix="e.g. rankings={'ace': res.ranking[:20].tolist()}")
+    if not rankings:
+        raise InputError("rankings is empty: there is nothing to ablate", fix="give rankings at least one unit list")
+    n_units = _n_units(generator, layer)
+    ranks = {name: check_units(r, n_units, layer, f"rankings[{name!r}]") for name, r in rankings.items()}
+    if isinstance(counts, (str, bytes)):
+        raise ArgumentTypeError("counts must be a list of unit counts, got a string", fix="e.g. counts=(1, 5, 10)")
+    try:
+        counts = [check_int("counts", n, 1, what="whole numbers of units >= 1") for n in counts]
+    except TypeError:
+        raise ArgumentTypeError(f"counts must be a list of unit counts, got {type(counts).__name__}",
+                                fix="e.g. counts=(1, 5, 10)") from None
+    if not counts:
+        raise InputError("counts is empty: no point of the curve to measure", fix="give counts, e.g. (1, 5, 10)")
+    n_samples = check_samples("n_samples", n_samples, 1, images_per_sample=1 + len(ranks) * len(counts))
+    seed, batch_size = check_int("seed", seed), check_int("batch_size", batch_size, 1)
+    check_callable("progress", progress)
     dev = device_of(generator)
     base = 0.0
     after = {(name, n): 0.0 for name in rankings for n in counts}
-    ranks = {name: _check_units(generator, layer, r) for name, r in rankings.items()}
     for a in range(0, n_samples, batch_size):
         z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
         base += float(concept_mask(segmenter, generate(generator, z), c).float().sum())
@@ -447,18 +536,32 @@ def context_study(generator, segmenter, layer, units, value, concept, n_images: 
     (``ci_low``, ``ci_high``, normal approximation over insertions), ``share_ge6`` (insertions
     adding >= 6 px) and ``violations`` mean. ``maps``: [n_images, h', w'] mean ``effect`` per
     block position."""
-    layer = resolve_layers(generator, [layer])[0]
-    units = _check_units(generator, layer, units)
-    c = concept_index(segmenter, concept)
+    layer, c = _models(generator, segmenter, layer, concept)
+    n_units = _n_units(generator, layer)
+    units = check_units(units, n_units, layer)
+    brush_what = "a whole number of cells >= 1 (the side of the inserted block)"
+    if isinstance(brush, (bool, np.bool_)) or not isinstance(brush, (int, np.integer)) or brush < 1:
+        raise InputError(f"brush must be {brush_what}, got {brush!r}", fix="give brush=1, 2, ... (cells)")
+    scale = check_float("scale", scale, 0, lo_open=True,
+                        what="a positive number (a multiple of the insertion values)")
+    v = _unit_values("value", value, units, n_units) * scale
+    n_images = check_samples("n_images", n_images, 1, images_per_sample=1)
+    seed, batch_size = check_int("seed", seed), check_int("batch_size", batch_size, 1)
+    for name, fn in (("progress", progress), ("classify", classify), ("violations", violations)):
+        check_callable(name, fn)
     n_units, h, w = layer_shape(generator, layer)
-    if isinstance(brush, bool) or not isinstance(brush, (int, np.integer)) or not 1 <= brush <= min(h, w):
+    if brush > min(h, w):
         raise InputError(f"brush must be a whole number of cells from 1 to {min(h, w)} (the {layer} grid is "
-                         f"{h}x{w}), got {brush!r}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise InputError(f"scale must be a positive number (a multiple of the insertion values), got {scale!r}")
+                         f"{h}x{w}), got {brush!r}", fix=f"give brush from 1 to {min(h, w)}")
+    positions = (h - brush + 1) * (w - brush + 1)
+    check_samples("n_images", n_images, 1, images_per_sample=1 + positions,
+                  fix="lower n_images, or use a larger brush (fewer positions per image)")
+    res = getattr(generator, "resolution", None)
+    px = res * res if isinstance(res, int) and res > 0 else 16 * h * w
+    check_memory(f"the context study of n_images={n_images:,} ({positions} positions each)",
+                 n_images * (positions * _ROW_BYTES + px * (3 * 4 + 2 * 8)), device=device_of(generator),
+                 fix="lower n_images")
     dev = device_of(generator)
-    v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
-    v = (v[units] if v.numel() > len(units) else v) * float(scale)
     classify = classify or majority_context(segmenter.labels)
     z_all = z_range(seed, 0, n_images, generator.z_dim, dev)
     images = generate(generator, z_all)
@@ -511,7 +614,12 @@ def context_summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 @torch.no_grad()
 def channel_scales(generator, layers, n_samples: int = 64, seed: int = 9, batch_size: int = 32):
-    """Mean |activation| per channel of each layer (the tracing normaliser)."""
+    """Mean |activation| per channel of each layer (the tracing normaliser; no layers: {})."""
+    layers = resolve_layers(generator, layers) if isinstance(layers, str) or list(layers) else []
+    n_samples = check_samples("n_samples", n_samples, 1)
+    seed, batch_size = check_int("seed", seed), check_int("batch_size", batch_size, 1)
+    if not layers:
+        return {}
     dev = device_of(generator)
     acc: dict[str, torch.Tensor] = {}
     for a in range(0, n_samples, batch_size):
@@ -528,12 +636,25 @@ def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = N
     """Change in every layer after ``edit.layer`` caused by ``edit``: per layer, the mean over
     channels of |r' − r| / mean|r| (averaged over space and samples), plus the effect map
     [n, h, w] at the last traced layer. Returns (DataFrame[layer, change], map)."""
+    check_generator(generator, probe=False)
+    if not isinstance(edit, Edit):
+        raise ArgumentTypeError(f"edit must be one Edit, got {type(edit).__name__}",
+                                fix="e.g. edit=core.Edit('layer4', [3, 17])")
+    check_latents("z", z, generator.z_dim)
+    check_edits(generator, [edit], z.shape[0])
     names = layer_names(generator)
-    if edit.layer not in names:
-        resolve_layers(generator, [edit.layer])
     later = names[names.index(edit.layer) + 1:] if edit.layer in names else []
     if not later:
-        raise InputError(f"no layers after {edit.layer!r} to trace")
+        raise InputError(f"no layers after {edit.layer!r} to trace", fix="edit an earlier layer: "
+                         f"{', '.join(names[:-1])}")
+    if scales is not None:
+        if not isinstance(scales, dict):
+            raise ArgumentTypeError(f"scales must be a dict {{layer: per-channel scale}}, got {type(scales).__name__}",
+                                    fix="use channel_scales(generator, layers) or None")
+        missing = [n for n in later if n not in scales]
+        if missing:
+            raise InputError(f"scales has no entry for {', '.join(missing)}",
+                             fix="use channel_scales(generator, layers) for every layer after the edit, or None")
     scales = scales or channel_scales(generator, later)
     _, a = generate(generator, z, capture=later)
     _, b = generate(generator, z, [edit], capture=later)
@@ -552,6 +673,18 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
     """Percent of each concept's pixels removed by ablating its ``n_units`` causal units (found by
     :func:`ace`), per generator (e.g. one per scene type) — the paper's Fig. 9–10 table.
     ``concepts``: a list used for every generator, or {generator name: [concepts]}."""
+    if not isinstance(generators, dict) or not generators:
+        raise InputError(f"generators must be a non-empty dict {{name: generator}}, got {generators!r:.60}",
+                         fix="e.g. generators={'town': core.load_generator('toyworld/town')}")
+    check_int("n_units", n_units, 1)
+    check_samples("ace_steps", ace_steps, 1, images_per_sample=3 * 4)
+    check_samples("n_samples", n_samples, 1)
+    check_int("seed", seed)
+    check_callable("progress", progress)
+    unknown = sorted(set(ace_kw) - set(_ACE_OPTIONS))
+    if unknown:
+        raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of ace",
+                               fix=f"options are: {', '.join(_ACE_OPTIONS)}")
     rows = []
     jobs = [(g, c) for g in generators for c in (concepts[g] if isinstance(concepts, dict) else concepts)]
     for i, (gname, concept) in enumerate(jobs):

@@ -33,10 +33,20 @@ from scipy import ndimage
 from core.base import cache as _cache
 from core.base.devices import module_device
 from core.base.errors import ArgumentTypeError, BudgetError, InputError, ProtocolError, UnknownNameError
-from core.base.hooks import Trace, resolve_layers
+from core.base.hooks import Trace, known_units, resolve_layers
 from core.base.protocols import check_generator, check_segmentation, check_segmenter
 from core.base.sampling import z_range
-from core.base.validate import check_units
+from core.base.validate import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_float,
+    check_int,
+    check_memory,
+    check_samples,
+    check_units,
+    unit_list,
+)
 from core.engine.tally import (  # noqa: F401
     QUANTILE_LEVELS,
     LayerTally,
@@ -67,6 +77,19 @@ class DissectOptions:
     min_frequency: float = 1e-3     # concepts rarer than this (pixel fraction) are not scored
     topk: int = 20                  # top-activating samples kept per unit
     max_hist_bytes: int = 6 << 30   # refuse (with advice) rather than exhaust memory
+
+    def __post_init__(self):
+        if self.resolution is not None:
+            check_int("resolution", self.resolution, 1, what="a whole number of pixels >= 1 (or None: half the "
+                      "image size)")
+        check_int("bins", self.bins, 1, what="a whole number of candidate thresholds >= 1 (default 256)")
+        check_bool("parts", self.parts)
+        for name in ("iou_threshold", "iqr_threshold"):    # a negative threshold turns its condition off
+            check_float(name, getattr(self, name), None, 1, what="a finite number <= 1 (IoU and I/H are at most 1; "
+                        "a negative value turns the condition off)")
+        check_float("min_frequency", self.min_frequency, 0, 1)
+        check_int("topk", self.topk, 0, what="a whole number of samples >= 0 (default 20)")
+        check_int("max_hist_bytes", self.max_hist_bytes, 1)
 
     def key(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -141,8 +164,9 @@ class Dissection:
     meta: dict = field(default_factory=dict)
 
     def _layer(self, layer):
-        if layer not in self.data:
-            raise InputError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}")
+        if not isinstance(layer, str) or layer not in self.data:
+            raise UnknownNameError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}",
+                                   fix="give layer as one of the dissected layers")
         return self.data[layer]
 
     def iou(self, layer) -> np.ndarray:
@@ -188,17 +212,29 @@ class Dissection:
         these concept names (e.g. objects only, or one category). ``exclude``: units left out of
         labelling (e.g. the supplement S-6.3 filter, units whose unit FID exceeds a threshold:
         ``np.nonzero(unit_fid.fid > 55)[0]``)."""
-        if labeling not in LABELINGS:
-            raise InputError(f"labeling must be one of {', '.join(LABELINGS)}, got {labeling!r}")
+        check_choice("labeling", labeling, LABELINGS)
+        if pixel_accuracy is not None:
+            check_float("pixel_accuracy", pixel_accuracy, 0, 1, what="a pixel fraction in [0, 1] (Fig. 5: 0.75) "
+                        "or None")
+            if labeling != "reference":
+                raise InputError("pixel_accuracy= needs labeling='reference' (it is the label's agreement at "
+                                 "the unit's one threshold)", fix="drop pixel_accuracy or use labeling='reference'")
         d = self._layer(layer)
         allowed = np.ones(len(self.labels), bool)
         allowed[0] = False
         if concepts is not None:
-            concepts = [concepts] if isinstance(concepts, str) else list(concepts)
-            unknown = [c for c in concepts if c not in self.labels]
+            try:
+                concepts = [concepts] if isinstance(concepts, str) else list(concepts)
+            except TypeError:
+                raise ArgumentTypeError(f"concepts must be a concept name or a list of names, got "
+                                        f"{type(concepts).__name__}", fix="e.g. concepts=['door', 'window']") from None
+            if not concepts:
+                raise InputError("concepts is empty: no concept could label a unit",
+                                 fix="give concepts at least one name, or concepts=None for all labels")
+            unknown = [c for c in concepts if not isinstance(c, str) or c not in self.labels[1:]]
             if unknown:
                 raise UnknownNameError(f"concepts {unknown} are not labels of this dissection; labels: "
-                                       f"{', '.join(self.labels[1:])}")
+                                       f"{', '.join(self.labels[1:])}", fix="give concepts from those labels")
             allowed &= np.isin(np.array(self.labels, dtype=object), concepts)
         r = np.arange(d["iou"].shape[0])
         if labeling == "reference":
@@ -217,13 +253,11 @@ class Dissection:
             precision = d["precision"][r, best]
             ok = (iou > self.options.iou_threshold) & (iqr > self.options.iqr_threshold)
         if pixel_accuracy is not None:
-            if labeling != "reference":
-                raise InputError("pixel_accuracy= needs labeling='reference' (it is the label's agreement at "
-                                 "the unit's one threshold)")
             ok &= acc > pixel_accuracy
         if exclude is not None:
             ex = np.zeros(len(r), bool)
-            ex[check_units(list(exclude), len(r), layer, "excluded units") if len(list(exclude)) else []] = True
+            listed = unit_list(exclude, "exclude (excluded units)")
+            ex[check_units(listed, len(r), layer, "exclude (excluded units)") if listed else []] = True
             ok &= ~ex
         concept = np.array(self.labels, dtype=object)[best]
         return pd.DataFrame({
@@ -329,31 +363,80 @@ class _Plan:
         return self.world > 1
 
 
-def _check_n(n_samples):
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
-        raise InputError(f"n_samples must be a positive integer (at least 2: even samples choose "
-                         f"thresholds, odd samples measure IoU); got {n_samples!r}")
-    if n_samples < 2:
-        raise InputError("n_samples must be at least 2: even samples choose thresholds, odd samples "
-                         "measure IoU")
+def _check_n(n_samples) -> int:
+    return check_samples("n_samples", n_samples, 2, images_per_sample=1.0,
+                         what="a positive integer (at least 2: even samples choose thresholds, odd samples "
+                              "measure IoU)", fix="give n_samples >= 2 (the paper uses 10,000)")
+
+
+def _check_device(device, generator) -> torch.device:
+    if device is None:
+        return torch.device(module_device(generator) or "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r} is not a torch device", fix="give device='cpu', 'cuda' or 'cuda:1'"
+                         ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r}: CUDA is not available on this machine", fix="use device='cpu'")
+    return dev
+
+
+# bytes per dissection-resolution pixel of one sample in one batch: the resized segmentation (int64),
+# its label slots (int32), their offsets (int32) and the bin indices (int64) they are counted with
+_PIXEL_BYTES = 8 + 4 + 4 + 8
+
+
+def _check_memory(layers, n_units, size, batch_size, n_samples, opts, n_labels, device) -> None:
+    """Refuse a dissection whose histograms or (given the resolution ``size``) batches would not fit:
+    estimates, before any batch."""
+    need = sum(n_units) * 2 * n_labels * (opts.bins + 1) * 8
+    if need > opts.max_hist_bytes:
+        raise BudgetError(f"the histograms for {len(layers)} layers would take {need / 2**30:.1f} GiB "
+                          f"(limit {opts.max_hist_bytes / 2**30:.1f} GiB)", fix=f"dissect fewer layers per call, "
+                          f"lower bins= (now {opts.bins}) or raise max_hist_bytes=")
+    if size is None:
+        return
+    batch = min(batch_size, n_samples)
+    per_batch = batch * size * size * _PIXEL_BYTES + max(n_units) * size * size * 4 * 2
+    check_memory(f"dissecting at resolution {size} in batches of {batch}", per_batch, device=device,
+                 fix="lower resolution (default: half the image size) or batch_size")
+
+
+def _check_layers(generator, layers) -> list[str]:
+    names = [layers] if isinstance(layers, str) else layers
+    try:
+        names = list(names)
+    except TypeError:
+        names = None
+    if names is not None:
+        twice = sorted({x for x in names if isinstance(x, str) and names.count(x) > 1})
+        if twice:
+            raise InputError(f"layers names {', '.join(map(repr, twice))} more than once",
+                             fix="give each layer once")
+    return resolve_layers(generator, layers)
 
 
 def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts) -> _Plan:
-    _check_n(n_samples)
+    # every argument is checked before the one-sample probe of the layers' shapes
+    n_samples = _check_n(n_samples)
     check_generator(generator, probe=False)
     check_segmenter(segmenter)
-    layers = resolve_layers(generator, layers)
-    device = torch.device(device if device is not None else (module_device(generator) or "cpu"))
+    seed = check_int("seed", seed)
+    layers = _check_layers(generator, layers)
+    device = _check_device(device, generator)
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
     if batch_size is None:
         batch_size = 64 if device.type == "cuda" else 32
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     n_batches = (n_samples + batch_size - 1) // batch_size
     if n_batches < world:
         raise InputError(f"{world} processes but only {n_batches} batches of {batch_size}: use at most "
                          f"{n_batches} processes or a smaller batch_size")
+    n_labels = len(segmenter.labels)
+    known = [known_units(generator, name) or 1 for name in layers]        # a lower bound where not known
+    _check_memory(layers, known, opts.resolution, batch_size, n_samples, opts, n_labels, device)
     # probe: shapes of every layer and of the image (one sample)
     with torch.no_grad(), Trace(generator, capture=layers) as tr:
         img = generator(z_range(seed, 0, 1, generator.z_dim, device))
@@ -364,9 +447,11 @@ def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opt
         if tr[name].dim() != 4:
             raise InputError(f"layer {name!r} outputs shape {tuple(tr[name].shape)}; dissection needs "
                              f"featuremaps N x C x H x W (pick a convolutional layer)")
-    return _Plan(generator, segmenter, layers, int(n_samples), int(seed), batch_size, device,
-                 module_device(segmenter) or device, opts, opts.resolution or max(img.shape[-1] // 2, 1),
-                 {name: tuple(tr[name].shape[1:]) for name in layers}, list(segmenter.labels), rank, world)
+    size = opts.resolution or max(img.shape[-1] // 2, 1)
+    shapes = {name: tuple(tr[name].shape[1:]) for name in layers}
+    _check_memory(layers, [shapes[n][0] for n in layers], size, batch_size, n_samples, opts, n_labels, device)
+    return _Plan(generator, segmenter, layers, n_samples, seed, batch_size, device,
+                 module_device(segmenter) or device, opts, size, shapes, list(segmenter.labels), rank, world)
 
 
 # ----------------------------------------------------------------------------- 3. cache
@@ -384,10 +469,10 @@ def _layer_keys(plan: _Plan) -> dict[str, str]:
 def _cached_layers(keys: dict[str, str]) -> dict[str, "Dissection"]:
     found = {}
     for name, key in keys.items():
-        hit = _cache.load("dissect", key)
+        hit = _cache.lookup("dissect", key, Dissection.from_arrays)   # damaged or undecodable: recomputed
         if hit is not None:
-            found[name] = Dissection.from_arrays(*hit)
-            found[name].meta["cached"] = True
+            found[name] = hit
+            hit.meta["cached"] = True
     return found
 
 
@@ -519,7 +604,18 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
     and the statistics merged: every process returns the same, complete result.
     """
     if options is not None and option_kw:
-        raise ArgumentTypeError("pass options either as options= or as keywords, not both")
+        raise ArgumentTypeError("pass options either as options= or as keywords, not both",
+                                fix="give options= or the option keywords, not both")
+    if options is not None and not isinstance(options, DissectOptions):
+        raise ArgumentTypeError(f"options must be a DissectOptions, got {type(options).__name__}",
+                                fix="pass options=core.DissectOptions(...) or the options as keywords")
+    unknown = sorted(set(option_kw) - set(DissectOptions.__dataclass_fields__))
+    if unknown:
+        raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of dissect",
+                               fix=f"options are: {', '.join(DissectOptions.__dataclass_fields__)}")
+    check_callable("progress", progress)
+    check_bool("cache", cache)
+    check_bool("cached_only", cached_only)
     opts = options or DissectOptions(**option_kw)
     plan = _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts)
     keys = _layer_keys(plan) if cache else {}

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from core.base.errors import InputError
+from core.base.validate import check_int
 
 __all__ = ["frechet_distance", "FeatureStats", "feature_stats"]
 
@@ -52,6 +53,9 @@ class FeatureStats:
         self.outer = None
 
     def update(self, feats: torch.Tensor) -> "FeatureStats":
+        if not isinstance(feats, torch.Tensor) or feats.dim() < 1:
+            raise InputError(f"feats must be a tensor N x D of feature vectors, got {type(feats).__name__}",
+                             fix="pass features(images)")
         f = feats.detach().to(torch.float64).flatten(1)
         if self.sum is None:
             self.sum = torch.zeros(f.shape[1], dtype=torch.float64, device=f.device)
@@ -85,6 +89,7 @@ class FeatureStats:
 @torch.no_grad()
 def feature_stats(features, batches, min_images: int = 2) -> FeatureStats:
     """Accumulate statistics of ``features(images)`` over an iterable of image batches."""
+    min_images = check_int("min_images", min_images, 2, what="a whole number of images >= 2 (a covariance needs two)")
     st = FeatureStats()
     for images in batches:
         st.update(features(images))

@@ -23,13 +23,26 @@ import torch.nn.functional as F
 
 from core.base import cache as _cache
 from core.base.devices import device_of
-from core.base.errors import InputError
-from core.base.hooks import Trace, resolve_layers
+from core.base.errors import ArgumentTypeError, InputError
+from core.base.hooks import Trace, layer_units, resolve_layers
+from core.base.protocols import check_generator, check_segmenter
 from core.base.sampling import z_range
-from core.base.validate import check_units, concept_fraction, concept_index, concept_mask
+from core.base.validate import (
+    check_alpha,
+    check_int,
+    check_latents,
+    check_mask,
+    check_samples,
+    check_units,
+    check_values,
+    concept_fraction,
+    concept_index,
+    concept_mask,
+    unit_list,
+)
 
-__all__ = ["Edit", "generate", "edit_fn", "resize_mask", "insertion_constants", "cached_insertion_constants",
-           "concept_index", "concept_fraction", "INSERTION_VERSION"]
+__all__ = ["Edit", "generate", "check_edits", "edit_fn", "resize_mask", "insertion_constants",
+           "cached_insertion_constants", "concept_index", "concept_fraction", "INSERTION_VERSION", "MODES"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +51,11 @@ class Edit:
     (``mode="insert"``: a number, or one value per unit — see :func:`insertion_constants`) at
     the locations of ``mask`` (None: everywhere). ``mask`` is H x W, N x H x W or N x 1 x H x W
     at any resolution, bool or float coverage in [0, 1]; it is resized to the layer's grid
-    (area-averaged when shrinking, so a painted region becomes per-location coverage)."""
+    (area-averaged when shrinking, so a painted region becomes per-location coverage).
+
+    Everything that can be checked without the model is checked here (units whole and >= 0,
+    values and alpha finite and one per unit, the mask's shape and range); :func:`generate`
+    checks the rest (the layer, the units' range, the mask's batch) before the forward pass."""
     layer: str
     units: Sequence[int]
     mode: str = "ablate"
@@ -47,35 +64,36 @@ class Edit:
     alpha: object = None
 
     def __post_init__(self):
-        if self.mode not in ("ablate", "insert"):
-            raise InputError(f"Edit mode must be 'ablate' or 'insert', got {self.mode!r}")
-        units = self.units
-        if isinstance(units, torch.Tensor):
-            units = units.tolist()
-        units = [int(u) for u in np.asarray(units, dtype=np.int64).reshape(-1)] if units is not None else []
+        if not isinstance(self.layer, str):
+            raise ArgumentTypeError(f"Edit layer must be a layer name (str), got {type(self.layer).__name__} "
+                                    f"{self.layer!r:.40}", fix="e.g. Edit('layer4', [3, 17])")
+        if not isinstance(self.mode, str) or self.mode not in MODES:
+            raise InputError(f"Edit mode must be 'ablate' or 'insert', got {self.mode!r}",
+                             fix="pass mode='ablate' or mode='insert'")
+        units = unit_list(self.units, "Edit units") if self.units is not None else []
         if not units:
             raise InputError(f"Edit on {self.layer!r} has an empty unit list: give at least one unit index")
         object.__setattr__(self, "units", tuple(units))
-        if self.mode == "insert" and self.value is None:
-            raise InputError("an insert Edit needs value=: a number or one value per unit, e.g. "
-                             "core.insertion_constants(G, segmenter, layer, concept)[units]")
+        if self.mode == "insert":
+            if self.value is None:
+                raise InputError("an insert Edit needs value=: a number or one value per unit, e.g. "
+                                 "core.insertion_constants(G, segmenter, layer, concept)[units]")
+            check_values("value", self.value, len(units), what="a number or one insertion value per unit")
+        if self.mask is not None:
+            check_mask("mask", self.mask)
+        if self.alpha is not None:
+            check_alpha("alpha", self.alpha, len(units))
+
+
+MODES = ("ablate", "insert")
 
 
 def resize_mask(mask, n: int, h: int, w: int, device=None) -> torch.Tensor:
     """Any-resolution mask -> float coverage [n or 1, 1, h, w] in [0, 1]."""
-    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-    if m.dtype == torch.bool:
-        m = m.float()
-    m = m.float()
-    if m.dim() == 2:
-        m = m[None, None]
-    elif m.dim() == 3:
-        m = m[:, None]
-    if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, n):
-        raise InputError(f"mask must be H x W, N x H x W or N x 1 x H x W with N = 1 or {n} (the batch); "
-                         f"got shape {tuple(torch.as_tensor(mask).shape)}")
-    if float(m.min()) < 0 or float(m.max()) > 1:
-        raise InputError("mask values must lie in [0, 1] (bool or coverage fraction)")
+    check_mask("mask", mask, n)
+    m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+    m = m.float()                                   # a tensor mask keeps its graph
+    m = m[None, None] if m.dim() == 2 else m[:, None] if m.dim() == 3 else m
     mh, mw = m.shape[-2:]
     if (mh, mw) != (h, w):
         if mh >= h and mw >= w:
@@ -123,16 +141,43 @@ def _compose(fns):
     return fn
 
 
-def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Sequence[str] = ()):
-    """Images for ``z`` with ``edits`` applied (in order); with ``capture``, also returns the
-    {layer: output} of the captured layers (after edits). Never touches the shared model."""
-    edits = list(edits)
+def check_edits(generator, edits, n: int | None = None) -> list[Edit]:
+    """``edits`` as a list of :class:`Edit`, each on a layer of ``generator`` with units in range
+    and (given the batch ``n``) a mask of N = 1 or ``n``: refused before any forward pass."""
+    if isinstance(edits, Edit):
+        raise ArgumentTypeError("edits must be a list of Edit, got one Edit", fix="wrap it in a list: edits=[edit]")
+    try:
+        edits = list(edits if edits is not None else ())
+    except TypeError:
+        raise ArgumentTypeError(f"edits must be a list of Edit, got {type(edits).__name__}",
+                                fix="e.g. edits=[core.Edit('layer4', [3, 17])]") from None
+    bad = [type(e).__name__ for e in edits if not isinstance(e, Edit)]
+    if bad:
+        raise ArgumentTypeError(f"edits must be a list of Edit, got a list holding {', '.join(bad)}",
+                                fix="make each edit with core.Edit(layer, units, mode, value, mask)")
     if edits:
         resolve_layers(generator, [e.layer for e in edits])
+    for e in edits:
+        check_units(list(e.units), layer_units(generator, e.layer), e.layer)
+        if e.mask is not None and n is not None:
+            check_mask("mask", e.mask, n)
+    return edits
+
+
+def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Sequence[str] = ()):
+    """Images for ``z`` with ``edits`` applied (in order); with ``capture``, also returns the
+    {layer: output} of the captured layers (after edits). Never touches the shared model.
+    Every argument is checked before the forward pass."""
+    check_generator(generator, probe=False)
+    check_latents("z", z, generator.z_dim)
+    edits = check_edits(generator, edits, z.shape[0])
+    capture = [capture] if isinstance(capture, str) else list(capture or ())
+    if capture:
+        resolve_layers(generator, capture)
     by_layer: dict[str, list] = {}
     for e in edits:
         by_layer.setdefault(e.layer, []).append(edit_fn(e))
-    with Trace(generator, capture=list(capture), edits={k: _compose(v) for k, v in by_layer.items()}) as tr:
+    with Trace(generator, capture=capture, edits={k: _compose(v) for k, v in by_layer.items()}) as tr:
         images = generator(z)
     return (images, tr.outputs) if capture else images
 
@@ -145,8 +190,8 @@ def insertion_constants(generator, segmenter, layer: str, concept, n_samples: in
     """Per-unit insertion value k (supplement S-6.4): the mean activation of each unit over
     featuremap locations where ``concept`` is present, each location weighted by the fraction
     of it covered by the concept. Returns a tensor [n_units]."""
-    layer = resolve_layers(generator, [layer])[0]
-    c = concept_index(segmenter, concept)
+    layer, c, n_samples, seed, batch_size = _check_insertion(generator, segmenter, layer, concept, n_samples, seed,
+                                                             batch_size)
     num = den = None
     dev = device_of(generator)
     for a in range(0, n_samples, batch_size):
@@ -165,6 +210,15 @@ def insertion_constants(generator, segmenter, layer: str, concept, n_samples: in
     return (num / den).cpu()
 
 
+def _check_insertion(generator, segmenter, layer, concept, n_samples, seed, batch_size):
+    check_generator(generator, probe=False)
+    check_segmenter(segmenter)
+    layer = resolve_layers(generator, [layer])[0]
+    c = concept_index(segmenter, concept)
+    return (layer, c, check_samples("n_samples", n_samples, 1), check_int("seed", seed),
+            check_int("batch_size", batch_size, 1))
+
+
 INSERTION_VERSION = "k-v1"     # bump when insertion_constants() changes what it returns
 
 
@@ -172,7 +226,7 @@ def cached_insertion_constants(generator, segmenter, layer: str, concept, n_samp
                                seed: int = 1, cache: bool = True) -> np.ndarray:
     """:func:`insertion_constants` as a numpy array, stored in ``cache/insertion`` (keyed by both
     models' weights, layer, concept, samples and seed): computed once per server."""
-    c = concept_index(segmenter, concept)
+    layer, c, n_samples, seed, _ = _check_insertion(generator, segmenter, layer, concept, n_samples, seed, 25)
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
         kind="insertion", version=INSERTION_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),

@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from core.base.errors import InputError
+from core.base.protocols import check_generator
 from core.base.sampling import z_range
+from core.base.validate import check_int, check_samples
 
 __all__ = ["laplacian_pyramid", "reconstruct", "PatchSet", "sliced_wasserstein", "ms_swd",
            "generator_patches"]
@@ -90,6 +92,12 @@ class PatchSet:
     """Random Laplacian-pyramid patches of a stream of images, kept per level."""
 
     def __init__(self, n_patches: int = 128, patch: int = 7, min_res: int = 16, seed: int = 0):
+        n_patches = check_int("n_patches", n_patches, 1)
+        min_res = check_int("min_res", min_res, 1)
+        if min_res & (min_res - 1):
+            raise InputError(f"min_res must be a power of two, got {min_res}", fix="e.g. min_res=16")
+        patch = check_int("patch", patch, 1, min_res, what=f"a whole number of pixels from 1 to min_res ({min_res})")
+        seed = check_int("seed", seed)
         self.n_patches, self.patch, self.min_res = n_patches, patch, min_res
         self.gen = torch.Generator().manual_seed(seed)
         self.levels: list[list[torch.Tensor]] = []
@@ -132,6 +140,11 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_dirs: int = 512, seed
     """Mean over ``n_dirs`` random unit directions of the 1-Wasserstein distance between the
     projections of point sets ``a`` and ``b`` (rows). The larger set is subsampled to the size
     of the smaller one (seeded), so each 1-D distance is a plain sorted difference."""
+    n_dirs, chunk, seed = check_int("n_dirs", n_dirs, 1), check_int("chunk", chunk, 1), check_int("seed", seed)
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise InputError("a and b must be torch tensors (n x d point sets)", fix="e.g. PatchSet.descriptors()")
+    if min(len(a), len(b)) == 0:
+        raise InputError("a and b need at least one point each", fix="add images to both sets")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise InputError(f"need two n x d point sets of the same d; got {tuple(a.shape)} and {tuple(b.shape)}")
     gen = torch.Generator().manual_seed(seed)
@@ -153,6 +166,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_dirs: int = 512, seed
 def ms_swd(a: PatchSet | list[torch.Tensor], b: PatchSet | list[torch.Tensor], n_dirs: int = 512,
            seed: int = 0) -> dict[str, float]:
     """MS-SWD x 1e3 per level (keyed by the level's resolution) and their average ("avg")."""
+    check_int("n_dirs", n_dirs, 1)
     da = a.descriptors() if isinstance(a, PatchSet) else a
     db = b.descriptors() if isinstance(b, PatchSet) else b
     if len(da) != len(db):
@@ -168,6 +182,8 @@ def ms_swd(a: PatchSet | list[torch.Tensor], b: PatchSet | list[torch.Tensor], n
 def generator_patches(generator, n: int = 2000, seed: int = 0, batch: int = 250, device="cpu",
                       **kw) -> PatchSet:
     """Patch set of ``n`` samples of ``generator`` (codes ``core.base.sampling.z_range(seed, ...)``)."""
+    check_generator(generator, probe=False)
+    n, batch, seed = check_samples("n", n, 1), check_int("batch", batch, 1), check_int("seed", seed)
     ps = PatchSet(seed=seed, **kw)
     for s in range(0, n, batch):
         ps.update(generator(z_range(seed, s, min(n, s + batch), generator.z_dim, device)).float())

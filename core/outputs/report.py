@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.base.errors import ArgumentTypeError, InputError, UnknownNameError
+from core.base.validate import check_int
 from core.engine.dissection import Dissection
 from core.outputs.visualize import data_uri, unit_strips
 
@@ -40,6 +42,8 @@ def _opts(unit_options: dict, layer: str) -> dict:
     return out
 
 
+UNIT_OPTIONS = {"labeling", "pixel_accuracy", "concepts", "exclude"}
+
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse;margin:8px 0 24px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;
 text-align:left;vertical-align:middle}th{background:#f4f4f4}.bar{display:inline-block;height:10px;
@@ -53,7 +57,27 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
     each layer (regenerated from the seed and the top-k sample indices). ``unit_options``:
     how units are labelled (``labeling``, ``pixel_accuracy``, ``concepts``; ``exclude``:
     ``{layer: units}``), see ``Dissection.units``."""
+    if not isinstance(res, Dissection):
+        raise ArgumentTypeError(f"res must be a Dissection, got {type(res).__name__}", fix="pass core.dissect(...)")
+    strip_units = check_int("strip_units", strip_units, 0)
+    strip_len = check_int("strip_len", strip_len, 1)
+    scale = check_int("scale", scale, 1, 16)
+    unknown = sorted(set(unit_options) - UNIT_OPTIONS)
+    if unknown:
+        raise UnknownNameError(f"unknown labelling option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
+                               fix=f"options are: {', '.join(sorted(UNIT_OPTIONS))}")
+    exclude = unit_options.get("exclude")
+    if exclude is not None and not isinstance(exclude, dict):
+        raise ArgumentTypeError(f"exclude must be a dict {{layer: units}}, got {type(exclude).__name__}",
+                                fix="e.g. exclude={'layer4': [3, 17]}")
+    if not isinstance(out_dir, (str, Path)) or str(out_dir) == "":
+        raise ArgumentTypeError(f"out_dir must be a directory path, got {out_dir!r:.60}", fix="e.g. out_dir='out'")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"out_dir {str(out)!r} is a file, not a directory",
+                         fix="give out_dir a new or existing directory")
+    for layer in res.layers:                # every labelling option, checked before anything is written
+        res.units(layer, **_opts(unit_options, layer))
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "dissection.json", "csv": out / "units.csv", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(_summary_json(res, unit_options), indent=1, default=float))

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from core.base.devices import device_of
-from core.base.hooks import Trace
+from core.base.errors import InputError
+from core.base.hooks import Trace, resolve_layers
 from core.base.sampling import z_at, z_range
+from core.base.validate import check_int, check_samples, unit_list
 
 __all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "png_bytes", "data_uri",
            "activation_histograms"]
@@ -51,7 +53,14 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
                 batch_size: int = 32, gap: int = 2) -> dict[int, np.ndarray]:
     """One strip per unit: its top samples side by side (uint8 [H, k*(W+gap)-gap, 3]).
     ``sample_index[j]`` are the sample indices for ``units[j]``; one generator pass serves all."""
-    units = list(units)
+    layer = resolve_layers(generator, [layer])[0]
+    units = unit_list(units, "units")
+    if len(np.asarray(thresholds).reshape(-1)) != len(units):
+        raise InputError(f"thresholds has {len(np.asarray(thresholds).reshape(-1))} values for {len(units)} units",
+                         fix="give one threshold per unit")
+    check_int("seed", seed)
+    check_int("batch_size", batch_size, 1)
+    check_int("gap", gap, 0)
     idx = np.asarray(sample_index).reshape(len(units), -1)
     uniq = np.unique(idx[idx >= 0])
     dev = device_of(generator)
@@ -84,6 +93,7 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
 
 
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    scale = check_int("scale", scale, 1, 64)
     from PIL import Image
     im = Image.fromarray(image)
     if scale != 1:
@@ -103,6 +113,11 @@ def activation_histograms(generator, layer: str, n_samples: int = 64, seed: int 
     """Histogram of every unit's activations over all featuremap locations of ``n_samples``
     samples of ``seed``: (counts [U, bins] int64, edges [U, bins + 1] float64), each unit
     binned between its own minimum and maximum. One generator pass serves all units."""
+    layer = resolve_layers(generator, [layer])[0]
+    n_samples = check_samples("n_samples", n_samples, 1)
+    check_int("seed", seed)
+    bins = check_int("bins", bins, 1, 100_000)
+    batch_size = check_int("batch_size", batch_size, 1)
     dev = device_of(generator)
     acts = []
     for a in range(0, n_samples, batch_size):

@@ -5,6 +5,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from core.base.errors import ArgumentTypeError, InputError
+from core.base.validate import check_callable, check_float, check_int, check_samples
 from core.engine.dissection import dissect
 from core.models.zoo import checkpoint_series, images_seen, list_models, load_generator
 
@@ -16,6 +18,10 @@ def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_sam
                    seed: int = 0, progress: Callable | None = None, **options) -> pd.DataFrame:
     """Dissect the same layers of several models: one row per (model, layer) with interpretable
     units, distinct concepts and mean IoU (the paper's Fig. 7 comparison and scene-type maps)."""
+    names = _check_names(names)
+    check_samples("n_samples", n_samples, 2, images_per_sample=len(names))
+    check_int("seed", seed)
+    check_callable("progress", progress)
     rows = []
     for i, name in enumerate(names):
         G = load_generator(name)
@@ -47,6 +53,21 @@ def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: i
     for col, key in (("fid", "series_fid"), ("ms_swd", "series_ms_swd")):
         df[col] = df.model.map(lambda m: (cards.get(m) or {}).get(key)).astype(float)
     return df
+
+
+def _check_names(names) -> list:
+    """A non-empty list of model names (checked before the first model is loaded)."""
+    if isinstance(names, str):
+        raise ArgumentTypeError(f"names must be a list of model names, got the string {names!r}",
+                                fix=f"wrap it in a list: names=[{names!r}]")
+    try:
+        names = list(names)
+    except TypeError:
+        raise ArgumentTypeError(f"names must be a list of model names, got {type(names).__name__}",
+                                fix="e.g. names=['toyworld/town', 'toyworld/town-nopn']") from None
+    if not names:
+        raise InputError("names is empty: there is no model to dissect", fix="give names at least one model name")
+    return names
 
 
 # ----------------------------------------------------------------------------- concept maps
@@ -105,6 +126,11 @@ def dissect_models(names: Sequence[str], segmenter, layers: Sequence[str], n_sam
     """``{name: Dissection}`` of the same layers of several generators (one pass per generator;
     layers already on disk are not recomputed). ``progress(done, total, name)`` counts images
     over all generators."""
+    names = _check_names(names)
+    check_samples("n_samples", n_samples, 2, images_per_sample=len(names))
+    check_int("seed", seed)
+    check_callable("progress", progress)
+    check_callable("loader", loader, allow_none=False)
     out = {}
     total = n_samples * len(names)
     for i, name in enumerate(names):
@@ -131,6 +157,11 @@ def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshol
     concept name). ``unit_options`` go to :meth:`~core.engine.dissection.Dissection.units`
     (``labeling="reference"`` by default, ``"max-iou"``; ``pixel_accuracy``; ``concepts``, e.g.
     :func:`object_concepts`). ``iou_threshold`` overrides each dissection's own."""
+    if not isinstance(results, dict):
+        raise ArgumentTypeError(f"results must be a dict {{row name: Dissection}}, got {type(results).__name__}",
+                                fix="e.g. results={'town': core.dissect(...)}")
+    if iou_threshold is not None:
+        check_float("iou_threshold", iou_threshold, None, 1)
     rows = []
     for row, res in results.items():
         for layer in (layers or res.layers):

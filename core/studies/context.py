@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core.base.errors import InputError
+from core.base.errors import ArgumentTypeError, InputError
+from core.base.validate import check_float, check_int, check_values, unit_list
 from core.engine.causal import context_study
 
 __all__ = ["toyworld_classes", "toyworld_violations", "context_over_seeds", "unit_values", "added_ratio",
@@ -98,13 +99,26 @@ def unit_values(k, units, scale, quantiles=None) -> tuple[np.ndarray, float]:
     """The insertion values and multiplier for ``scale``: a number (``scale`` x the concept's
     insertion constants ``k``) or ``"p99"`` (GANPaint: each unit's 99th percentile activation,
     from a dissection's ``quantiles`` table)."""
+    units = unit_list(units, "units")
+    if not units:
+        raise InputError("units is empty: no unit to insert", fix="give at least one unit index")
     if scale == "p99":
         if quantiles is None:
-            raise InputError("scale='p99' needs the units' activation quantiles (Dissection.quantiles(layer))")
-        return np.asarray(quantiles["q0.99"], dtype=np.float64)[list(units)], 1.0
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise InputError(f"scale must be a positive number or 'p99', got {scale!r}")
-    return np.asarray(k, dtype=np.float64)[list(units)], float(scale)
+            raise InputError("scale='p99' needs the units' activation quantiles (Dissection.quantiles(layer))",
+                             fix="pass quantiles=dissection.quantiles(layer)")
+        q = np.asarray(quantiles["q0.99"], dtype=np.float64)
+        if max(units) >= len(q):
+            raise InputError(f"units {[u for u in units if u >= len(q)]} are not in quantiles ({len(q)} units)",
+                             fix="give the quantiles of the units' layer")
+        return q[units], 1.0
+    if isinstance(scale, str):
+        raise InputError(f"scale must be a positive number or 'p99', got {scale!r}", fix="e.g. scale=3 or 'p99'")
+    scale = check_float("scale", scale, 0, lo_open=True, what="a positive number or 'p99'")
+    kv = check_values("k", k, allowed=None, what="the insertion constants of every unit of the layer")
+    if max(units) >= kv.numel():
+        raise InputError(f"units {[u for u in units if u >= kv.numel()]} have no insertion constant: k has "
+                         f"{kv.numel()} values", fix="give k for every unit of the layer")
+    return np.asarray(k, dtype=np.float64)[units], scale
 
 
 def context_over_seeds(generator, segmenter, layer: str, units, value, concept: str, seeds: Sequence[int] = (4, 5, 6),
@@ -116,8 +130,12 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
     class, insertions ``n``, mean added concept pixels over seeds with a 95% t-interval over
     seeds (``ci_low``, ``ci_high``; NaN with one seed), the share of insertions adding >= 6 px,
     mean violation pixels, and the seeds in which the class occurred."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ArgumentTypeError(f"seeds must be a list of whole numbers, got {seeds!r:.40}", fix="e.g. seeds=(4, 5, 6)")
+    seeds = [check_int("seeds", s) for s in seeds]
     if not seeds:
-        raise InputError("seeds must name at least one seed")
+        raise InputError("seeds must name at least one seed", fix="e.g. seeds=(4, 5, 6)")
+    check_int("n_images", n_images, 1)
     from scipy import stats  # the t quantile only: scipy.stats costs ~1 s at dashboard start-up
     labels = list(segmenter.labels)
     classify, rule = toyworld_classes(labels), toyworld_violations(labels, concept)

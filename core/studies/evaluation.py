@@ -8,8 +8,10 @@ import torch.nn.functional as F
 
 from core import toyworld
 from core.base import cache as _cache
-from core.base.errors import InputError
+from core.base.errors import ArgumentTypeError, InputError
+from core.base.protocols import check_generator
 from core.base.sampling import z_range
+from core.base.validate import check_choice, check_float, check_int, check_samples
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.swd import PatchSet, ms_swd
 
@@ -22,6 +24,10 @@ __all__ = ["segmentation_confusion", "iou_from_confusion", "real_stats", "degrad
 def segmentation_confusion(segmenter, scenes=toyworld.SCENES, n_per_scene: int = 100, seed: int = 7,
                            batch: int = 50, progress=None) -> torch.Tensor:
     """Confusion matrix [true, predicted] over held-out scenes (seed < 1000)."""
+    scenes = _check_scenes(scenes)
+    check_samples("n_per_scene", n_per_scene, 1, images_per_sample=len(scenes))
+    check_int("seed", seed)
+    check_int("batch", batch, 1)
     L = len(toyworld.LABELS)
     conf = torch.zeros(L, L, dtype=torch.long)
     for scene in scenes:
@@ -33,6 +39,21 @@ def segmentation_confusion(segmenter, scenes=toyworld.SCENES, n_per_scene: int =
             if progress:
                 progress(m)
     return conf
+
+
+def _check_scenes(scenes) -> list[str]:
+    if isinstance(scenes, str):
+        scenes = [scenes]
+    try:
+        scenes = list(scenes)
+    except TypeError:
+        raise ArgumentTypeError(f"scenes must be a list of toyworld scene names, got {type(scenes).__name__}",
+                                fix=f"e.g. scenes={list(toyworld.SCENES)!r}") from None
+    if not scenes:
+        raise InputError("scenes is empty", fix=f"give scenes from {', '.join(toyworld.SCENES)}")
+    for sc in scenes:
+        check_choice("scene", sc, toyworld.SCENES)
+    return scenes
 
 
 def iou_from_confusion(conf: torch.Tensor) -> dict[str, float]:
@@ -56,6 +77,8 @@ def _gauss_kernel(sigma: float):
 def degrade(images: torch.Tensor, kind: str, strength: float, seed: int = 0) -> torch.Tensor:
     """Degraded copies of images in [-1, 1]: ``blur`` (Gaussian sigma in px), ``noise``
     (Gaussian std in [0, 1] image units), ``color`` (RGB channel shift in [0, 1] units)."""
+    check_choice("kind", kind, DEGRADATIONS)
+    strength = check_float("strength", strength, 0, 64)
     if strength <= 0:
         return images
     if kind == "blur":
@@ -83,6 +106,11 @@ def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=
                progress=None, size: int = 128) -> FeatureStats:
     """Feature statistics of ``n`` real scenes (split evenly over ``scenes``), rendered at
     ``size`` x ``size`` — the resolution of the images they are compared with."""
+    scenes = _check_scenes(scenes)
+    n = check_samples("n", n, 2, what="a whole number of images >= 2 (a covariance needs two)")
+    check_int("seed", seed)
+    check_int("batch", batch, 1)
+    check_int("size", size, 1, 8192)
     st = FeatureStats()
     per = [n // len(scenes) + (i < n % len(scenes)) for i in range(len(scenes))]
     for scene, m_total in zip(scenes, per):
@@ -127,6 +155,10 @@ def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: in
     """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features``,
     cached under ``cache/real_stats/`` keyed by the feature network's weights, the scene, the
     resolution the scenes are rendered at, ``n`` and ``seed``."""
+    _check_scenes([scene])
+    check_samples("n", n, 2, what="a whole number of images >= 2 (a covariance needs two)")
+    check_int("seed", seed)
+    check_int("size", size, 1, 8192)
     key = real_stats_key(features, scene, size, n, seed)
 
     def compute():
@@ -140,6 +172,10 @@ def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: in
 def real_patches(scene: str, n: int = 2000, seed: int = 500, size: int = 64, batch: int = 250,
                  transform=None, **kw) -> PatchSet:
     """Patch set of ``n`` real toyworld ``scene`` images at ``size`` px (optionally transformed)."""
+    _check_scenes([scene])
+    check_samples("n", n, 1)
+    check_int("batch", batch, 1)
+    check_int("size", size, 1, 8192)
     ps = PatchSet(seed=seed, **kw)
     for s in range(0, n, batch):
         im, _ = toyworld.render(scene, min(batch, n - s), seed=seed, start=s, size=size)
@@ -154,6 +190,12 @@ def generator_quality(generator, features, real, real_patches=None, n: int = 200
     ``real`` = (mu, cov) in the space of ``features`` and, given ``real_patches`` (a
     :class:`core.engine.swd.PatchSet`), MS-SWD (x 1e3, per level and "avg") of the first ``n_swd``
     (default ``n``) of the same samples: one generator pass feeds both."""
+    check_generator(generator, probe=False)
+    n = check_samples("n", n, 2, what="a whole number of images >= 2 (a covariance needs two)")
+    check_int("seed", seed)
+    batch = check_int("batch", batch, 1)
+    if n_swd is not None:
+        check_int("n_swd", n_swd, 0)
     n_swd = n if n_swd is None else min(n_swd, n)
     st = FeatureStats()
     patches = PatchSet(seed=seed) if real_patches is not None and n_swd > 0 else None

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.base.errors import InputError
+from core.base.errors import ArgumentTypeError, InputError, UnitIndexError, UnknownNameError
 from core.base.hooks import layer_shape, resolve_layers
+from core.base.validate import check_choice, check_float, check_int, check_mask, check_values, unit_list
 from core.engine.causal import cached_ace
 from core.engine.intervention import Edit, cached_insertion_constants
 
@@ -55,19 +56,38 @@ def stroke_coverage(paint: np.ndarray | None, grid: tuple[int, int]) -> np.ndarr
     """Fraction of each featuremap cell covered by paint. ``paint``: a drawing's RGBA image
     [H, W, 4] (its alpha is the paint), or a coverage/alpha map [H, W] (bool, uint8 or float
     in [0, 1]); None gives an empty map. Returns float32 [rows, columns] in [0, 1]."""
-    rows, cols = grid
+    rows, cols = _grid(grid)
     if paint is None:
-        return np.zeros(grid, np.float32)
+        return np.zeros((rows, cols), np.float32)
     a = np.asarray(paint)
+    if a.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"paint must be an image array, got {type(paint).__name__} of {a.dtype}",
+                                fix="give paint as an RGBA drawing [H, W, 4] or a coverage map [H, W]")
     if a.ndim == 3:
         if a.shape[-1] != 4:
-            raise InputError(f"a drawing must be RGBA [H, W, 4]; got shape {a.shape}")
+            raise InputError(f"a drawing must be RGBA [H, W, 4]; got shape {a.shape}",
+                             fix="give paint as an RGBA drawing [H, W, 4] or a coverage map [H, W]")
         a = a[..., 3]
     if a.ndim != 2:
-        raise InputError(f"paint must be [H, W] or [H, W, 4]; got shape {a.shape}")
+        raise InputError(f"paint must be [H, W] or [H, W, 4]; got shape {a.shape}",
+                         fix="give paint as an RGBA drawing [H, W, 4] or a coverage map [H, W]")
+    if a.size == 0:
+        raise InputError(f"paint is empty (shape {a.shape})", fix="give paint the drawing's pixels (or None)")
     a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
+    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+        raise InputError("paint values must be finite and in [0, 1] (uint8 drawings: 0..255)",
+                         fix="clip paint to [0, 1], or pass the canvas's uint8 RGBA image")
     m = torch.from_numpy((a > 0.1).astype(np.float32))[None, None]
     return F.adaptive_avg_pool2d(m, (rows, cols))[0, 0].numpy()
+
+
+def _grid(grid) -> tuple[int, int]:
+    try:
+        rows, cols = grid
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"grid must be (rows, columns), got {grid!r:.40}",
+                                fix="use layer_grid(G, layer)[1:]") from None
+    return check_int("grid rows", rows, 1), check_int("grid columns", cols, 1)
 
 
 def cells_overlay(image: np.ndarray, cells: np.ndarray, size: int, color=(255, 214, 10),
@@ -84,10 +104,12 @@ def cells_overlay(image: np.ndarray, cells: np.ndarray, size: int, color=(255, 2
 def concept_units(dissection, layer: str, concept: str, n: int = 20) -> list[int]:
     """The ``n`` units of ``layer`` with the highest IoU for ``concept`` (best first): the
     units GANPaint drives to paint a concept."""
-    if concept not in dissection.labels or concept == dissection.labels[0]:
-        raise InputError(f"unknown concept {concept!r}; the segmenter knows: {', '.join(dissection.labels[1:])}")
+    if not isinstance(concept, str) or concept not in dissection.labels or concept == dissection.labels[0]:
+        raise UnknownNameError(f"unknown concept {concept!r}; the segmenter knows: {', '.join(dissection.labels[1:])}",
+                               fix="give concept as one of those names")
+    n = check_int("n", n, 1, what="a whole number of units >= 1")
     iou = dissection.iou(layer)[:, dissection.labels.index(concept)]
-    n = max(1, min(int(n), len(iou)))
+    n = min(n, len(iou))
     return [int(u) for u in np.argsort(-iou, kind="stable")[:n]]
 
 
@@ -97,14 +119,26 @@ def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0) -> l
     there. An empty painting gives no edit. At 64 px a toyworld door is one layer4 cell, and the
     constants (a coverage-weighted mean) are well below the units' peaks: ``scale`` 3 is what
     draws a visible door on a wall (the Paint page's default)."""
-    if mode not in MODES:
-        raise InputError(f"paint mode must be one of {MODES}, got {mode!r}")
-    if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
-        raise InputError(f"scale must be a positive number (a multiple of the insertion values), got {scale!r}")
-    cells = np.asarray(cells, np.float32)
+    check_choice("mode", mode, MODES)
+    scale = check_float("scale", scale, 0, lo_open=True, what="a positive number (a multiple of the insertion values)")
+    if not isinstance(layer, str):
+        raise ArgumentTypeError(f"layer must be a layer name, got {type(layer).__name__}", fix="e.g. layer='layer4'")
+    m = check_mask("cells", cells)
+    if m.shape[0] != 1:
+        raise InputError(f"cells must be one map [rows, columns], got shape {tuple(np.shape(cells))}",
+                         fix="give the painted cells of one image, e.g. stroke_coverage(drawing, grid) >= 0.15")
+    units = unit_list(units, "units")
+    if not units:
+        raise InputError("units is empty: no unit to paint with", fix="give units, e.g. concept_units(res, layer, c)")
+    if mode == "add":
+        kv = check_values("k", k, allowed=None, what="the insertion constants of every unit of the layer")
+        if max(units) >= kv.numel():
+            raise UnitIndexError(f"units {[u for u in units if u >= kv.numel()]} have no insertion constant: k has "
+                                 f"{kv.numel()} values", fix="give k for every unit of the layer "
+                                 "(cached_insertion_constants(G, seg, layer, concept))")
+    cells = np.asarray(m[0, 0].numpy(), np.float32)
     if not cells.any():
         return []
-    units = [int(u) for u in units]
     if mode == "remove":
         return [Edit(layer, units, "ablate", None, cells)]
     value = torch.as_tensor(np.asarray(k, np.float32))[units] * float(scale)
