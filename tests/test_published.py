@@ -58,7 +58,7 @@ def test_registry_lists_published_models_and_where_to_put_them(models_dir):
     assert not any(r["available"] for r in rows.values())
     church = rows["progan/churchoutdoor"]
     assert church["path"] == str(models_dir / "proggan_churchoutdoor-7e701dd5.pth")
-    assert church["source"] == "http://gandissect.csail.mit.edu/models/proggan_churchoutdoor-7e701dd5.pth"
+    assert church["source"] == "https://gandissect.csail.mit.edu/models/proggan_churchoutdoor-7e701dd5.pth"
     with pytest.raises(MissingWeightsError) as e:
         core.load_generator("progan/churchoutdoor")
     msg = str(e.value)

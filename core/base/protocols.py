@@ -47,8 +47,12 @@ class Segmenter(Protocol):
     def scores(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
-def check_generator(gen, probe: bool = True) -> None:
-    """Raise :class:`ProtocolError` unless ``gen`` meets the generator protocol."""
+def check_generator(gen, probe: bool = True, n: int = 2) -> None:
+    """Raise :class:`ProtocolError` unless ``gen`` meets the generator protocol.
+
+    With ``probe``, ``gen`` runs once on ``n`` fixed codes (drawn from their own seeded random
+    generator, so the global random state is not consumed): the output must be float images
+    N x 3 x H x W, all finite (NaN or inf means broken or overflowing weights)."""
     if not isinstance(gen, torch.nn.Module):
         raise ProtocolError(f"a generator must be a torch.nn.Module, got {type(gen).__name__}")
     z_dim = getattr(gen, "z_dim", None)
@@ -57,13 +61,20 @@ def check_generator(gen, probe: bool = True) -> None:
     if not probe:
         return
     with torch.no_grad():
-        z = torch.randn(2, z_dim, device=device_of(gen))
+        z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(0)).to(device_of(gen))
         out = gen(z)
-    if not (isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == 2
+    if not (isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == n
             and out.shape[1] == 3 and out.is_floating_point()):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ProtocolError(f"generator forward(z) must return float images N x 3 x H x W; "
-                            f"for z of shape (2, {z_dim}) it returned {shape}")
+                            f"for z of shape ({n}, {z_dim}) it returned {shape}")
+    finite = torch.isfinite(out)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        nan = int(torch.isnan(out).sum())
+        raise ProtocolError(f"generator forward(z) returned non-finite images: {bad:,} of {out.numel():,} "
+                            f"values are NaN or inf ({nan:,} NaN) for z of shape ({n}, {z_dim}); its weights "
+                            "overflow or are broken")
 
 
 def check_segmentation(seg: torch.Tensor, n: int, n_labels: int, what="segment(images)") -> None:

@@ -21,12 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.base.checkpoints import load_state_into
+from core.base.budget import check_model
+from core.base.checkpoints import check_fits, load_state_into
 from core.base.errors import CheckpointError, InputError
 from core.models.catalog import Source, Spec, register_published
 from core.models.registry import register_architecture
 
-__all__ = ["ProGAN", "config_from_state_dict", "normalize_keys", "PixelNorm", "WScale", "from_checkpoint"]
+__all__ = ["PixelNorm", "ProGAN", "WScale", "config_from_state_dict", "from_checkpoint", "model_size", "normalize_keys"]
 
 
 class PixelNorm(nn.Module):
@@ -144,17 +145,48 @@ def normalize_keys(state: dict) -> dict:
 
 def config_from_state_dict(state: dict) -> dict:
     """z_dim and per-resolution channels, read from the weight shapes."""
-    layers = sorted(int(m.group(1)) for k in state if (m := re.match(r"^layer(\d+)\.conv\.weight$", k)))
+    layers = sorted(int(m.group(1)) for k in state
+                    if isinstance(k, str) and (m := re.match(r"^layer(\d+)\.conv\.weight$", k)))
     if not layers or layers[0] != 1:
         raise InputError("no 'layer1.conv.weight' key: this is not a ProGAN generator state dict "
-                         f"(first keys: {', '.join(list(state)[:5])})")
+                         f"(first keys: {', '.join(str(k) for k in list(state)[:5])})")
     if layers != list(range(1, len(layers) + 1)) or len(layers) % 2:
-        raise InputError(f"ProGAN layers must be layer1..layerN with N even; found layers {layers}")
+        raise InputError(f"ProGAN layers must be layer1..layerN with N even; found layers {_few(layers)}")
+    bad = [f"layer{i}.conv.weight" for i in layers
+           if not isinstance(state[f"layer{i}.conv.weight"], torch.Tensor) or state[f"layer{i}.conv.weight"].dim() != 4]
+    if bad:
+        raise InputError(f"{', '.join(bad[:4])} must be 4-d conv weight tensors [C_out, C_in, k, k]")
     w1 = state["layer1.conv.weight"]
-    if w1.dim() != 4 or tuple(w1.shape[2:]) != (4, 4):
+    if tuple(w1.shape[2:]) != (4, 4):
         raise InputError(f"layer1.conv.weight must be [C, z_dim, 4, 4]; got {tuple(w1.shape)}")
     channels = [int(state[f"layer{i}.conv.weight"].shape[0]) for i in range(1, len(layers) + 1, 2)]
+    if min(channels + [int(w1.shape[1])]) < 1:
+        raise InputError(f"ProGAN widths must be positive; the shapes give z_dim {int(w1.shape[1])} and "
+                         f"channels {_few(channels)}")
     return {"z_dim": int(w1.shape[1]), "channels": channels}
+
+
+def _few(xs, k=8) -> str:
+    xs = list(xs)
+    return "[" + ", ".join(map(str, xs[:k])) + (f", ... ({len(xs)} in all)]" if len(xs) > k else "]")
+
+
+def _px(n_res: int) -> str:
+    return str(4 * 2 ** (n_res - 1)) if n_res < 30 else f"4 x 2^{n_res - 1}"
+
+
+def model_size(z_dim: int, channels) -> dict:
+    """Parameters, buffers, feature-map values and modules of ``ProGAN(z_dim, channels)``, computed
+    without building it (for the size budget; ``features``: twice one image's largest layer
+    input plus output, a bound on what a forward pass holds at once)."""
+    ch = [int(c) for c in channels]
+    params = z_dim * ch[0] * 16 + ch[0] + ch[0] * ch[0] * 9 + ch[0]
+    largest = (z_dim + ch[0]) * 16
+    for i in range(1, len(ch)):
+        params += ch[i - 1] * ch[i] * 9 + ch[i] + ch[i] * ch[i] * 9 + ch[i]
+        largest = max(largest, (ch[i - 1] + ch[i]) * (4 * 2 ** i) ** 2)
+    params += ch[-1] * 3 + 3
+    return {"params": params, "buffers": 0, "features": 2 * largest, "modules": 6 * (2 * len(ch) + 1) + 1}
 
 
 # ----------------------------------------------------------------------------- loading, registration
@@ -162,14 +194,21 @@ def config_from_state_dict(state: dict) -> dict:
 def from_checkpoint(ck, path, source: str, pixelnorm: bool | None = None):
     """A ProGAN from loaded checkpoint contents; errors name the file and the keys."""
     if not isinstance(ck, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(ck).__name__}, not a state dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(ck).__name__}, not a state dict",
+                              fix="save the generator with torch.save(model.state_dict(), path)")
     meta = ck.get("meta", {}) if isinstance(ck.get("meta"), dict) else {}
     state = normalize_keys(ck)
     try:
         cfg = config_from_state_dict(state)
     except ValueError as e:
-        raise CheckpointError(f"checkpoint {path} is not a ProGAN generator: {e}") from None
+        raise CheckpointError(f"checkpoint {path} is not a ProGAN generator: {e}",
+                              fix="give a ProGAN state dict (layer1..layerN, output_RxR), or arch= for another "
+                                  "architecture") from None
     pn = meta.get("pixelnorm", True) if pixelnorm is None else pixelnorm
+    check_model(f"checkpoint {path}", f"the ProGAN its shapes describe (z_dim {cfg['z_dim']}, channels "
+                f"{_few(cfg['channels'])}, {_px(len(cfg['channels']))} px)",
+                **model_size(cfg["z_dim"], cfg["channels"]))
+    check_fits(lambda: ProGAN(cfg["z_dim"], cfg["channels"], pixelnorm=pn), state, path)
     model = ProGAN(cfg["z_dim"], cfg["channels"], pixelnorm=pn)
     load_state_into(model, state, path)
     model.meta = dict(meta)
@@ -185,7 +224,7 @@ register_architecture("progan", "generator", _load, options=("pixelnorm",), fall
 
 _LSUN = {"bedroom": "d8a89ff1", "churchoutdoor": "7e701dd5", "conferenceroom": "21e85882",
          "diningroom": "3aa0ab80", "kitchen": "67f1e16c", "livingroom": "5ef336dd", "restaurant": "b8578299"}
-_GANDISSECT = "http://gandissect.csail.mit.edu/models/"
+_GANDISSECT = "https://gandissect.csail.mit.edu/models/"
 for _d, _h in _LSUN.items():
     _fn = f"proggan_{_d}-{_h}.pth"
     register_published(Spec(

@@ -12,19 +12,41 @@ once, never executing code) are already at hand; ``detect(keys)`` says whether a
 top-level (or ``state_dict``) keys belong to it. Exactly one generator architecture is the
 ``fallback`` (ProGAN): a file nothing else claims is tried as it, so its loader's error names
 what is wrong.
+
+Pre-flight: :func:`read_state` reads a file only after recognising it by its first bytes, and
+refuses tensors that claim more than the size budget (:mod:`core.base.budget`) or hold NaN / inf,
+before any loader runs; each built-in loader then checks the model its shapes or config describe
+against the budget and the file's shapes against that model (on the ``meta`` device) before
+building it; :func:`load_generator_file` finally probes the generator once and refuses
+non-finite images. ``max_params`` / ``max_bytes`` set the budget for one call.
 """
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from core.base.checkpoints import load_checkpoint, read_weights
-from core.base.errors import ArgumentTypeError, CheckpointError, UnknownNameError
+import torch
 
-__all__ = ["Architecture", "register_architecture", "architectures", "kind_of", "detect_arch", "read_state",
-           "arch_error", "load_generator_file", "load_segmenter_path", "KINDS"]
+from core.base.budget import size_limits
+from core.base.checkpoints import read_weights
+from core.base.errors import ArgumentTypeError, CheckpointError, ProtocolError, UnknownNameError
+from core.base.protocols import check_generator
+
+__all__ = [
+    "KINDS",
+    "Architecture",
+    "arch_error",
+    "architectures",
+    "detect_arch",
+    "kind_of",
+    "load_generator_file",
+    "load_segmenter_path",
+    "probe_generator",
+    "read_state",
+    "register_architecture",
+]
 
 KINDS = ("generator", "segmenter")
 
@@ -69,11 +91,22 @@ def kind_of(arch: str) -> str:
 
 
 def read_state(path) -> object:
-    """A checkpoint's contents (safetensors or torch, never executing code)."""
+    """A checkpoint's contents (safetensors or torch, told apart by their first bytes, never
+    executing code), after the pre-flight: size budget and finite values
+    (:func:`core.base.checkpoints.check_weights`); the keys of the state dicts must be names."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        return read_weights(path)
-    return load_checkpoint(path, safe_types=(argparse.Namespace,))
+    ck = read_weights(path, safe_types=(argparse.Namespace,), unwrap=False)
+    if not isinstance(ck, dict):
+        return ck
+    for inner in [ck] + [ck[w] for w in ("state_dict", "g_ema") if isinstance(ck.get(w), dict)]:
+        odd = [k for k in inner if not isinstance(k, str)]
+        if odd:
+            raise CheckpointError(f"checkpoint {path} is not a state dict: it has keys that are not names "
+                                  f"({', '.join(repr(k)[:40] for k in odd[:6])}); {_FIX_STATE}")
+    return ck
+
+
+_FIX_STATE = "save the weights with torch.save(model.state_dict(), path)"
 
 
 def _keys(ck) -> set:
@@ -114,36 +147,76 @@ def arch_error(path, arch: str, ck, state, expected) -> CheckpointError:
     return CheckpointError(msg + hint)
 
 
-def load_generator_file(path, arch: str | None = None, device="cpu", **options):
-    """A generator from a weights file, its architecture detected from the keys or given as
-    ``arch`` (see :func:`architectures`). ``options`` go to that architecture's loader."""
-    path = Path(path)
-    ck = read_state(path)
-    arch = arch or detect_arch(ck)
-    gens = architectures("generator")
-    if arch not in gens:
-        if arch in _ARCHS:
-            raise CheckpointError(f"checkpoint {path} holds a {arch} model, not a generator; generators: "
-                                  f"{', '.join(gens)}")
-        kind_of(arch)
-    a = gens[arch]
+def _architecture(kind: str, arch, path, given: bool) -> Architecture:
+    own = architectures(kind)
+    if not isinstance(arch, str):
+        raise ArgumentTypeError(f"arch must be an architecture name (a str), got {type(arch).__name__} "
+                                f"{arch!r:.40}; {kind} architectures: {', '.join(own)}")
+    if arch in own:
+        return own[arch]
+    if arch not in _ARCHS:
+        raise UnknownNameError(f"unknown arch {arch!r} for {path}; {kind} architectures: {', '.join(own)} "
+                               "(or leave arch out to detect it)")
+    if given:
+        raise ArgumentTypeError(f"arch {arch!r} is a {_ARCHS[arch].kind} architecture, not a {kind} one "
+                                f"(loading {path}); {kind} architectures: {', '.join(own)}, or leave arch out")
+    other = _ARCHS[arch].kind
+    raise CheckpointError(f"checkpoint {path} holds a {arch} model, not a {kind}; {kind}s: {', '.join(own)}",
+                          fix=f"load it with core.load_{other}({str(path)!r})")
+
+
+def _check_options(a: Architecture, options: dict) -> None:
     extra = set(options) - set(a.options)
     if extra:
-        raise ArgumentTypeError(f"{arch} generators take no option {', '.join(sorted(extra))}"
-                                + (f" (they take {', '.join(a.options)})" if a.options else ""))
-    model = a.load(path, ck, **options)
+        raise ArgumentTypeError(f"{a.name} {a.kind}s take no option {', '.join(sorted(extra))}"
+                                + (f" (they take {', '.join(a.options)})" if a.options else " (they take none)"))
+
+
+def probe_generator(model, path) -> None:
+    """Run the generator once on a fixed z (the global random state untouched) and refuse it,
+    naming the file, when the image is not finite (weights that overflow)."""
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            check_generator(model, probe=True, n=1)
+    except ProtocolError as e:
+        raise CheckpointError(f"checkpoint {path} was refused: {e}",
+                              fix="the weights overflow or are corrupt: use an earlier checkpoint, or fetch "
+                                  "or save the weights again") from None
+
+
+def load_generator_file(path, arch: str | None = None, device="cpu", *, max_params: int | None = None,
+                        max_bytes: int | None = None, **options):
+    """A generator from a weights file, its architecture detected from the keys or given as
+    ``arch`` (see :func:`architectures`). ``options`` go to that architecture's loader;
+    ``max_params`` / ``max_bytes``: the size budget (:mod:`core.base.budget`) for this load."""
+    path = Path(path)
+    with size_limits(max_params, max_bytes):
+        given = arch is not None
+        if given:                                   # the arguments are checked before the file is read
+            _check_options(_architecture("generator", arch, path, True), options)
+        ck = read_state(path)
+        arch = arch if given else detect_arch(ck)
+        a = _architecture("generator", arch, path, given)
+        _check_options(a, options)
+        model = a.load(path, ck, **options)
     model.source = str(path)
     model.arch = arch
-    return model.to(device).eval().requires_grad_(False)
+    model = model.to(device).eval().requires_grad_(False)
+    probe_generator(model, path)
+    return model
 
 
-def load_segmenter_path(path, arch: str | None = None, device="cpu", **options):
+def load_segmenter_path(path, arch: str | None = None, device="cpu", *, max_params: int | None = None,
+                        max_bytes: int | None = None, **options):
     """A segmenter from a folder or weights file (``arch``: a registered segmenter architecture;
-    the only one when None)."""
-    segs = architectures("segmenter")
-    if arch is None:
-        arch = next(iter(segs))
-    if arch not in segs:
-        raise UnknownNameError(f"segmenter architecture {arch!r} is not supported; supported: {', '.join(segs)}")
-    model = segs[arch].load(Path(path), None, **options)
+    the only one when None); ``max_params`` / ``max_bytes`` as for :func:`load_generator_file`."""
+    path = Path(path)
+    a = _architecture("segmenter", next(iter(architectures("segmenter"))) if arch is None else arch, path, True)
+    _check_options(a, options)
+    if not path.exists():
+        raise CheckpointError(f"segmenter {path} does not exist: check the path, or put the model's folder "
+                              "(config.json and weights) or weights file there")
+    with size_limits(max_params, max_bytes):
+        model = a.load(path, None, **options)
     return model.to(device).eval().requires_grad_(False)

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.base.budget import check_model
 from core.base.cache import weights_hash
 from core.base.checkpoints import load_state_into, read_weights
 from core.base.errors import CheckpointError, InputError
@@ -31,7 +32,7 @@ from core.base.packages import require
 from core.models.catalog import Source, Spec, register_published
 from core.models.registry import register_architecture
 
-__all__ = ["ADE20K_LABELS", "SegformerSegmenter", "load_segformer", "config_from_state_dict", "PIP"]
+__all__ = ["ADE20K_LABELS", "PIP", "SegformerSegmenter", "config_from_state_dict", "load_segformer", "model_size"]
 
 PIP = "transformers"
 
@@ -225,14 +226,107 @@ def config_from_state_dict(state: dict) -> dict:
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
+# SegformerConfig's defaults (the b0 layout), for the fields a config.json leaves out
+_DEFAULTS = {"num_channels": 3, "num_encoder_blocks": 4, "depths": [2, 2, 2, 2], "sr_ratios": [8, 4, 2, 1],
+             "hidden_sizes": [32, 64, 160, 256], "patch_sizes": [7, 3, 3, 3], "strides": [4, 2, 2, 2],
+             "num_attention_heads": [1, 2, 5, 8], "mlp_ratios": [4, 4, 4, 4], "decoder_hidden_size": 256}
+_MAX_CONFIG = 4 << 20        # a SegFormer config.json is ~10 KB (150 label names); larger is not a config
+
+
+def _num_labels(cfg: dict) -> int:
+    """Classes of a config (transformers versions differ on which of ``num_labels`` and
+    ``id2label`` wins when both are given: the larger, for the budget)."""
+    n = cfg.get("num_labels", 2 if not isinstance(cfg.get("id2label"), dict) else 1)
+    if isinstance(cfg.get("id2label"), dict) and isinstance(n, int) and not isinstance(n, bool):
+        n = max(n, len(cfg["id2label"]))
+    return n
+
+
+def model_size(config: dict) -> dict:
+    """Parameters, buffers and modules of ``SegformerForSemanticSegmentation`` for ``config`` (a
+    config.json's dict; SegformerConfig's defaults fill what it leaves out), computed without
+    transformers or building anything; raises :class:`InputError` for a malformed config."""
+    def posint(name, v, low=1):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise InputError(f"{name} must be an int >= {low}, got {v!r:.40}")
+        return v
+
+    c = {k: config.get(k, d) for k, d in _DEFAULTS.items()}
+    if "num_hidden_layers" in config and "num_encoder_blocks" not in config:
+        c["num_encoder_blocks"] = config["num_hidden_layers"]
+    nb = posint("num_encoder_blocks", c["num_encoder_blocks"])
+    lists = {}
+    for k in ("depths", "sr_ratios", "hidden_sizes", "patch_sizes", "strides", "num_attention_heads", "mlp_ratios"):
+        v = c[k]
+        if not isinstance(v, (list, tuple)) or len(v) < nb:
+            raise InputError(f"{k} must be a list of {nb} values (num_encoder_blocks), got {json.dumps(v)[:80]}")
+        if k == "mlp_ratios":
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1e6 for x in v[:nb]):
+                raise InputError(f"mlp_ratios must be positive numbers, got {json.dumps(v)[:80]}")
+            lists[k] = list(v[:nb])
+        else:
+            lists[k] = [posint(f"{k}[{i}]", x, 0 if k == "depths" else 1) for i, x in enumerate(v[:nb])]
+    cin = posint("num_channels", c["num_channels"])
+    dec = posint("decoder_hidden_size", c["decoder_hidden_size"])
+    labels = posint("num_labels", _num_labels(config))
+    params, modules = 0, 4
+    for i in range(nb):
+        h, p, sr = lists["hidden_sizes"][i], lists["patch_sizes"][i], lists["sr_ratios"][i]
+        heads = lists["num_attention_heads"][i]
+        if h % heads:
+            raise InputError(f"hidden_sizes[{i}] = {h} is not a multiple of num_attention_heads[{i}] = {heads}")
+        m = int(h * lists["mlp_ratios"][i])
+        params += cin * h * p * p + h + 2 * h                           # patch embedding and its norm
+        block = 2 * h + 4 * (h * h + h) + 2 * h + (h * m + m) + (9 * m + m) + (m * h + h)
+        if sr > 1:
+            block += h * h * sr * sr + h + 2 * h                        # sequence reduction and its norm
+        params += lists["depths"][i] * block + 2 * h
+        modules += 5 + lists["depths"][i] * 16
+        cin = h
+    params += sum(h * dec + dec for h in lists["hidden_sizes"]) + dec * nb * dec + 2 * dec + dec * labels + labels
+    return {"params": params, "buffers": 2 * dec + 1, "modules": modules + 3 * nb + 6}
+
+
+def _read_config(cfg_file: Path) -> dict:
+    if cfg_file.stat().st_size > _MAX_CONFIG:
+        raise CheckpointError(f"SegFormer config {cfg_file} is not valid JSON for a config "
+                              f"({cfg_file.stat().st_size:,} bytes; a config is about 10 KB)", fix=_FIX_CONFIG)
+    try:
+        cfg_dict = json.loads(cfg_file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"SegFormer config {cfg_file} is not valid JSON ({_short(e)})", fix=_FIX_CONFIG) from None
+    if not isinstance(cfg_dict, dict):
+        raise CheckpointError(f"SegFormer config {cfg_file} is not valid JSON for a config (a "
+                              f"{type(cfg_dict).__name__}, not an object)", fix=_FIX_CONFIG)
+    if cfg_dict.get("model_type", "segformer") != "segformer":
+        raise CheckpointError(f"{cfg_file} describes a {cfg_dict.get('model_type')!r:.40} model, not a SegFormer",
+                              fix="give the folder of a SegFormer (its config.json says model_type 'segformer')")
+    return cfg_dict
+
+
+def _check_size(config: dict, where: str, fix: str) -> None:
+    try:
+        size = model_size(config)
+    except InputError as e:
+        raise CheckpointError(f"{where} is unusable ({e})", fix=fix) from None
+    hidden = config.get("hidden_sizes", _DEFAULTS["hidden_sizes"])
+    check_model(where, f"the SegFormer it describes (hidden sizes {json.dumps(hidden)[:80]}, depths "
+                f"{json.dumps(config.get('depths', _DEFAULTS['depths']))[:80]})", **size)
+
+
+_FIX_CONFIG = "use the config.json published with the weights (save_pretrained writes it)"
+
 
 def load_segformer(path, device="cpu", labels: list[str] | None = None, input_size: int | None = -1):
     """A :class:`SegformerSegmenter` from a folder or a weights file (see the module docs).
 
     ``input_size=-1``: the preprocessor's size when the folder has ``preprocessor_config.json``,
-    else none (images are segmented at their own size)."""
-    tf = require_transformers()
+    else none (images are segmented at their own size). Before anything is built (or transformers
+    imported), the config is checked against the size budget (:mod:`core.base.budget`)."""
     p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"SegFormer {p} does not exist: give a folder with config.json and "
+                              f"{' or '.join(WEIGHT_FILES)}, or a weights file")
     if p.is_dir():
         weights = next((p / f for f in WEIGHT_FILES if (p / f).is_file()), None)
         if weights is None:
@@ -243,22 +337,30 @@ def load_segformer(path, device="cpu", labels: list[str] | None = None, input_si
     else:
         weights, folder = p, p.parent
         cfg_file = next((c for c in (p.with_suffix(".json"), p.parent / "config.json") if c.is_file()), None)
-    state = to_published(read_weights(weights))
+    cfg_dict = None
     if cfg_file is not None and cfg_file.is_file():
+        cfg_dict = _read_config(cfg_file)
+        _check_size(cfg_dict, f"SegFormer config {cfg_file}", _FIX_CONFIG)
+    tf = require_transformers()
+    state = to_published(read_weights(weights))
+    if cfg_dict is not None:
         try:
-            cfg_dict = json.loads(cfg_file.read_text())
-        except ValueError as e:
-            raise CheckpointError(f"SegFormer config {cfg_file} is not valid JSON ({e})") from None
-        if cfg_dict.get("model_type", "segformer") != "segformer":
-            raise CheckpointError(f"{cfg_file} describes a {cfg_dict.get('model_type')!r} model, not a SegFormer")
-        config = tf.SegformerConfig.from_dict(cfg_dict)
+            config = tf.SegformerConfig.from_dict(cfg_dict)
+        except Exception as e:  # noqa: BLE001  (transformers' config validation raises its own types)
+            raise CheckpointError(f"SegFormer config {cfg_file} is unusable ({_short(e)})", fix=_FIX_CONFIG) from None
     else:
         try:
-            config = tf.SegformerConfig(**config_from_state_dict(state))
-        except ValueError as e:
+            fields = config_from_state_dict(state)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, ArithmeticError) as e:
             raise CheckpointError(f"checkpoint {weights} is not a SegFormer semantic-segmentation model "
-                                  f"({e}; first keys: {', '.join(list(state)[:5])})") from None
-    model = tf.SegformerForSemanticSegmentation(config)
+                                  f"({_short(e)}; first keys: {', '.join(map(str, list(state)[:5]))})") from None
+        _check_size(fields, f"checkpoint {weights}", "put the model's config.json beside the weights")
+        config = tf.SegformerConfig(**fields)
+    try:
+        model = tf.SegformerForSemanticSegmentation(config)
+    except (TypeError, ValueError, KeyError, IndexError, ArithmeticError) as e:
+        raise CheckpointError(f"SegFormer config {cfg_file or weights} is unusable ({_short(e)})",
+                              fix=_FIX_CONFIG) from None
     own = model.state_dict()
     state = to_model_layout(state, own)
     # BatchNorm step counters are bookkeeping, absent from some saved files
@@ -277,6 +379,11 @@ def load_segformer(path, device="cpu", labels: list[str] | None = None, input_si
     seg = SegformerSegmenter(model.eval(), labels=labels, input_size=input_size)
     seg.source = str(p)
     return seg.to(device).eval().requires_grad_(False)
+
+
+def _short(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return (s[0] if s else type(e).__name__)[:200]
 
 
 def _load(path, state=None, **options):

@@ -33,13 +33,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.base.budget import check_model
 from core.base.cache import weights_hash
-from core.base.checkpoints import load_state_into
-from core.base.errors import InputError
+from core.base.checkpoints import check_fits, load_state_into
+from core.base.errors import ArgumentTypeError, CheckpointError, InputError
 from core.models.catalog import Source, Spec, register_published
 from core.models.registry import arch_error, register_architecture
 
-__all__ = ["StyleGAN2", "config_from_state_dict", "normalize_state", "upfirdn2d", "rosinality_channels"]
+__all__ = ["StyleGAN2", "config_from_state_dict", "model_size", "normalize_state", "rosinality_channels", "upfirdn2d"]
 
 SQRT2 = math.sqrt(2.0)
 
@@ -378,39 +379,103 @@ def normalize_state(ck) -> tuple[dict, torch.Tensor | None]:
     return state, latent
 
 
+def _shape(state: dict, key: str, ndim: int) -> tuple[int, ...]:
+    t = state.get(key)
+    if not isinstance(t, torch.Tensor) or t.dim() != ndim:
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise InputError(f"{key} must be a {ndim}-d tensor, got {got}")
+    return tuple(int(s) for s in t.shape)
+
+
 def config_from_state_dict(state: dict) -> dict:
     """size, style_dim, n_mlp and channels per resolution, from the weight shapes."""
     need = ["style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight"]
     absent = [k for k in need if k not in state]
     if absent:
         raise InputError(f"missing keys {', '.join(absent)}")
-    style_dim = int(state["style.1.weight"].shape[1])
-    n_mlp = len([k for k in state if re.fullmatch(r"style\.\d+\.weight", k)])
-    n_rgb = len([k for k in state if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
+    style_dim = _shape(state, "style.1.weight", 2)[1]
+    n_mlp = len([k for k in state if isinstance(k, str) and re.fullmatch(r"style\.\d+\.weight", k)])
+    n_rgb = len([k for k in state if isinstance(k, str) and re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
     size = 4 * 2 ** n_rgb
-    channels = {4: int(state["input.input"].shape[1])}
+    channels = {4: _shape(state, "input.input", 4)[1]}
     for j in range(n_rgb):
         key = f"convs.{2 * j}.conv.weight"
         if key not in state:
             raise InputError(f"missing key {key}")
-        channels[8 * 2 ** j] = int(state[key].shape[1])
+        channels[8 * 2 ** j] = _shape(state, key, 5)[1]
+    if min([style_dim, n_mlp, *channels.values()]) < 1:
+        raise InputError(f"StyleGAN2 widths must be positive; the shapes give style_dim {style_dim}, n_mlp {n_mlp}, "
+                         f"channels {_few(channels)}")
     return {"size": size, "style_dim": style_dim, "n_mlp": n_mlp, "channels": channels}
+
+
+def _few(channels: dict, k: int = 10) -> str:
+    items = [f"{r}: {c}" for r, c in channels.items()]
+    return "{" + ", ".join(items[:k]) + (f", ... ({len(items)} in all)}}" if len(items) > k else "}")
+
+
+def model_size(size: int, style_dim: int, n_mlp: int, channels: dict[int, int]) -> dict:
+    """Parameters, buffers, feature-map values and modules of the :class:`StyleGAN2` these sizes
+    describe, computed without building it (for the size budget; ``features``: the largest
+    up-sampling conv's zero-inserted input plus output of one image, which matches the measured
+    peak of a forward pass: +0.77 GB at 1024 px, estimated 0.81 GB)."""
+    S, log = int(style_dim), int(size).bit_length() - 1
+    c4 = int(channels[4])
+    params = n_mlp * (S * S + S) + c4 * 16
+    params += 9 * c4 * c4 + S * c4 + c4 + 1 + c4                  # conv1
+    params += 3 * c4 + S * c4 + c4 + 3                            # to_rgb1
+    buffers, largest, modules, cin = S, 2 * c4 * 16, 3 * n_mlp + 16, c4
+    for i in range(3, log + 1):
+        r, cout = 2 ** i, int(channels[2 ** i])
+        params += 9 * cin * cout + S * cin + cin + 1 + cout       # up-sampling styled conv
+        params += 9 * cout * cout + S * cout + cout + 1 + cout    # styled conv
+        params += 3 * cout + S * cout + cout + 3                  # to_rgb
+        buffers += 16 + 16                                        # blur and up-sampling FIR kernels
+        largest = max(largest, (cin + cout) * r * r * 2)          # the up-sampling conv's zero-inserted input
+        modules += 22
+        cin = cout
+    buffers += sum((2 ** ((i + 5) // 2)) ** 2 for i in range(2 * (log - 2) + 1))     # fixed noise
+    return {"params": params, "buffers": buffers, "features": largest, "modules": modules}
 
 
 # ----------------------------------------------------------------------------- loading, registration
 
+def _check_options(truncation, noise_mode, mean_latent, clamp_output) -> None:
+    if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) or not math.isfinite(truncation):
+        raise ArgumentTypeError(f"truncation must be a number (psi; 1 = none), got {truncation!r:.40}")
+    if noise_mode not in ("const", "random"):
+        raise InputError(f"noise_mode must be 'const' or 'random', got {noise_mode!r:.40}")
+    if isinstance(mean_latent, bool) or not isinstance(mean_latent, int) or not 1 <= mean_latent <= 10 ** 6:
+        raise InputError(f"mean_latent must be an int in [1, 1000000] (codes averaged for the mean w), "
+                         f"got {mean_latent!r:.40}")
+    if not isinstance(clamp_output, bool):
+        raise ArgumentTypeError(f"clamp_output must be True or False, got {clamp_output!r:.40}")
+
+
 def _load(path, ck, truncation: float = 1.0, noise_mode: str = "const",
                                mean_latent: int = 4096, clamp_output: bool = True):
+    _check_options(truncation, noise_mode, mean_latent, clamp_output)
     try:
         state, latent_avg = normalize_state(ck)
         cfg = config_from_state_dict(state)
-    except ValueError:
+    except ValueError as e:
+        if "missing key" not in str(e):
+            raise CheckpointError(f"checkpoint {path} is not a usable stylegan2 generator: {e}; save the g_ema "
+                                  "state dict of rosinality's stylegan2-pytorch (or convert_weight.py's output)") from None
         inner = ck.get("g_ema", ck) if isinstance(ck, dict) else ck
         raise arch_error(path, "stylegan2", ck, inner,
                           ["style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight",
                            "convs.0.conv.weight", "to_rgbs.0.conv.weight"]) from None
-    model = StyleGAN2(cfg["size"], cfg["style_dim"], cfg["n_mlp"], channels=cfg["channels"],
+    px = cfg["size"] if cfg["size"] < 2 ** 30 else f"4 x 2^{cfg['size'].bit_length() - 3}"
+    check_model(f"checkpoint {path}", f"the StyleGAN2 its shapes describe ({px} px, style_dim {cfg['style_dim']}, "
+                f"{cfg['n_mlp']} mapping layers, channels {_few(cfg['channels'])})", **model_size(**cfg))
+
+    def build():
+        return StyleGAN2(cfg["size"], cfg["style_dim"], cfg["n_mlp"], channels=cfg["channels"],
                          truncation=truncation, noise_mode=noise_mode, clamp_output=clamp_output)
+
+    check_fits(build, state, path)
+    model = build()
     load_state_into(model, state, path)
     from_file = latent_avg is not None and latent_avg.numel() == cfg["style_dim"]
     if from_file:

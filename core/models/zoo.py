@@ -5,9 +5,11 @@ built by their architecture's loader, :mod:`core.models.registry`)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
+from core.base.budget import size_limits
 from core.base.checkpoints import CheckpointError, load_checkpoint, load_state_into
 from core.base.errors import ArgumentTypeError, InputError, MissingWeightsError, UnknownNameError
 from core.base.packages import MODULE_OF, require
@@ -65,21 +67,36 @@ def _load(registry: dict, kind: str, name, device, more: str = ""):
     raise InputError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}{more}")
 
 
-def load_segmenter(name: str = "toyworld", device="cpu", *, download: bool = False, **options):
+def load_segmenter(name: str = "toyworld", device="cpu", *, download: bool = False, max_params: int | None = None,
+                   max_bytes: int | None = None, **options):
     """A segmenter meeting :mod:`core.protocols`: ``"toyworld"`` (the shipped U-Net), a
     published or user-added name (``segformer/ade20k-b0``, weights from ``cache/models/``,
-    downloaded only with ``download=True``), or the path of a SegFormer folder / weights file."""
-    if isinstance(name, str) and name not in SEGMENTERS:
-        if catalog.is_known(name):
-            if not catalog.is_known(name, "segmenter"):
-                raise InputError(f"{name} is a generator; load it with core.load_generator({name!r})")
-            return load_registered(name, device=device, download=download, **options)
-        if ("/" in name or "\\" in name) and Path(name).exists():
-            return load_segmenter_path(name, device=device, **options)
-        more = f"; published (weights in {catalog.models_dir()}): " + ", ".join(
-            n for n, s in catalog.PUBLISHED.items() if s.kind == "segmenter")
-        return _load(SEGMENTERS, "segmenter", name, device, more)
-    return _load(SEGMENTERS, "segmenter", name, device)
+    downloaded only with ``download=True``), or the path of a SegFormer folder / weights file.
+    ``max_params`` / ``max_bytes``: the size budget a file must fit (:mod:`core.base.budget`)."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"segmenter must be a name or a path (str), got {type(name).__name__} {name!r:.40}")
+    with size_limits(max_params, max_bytes):
+        if name not in SEGMENTERS:
+            if catalog.is_known(name):
+                if not catalog.is_known(name, "segmenter"):
+                    raise InputError(f"{name} is a generator; load it with core.load_generator({name!r})")
+                return load_registered(name, device=device, download=download, **options)
+            if ("/" in name or "\\" in name) and Path(name).exists():
+                return load_segmenter_path(name, device=device, **options)
+            if _looks_like_path(name):
+                raise CheckpointError(f"segmenter {name} does not exist: check the path, or give a segmenter name "
+                                      f"(toyworld, or one of core.models.status())")
+            more = f"; published (weights in {catalog.models_dir()}): " + ", ".join(
+                n for n, s in catalog.PUBLISHED.items() if s.kind == "segmenter")
+            return _load(SEGMENTERS, "segmenter", name, device, more)
+        return _load(SEGMENTERS, "segmenter", name, device)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).suffix.lower() in (
+        ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json")
 
 
 def load_features(name: str = "toyworld", device="cpu"):
@@ -187,7 +204,7 @@ def model_path(name: str) -> Path:
 
 
 def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None, *, arch: str | None = None,
-                   download: bool = False, **options):
+                   download: bool = False, max_params: int | None = None, max_bytes: int | None = None, **options):
     """Load a generator, never executing code from a file:
 
     - a shipped name (``toyworld/town``, see :func:`list_models`);
@@ -199,21 +216,28 @@ def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None, *,
       ``arch``.
 
     ``options`` go to the architecture's loader (``truncation``, ``class_index``, ``noise_mode``).
+    A file must first fit the size budget (``max_params`` / ``max_bytes``, else
+    ``$GANATOMY_MAX_PARAMS`` / ``$GANATOMY_MAX_BYTES``, else defaults sized for the published
+    models; :mod:`core.base.budget`) and hold finite weights that give finite images.
     """
-    s = str(name_or_path)
-    if s.startswith(PREFIX):
-        if arch not in (None, "progan") or options:
-            raise ArgumentTypeError(f"shipped model {s} is a ProGAN; it takes no {arch or ', '.join(options)}")
-        path = model_path(s)
-        return progan.from_checkpoint(load_checkpoint(path), path, s, pixelnorm).to(device).eval() \
-            .requires_grad_(False)
-    if pixelnorm is not None:
-        options["pixelnorm"] = pixelnorm
-    if not Path(s).exists() and catalog.is_known(s):
-        if not catalog.is_known(s, "generator"):
-            raise InputError(f"{s} is a segmenter; load it with core.load_segmenter({s!r})")
-        return load_registered(s, device=device, download=download, **options)
-    return load_generator_file(s, arch=arch, device=device, **options)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"generator must be a model name or a path (str), got {type(name_or_path).__name__} "
+                                f"{name_or_path!r:.40}")
+    s = os.fspath(name_or_path)
+    with size_limits(max_params, max_bytes):
+        if s.startswith(PREFIX):
+            if arch not in (None, "progan") or options:
+                raise ArgumentTypeError(f"shipped model {s} is a ProGAN; it takes no {arch or ', '.join(options)}")
+            path = model_path(s)
+            return progan.from_checkpoint(load_checkpoint(path), path, s, pixelnorm).to(device).eval() \
+                .requires_grad_(False)
+        if pixelnorm is not None:
+            options["pixelnorm"] = pixelnorm
+        if not Path(s).exists() and catalog.is_known(s):
+            if not catalog.is_known(s, "generator"):
+                raise InputError(f"{s} is a segmenter; load it with core.load_segmenter({s!r})")
+            return load_registered(s, device=device, download=download, **options)
+        return load_generator_file(s, arch=arch, device=device, **options)
 
 
 def load_registered(name: str, device="cpu", download: bool = False, **options):
@@ -232,7 +256,7 @@ def load_registered(name: str, device="cpu", download: bool = False, **options):
         path = Path(entry["path"])
         if not path.exists():
             raise MissingWeightsError(f"{name}: its weights {path} are gone; put the file back there or "
-                                      f"remove the entry (core.models.unregister({name!r}))")
+                                      f"remove the entry (core.models.unregister({name!r}, confirm={name!r}))")
         kind, arch, opts = entry["kind"], entry["arch"], {**entry.get("options", {}), **options}
     if kind == "generator":
         model = load_generator_file(path, arch=arch, device=device, **opts)
