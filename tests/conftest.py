@@ -1,7 +1,13 @@
+import os
 import pathlib
 
 import pytest
 import torch
+
+# The dashboard computes with one intra-op thread per session (dashboard/common.py), and its
+# import sets that for the whole process: in the test process, which runs one test at a time,
+# every core of the machine may work on it (speed only; results are the same up to float order).
+os.environ.setdefault("GANATOMY_TORCH_THREADS", str(min(os.cpu_count() or 1, 4)))
 
 
 class _RunsCode:

@@ -49,20 +49,14 @@ def test_cli_dissect_writes_json_csv_html(tmp_path):
 
 
 def test_cli_errors_are_clear(tmp_path):
-    p = _ckpt(tmp_path)
-    r = run(["dissect", "--model", str(p), "--layers", "layer99", "--samples", "8", "--out",
-             str(tmp_path / "o")], tmp_path)
-    assert r.returncode == 2
-    assert "unknown layer 'layer99'; available layers: layer1, layer2" in r.stderr
-    assert "Traceback" not in r.stderr
-    r = run(["dissect", "--model", "toyworld/castle", "--samples", "8", "--out", str(tmp_path / "o")], tmp_path)
-    assert r.returncode == 2 and "unknown model 'toyworld/castle'" in r.stderr
+    """One refusal end to end in a real process (exit 2, one line naming the user's file, no
+    traceback); every other bad flag is a case of the bad-input table (tests/badcases/cli.py),
+    run in-process."""
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
     r = run(["dissect", "--model", str(bad), "--samples", "8", "--out", str(tmp_path / "o")], tmp_path)
     assert r.returncode == 2 and "broken.pt" in r.stderr and "Traceback" not in r.stderr
-    r = run(["dissect", "--model", str(p), "--samples", "0", "--out", str(tmp_path / "o")], tmp_path)
-    assert r.returncode == 2 and "n_samples must be a positive integer" in r.stderr
+    assert [line for line in r.stderr.splitlines() if line.strip()] == [r.stderr.strip()]
 
 
 def test_cli_labelling_rules_and_the_fid_filter(tmp_path):
@@ -78,9 +72,6 @@ def test_cli_labelling_rules_and_the_fid_filter(tmp_path):
     res = core.dissect(core.load_generator("toyworld/town"), core.load_segmenter("toyworld"), "layer4", 40, cache=False)
     for rule in ("reference", "max-iou"):
         assert [u["concept"] for u in out[rule]["layers"]["layer4"]] == list(res.units("layer4", labeling=rule).concept)
-    r = run(["dissect", "--model", "toyworld/town", "--layers", "layer4", "--samples", "40", "--pixel-accuracy", "0.75",
-             "--labeling", "max-iou", "--out", str(tmp_path / "x")], tmp_path)
-    assert r.returncode == 2 and "--pixel-accuracy needs --labeling reference" in r.stderr
     r = run(["dissect", "--model", "toyworld/town", "--layers", "layer4", "--samples", "40", "--exclude-fid-above",
              "-1", "--fid-samples", "60", "--out", str(tmp_path / "fid"), "--strip-units", "0"], tmp_path)
     assert r.returncode == 0, r.stderr
@@ -104,8 +95,3 @@ def test_cli_context_writes_classes_with_intervals(tmp_path):
     for c in classes.values():
         if c["seeds"] == 2:
             assert c["ci_low"] <= c["added_px"] <= c["ci_high"]
-    r = run(["context", "--model", "toyworld/town", "--concept", "unicorn", "--out", str(out)], tmp_path)
-    assert r.returncode == 2 and "unknown concept 'unicorn'" in r.stderr and "Traceback" not in r.stderr
-    r = run(["context", "--model", "toyworld/town", "--concept", "door", "--brush", "9", "--units", "1",
-             "--images", "1", "--seeds", "4", "--k-samples", "20", "--out", str(out)], tmp_path)
-    assert r.returncode == 2 and "brush must be a whole number of cells from 1 to 8" in r.stderr

@@ -309,6 +309,9 @@ def test_sessions_with_different_segmenters_never_share_cached_results(tmp_path,
         def segment(self, images):
             return self.inner.segment(images).flip(-2)
 
+        def scores(self, images):
+            return self.inner.scores(images).flip(-2)
+
         forward = segment
 
     monkeypatch.setattr(core, "load_segmenter",
