@@ -1,12 +1,13 @@
 """A lab's load on one dashboard: N browser sessions at once, what-if and paint, against a local server.
 
 Starts ``streamlit run dashboard/app.py`` on 127.0.0.1 with a private cache (pre-filled as the
-browser test does), opens ``--whatif`` + ``--paint`` Playwright contexts in Debian's chromium
-and drives them all at once from threads, one per session, for ``--rounds`` edits each:
+browser test does), opens ``--whatif`` + ``--paint`` Playwright contexts (one per session, as
+separate users' tabs) in one Debian chromium, and drives them all at once (asyncio) for
+``--rounds`` edits each:
 
 - a what-if session i uses seed i and alternates two unit sets of its own (A_i, B_i) in ablate
   mode over the whole grid: each round types the units and presses Enter, and the latency is
-  Enter -> the eight "after" images loaded;
+  Enter -> the eight "after" images loaded (then the app must go idle before the next round);
 - a paint session j alternates one stroke of its own with "Clear": latency is mouse-up -> the
   edited image loaded.
 
@@ -20,6 +21,7 @@ Reports p50/p95 latency per kind, errors (exceptions shown on a page, failed wai
 RSS (now and peak, from /proc), and writes docs/reports/load.json::
 
     python scripts/load_dashboard.py                        # 8 what-if + 2 paint sessions, 8 rounds
+    python scripts/load_dashboard.py --think 2 --out docs/reports/load_think2.json   # users who pause
     python scripts/load_dashboard.py --whatif 4 --paint 1 --rounds 4 --out /tmp/load.json
 
 Bounded in time: every wait has a guard (``--guard`` seconds) and the whole run ``--limit``.
@@ -27,7 +29,7 @@ Bounded in time: every wait has a guard (``--guard`` seconds) and the whole run 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import importlib.util
 import io
 import json
@@ -58,8 +60,7 @@ def _browser_flow():
 
 
 _flow = _browser_flow()
-EDITED, IDLE, _canvas_ready, _edited_src = _flow.EDITED, _flow.IDLE, _flow._canvas_ready, _flow._edited_src
-_free_port, _prefill, _ready, _stroke = _flow._free_port, _flow._prefill, _flow._ready, _flow._stroke
+EDITED, IDLE, _free_port, _prefill = _flow.EDITED, _flow.IDLE, _flow._free_port, _flow._prefill
 
 STROKES = [(20, 50, 300, 70), (20, 280, 300, 250), (40, 170, 280, 200), (150, 20, 170, 300)]
 
@@ -103,89 +104,210 @@ def _decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def _fetch(ctx, srcs: list[str]) -> list[np.ndarray]:
-    return [_decode(ctx.request.get(s).body()) for s in srcs]
+POLL_MS = 50                  # DOM polling of the waits (every animation frame, in 10 pages, costs the CPU we measure)
 
 
-def _after_srcs(page) -> list[str]:
+FETCH_RETRIES: list[str] = []     # the script's own fetches that had to be retried (not what users see)
+
+
+async def _fetch(ctx, srcs: list[str]) -> list[np.ndarray]:
+    """The images the session shows, fetched again from the server to check their pixels
+    (retried on a dropped connection: this is the checker's request, not the page's)."""
+    out = []
+    for s in srcs:
+        for attempt in range(3):
+            try:
+                out.append(_decode(await (await ctx.request.get(s)).body()))
+                break
+            except Exception as e:      # noqa: BLE001
+                if attempt == 2:
+                    raise
+                FETCH_RETRIES.append(f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+                await asyncio.sleep(0.2)
+    return out
+
+
+AFTER = '[data-testid="stMain"] [data-testid="stImage"] img'
+
+
+async def _after_srcs(page) -> list[str]:
     """The srcs of the eight 'after' images of the What-if page (the second image group)."""
-    return page.eval_on_selector_all('[data-testid="stMain"] [data-testid="stImage"] img', "els => els.map(e => e.src)")[8:16]
+    return (await page.eval_on_selector_all(AFTER, "els => els.map(e => e.src)"))[8:16]
 
 
-def _exceptions(page) -> int:
-    return page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
+async def _exceptions(page) -> int:
+    return await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
 
 
-class Session(threading.Thread):
-    def __init__(self, kind: str, i: int, browser_factory, url: str, rounds: int, guard_ms: int):
-        super().__init__(daemon=True)
-        self.kind, self.i, self.factory, self.url, self.rounds, self.guard_ms = kind, i, browser_factory, url, rounds, guard_ms
+async def _ready(page, title, extra, timeout):
+    await page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout)
+    await page.wait_for_function(IDLE, timeout=timeout, polling=POLL_MS)
+    await page.locator(extra).first.wait_for(timeout=timeout)
+
+
+async def _canvas_ready(page, timeout_s):
+    """As the browser test's: the canvas draws once its cursor is the crosshair."""
+    canvas = page.locator("canvas.upper-canvas").first
+    await canvas.scroll_into_view_if_needed()
+    t0 = time.perf_counter()
+    while True:
+        box = await canvas.bounding_box()
+        await page.mouse.move(box["x"] + 4 + (time.perf_counter() * 10) % 3, box["y"] + 4)
+        if await canvas.evaluate("c => c.style.cursor") == "crosshair":
+            return box
+        if time.perf_counter() - t0 > timeout_s:
+            raise TimeoutError("the paint canvas never entered drawing mode")
+        await page.wait_for_timeout(50)
+
+
+async def _stroke(page, box, x0, y0, x1, y1):
+    await page.mouse.move(box["x"] + x0, box["y"] + y0)
+    await page.mouse.down()
+    for t in range(1, 9):
+        await page.mouse.move(box["x"] + x0 + (x1 - x0) * t / 8, box["y"] + y0 + (y1 - y0) * t / 8)
+
+
+class Session:
+    """One browser context (a user's tab) doing ``rounds`` edits of its own, all sessions at once."""
+
+    def __init__(self, kind: str, i: int, url: str, rounds: int, guard_s: float, think_s: float = 0.0):
+        self.kind, self.i, self.url, self.rounds, self.think_s = kind, i, url, rounds, think_s
+        self.guard_s, self.guard_ms = guard_s, int(guard_s * 1000)
         self.latency: list[float] = []
         self.errors: list[str] = []
         self.seen: list[tuple[str, tuple[str, ...], list[np.ndarray]]] = []     # (edit, srcs, images)
-        self.ready = threading.Event()
-        self.go = threading.Event()
+        self.done = False
 
-    def run(self):
+    async def open(self, browser):
+        self.ctx = await browser.new_context(viewport={"width": 1000, "height": 700}, reduced_motion="reduce")
+        self.ctx.set_default_timeout(self.guard_ms)
+        self.page = await self.ctx.new_page()
         try:
-            with self.factory() as (ctx, page):
-                (self._whatif if self.kind == "whatif" else self._paint)(ctx, page)
-        except Exception as e:       # a failed wait or a crash: counted, reported, the run goes on
-            self.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-            self.ready.set()
+            await (self._open_whatif() if self.kind == "whatif" else self._open_paint())
+            return True
+        except Exception as e:       # noqa: BLE001  (a failed wait or a crash: counted, reported, the run goes on)
+            self._failed(e)
+            return False
 
-    def _whatif(self, ctx, page):
-        page.goto(self.url + "/whatif")
-        _ready(page, "What-if", "[data-testid='stImage'] img", timeout=self.guard_ms)
+    async def edit(self):
+        try:
+            await (self._whatif() if self.kind == "whatif" else self._paint())
+        except Exception as e:       # noqa: BLE001
+            self._failed(e)
+        self.done = True
+
+    async def _think(self, r: int):
+        """A user's pause before an edit (``--think``), staggered so sessions do not edit in lockstep."""
+        if self.think_s > 0:
+            await asyncio.sleep(self.think_s * (0.5 + ((self.i * 7 + r * 3) % 10) / 10))
+
+    def _failed(self, e):
+        self.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+
+    async def _open_whatif(self):
+        page = self.page
+        await page.goto(self.url + "/whatif")
+        await _ready(page, "What-if", "[data-testid='stImage'] img", self.guard_ms)
         seed_box = page.get_by_label("Seed")
-        seed_box.fill(str(self.i))
-        seed_box.press("Enter")
-        page.wait_for_function(IDLE, timeout=self.guard_ms, polling="raf")
+        await seed_box.fill(str(self.i))
+        await seed_box.press("Enter")
+        await page.wait_for_timeout(300)
+        await page.wait_for_function(IDLE, timeout=self.guard_ms, polling=POLL_MS)
+
+    async def _whatif(self):
+        page = self.page
         units_box = page.get_by_label("Units (comma separated)")
-        self.ready.set()
-        self.go.wait()
         a, b = unit_sets(self.i)
         for r in range(self.rounds):
+            await self._think(r)
             units = a if r % 2 == 0 else b
-            old = _after_srcs(page)
+            old = await _after_srcs(page)
             t = time.perf_counter()
-            units_box.fill(", ".join(map(str, units)))
-            units_box.press("Enter")
-            page.wait_for_function(
-                """(old) => { const els = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')].slice(8, 16);
-                              return els.length === 8 && els.some((e, k) => e.src !== old[k]) && els.every(e => e.complete && e.naturalWidth > 0); }""",
-                arg=old, timeout=self.guard_ms, polling="raf")
-            page.wait_for_function(IDLE, timeout=self.guard_ms, polling="raf")
+            await units_box.fill(", ".join(map(str, units)))
+            await units_box.press("Enter")
+            await page.wait_for_function(
+                """([sel, old]) => { const els = [...document.querySelectorAll(sel)].slice(8, 16);
+                                     return els.length === 8 && els.some((e, k) => e.src !== old[k])
+                                            && els.every(e => e.complete && e.naturalWidth > 0); }""",
+                arg=[AFTER, old], timeout=self.guard_ms, polling=POLL_MS)
             self.latency.append(time.perf_counter() - t)
-            if _exceptions(page):
+            await page.wait_for_function(IDLE, timeout=self.guard_ms, polling=POLL_MS)
+            if await _exceptions(page):
                 self.errors.append(f"round {r}: an error is shown on the page")
-            srcs = tuple(_after_srcs(page))
-            self.seen.append((",".join(map(str, units)), srcs, _fetch(ctx, list(srcs))))
+            srcs = tuple(await _after_srcs(page))
+            self.seen.append((",".join(map(str, units)), srcs, await _fetch(self.ctx, list(srcs))))
 
-    def _paint(self, ctx, page):
-        page.goto(self.url + "/paint")
-        _ready(page, "Paint", EDITED, timeout=self.guard_ms)
-        _canvas_ready(page)
-        clear = _edited_src(page)
-        self.ready.set()
-        self.go.wait()
+    async def _open_paint(self):
+        page = self.page
+        await page.goto(self.url + "/paint")
+        await _ready(page, "Paint", EDITED, self.guard_ms)
+        await _canvas_ready(page, self.guard_s)
+        self.clear = await page.eval_on_selector(EDITED, "i => i.src")
+
+    async def _paint(self):
+        page = self.page
         stroke = STROKES[self.i % len(STROKES)]
         for r in range(self.rounds):
-            before = _edited_src(page)
-            _stroke(page, *stroke, release=False)
+            await self._think(r)
+            before = await page.eval_on_selector(EDITED, "i => i.src")
+            box = await _canvas_ready(page, self.guard_s)
+            await _stroke(page, box, *stroke)
             t = time.perf_counter()
-            page.mouse.up()
-            page.wait_for_function(
-                "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
-                arg=[EDITED, before], timeout=self.guard_ms, polling="raf")
+            await page.mouse.up()
+            await page.wait_for_function(
+                "([sel, old]) => { const i = document.querySelector(sel); "
+                "return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
+                arg=[EDITED, before], timeout=self.guard_ms, polling=POLL_MS)
             self.latency.append(time.perf_counter() - t)
-            if _exceptions(page):
+            if await _exceptions(page):
                 self.errors.append(f"round {r}: an error is shown on the page")
-            src = _edited_src(page)
-            self.seen.append((f"stroke{self.i}", (src,), _fetch(ctx, [src])))
-            page.get_by_role("button", name="Clear").click()
-            page.wait_for_function("([s, v]) => document.querySelector(s)?.src === v", arg=[EDITED, clear],
-                                   timeout=self.guard_ms)
+            src = await page.eval_on_selector(EDITED, "i => i.src")
+            self.seen.append((f"stroke{self.i}", (src,), await _fetch(self.ctx, [src])))
+            await page.get_by_role("button", name="Clear").click()
+            await page.wait_for_function("([s, v]) => document.querySelector(s)?.src === v",
+                                         arg=[EDITED, self.clear], timeout=self.guard_ms, polling=POLL_MS)
+
+
+async def _drive(sessions, limit_s):
+    """One browser, one context per session: open them one after another (a lab's morning),
+    then every session edits at the same time."""
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for s in sessions:
+                await s.open(browser)
+            print(f"{len(sessions)} sessions open; editing at once…", flush=True)
+            cpu0 = _cpu_seconds()
+            t = time.perf_counter()
+            try:
+                await asyncio.wait_for(asyncio.gather(*(s.edit() for s in sessions if not s.errors)), limit_s)
+            except asyncio.TimeoutError:
+                pass
+            cpu1 = _cpu_seconds()
+            return time.perf_counter() - t, {k: round(cpu1[k] - cpu0[k], 1) for k in cpu0}
+        finally:
+            await browser.close()
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by the processes of this machine, grouped: the dashboard server
+    (streamlit), the browser (chromium and Playwright's driver) and everything else."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"server": 0.0, "browser": 0.0, "other": 0.0}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        group = ("server" if "streamlit" in cmd else
+                 "browser" if ("chromium" in cmd or "playwright" in cmd) else "other")
+        out[group] += cpu
+    return out
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -209,6 +331,8 @@ def main(argv=None):
     ap.add_argument("--whatif", type=int, default=8, help="what-if sessions (default 8)")
     ap.add_argument("--paint", type=int, default=2, help="paint sessions (default 2)")
     ap.add_argument("--rounds", type=int, default=8, help="edits per session (default 8)")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="seconds a user pauses before each edit (0.5-1.4x this, staggered); 0: edit continuously")
     ap.add_argument("--guard", type=float, default=180.0, help="seconds before a wait counts as hung")
     ap.add_argument("--limit", type=float, default=1200.0, help="seconds for the whole run")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -220,8 +344,6 @@ def main(argv=None):
         ap.error("--whatif: at most 30 sessions (unit sets of 8 per session must fit layer4's 256 units)")
     if not Path(CHROMIUM).exists():
         sys.exit(f"load_dashboard: {CHROMIUM} is missing (Debian: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     t_start = time.perf_counter()
     load = {"start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,33 +370,12 @@ def main(argv=None):
 
         threading.Thread(target=watch, daemon=True).start()
         try:
-            @contextlib.contextmanager
-            def factory():         # Playwright's sync API is per thread: each session has its own browser
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                    ctx.set_default_timeout(a.guard * 1000)
-                    try:
-                        yield ctx, ctx.new_page()
-                    finally:
-                        browser.close()
-
             _wait_server(url, server, a.guard, Path(tmp) / "streamlit.log")
-            sessions = ([Session("whatif", i, factory, url, a.rounds, int(a.guard * 1000)) for i in range(a.whatif)]
-                        + [Session("paint", j, factory, url, a.rounds, int(a.guard * 1000)) for j in range(a.paint)])
-            for s in sessions:           # open them one after another (a lab's morning), then edit all at once
-                s.start()
-                s.ready.wait(a.guard)
-            print(f"{len(sessions)} sessions open after {time.perf_counter() - t_start:.0f} s; editing at once…", flush=True)
-            t_edit = time.perf_counter()
+            sessions = ([Session("whatif", i, url, a.rounds, a.guard, a.think) for i in range(a.whatif)]
+                        + [Session("paint", j, url, a.rounds, a.guard, a.think) for j in range(a.paint)])
             load["editing"] = os.getloadavg()[0]
-            for s in sessions:
-                s.go.set()
-            deadline = t_start + a.limit
-            for s in sessions:
-                s.join(max(1.0, deadline - time.perf_counter()))
-            hung = [f"{s.kind}{s.i}" for s in sessions if s.is_alive()]
-            edit_s = time.perf_counter() - t_edit
+            edit_s, cpu = asyncio.run(_drive(sessions, max(1.0, t_start + a.limit - time.perf_counter())))
+            hung = [f"{s.kind}{s.i}" for s in sessions if not s.done and not s.errors]
         finally:
             stop.set()
             rss_now = _rss_mb(server.pid) if server.poll() is None else (float("nan"), float("nan"))
@@ -312,27 +413,31 @@ def main(argv=None):
 
     lat = {k: [x for s in sessions if s.kind == k for x in s.latency] for k in ("whatif", "paint")}
     report = {
-        "sessions": {"whatif": a.whatif, "paint": a.paint, "rounds": a.rounds},
+        "sessions": {"whatif": a.whatif, "paint": a.paint, "rounds": a.rounds, "think_s": a.think},
         "latency_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95), "max": max(v) if v else None,
                           "mean": statistics.fmean(v) if v else None} for k, v in lat.items()},
         "errors": [f"{s.kind}{s.i}: {e}" for s in sessions for e in s.errors] + [f"{h}: hung past --limit" for h in hung],
         "whatif_image_sets_checked": compared,
+        "checker_fetch_retries": FETCH_RETRIES,
         "whatif_wrong_or_cross_session_image_sets": wrong,
         "paint_sessions_distinct": paint_distinct,
         "repeated_identical_edits": {"url_changed": url_changes, "pixels_changed": pixel_changes,
                                      "pairs": sum(max(0, len([x for x in s.seen if x[0] == e]) - 1)
                                                   for s in sessions for e in {x[0] for x in s.seen})},
-        "server_rss_mb": {"peak": max((h for _, h in rss), default=None), "max_sampled": max((r for r, _ in rss), default=None),
-                          "end": rss_now[0]},
+        "server_rss_mb": {"peak": max((h for _, h in rss), default=None),
+                          "max_sampled": max((r for r, _ in rss), default=None), "end": rss_now[0]},
         "editing_seconds": edit_s,
+        "cpu_seconds_while_editing": cpu,
         "total_seconds": time.perf_counter() - t_start,
         "load_average_1min": load,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "python scripts/load_dashboard.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "note": "latency: what-if = Enter in the units box -> all eight 'after' images loaded and the app idle; "
+        "note": "latency: what-if = Enter in the units box -> all eight 'after' images loaded; "
                 "paint = mouse-up -> the edited image loaded (includes the canvas component's 200 ms send debounce). "
-                "Every session edits at the same time; the sessions were opened one after another first.",
+                "The sessions were opened one after another, then all edit at once (with --think 0, continuously). "
+                "The browser runs on the same machine as the server: cpu_seconds_while_editing says how the CPU "
+                "was shared between them.",
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=1) + "\n")
@@ -341,7 +446,8 @@ def main(argv=None):
             print(f"{k:7s} n={v['n']:3d}  p50 {v['p50']:.2f} s  p95 {v['p95']:.2f} s  max {v['max']:.2f} s")
     print(f"errors: {len(report['errors'])}; wrong/cross-session what-if image sets: {len(wrong)} of {compared}; "
           f"repeated identical edits: {report['repeated_identical_edits']}; server RSS peak "
-          f"{report['server_rss_mb']['peak']} MB; written to {a.out}")
+          f"{report['server_rss_mb']['peak']} MB; CPU seconds while editing {cpu} over {edit_s:.0f} s; "
+          f"written to {a.out}")
     for e in report["errors"][:10]:
         print("  ", e)
 
