@@ -182,6 +182,15 @@ class Session:
         self.ctx = await browser.new_context(viewport={"width": 1000, "height": 700}, reduced_motion="reduce")
         self.ctx.set_default_timeout(self.guard_ms)
         self.page = await self.ctx.new_page()
+        self.frames: list[float] = []        # when the server's message with the edited images arrived
+
+        def on_ws(ws):
+            def received(payload):
+                if isinstance(payload, (bytes, bytearray)) and (b"after #0" in payload or b"paint_edited" in payload):
+                    self.frames.append(time.perf_counter())
+            ws.on("framereceived", received)
+        self.page.on("websocket", on_ws)
+        self.server_latency: list[float] = []
         try:
             await (self._open_whatif() if self.kind == "whatif" else self._open_paint())
             return True
@@ -231,6 +240,9 @@ class Session:
                                             && els.every(e => e.complete && e.naturalWidth > 0); }""",
                 arg=[AFTER, old], timeout=self.guard_ms, polling=POLL_MS)
             self.latency.append(time.perf_counter() - t)
+            got = [f for f in self.frames if f > t]
+            if got:
+                self.server_latency.append(got[0] - t)
             await page.wait_for_function(IDLE, timeout=self.guard_ms, polling=POLL_MS)
             if await _exceptions(page):
                 self.errors.append(f"round {r}: an error is shown on the page")
@@ -333,6 +345,9 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=8, help="edits per session (default 8)")
     ap.add_argument("--think", type=float, default=0.0,
                     help="seconds a user pauses before each edit (0.5-1.4x this, staggered); 0: edit continuously")
+    ap.add_argument("--pin", action="store_true",
+                    help="server on CPU 0 only, the browser (and this script) on the other CPUs: the server's "
+                         "latency with one core of its own, apart from the browsers' load")
     ap.add_argument("--guard", type=float, default=180.0, help="seconds before a wait counts as hung")
     ap.add_argument("--limit", type=float, default=1200.0, help="seconds for the whole run")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -354,9 +369,15 @@ def main(argv=None):
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "GANATOMY_CACHE": str(cache), "GANATOMY_DASHBOARD_SAMPLES": "50"}
         log = open(Path(tmp) / "streamlit.log", "w")
+        cpus = sorted(os.sched_getaffinity(0))
+        if a.pin and len(cpus) < 2:
+            ap.error("--pin needs at least 2 CPUs")
+        pin_server = (lambda: os.sched_setaffinity(0, {cpus[0]})) if a.pin else None
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                                    "--server.address", "127.0.0.1", "--server.port", str(port)],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin_server)
+        if a.pin:                  # the browser this script launches inherits the rest
+            os.sched_setaffinity(0, set(cpus[1:]))
         rss = []
         stop = threading.Event()
 
@@ -412,8 +433,10 @@ def main(argv=None):
     paint_distinct = len({v.tobytes() for v in paint_imgs.values()}) == len(paint_imgs)
 
     lat = {k: [x for s in sessions if s.kind == k for x in s.latency] for k in ("whatif", "paint")}
+    lat["whatif_server"] = [x for s in sessions if s.kind == "whatif" for x in s.server_latency]
     report = {
-        "sessions": {"whatif": a.whatif, "paint": a.paint, "rounds": a.rounds, "think_s": a.think},
+        "sessions": {"whatif": a.whatif, "paint": a.paint, "rounds": a.rounds, "think_s": a.think,
+                     "pinned": "server on CPU 0, browser on the others" if a.pin else False},
         "latency_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95), "max": max(v) if v else None,
                           "mean": statistics.fmean(v) if v else None} for k, v in lat.items()},
         "errors": [f"{s.kind}{s.i}: {e}" for s in sessions for e in s.errors] + [f"{h}: hung past --limit" for h in hung],
@@ -433,7 +456,9 @@ def main(argv=None):
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "python scripts/load_dashboard.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "note": "latency: what-if = Enter in the units box -> all eight 'after' images loaded; "
+        "note": "latency: what-if = Enter in the units box -> all eight 'after' images loaded; whatif_server = "
+                "Enter -> the websocket message carrying the edited images received by the browser's network "
+                "stack (the server's answer, before the page renders it); "
                 "paint = mouse-up -> the edited image loaded (includes the canvas component's 200 ms send debounce). "
                 "The sessions were opened one after another, then all edit at once (with --think 0, continuously). "
                 "The browser runs on the same machine as the server: cpu_seconds_while_editing says how the CPU "
