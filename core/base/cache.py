@@ -58,6 +58,11 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+try:                                   # file locks between processes (POSIX); threads are locked anyway
+    import fcntl
+except ImportError:                    # pragma: no cover - Windows
+    fcntl = None
+
 from core.base.errors import ArgumentTypeError, CacheError, InputError
 
 try:                                     # POSIX: serialise moving damaged entries aside
@@ -65,7 +70,7 @@ try:                                     # POSIX: serialise moving damaged entri
 except ImportError:                      # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FORMAT", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
+__all__ = ["FORMAT", "file_lock", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
            "atomic_write_text", "cache_root", "cached", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
            "save", "take_notices", "weights_hash"]
 
@@ -205,6 +210,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def file_lock(lock: str | os.PathLike, what: str, fix: str) -> Iterator[None]:
+    """Held while a shared file is read, checked and rewritten (registries, flags): by one thread
+    of this process (a lock per path) and, through the lock file ``lock`` (where the platform has
+    ``fcntl``), by one process at a time. A folder that cannot be written is a
+    :class:`CacheError` naming ``what`` (the folder, as the user knows it) and ``fix``."""
+    lock = Path(lock)
+    with _LOCKS_GUARD:
+        thread_lock = _LOCKS.setdefault(str(lock.resolve()), threading.Lock())
+    with thread_lock:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            lock.touch()
+        except OSError as e:
+            raise CacheError(f"{what} {lock.parent} cannot be written ({e.strerror or e})", fix=fix) from None
+        with open(lock, "a+") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

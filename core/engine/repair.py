@@ -10,11 +10,9 @@ ablated (several draws), all on the images where the flagged units activate most
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,18 +23,13 @@ import pandas as pd
 import torch
 
 from core.base import cache as _cache
-from core.base.cache import atomic_write_text, cache_root, safe_name
+from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
 from core.base.devices import device_of
-from core.base.errors import CacheError, InputError, UnitIndexError
+from core.base.errors import InputError, UnitIndexError
 from core.base.hooks import layer_shape, resolve_layers
 from core.base.sampling import z_at, z_range
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
-
-try:                                   # file locks between processes (POSIX); threads are locked anyway
-    import fcntl
-except ImportError:                    # pragma: no cover - Windows
-    fcntl = None
 
 __all__ = [
     "FLAGS_FORMAT",
@@ -286,7 +279,6 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
 FLAGS_FORMAT = 2
 MAX_NAME = 200                         # characters of a model or layer name in a flag file's name
 _LAYER = re.compile(r"^[^\W_.][\w.\-]*$")
-_FLAGS_LOCK = threading.Lock()
 _COMPACT_AT = 5000                     # events; beyond, only each (weights, unit)'s last event is kept
 
 
@@ -440,26 +432,10 @@ def stale_flags(model: str, layer: str, fingerprint: str | None) -> list[int]:
 _FP_FIX = "pass core.base.cache.model_fingerprint(generator), or None"
 
 
-@contextlib.contextmanager
 def _flags_locked(path):
-    """Held while a flag file is read and rewritten: by one thread here and, through a lock
-    file beside it (where the platform has ``fcntl``), by one process at a time."""
-    with _FLAGS_LOCK:
-        lock = path.with_name(f".{path.name}.lock")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock.touch()
-        except OSError as e:
-            raise CacheError(f"the flags folder {path.parent} cannot be written ({e.strerror or e})",
-                             fix="make the cache writable or set $GANATOMY_CACHE to a folder that is") from None
-        with open(lock, "a+") as fh:
-            if fcntl is not None:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+    """Held while a flag file is read and rewritten (one thread, one process at a time)."""
+    return file_lock(path.with_name(f".{path.name}.lock"), "the flags folder",
+                     "make the cache writable or set $GANATOMY_CACHE to a folder that is")
 
 
 def _compact(events: list[dict]) -> list[dict]:

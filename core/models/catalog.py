@@ -12,18 +12,16 @@ loads a model except to check a file a user adds (safely, see :mod:`core.base.ch
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.base.cache import atomic_write_text, cache_root, safe_name
+from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
 from core.base.errors import (
     ArgumentTypeError,
     BudgetError,
@@ -43,11 +41,6 @@ from core.models.registry import (
     load_segmenter_path,
     read_state,
 )
-
-try:                                   # file locks between processes (POSIX); threads are locked anyway
-    import fcntl
-except ImportError:                    # pragma: no cover - Windows
-    fcntl = None
 
 __all__ = [
     "MAX_NAME",
@@ -151,7 +144,6 @@ def register_published(s: Spec) -> Spec:
 _PART = r"[^\W_][\w.\-]*"           # a letter or digit, then letters, digits, '_', '.', '-'
 _NAME = re.compile(rf"^{_PART}(/{_PART})?$")
 MAX_NAME = 100                         # characters of a model name (and of a display name)
-_REGISTRY_LOCK = threading.Lock()      # dashboard sessions (threads) adding models at once
 _SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 _NAME_FIX = "choose a name such as 'lab/church-v2'"
 
@@ -160,26 +152,11 @@ def _registry_file() -> Path:
     return models_dir() / "registry.json"
 
 
-@contextlib.contextmanager
 def _registry_locked():
-    """Held while the registry is read, checked and rewritten: by one thread of this process and
-    (through ``.registry.lock``, where the platform has ``fcntl``) by one process at a time."""
-    with _REGISTRY_LOCK:
-        d = models_dir()
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            (d / ".registry.lock").touch()
-        except OSError as e:
-            raise CacheError(f"the models folder {d} cannot be written ({e.strerror or e})",
-                             fix=f"make {d} writable or set ${MODELS_ENV} to a folder that is") from None
-        with open(d / ".registry.lock", "a+") as fh:
-            if fcntl is not None:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+    """Held while the registry is read, checked and rewritten (one thread, one process at a time)."""
+    d = models_dir()
+    return file_lock(d / ".registry.lock", "the models folder",
+                     f"make {d} writable or set ${MODELS_ENV} to a folder that is")
 
 
 def _write_registry(data: dict) -> None:
