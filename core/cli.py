@@ -22,7 +22,15 @@ from tqdm import tqdm
 
 from core.base.errors import ArgumentTypeError, GanatomyError, InputError, UnknownNameError
 from core.base.hooks import layer_names, layer_shape, resolve_layers
-from core.base.validate import check_float, check_int, check_samples, check_units, concept_index, unit_list
+from core.base.validate import (
+    check_device,
+    check_float,
+    check_int,
+    check_samples,
+    check_units,
+    concept_index,
+    unit_list,
+)
 from core.engine.causal import cached_ace
 from core.engine.dissection import dissect
 from core.engine.intervention import cached_insertion_constants
@@ -89,15 +97,7 @@ class _LazyBar:
 
 
 def _check_device(device):
-    if device is None:
-        return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"--device: {device!r} is not a torch device", fix="give --device cpu, cuda or cuda:1"
-                         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device: {device!r}, but CUDA is not available on this machine", fix="use --device cpu")
+    check_device("--device", device, "--device cpu")
 
 
 def _check_out(out: str):

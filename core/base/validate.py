@@ -19,7 +19,7 @@ import torch
 
 from core.base.errors import ArgumentTypeError, BudgetError, InputError, UnitIndexError, UnknownNameError
 
-__all__ = ["check_int", "check_float", "check_bool", "check_choice", "check_callable", "check_values",
+__all__ = ["check_device", "check_int", "check_float", "check_bool", "check_choice", "check_callable", "check_values",
            "check_mask", "check_alpha", "check_latents", "check_samples", "check_memory", "memory_limit",
            "format_bytes", "format_seconds", "unit_list", "check_units", "concept_index", "concept_mask",
            "concept_fraction", "IMAGES_PER_SECOND", "MAX_SECONDS"]
@@ -343,3 +343,19 @@ def concept_mask(segmenter, images: torch.Tensor, c: int) -> torch.Tensor:
 def concept_fraction(segmenter, images: torch.Tensor, c: int) -> torch.Tensor:
     """Per image: fraction of pixels the segmenter labels ``c`` (hard labels)."""
     return concept_mask(segmenter, images, c).float().mean((1, 2))
+
+
+def check_device(name: str, device, cpu: str) -> torch.device | None:
+    """``device`` as a torch device that exists on this machine (None stays None). ``name`` is how
+    the caller spells the argument (``device``, ``--device``), ``cpu`` how it asks for the CPU
+    (``device='cpu'``, ``--device cpu``): the fix says that."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"{name}: {device!r} is not a torch device",
+                         fix=f"give {cpu}, or a CUDA device such as cuda:1") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{name}: {device!r}, but CUDA is not available on this machine", fix=f"use {cpu}")
+    return dev

@@ -40,6 +40,7 @@ from core.base.validate import (
     check_bool,
     check_callable,
     check_choice,
+    check_device,
     check_float,
     check_int,
     check_memory,
@@ -370,16 +371,8 @@ def _check_n(n_samples) -> int:
 
 
 def _check_device(device, generator) -> torch.device:
-    if device is None:
-        return torch.device(module_device(generator) or "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"device {device!r} is not a torch device", fix="give device='cpu', 'cuda' or 'cuda:1'"
-                         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r}: CUDA is not available on this machine", fix="use device='cpu'")
-    return dev
+    """The device to dissect on: ``device``, else the generator's."""
+    return check_device("device", device, "device='cpu'") or torch.device(module_device(generator) or "cpu")
 
 
 # bytes per dissection-resolution pixel of one sample in one batch: the resized segmentation (int64),

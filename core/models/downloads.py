@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import re
-import threading
 import shutil
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request

@@ -13,7 +13,9 @@ A case module defines ``CASES = [Case(...), ...]``; calls are lambdas, so nothin
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,3 +53,18 @@ def mask(h=8, w=8, value=1.0):
 def z(n=1, seed=0):
     """``n`` latents of the town generator."""
     return torch.randn(n, town().z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@contextlib.contextmanager
+def environ(**env: str):
+    """Environment variables set for the block, and restored (or removed) after it."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

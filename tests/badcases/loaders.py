@@ -7,7 +7,6 @@ from __future__ import annotations
 import atexit
 import functools
 import json
-import os
 import pathlib
 import shutil
 import struct
@@ -20,7 +19,7 @@ import torch
 import core
 from core.base.checkpoints import load_checkpoint
 from core.models.progan import ProGAN
-from tests.badcases.common import Case
+from tests.badcases.common import Case, environ
 
 
 @functools.cache
@@ -168,16 +167,8 @@ def _nan_seg_weights():
 def _env(call, **env):
     """Run ``call`` with environment variables set (and restored)."""
     def run():
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with environ(**env):
             return call()
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
     return run
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 import core
 from core import models as published
 from core.engine import repair
-from tests.badcases.common import Case, town
+from tests.badcases.common import Case, environ, town
 
 OWNER = {"kind": "generator", "arch": "progan", "path": "/nowhere/church.pt", "options": {},
          "added_by": "ann", "added_at": "2025-01-01T12:00:00+00:00"}
@@ -27,19 +26,13 @@ OWNER = {"kind": "generator", "arch": "progan", "path": "/nowhere/church.pt", "o
 def _sandbox(taken: bool = True):
     """A temporary models folder (with 'lab/church' added by ann when ``taken``) and cache."""
     tmp = Path(tempfile.mkdtemp(prefix="ganatomy-names-"))
-    old = {k: os.environ.get(k) for k in ("GANATOMY_MODELS", "GANATOMY_CACHE")}
-    os.environ["GANATOMY_MODELS"], os.environ["GANATOMY_CACHE"] = str(tmp / "models"), str(tmp / "cache")
     try:
-        if taken:
-            (tmp / "models").mkdir()
-            (tmp / "models" / "registry.json").write_text(json.dumps({"lab/church": OWNER}))
-        yield tmp
+        with environ(GANATOMY_MODELS=str(tmp / "models"), GANATOMY_CACHE=str(tmp / "cache")):
+            if taken:
+                (tmp / "models").mkdir()
+                (tmp / "models" / "registry.json").write_text(json.dumps({"lab/church": OWNER}))
+            yield tmp
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         shutil.rmtree(tmp, ignore_errors=True)
 
 
