@@ -500,10 +500,17 @@ def missing_message(s: Spec) -> str:
     get = s.how_to_get or (f"it is published at {s.source}" if s.source else "")
     if not (s.hub_id or s.files[0].url):
         get += " (there is no download address: GANatomy cannot fetch it for you)"
-    dl = (f"; or have GANatomy download it (only on request): core.load_generator({s.name!r}, download=True) "
-          f"or `python -m core fetch {s.name}`" if (s.hub_id or s.files[0].url) else "")
-    if s.kind == "segmenter" and dl:
-        dl = dl.replace("load_generator", "load_segmenter")
+    full = s.hub_id or all(len(f.sha256 or "") == 64 for f in s.files if f.url)
+    if not (s.hub_id or s.files[0].url):
+        dl = ""
+    elif full:
+        loader = "load_segmenter" if s.kind == "segmenter" else "load_generator"
+        dl = (f"; or have GANatomy download it (only on request): core.{loader}({s.name!r}, download=True) "
+              f"or `python -m core fetch {s.name}`")
+    else:        # no full SHA-256 in the catalog: the download needs the user's digest or trust
+        dl = (f"; or have GANatomy download it (only on request; the catalog has no full SHA-256 for it): "
+              f"`python -m core fetch {s.name} --sha256 FULL_DIGEST` or `--trust` "
+              f"(core.models.fetch({s.name!r}, download=True, trust=True))")
     return (f"{s.name}: the weights are not on this machine. To use it, {what}"
             + (f". {get[0].upper() + get[1:]}" if get else "") + dl + ".")
 
