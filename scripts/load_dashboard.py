@@ -22,7 +22,13 @@ RSS (now and peak, from /proc), and writes docs/reports/load.json::
 
     python scripts/load_dashboard.py                        # 8 what-if + 2 paint sessions, 8 rounds
     python scripts/load_dashboard.py --think 2 --out docs/reports/load_think2.json   # users who pause
+    python scripts/load_dashboard.py --protocol 7 --out docs/reports/load_mixed.json    # 1 what-if tab in chromium
     python scripts/load_dashboard.py --whatif 4 --paint 1 --rounds 4 --out /tmp/load.json
+
+``--protocol N`` runs N of the what-if sessions without a browser: each speaks Streamlit's own
+websocket protocol (the rerun a tab sends on Enter, the images it fetches), so the server carries
+a lab's load while the browsers' rendering -- on a lab server it runs on each user's own machine --
+stays off the server's two cores. The remaining browser sessions still measure what a user sees.
 
 Bounded in time: every wait has a guard (``--guard`` seconds) and the whole run ``--limit``.
 """
@@ -97,6 +103,12 @@ def _generator():
         import core
         _G.append(core.load_generator("toyworld/town"))
     return _G[0]
+
+
+def _get(url: str, timeout: float) -> bytes:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -280,12 +292,102 @@ class Session:
                                          arg=[EDITED, self.clear], timeout=self.guard_ms, polling=POLL_MS)
 
 
+class ProtocolSession(Session):
+    """A what-if session that speaks Streamlit's own websocket protocol (protobuf BackMsg /
+    ForwardMsg, ``/_stcore/stream``) instead of running a browser: what a tab sends when its
+    units box gets Enter (a rerun with the widget's new value), and what it fetches when the
+    answer arrives (the eight "after" images, over HTTP). It puts the server under a lab's load
+    without 10 renderers on the server's own cores; its images get the same pixel check."""
+
+    PAGE = "whatif"
+
+    async def open(self, browser=None):
+        import websockets
+        self.frames, self.server_latency = [], []
+        try:
+            self.ws = await websockets.connect(self.url.replace("http://", "ws://") + "/_stcore/stream",
+                                               subprotocols=["streamlit"], max_size=None,
+                                               open_timeout=self.guard_s)
+            self.ids: dict[str, str] = {}
+            await self._rerun({})                             # the page as a tab first opens it
+            if "Seed" not in self.ids or "Units (comma separated)" not in self.ids:
+                raise RuntimeError(f"the What-if page has no Seed / Units widgets (got {sorted(self.ids)})")
+            self.state = {self.ids["Seed"]: ("int_value", self.i)}
+            await self._rerun(self.state)
+            return True
+        except Exception as e:       # noqa: BLE001
+            self._failed(e)
+            return False
+
+    async def _rerun(self, widgets: dict, fetch: bool = False):
+        """Send one rerun with these widget values; read the answer until the script finishes.
+        Returns the "after" image URLs, when their message arrived and (``fetch``) the task
+        fetching them, started on arrival: it gives (decoded images, when the last one came)."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        msg = BackMsg()
+        msg.rerun_script.page_name = self.PAGE
+        # the page by its URL name, as a tab opened on .../whatif asks for it (no script hash);
+        # a widget inside a fragment asks for that fragment's rerun, as the browser does
+        if widgets and getattr(self, "fragment", ""):
+            msg.rerun_script.fragment_id = self.fragment
+        for wid, (field, value) in widgets.items():
+            w = msg.rerun_script.widget_states.widgets.add()
+            w.id = wid
+            setattr(w, field, value)
+        await self.ws.send(msg.SerializeToString())
+        after, arrived, fetched = [], None, None
+        while True:
+            f = ForwardMsg()
+            f.ParseFromString(await asyncio.wait_for(self.ws.recv(), self.guard_s))
+            kind = f.WhichOneof("type")
+            if kind == "delta" and f.delta.WhichOneof("type") == "new_element":
+                el = f.delta.new_element
+                which = el.WhichOneof("type")
+                if which in ("text_input", "number_input"):
+                    w = getattr(el, which)
+                    self.ids[w.label] = w.id
+                    self.fragment = f.delta.fragment_id        # a widget in a fragment reruns only it
+                elif which == "imgs" and el.imgs.imgs and el.imgs.imgs[0].caption.startswith("after"):
+                    after, arrived = [i.url for i in el.imgs.imgs], time.perf_counter()
+                    if fetch:
+                        fetched = asyncio.ensure_future(self._get_all(after))
+                elif which == "exception" or (which == "alert" and el.alert.format == 1):      # 1: error
+                    self.errors.append("an error is shown on the page")
+            elif kind == "page_not_found":
+                raise RuntimeError(f"the server has no page {self.PAGE!r}")
+            elif kind == "script_finished":
+                if f.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    return after, arrived, fetched
+
+    async def _get_all(self, urls: list[str]):
+        data = await asyncio.gather(*(asyncio.to_thread(_get, self.url + u, self.guard_s) for u in urls))
+        done = time.perf_counter()
+        return [_decode(x) for x in data], done
+
+    async def _whatif(self):
+        a, b = unit_sets(self.i)
+        for r in range(self.rounds):
+            await self._think(r)
+            units = a if r % 2 == 0 else b
+            self.state[self.ids["Units (comma separated)"]] = ("string_value", ", ".join(map(str, units)))
+            t = time.perf_counter()
+            after, arrived, fetched = await self._rerun(self.state, fetch=True)
+            if not fetched:
+                raise RuntimeError(f"round {r}: the page sent no 'after' images")
+            images, done = await fetched            # fetched as soon as their message came, as a browser does
+            self.latency.append(done - t)
+            self.server_latency.append(arrived - t)
+            self.seen.append((",".join(map(str, units)), tuple(after), images))
+
 async def _drive(sessions, limit_s):
-    """One browser, one context per session: open them one after another (a lab's morning),
-    then every session edits at the same time."""
+    """One browser, one context per browser session (protocol sessions need none): open them one
+    after another (a lab's morning), then every session edits at the same time."""
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = None
+        if any(not isinstance(s, ProtocolSession) for s in sessions):
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             for s in sessions:
                 await s.open(browser)
@@ -299,7 +401,11 @@ async def _drive(sessions, limit_s):
             cpu1 = _cpu_seconds()
             return time.perf_counter() - t, {k: round(cpu1[k] - cpu0[k], 1) for k in cpu0}
         finally:
-            await browser.close()
+            for s in sessions:
+                if isinstance(s, ProtocolSession) and hasattr(s, "ws"):
+                    await s.ws.close()
+            if browser is not None:
+                await browser.close()
 
 
 def _cpu_seconds() -> dict[str, float]:
@@ -342,6 +448,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--whatif", type=int, default=8, help="what-if sessions (default 8)")
     ap.add_argument("--paint", type=int, default=2, help="paint sessions (default 2)")
+    ap.add_argument("--protocol", type=int, default=0,
+                    help="how many of the what-if sessions speak Streamlit's websocket protocol themselves "
+                         "instead of running in the browser (default 0: all in the browser)")
     ap.add_argument("--rounds", type=int, default=8, help="edits per session (default 8)")
     ap.add_argument("--think", type=float, default=0.0,
                     help="seconds a user pauses before each edit (0.5-1.4x this, staggered); 0: edit continuously")
@@ -355,6 +464,8 @@ def main(argv=None):
     for flag in ("whatif", "paint", "rounds"):
         if getattr(a, flag) < 0 or (flag == "rounds" and a.rounds < 1):
             ap.error(f"--{flag} must be {'at least 1' if flag == 'rounds' else '0 or more'}, got {getattr(a, flag)}")
+    if not 0 <= a.protocol <= a.whatif:
+        ap.error(f"--protocol must be between 0 and --whatif ({a.whatif}), got {a.protocol}")
     if a.whatif > 30:
         ap.error("--whatif: at most 30 sessions (unit sets of 8 per session must fit layer4's 256 units)")
     if not Path(CHROMIUM).exists():
@@ -392,7 +503,10 @@ def main(argv=None):
         threading.Thread(target=watch, daemon=True).start()
         try:
             _wait_server(url, server, a.guard, Path(tmp) / "streamlit.log")
-            sessions = ([Session("whatif", i, url, a.rounds, a.guard, a.think) for i in range(a.whatif)]
+            n_browser = a.whatif - a.protocol
+            sessions = ([Session("whatif", i, url, a.rounds, a.guard, a.think) for i in range(n_browser)]
+                        + [ProtocolSession("whatif", i, url, a.rounds, a.guard, a.think)
+                           for i in range(n_browser, a.whatif)]
                         + [Session("paint", j, url, a.rounds, a.guard, a.think) for j in range(a.paint)])
             load["editing"] = os.getloadavg()[0]
             edit_s, cpu = asyncio.run(_drive(sessions, max(1.0, t_start + a.limit - time.perf_counter())))
@@ -434,8 +548,11 @@ def main(argv=None):
 
     lat = {k: [x for s in sessions if s.kind == k for x in s.latency] for k in ("whatif", "paint")}
     lat["whatif_server"] = [x for s in sessions if s.kind == "whatif" for x in s.server_latency]
+    lat["whatif_browser"] = [x for s in sessions if type(s) is Session and s.kind == "whatif" for x in s.latency]
+    lat["whatif_protocol"] = [x for s in sessions if isinstance(s, ProtocolSession) for x in s.latency]
     report = {
-        "sessions": {"whatif": a.whatif, "paint": a.paint, "rounds": a.rounds, "think_s": a.think,
+        "sessions": {"whatif": a.whatif, "whatif_protocol_clients": a.protocol, "paint": a.paint,
+                     "rounds": a.rounds, "think_s": a.think,
                      "pinned": "server on CPU 0, browser on the others" if a.pin else False},
         "latency_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95), "max": max(v) if v else None,
                           "mean": statistics.fmean(v) if v else None} for k, v in lat.items()},
@@ -460,6 +577,9 @@ def main(argv=None):
                 "Enter -> the websocket message carrying the edited images received by the browser's network "
                 "stack (the server's answer, before the page renders it); "
                 "paint = mouse-up -> the edited image loaded (includes the canvas component's 200 ms send debounce). "
+                "whatif_browser / whatif_protocol = the same, for sessions in chromium / for sessions speaking "
+                "Streamlit's websocket protocol themselves (--protocol; they fetch their images over HTTP when "
+                "the message arrives, and render nothing). "
                 "The sessions were opened one after another, then all edit at once (with --think 0, continuously). "
                 "The browser runs on the same machine as the server: cpu_seconds_while_editing says how the CPU "
                 "was shared between them.",

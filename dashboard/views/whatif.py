@@ -7,8 +7,8 @@ import torch
 
 from core.base.hooks import layer_shape
 from core.base.sampling import z_range
-from core.engine.intervention import Edit, generate, insertion_constants
-from core.outputs.visualize import to_uint8
+from core.engine.intervention import Edit, cached_insertion_constants, generate
+from core.outputs.visualize import png_bytes, to_uint8
 from dashboard.common import ERRORS, fail, fix_for, parse_units, pick_layer, pick_model, segmenter
 
 st.title("What-if")
@@ -19,7 +19,8 @@ seg = segmenter()
 
 @st.cache_data(show_spinner="Computing insertion constants…", max_entries=64)
 def constants(model: str, segmenter_key: str, layer: str, concept: str, _G, _seg):
-    return insertion_constants(_G, _seg, layer, concept, n_samples=100).numpy()
+    """The same values as Paint's (100 samples, stored on disk; shipped for the zoo's models)."""
+    return cached_insertion_constants(_G, _seg, layer, concept, n_samples=100)
 
 
 n_units, h, w = layer_shape(G, layer)          # probed once per model and layer
@@ -27,31 +28,40 @@ n_units, h, w = layer_shape(G, layer)          # probed once per model and layer
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def unedited(model: str, seed: int, _G):
-    """The eight images before any edit: one pass per (model, seed), not one per edit."""
+    """The eight images before any edit, as PNG: one pass and one encoding per (model, seed),
+    not one per edit (under a lab's load, encoding is a quarter of a what-if's server time)."""
     with torch.no_grad():
-        return to_uint8(generate(_G, z_range(seed, 0, 8, _G.z_dim)))
+        return [png_bytes(x) for x in to_uint8(generate(_G, z_range(seed, 0, 8, _G.z_dim)))]
 
 
-c1, c2, c3 = st.columns([1, 1, 2])
-mode = c1.radio("Edit", ["ablate", "insert"], horizontal=True)
-seed = int(c2.number_input("Seed", 0, 10**6, 0))
-units_txt = c3.text_input("Units (comma separated)", "0, 1, 2, 3, 4")
-concept = None
-if mode == "insert":
-    concept = st.selectbox("Insert values from concept", [c for c in seg.labels[1:]], index=0)
-rows = st.slider("Region rows", 0, h, (0, h))
-cols = st.slider("Region columns", 0, w, (0, w))
-try:
-    units = parse_units(units_txt, n_units, layer)
-    mask = np.zeros((h, w), np.float32)
-    mask[rows[0]:rows[1], cols[0]:cols[1]] = 1
-    value = constants(G.cache_key, seg.cache_key, layer, concept, G, seg)[units] if mode == "insert" else None
-    z = z_range(seed, 0, 8, G.z_dim)
-    before = unedited(G.cache_key, seed, G)
-    with torch.no_grad():
-        after = to_uint8(generate(G, z, [Edit(layer, units, mode, value, mask)]))
-except ERRORS as e:
-    fail("Cannot apply this edit", e, fix_for(e))
-st.caption(f"{layer} has {n_units} units on a {h}x{w} grid; the region covers {int(mask.sum())} cells.")
-st.image(list(before), width=104, caption=[f"before #{i}" for i in range(8)], output_format="PNG")
-st.image(list(after), width=104, caption=[f"after #{i}" for i in range(8)], output_format="PNG")
+@st.fragment
+def what_if():
+    """The edit and its images rerun alone (a fragment): an edit costs the server one edited
+    pass and eight encodings, not the whole app, and the browser redraws only this part."""
+    c1, c2, c3 = st.columns([1, 1, 2])
+    mode = c1.radio("Edit", ["ablate", "insert"], horizontal=True)
+    seed = int(c2.number_input("Seed", 0, 10**6, 0))
+    units_txt = c3.text_input("Units (comma separated)", "0, 1, 2, 3, 4")
+    concept = None
+    if mode == "insert":
+        concept = st.selectbox("Insert values from concept", [c for c in seg.labels[1:]], index=0)
+    rows = st.slider("Region rows", 0, h, (0, h))
+    cols = st.slider("Region columns", 0, w, (0, w))
+    try:
+        units = parse_units(units_txt, n_units, layer)
+        mask = np.zeros((h, w), np.float32)
+        mask[rows[0]:rows[1], cols[0]:cols[1]] = 1
+        value = constants(G.cache_key, seg.cache_key, layer, concept, G, seg)[units] if mode == "insert" else None
+        z = z_range(seed, 0, 8, G.z_dim)
+        before = unedited(G.cache_key, seed, G)
+        with torch.no_grad():
+            after = to_uint8(generate(G, z, [Edit(layer, units, mode, value, mask)]))
+    except ERRORS as e:
+        fail("Cannot apply this edit", e, fix_for(e), stop=False)
+        return
+    st.caption(f"{layer} has {n_units} units on a {h}x{w} grid; the region covers {int(mask.sum())} cells.")
+    st.image(before, width=104, caption=[f"before #{i}" for i in range(8)])
+    st.image(list(after), width=104, caption=[f"after #{i}" for i in range(8)], output_format="PNG")
+
+
+what_if()
