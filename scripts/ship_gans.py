@@ -9,7 +9,8 @@ The latest snapshot of each run becomes ``toyworld/<scene>[-<variant>]``; with `
 up to ``--max-series`` earlier snapshots (spread from early to late) become
 ``toyworld/<name>@step-N``. Weights stay fp16; the card (``<name>.json``) holds the data,
 resolution, steps, training-time FID, training time and hardware. Refuses to exceed the zoo
-budget (all of core/weights, segmenter and feature network included).
+budget (all of core/weights, segmenter and feature network included; the shipped results in
+core/weights/results have their own, in scripts/ship_results.py).
 """
 from __future__ import annotations
 
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None):
         shipped.append(ship(final, name, a.gan_dir))
         for step in chosen:                             # a re-shipped member keeps its evaluation
             shipped.append(ship(dict(snaps)[step], f"{name}@step-{step}", a.gan_dir))
-    files = [p for p in WEIGHTS.rglob("*") if p.is_file() and GAN_DIR not in p.parents]
+    results = WEIGHTS / "results"            # the shipped results: their own budget (scripts/ship_results.py)
+    files = [p for p in WEIGHTS.rglob("*") if p.is_file() and GAN_DIR not in p.parents and results not in p.parents]
     total = sum(p.stat().st_size for p in files + [p for p in a.gan_dir.rglob("*") if p.is_file()]) / 2 ** 20
     for p in shipped:
         print(f"shipped {p} ({p.stat().st_size / 2 ** 20:.1f} MB)")

@@ -308,3 +308,74 @@ def test_dashboard_in_a_real_browser(tmp_path):
     out = Path(os.environ.get("GANATOMY_TIMINGS") or tmp_path / "dashboard_timings.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+FIRST_VIEW = {   # page -> (what shows its real result, the compute button it must not need)
+    "Concept maps": (".js-plotly-plot .bars path", "Dissect"),
+    "Unit browser": ("[data-testid='stMetric'], [data-testid='stImage'] img", "Dissect"),
+    "Paint": (EDITED, "Dissect"),
+    "Training evolution": (".js-plotly-plot .scatterlayer path", "Dissect every checkpoint"),
+}
+
+
+def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
+    """Issue 20's first view: an empty cache, the default sample count and the results shipped
+    with the zoo (core/weights/results). Concept maps, Unit browser, Paint and Training evolution
+    each show real results without a compute button being pressed, and nothing is dissected.
+    Each page's time to ready is recorded (GANATOMY_FIRST_VIEW_TIMINGS), never compared."""
+    from playwright.sync_api import sync_playwright
+
+    cache = tmp_path / "cache"
+    shots = SHOTS if os.environ.get("GANATOMY_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("GANATOMY_SHIPPED_RESULTS", "GANATOMY_DASHBOARD_SAMPLES")}
+    env["GANATOMY_CACHE"] = str(cache)
+    log = open(tmp_path / "streamlit.log", "w")
+    t0 = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                               "--server.address", "127.0.0.1", "--server.port", str(port),
+                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    ready: dict[str, float] = {}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(GUARD_MS)
+            while True:
+                try:
+                    page.goto(url, timeout=5000)
+                    break
+                except Exception:
+                    assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
+                    assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
+                    time.sleep(0.1)
+            _ready(page, "Concept maps", FIRST_VIEW["Concept maps"][0])
+            ready["cold_start_to_concept_maps"] = time.perf_counter() - t0
+            for title, (result, button) in FIRST_VIEW.items():
+                t = time.perf_counter()
+                if title != "Concept maps":
+                    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+                _ready(page, title, result)
+                if title == "Paint":
+                    _canvas_ready(page)                 # the original image is the canvas's background
+                ready[title] = time.perf_counter() - t
+                _no_exception(page, title)
+                assert page.get_by_role("button", name=button, exact=True).count() == 0, \
+                    f"{title} asks to press {button!r} on a fresh clone"
+                _shot(page, shots / f"first_view_{title.lower().replace(' ', '_')}.png", shots == SHOTS)
+            assert "Not dissected yet" not in page.inner_text("body")
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    assert not (cache / "dissect").exists() or not any((cache / "dissect").iterdir()), \
+        "a page dissected instead of showing the shipped results"
+    out = Path(os.environ.get("GANATOMY_FIRST_VIEW_TIMINGS") or tmp_path / "first_view.json")
+    out.write_text(json.dumps({"ready_s": ready, "load_average_1min": os.getloadavg()[0]}, indent=1) + "\n")

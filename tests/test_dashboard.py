@@ -1,4 +1,5 @@
 """Dashboard smoke tests with Streamlit's AppTest (no browser)."""
+import json
 from pathlib import Path
 
 import pytest
@@ -349,6 +350,30 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert len(charts) == n_charts + 1
     spec = charts[1].proto.spec
     assert '"ace"' in spec and '"iou"' in spec
+    assert any(c.value.startswith("Computed now") for c in at.caption)
+
+    # results stay: reruns and a new session's visit show the stored ACE and curve, computing nothing
+    from core.engine import causal
+    calls = {"ace": 0, "ablation_curve": 0}
+    for fn in calls:
+        real = getattr(causal, fn)
+
+        def counted(*a, _real=real, _fn=fn, **k):
+            calls[_fn] += 1
+            return _real(*a, **k)
+        monkeypatch.setattr(causal, fn, counted)
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == n_charts + 1
+    assert any(c.value.startswith("Stored result") for c in at.caption)
+    again = _page("views/causal_units.py")                       # another session, no button pressed
+    [s for s in again.select_slider if s.label == "Optimisation steps"][0].set_value(20).run()
+    assert any("causal units" in m.value for m in again.markdown), "the stored ACE is not shown on a visit"
+    [s for s in again.select_slider if s.label == "Images for the ablation curve"][0].set_value(50).run()
+    again.toggle[0].set_value(True).run()
+    assert not again.exception, again.exception
+    assert any(c.value.startswith("Stored result") for c in again.caption)
+    assert calls == {"ace": 0, "ablation_curve": 0}, calls
 
 
 def _small_real_stats(cache, scene="town", size=64, n=400):
@@ -409,3 +434,15 @@ def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
     at.slider[0].set_value(0).run()
     assert not at.exception
     assert at.get("plotly_chart")[1].proto.spec != before
+    assert len(_images(at)) == 2                               # the source image and the edited one
+    # with a dissection (here the shipped one), the default units are the concept's own
+    from core.base import cache
+    from core.studies import paint
+    monkeypatch.delenv(cache.SHIPPED_ENV)
+    at = _page("views/tracing.py")
+    assert not at.exception, at.exception
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    door = paint.concept_units(core.dissect(G, seg, ["layer4"], 500, cached_only=True), "layer4", "door", 5)
+    assert at.text_input[0].value == ", ".join(map(str, door))
+    axis = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["coloraxis"]
+    assert axis["cmin"] == -axis["cmax"] < 0                    # diverging, zero in the middle

@@ -298,9 +298,13 @@ def test_multilabel_segmenter_counts_every_channel():
             conc = (lab == c).any(1)
             scores = [brute_iqr(up[even, u] > t, conc[even]) for t in cands]
             k = int(np.argmax(scores))
-            m = up[odd, u] > cands[k]
-            inter, union = np.sum(m & conc[odd]), np.sum(m | conc[odd])
-            assert res.iou("layer3")[u, c] == pytest.approx(inter / union if union else 0.0, abs=1e-9)
+            # a pixel exactly at the threshold (the lowest candidate is the unit's minimum) is on
+            # either side of it after float rounding of the upsampling: either count is right
+            ious = []
+            for m in (up[odd, u] > cands[k], up[odd, u] > cands[k] - 1e-9 * max(1.0, abs(cands[k]))):
+                inter, union = np.sum(m & conc[odd]), np.sum(m | conc[odd])
+                ious.append(inter / union if union else 0.0)
+            assert min(abs(res.iou("layer3")[u, c] - x) for x in ious) < 1e-9, (u, c, res.iou("layer3")[u, c], ious)
 
 
 def test_interpretable_needs_information_not_just_overlap():

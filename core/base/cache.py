@@ -64,14 +64,10 @@ except ImportError:                    # pragma: no cover - Windows
     fcntl = None
 
 from core.base.errors import ArgumentTypeError, CacheError, InputError
-
-try:                                     # POSIX: serialise moving damaged entries aside
-    import fcntl
-except ImportError:                      # pragma: no cover - Windows
-    fcntl = None
+from core.base.validate import check_bool
 
 __all__ = ["FORMAT", "file_lock", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
-           "atomic_write_text", "cache_root", "cached", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
+           "atomic_write_text", "cache_root", "cached", "shipped_root", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
            "save", "take_notices", "weights_hash"]
 
 T = TypeVar("T")
@@ -116,6 +112,20 @@ def take_notices() -> list[str]:
 
 def cache_root() -> Path:
     return Path(os.environ.get("GANATOMY_CACHE") or Path(__file__).resolve().parents[2] / "cache")
+
+
+SHIPPED_ENV = "GANATOMY_SHIPPED_RESULTS"
+_OFF = ("0", "off", "no", "false", "none")
+
+
+def shipped_root() -> Path | None:
+    """The results shipped with the zoo's weights (``core/weights/results``, the cache's layout,
+    read only): looked up after the cache, never written or moved. ``$GANATOMY_SHIPPED_RESULTS``
+    names another folder, or turns them off (``0``)."""
+    v = os.environ.get(SHIPPED_ENV, "").strip()
+    if v.lower() in _OFF:
+        return None
+    return Path(v) if v else Path(__file__).resolve().parents[1] / "weights" / "results"
 
 
 def _key_text(name: str):
@@ -414,14 +424,29 @@ def _discard(d: Path, kind: str, key: str, reason: str, ino: int | None) -> bool
     return state != "failed"
 
 
-def _load(kind: str, key: str) -> tuple[dict, dict, int] | None:
+def _load(kind: str, key: str) -> tuple[dict, dict, int | None] | None:
+    """The verified entry from the cache, else from the shipped results (inode None: it is
+    package data, never moved aside), else None."""
     d = _dir(kind, key)
     try:
         return _read_entry(d, kind, key)
     except FileNotFoundError:
-        return None
+        pass
     except _Damaged as bad:
         _discard(d, kind, key, bad.reason, bad.ino)
+        return None
+    shipped = shipped_root()
+    if shipped is None:
+        return None
+    d = shipped / kind / key
+    try:
+        arrays, meta, _ = _read_entry(d, kind, key)
+        return arrays, meta, None
+    except FileNotFoundError:
+        return None
+    except _Damaged as bad:
+        _warn(f"GANatomy: the shipped result {d} {bad.reason}; it is ignored and the result computed "
+              f"(restore it with `git checkout -- {d.parent.parent.name}` in the GANatomy folder)", stacklevel=4)
         return None
 
 
@@ -442,7 +467,11 @@ def _lookup(kind: str, key: str, decode: Callable[[dict, dict], T]):
     try:
         return decode(hit[0], hit[1])
     except Exception as e:                      # noqa: BLE001 - an entry of an older layout: compute again
-        _discard(_dir(kind, key), kind, key, f"cannot be decoded ({type(e).__name__}: {e})", hit[2])
+        if hit[2] is None:                      # a shipped result: left in place, not served
+            _warn(f"GANatomy: a shipped {kind} result ({key}) cannot be decoded ({type(e).__name__}: {e}); "
+                  f"it is computed instead", stacklevel=3)
+        else:
+            _discard(_dir(kind, key), kind, key, f"cannot be decoded ({type(e).__name__}: {e})", hit[2])
         return _MISS
 
 
@@ -457,8 +486,9 @@ def lookup(kind: str, key: str, decode: Callable[[dict, dict], T]) -> T | None:
     return None if value is _MISS else value
 
 
-def _encode(arrays, meta) -> dict[str, bytes]:
-    """The three files of an entry for ``arrays`` and ``meta`` (checked before anything is written)."""
+def _encode(arrays, meta, compress: bool = False) -> dict[str, bytes]:
+    """The three files of an entry for ``arrays`` and ``meta`` (checked before anything is written);
+    ``compress``: deflated (the shipped results), else stored (fastest to read and write)."""
     if not isinstance(arrays, Mapping):
         raise ArgumentTypeError(f"cache arrays must be a dict of name -> array; got {type(arrays).__name__}",
                                 fix="encode the result as ({'name': array, ...}, {meta})")
@@ -466,7 +496,7 @@ def _encode(arrays, meta) -> dict[str, bytes]:
         raise ArgumentTypeError(f"cache meta must be a dict; got {type(meta).__name__}",
                                 fix="encode the result as ({'name': array, ...}, {meta})")
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
         for name, value in arrays.items():
             if not isinstance(name, str) or not name:
                 raise ArgumentTypeError(f"cache array names must be non-empty strings; got {name!r}",
@@ -529,14 +559,15 @@ def _publish(d: Path, kind: str, key: str, files: dict[str, bytes]) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save(kind: str, key: str, arrays: dict, meta: dict, *, strict: bool = False) -> Path | None:
+def save(kind: str, key: str, arrays: dict, meta: dict, *, strict: bool = False,
+         compress: bool = False) -> Path | None:
     """Store an entry atomically (checksummed); returns its folder. If another writer completed
     the same key first, its entry stays and this one is discarded (a key names one result).
 
     A cache folder that cannot be written (read-only, full, no permission) gives one
     :class:`CacheWarning` and None, or :class:`CacheError` with ``strict=True``."""
     d = _dir(kind, key)
-    files = _encode(arrays, meta)
+    files = _encode(arrays, meta, check_bool("compress", compress))
     try:
         return _publish(d, kind, key, files)
     except OSError as e:

@@ -23,6 +23,7 @@ from core.base.hooks import Trace, layer_names, layer_shape, layer_units, resolv
 from core.base.protocols import check_generator, check_segmenter
 from core.base.sampling import z_at, z_range
 from core.base.validate import (
+    check_bool,
     check_callable,
     check_choice,
     check_float,
@@ -452,13 +453,7 @@ _ACE_OPTIONS = ("batch_size", "lr", "l2", "init", "pool_size", "sampling")
 
 # ----------------------------------------------------------------------------- curves
 
-@torch.no_grad()
-def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
-                   counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
-                   n_samples: int = 500, seed: int = 3, batch_size: int = 25,
-                   progress: Callable | None = None) -> pd.DataFrame:
-    """Fraction of the concept's pixels removed by ablating the top-n units of each ranking
-    over the whole featuremap (Fig. 4 right). One row per (ranking, n)."""
+def _check_curve(generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress):
     layer, c = _models(generator, segmenter, layer, concept)
     if not isinstance(rankings, dict):
         raise ArgumentTypeError(f"rankings must be a dict {{name: unit list}}, got {type(rankings).__name__}",
@@ -479,6 +474,18 @@ def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Seq
     n_samples = check_samples("n_samples", n_samples, 1, images_per_sample=1 + len(ranks) * len(counts))
     seed, batch_size = check_int("seed", seed), check_int("batch_size", batch_size, 1)
     check_callable("progress", progress)
+    return layer, c, ranks, counts, n_samples, seed, batch_size
+
+
+@torch.no_grad()
+def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
+                   counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
+                   n_samples: int = 500, seed: int = 3, batch_size: int = 25,
+                   progress: Callable | None = None) -> pd.DataFrame:
+    """Fraction of the concept's pixels removed by ablating the top-n units of each ranking
+    over the whole featuremap (Fig. 4 right). One row per (ranking, n)."""
+    layer, c, ranks, counts, n_samples, seed, batch_size = _check_curve(
+        generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress)
     dev = device_of(generator)
     base = 0.0
     after = {(name, n): 0.0 for name in rankings for n in counts}
@@ -493,6 +500,48 @@ def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Seq
     rows = [{"ranking": name, "n": n, "removed": 1 - after[(name, n)] / base if base else math.nan}
             for name in rankings for n in counts]
     return pd.DataFrame(rows)
+
+
+CURVE_VERSION = "curve-v1"   # bump when ablation_curve() changes what it returns for the same arguments
+
+
+def cached_ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
+                          counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
+                          n_samples: int = 500, seed: int = 3, batch_size: int = 25,
+                          progress: Callable | None = None, cache: bool = True,
+                          cached_only: bool = False) -> pd.DataFrame | None:
+    """:func:`ablation_curve`, stored under ``cache/curve`` keyed by both models' weights, layer,
+    concept, the rankings, counts, samples and seed: a page rerun or revisit shows it at once.
+    ``cached_only=True`` returns the stored curve or None, computing nothing. The frame's
+    ``attrs`` say whether it was ``stored`` and how many ``seconds`` it took to compute."""
+    layer, c, ranks, counts, n_samples, seed, batch_size = _check_curve(
+        generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress)
+    check_bool("cache", cache)
+    check_bool("cached_only", cached_only)
+    ranks = {str(name): [int(u) for u in r] for name, r in ranks.items()}
+    gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
+    key = None if not (gid and sid) else _cache.make_key(
+        kind="curve", version=CURVE_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
+        rankings=sorted(ranks.items()), counts=[int(n) for n in counts], n=int(n_samples), seed=int(seed))
+
+    def compute():
+        t = time.perf_counter()
+        df = ablation_curve(generator, segmenter, layer, c, ranks, counts, n_samples, seed, batch_size, progress)
+        df.attrs.update(stored=False, seconds=time.perf_counter() - t)
+        return df
+
+    def encode(df):
+        return ({"n": df.n.to_numpy(np.int64), "removed": df.removed.to_numpy(np.float64),
+                 "ranking": np.array(df.ranking.astype(str).tolist())},
+                {"layer": layer, "concept": segmenter.labels[c], "n_samples": n_samples,
+                 "seconds": df.attrs.get("seconds")})
+
+    def decode(arr, meta):
+        df = pd.DataFrame({"ranking": arr["ranking"].tolist(), "n": arr["n"], "removed": arr["removed"]})
+        df.attrs.update(stored=True, seconds=meta.get("seconds"))
+        return df
+
+    return _cache.cached("curve", key, compute, encode, decode, enabled=cache, cached_only=cached_only)
 
 
 @torch.no_grad()

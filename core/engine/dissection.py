@@ -333,7 +333,9 @@ class Dissection:
         data: dict = {}
         for k, v in arrays.items():
             layer, name = k.split("::", 1)
-            data.setdefault(layer, {})[name] = v
+            # the shipped results store float32 / int32 (scripts/ship_results.py): computed with as float64 / int64
+            data.setdefault(layer, {})[name] = (v.astype(np.float64) if v.dtype == np.float32 else
+                                                v.astype(np.int64) if v.dtype == np.int32 else v)
         return cls(labels=list(meta["labels"]), layers=list(meta["layers"]), n_samples=meta["n_samples"],
                    seed=meta["seed"], options=DissectOptions(**meta["options"]), model=meta["model"],
                    segmenter=meta["segmenter"], data=data, meta=dict(meta["meta"]))

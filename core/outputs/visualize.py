@@ -15,7 +15,7 @@ from core.base.hooks import Trace, resolve_layers
 from core.base.sampling import z_at, z_range
 from core.base.validate import check_int, check_samples, unit_list
 
-__all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "png_bytes", "data_uri",
+__all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "signed_change", "png_bytes", "data_uri",
            "activation_histograms"]
 
 
@@ -90,6 +90,16 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
             row += [sep, t]
         out[u] = np.concatenate(row, 1)
     return out
+
+
+def signed_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Per pixel, the edit's change of brightness (mean over RGB of ``after - before``) in
+    [-1, 1]: 0 where nothing changed, for a diverging colour map centred on zero."""
+    before, after = np.asarray(before), np.asarray(after)
+    if before.shape != after.shape or before.ndim != 3 or before.shape[-1] != 3:
+        raise InputError(f"signed_change: before {before.shape} and after {after.shape} must be two [h, w, 3] images",
+                         fix="pass one image before and the same image after the edit (uint8 RGB)")
+    return (after.astype(np.float32) - before.astype(np.float32)).mean(-1) / 255.0
 
 
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:

@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from core.base.errors import ArgumentTypeError, InputError
-from core.base.validate import check_callable, check_float, check_int, check_samples
+from core.base.validate import check_bool, check_callable, check_float, check_int, check_samples
 from core.engine.dissection import dissect
 from core.models.zoo import checkpoint_series, images_seen, list_models, load_generator
 
@@ -15,17 +15,22 @@ __all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
-                   seed: int = 0, progress: Callable | None = None, **options) -> pd.DataFrame:
+                   seed: int = 0, progress: Callable | None = None, cached_only: bool = False,
+                   **options) -> pd.DataFrame | None:
     """Dissect the same layers of several models: one row per (model, layer) with interpretable
-    units, distinct concepts and mean IoU (the paper's Fig. 7 comparison and scene-type maps)."""
+    units, distinct concepts and mean IoU (the paper's Fig. 7 comparison and scene-type maps).
+    ``cached_only=True``: the table from stored results only, None when any is not stored."""
     names = _check_names(names)
     check_samples("n_samples", n_samples, 2, images_per_sample=len(names))
     check_int("seed", seed)
     check_callable("progress", progress)
+    check_bool("cached_only", cached_only)
     rows = []
     for i, name in enumerate(names):
         G = load_generator(name)
-        res = dissect(G, segmenter, list(layers), n_samples, seed=seed, **options)
+        res = dissect(G, segmenter, list(layers), n_samples, seed=seed, cached_only=cached_only, **options)
+        if res is None:
+            return None
         for row in res.summary().to_dict(orient="records"):
             rows.append({"model": name, **row})
         if progress:
@@ -34,14 +39,19 @@ def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_sam
 
 
 def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: int = 1000, seed: int = 0,
-                       progress: Callable | None = None, **options) -> pd.DataFrame:
+                       progress: Callable | None = None, cached_only: bool = False,
+                       **options) -> pd.DataFrame | None:
     """Interpretable units, distinct concepts and mean IoU per training checkpoint (S-6.6), with
     each checkpoint's sample quality where its model card has it (``fid``, ``ms_swd``: the same
     sample count for every checkpoint, from ``scripts/report_gans.py``; NaN where not evaluated)
     and the real images it had seen (``kimg``, thousands: its card's ``images``, else steps x
-    batch; NaN where the card says neither)."""
+    batch; NaN where the card says neither). ``cached_only=True``: from stored results only, None
+    when a checkpoint's is not stored."""
     series = checkpoint_series(name)
-    df = compare_models([m for _, m in series], segmenter, layers, n_samples, seed, progress, **options)
+    df = compare_models([m for _, m in series], segmenter, layers, n_samples, seed, progress,
+                        cached_only=cached_only, **options)
+    if df is None:
+        return None
     steps = {m: s for s, m in series}
     df.insert(1, "step", df.model.map(steps))
     cards = list_models()

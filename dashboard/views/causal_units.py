@@ -33,26 +33,45 @@ def run_ace(layer, concept, steps, n_dissect):
 
 
 key = (name, layer, concept, steps)
-if st.button("Find causal units", type="primary") or st.session_state.get("ace_key") == key:
+try:        # a result computed before (by any session, the Paint page or a script) shows at once
+    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect, cached_only=True)
+except ERRORS as e:
+    fail(f"Cannot look up the causal units of {concept}", e, fix_for(e))
+if res is None and (st.button("Find causal units", type="primary") or st.session_state.get("ace_key") == key):
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True) as box:
-            res, k = run_ace(layer, concept, steps, n_dissect)
+            res, _ = run_ace(layer, concept, steps, n_dissect)
             box.update(state="complete", expanded=False)     # its progress bar is gone: no empty box
     except ERRORS as e:
         fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
-    st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` ({res.seconds:.0f} s)")
+if res is not None:
+    st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` "
+             f"({len(res.losses)} steps, computed in {res.seconds:.0f} s; stored in `cache/ace`)")
     st.plotly_chart(px.line(y=res.losses, labels={"x": "step", "y": "loss"}, title="Loss (−δ + λ‖α‖²)"),
                     width="stretch")
-    if st.toggle("Ablation curve: ACE ranking vs IoU ranking"):
-        with st.spinner("Ablating…"):
-            df = causal.ablation_curve(G, seg, layer, concept,
-                                       {"ace": res.ranking[:20].tolist(),
-                                        # alpha starts at IoU / max IoU, so its order is the IoU order
-                                        "iou": (-res.init).argsort(kind="stable")[:20].tolist()},
-                                       counts=(1, 2, 5, 10, 20), n_samples=curve_n)
+    if st.toggle("Ablation curve: ACE ranking vs IoU ranking", key="ace_curve"):
+        # alpha starts at IoU / max IoU, so its order is the IoU order
+        rankings = {"ace": res.ranking[:20].tolist(), "iou": (-res.init).argsort(kind="stable")[:20].tolist()}
+        args = dict(counts=(1, 2, 5, 10, 20), n_samples=curve_n)
+        try:
+            df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, **args)
+            if df is None:
+                with st.status(f"Ablation curve over {curve_n} images…", expanded=True) as box:
+                    bar = st.progress(0.0, text="Ablating…")
+                    df = causal.cached_ablation_curve(
+                        G, seg, layer, concept, rankings,
+                        progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"), **args)
+                    box.update(state="complete", expanded=False)
+        except ERRORS as e:
+            fail("The ablation curve failed", e, fix_for(e))
         st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
+                                labels={"n": "units ablated", "removed": f"fraction of {concept} pixels removed"},
                                 title=f"Fraction of {concept} pixels removed"), width="stretch")
+        seconds = df.attrs.get("seconds")
+        st.caption(("Stored result" if df.attrs.get("stored") else "Computed now")
+                   + (f" (computing it took {seconds:.1f} s)" if seconds is not None else "")
+                   + f"; ablating over the whole featuremap, {curve_n} images; kept in `cache/curve`.")
     z = z_range(7, 0, 6, G.z_dim)
     with torch.no_grad():
         before = to_uint8(generate(G, z))
@@ -60,7 +79,7 @@ if st.button("Find causal units", type="primary") or st.session_state.get("ace_k
     st.image(list(before), width=104, caption=["before"] * 6, output_format="PNG")
     st.image(list(after), width=104, caption=[f"{concept} units ablated"] * 6, output_format="PNG")
 else:
-    st.info("Pick a concept and press **Find causal units**.")
+    st.info("Pick a concept and press **Find causal units** (its result is stored: any later visit shows it).")
 
 # ----------------------------------------------------------------------------- Fig. 9-10
 st.subheader("Removal table across scene types")

@@ -1,0 +1,161 @@
+"""Precompute the results a fresh clone shows at once, and ship them beside the zoo's weights.
+
+    python scripts/ship_results.py              # every shipped toyworld model (a few minutes on 2 cores)
+    python scripts/ship_results.py --check      # only say whether the shipped results are current
+
+What is shipped (``core/weights/results``, the cache's own layout and checksums, read only; the
+cache looks there after ``cache/``):
+
+- the dissection of ``--layers`` (layer4, layer6) of every shipped model and variant at the
+  dashboard's default sample count (500: Concept maps, Unit browser, Paint);
+- the same layers of every model of a training series at the Training evolution page's default
+  (200 samples);
+- Paint's and What-if's insertion values (100 samples) for every concept those layers can show.
+
+Every entry is keyed by the weights' hash, the segmenter's and the code's version, as the cache
+is: weights trained again, or a change of the labelling code, make a shipped entry unreachable
+(never wrong), and ``--check`` (and the test suite) say so. The folder is rebuilt from scratch,
+so nothing stale stays. ``index.json`` lists what is there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DEST = ROOT / "core" / "weights" / "results"
+DASHBOARD_SAMPLES = 500          # dashboard/common.py: default_samples()
+EVOLUTION_SAMPLES = 200          # dashboard/views/evolution.py: the slider's default
+INSERTION_SAMPLES = 100          # paint.py: min(100, n); whatif.py: 100
+KINDS = ("dissect", "insertion")
+BUDGET_MB = 4.0                  # the repository's history grows by about this much per re-ship
+
+
+def plan(layers=("layer4", "layer6")) -> list[dict]:
+    """What to ship: (kind, model, layers, samples[, concept]) for every shipped toyworld model."""
+    import core
+    names = [m for m in core.list_models() if m.startswith("toyworld/")]
+    bases = {m.split("@")[0] for m in names if "@" in m}           # models with a training series
+    series = {m for m in names if m.split("@")[0] in bases}
+    items = []
+    for m in names:
+        if "@" not in m:
+            items.append({"kind": "dissect", "model": m, "layers": list(layers), "n_samples": DASHBOARD_SAMPLES})
+        if m in series:
+            items.append({"kind": "dissect", "model": m, "layers": list(layers), "n_samples": EVOLUTION_SAMPLES})
+    return items
+
+
+def compute(items, layers, progress=print):
+    """Dissect every planned item into the current cache, and the insertion values of every
+    concept each base model's layers show."""
+    import core
+    from core.base.errors import InputError
+    from core.engine.intervention import cached_insertion_constants
+    seg = core.load_segmenter("toyworld")
+    skipped: dict[str, str] = {}
+    for i, it in enumerate(items):
+        t = time.perf_counter()
+        G = core.load_generator(it["model"])
+        res = core.dissect(G, seg, it["layers"], it["n_samples"])
+        progress(f"[{i + 1}/{len(items)}] dissect {it['model']} {it['layers']} n={it['n_samples']}: "
+                 f"{time.perf_counter() - t:.1f} s")
+        if it["n_samples"] != DASHBOARD_SAMPLES:
+            continue
+        for layer in layers:
+            freq = res.frequency(layer)
+            concepts = [c for j, c in enumerate(res.labels) if j > 0 and freq[j] > 0]
+            t, rare = time.perf_counter(), []
+            for c in concepts:
+                try:
+                    cached_insertion_constants(G, seg, layer, c, n_samples=INSERTION_SAMPLES)
+                except InputError:           # in the dissection's samples, not in the first 100: Paint says so
+                    rare.append(c)
+            skipped.update({f"{it['model']} {layer} {c}": "absent from the insertion samples" for c in rare})
+            progress(f"    insertion values {it['model']} {layer}: {len(concepts) - len(rare)} concepts"
+                     + (f" (not {', '.join(rare)}: absent from {INSERTION_SAMPLES} samples)" if rare else "")
+                     + f", {time.perf_counter() - t:.1f} s")
+    return skipped
+
+
+def compact(src_root: Path, dst_root: Path, kind: str) -> int:
+    """Copy the ``kind`` entries of the cache at ``src_root`` to ``dst_root`` in their shipped form:
+    float64 arrays as float32 and int64 as int32 (7 significant digits: far below any difference
+    the labelling or the plots can show; decoding restores the dtypes), deflated, checksummed."""
+    import numpy as np
+
+    from core.base import cache
+    keys = sorted(p.name for p in (src_root / kind).iterdir()) if (src_root / kind).is_dir() else []
+    entries = []
+    os.environ["GANATOMY_CACHE"] = str(src_root)
+    for key in keys:
+        arrays, meta = cache.load(kind, key)
+        entries.append((key, {k: v.astype(np.float32) if v.dtype == np.float64 else
+                              v.astype(np.int32) if v.dtype == np.int64 else v for k, v in arrays.items()}, meta))
+    os.environ["GANATOMY_CACHE"] = str(dst_root)
+    for key, arrays, meta in entries:
+        cache.save(kind, key, arrays, meta, strict=True, compress=True)
+    os.environ["GANATOMY_CACHE"] = str(src_root)
+    return len(entries)
+
+
+def check(items) -> list[str]:
+    """The planned items that the shipped results do not answer (with the cache turned away)."""
+    import core
+    seg = core.load_segmenter("toyworld")
+    missing = []
+    for it in items:
+        G = core.load_generator(it["model"])
+        if core.dissect(G, seg, it["layers"], it["n_samples"], cached_only=True) is None:
+            missing.append(f"{it['model']} {it['layers']} n={it['n_samples']}")
+    return missing
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", default="layer4,layer6", help="comma separated (default layer4,layer6)")
+    ap.add_argument("--check", action="store_true", help="say whether the shipped results are current; exit 1 if not")
+    a = ap.parse_args(argv)
+    layers = [x for x in a.layers.split(",") if x]
+    if a.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["GANATOMY_CACHE"] = tmp           # only the shipped results can answer
+            missing = check(plan(layers))
+        print("shipped results are current" if not missing else "not answered by the shipped results:\n  "
+              + "\n  ".join(missing))
+        sys.exit(1 if missing else 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GANATOMY_CACHE"] = tmp
+        os.environ["GANATOMY_SHIPPED_RESULTS"] = "0"     # computed anew, never copied from the old folder
+        items = plan(layers)
+        t0 = time.perf_counter()
+        skipped = compute(items, layers)
+        staged = Path(tmp) / "_staged"
+        n_entries = {kind: compact(Path(tmp), staged, kind) for kind in KINDS}
+        index = {"made": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python scripts/ship_results.py "
+                 + " ".join(argv if argv is not None else sys.argv[1:]), "items": items, "entries": n_entries, "not_shipped": skipped,
+                 "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1)}
+        (staged / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+        old = DEST.with_name(DEST.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if DEST.exists():
+            DEST.rename(old)
+        shutil.copytree(staged, DEST)
+        shutil.rmtree(old, ignore_errors=True)
+    size = sum(p.stat().st_size for p in DEST.rglob("*") if p.is_file())
+    if size > BUDGET_MB * 1e6:
+        print(f"warning: {size / 1e6:.1f} MB is over the {BUDGET_MB} MB budget of the shipped results "
+              "(tests/test_shipped_results.py fails): ship fewer layers", file=sys.stderr)
+    print(f"shipped {n_entries} entries, {size / 1e6:.2f} MB, to {DEST.relative_to(ROOT)} "
+          f"in {index['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

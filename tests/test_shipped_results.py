@@ -1,0 +1,144 @@
+"""Results shipped with the zoo (issue 20, "instant first view").
+
+``core/weights/results`` holds the dissections and insertion values a fresh clone shows at once
+(``scripts/ship_results.py``). These tests prove they are current (every planned item is
+answered with an empty cache), real (equal to a fresh computation), and safe (read only: a
+damaged shipped entry is ignored, never served and never moved; the cache comes first).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import core
+from core.base import cache
+from core.base.hooks import layer_shape
+from core.engine.intervention import cached_insertion_constants, insertion_constants
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "core" / "weights" / "results"
+
+
+def _ship_module():
+    spec = importlib.util.spec_from_file_location("ship_results", ROOT / "scripts" / "ship_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """An empty cache, the shipped results on (the test process turns them off by default)."""
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(cache.SHIPPED_ENV, raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def seg():
+    return core.load_segmenter("toyworld")
+
+
+def test_the_shipped_results_answer_every_planned_item(fresh, seg):
+    """Stale entries (weights retrained, labelling code changed) would be unreachable: this is
+    the check that they were shipped again (``python scripts/ship_results.py``)."""
+    ship = _ship_module()
+    items = ship.plan()
+    assert {it["model"] for it in items} >= {"toyworld/town", "toyworld/room", "toyworld/lake",
+                                             "toyworld/town-nopn", "toyworld/town-nostd", "toyworld/town@step-100"}
+    assert ship.check(items) == [], "re-ship them: python scripts/ship_results.py"
+    G = core.load_generator("toyworld/town")
+    res = core.dissect(G, seg, ["layer4", "layer6"], ship.DASHBOARD_SAMPLES, cached_only=True)
+    for layer in ("layer4", "layer6"):
+        units = res.units(layer)
+        assert len(units) == layer_shape(G, layer)[0]
+        assert units.interpretable.sum() > 10                      # the town's layers have object units
+        freq = res.frequency(layer)
+        rare = json.loads((SHIPPED / "index.json").read_text())["not_shipped"]
+        shown = [c for j, c in enumerate(res.labels) if j > 0 and freq[j] > 0]
+        assert len([c for c in shown if f"toyworld/town {layer} {c}" not in rare]) >= 5
+        for c in [c for c in shown if f"toyworld/town {layer} {c}" not in rare]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")                     # a hit, not a computation with warnings
+                k = cached_insertion_constants(G, seg, layer, c, n_samples=ship.INSERTION_SAMPLES)
+            assert k.shape == (len(units),) and np.isfinite(k).all()
+    assert not fresh.exists() or not any((fresh / "dissect").glob("*"))   # nothing was computed into the cache
+
+
+def test_a_shipped_result_equals_a_fresh_computation(fresh, seg, monkeypatch):
+    ship = _ship_module()
+    G = core.load_generator("toyworld/town@step-100")
+    shipped = core.dissect(G, seg, ["layer4", "layer6"], ship.EVOLUTION_SAMPLES, cached_only=True)
+    assert shipped is not None and shipped.meta["cached"]
+    monkeypatch.setenv(cache.SHIPPED_ENV, "0")
+    again = core.dissect(G, seg, ["layer4", "layer6"], ship.EVOLUTION_SAMPLES, cache=False)
+    for layer in ("layer4", "layer6"):
+        a, b = shipped.data[layer], again.data[layer]
+        assert sorted(a) == sorted(b)
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=f"{layer}::{name}")
+    T = core.load_generator("toyworld/town")
+    monkeypatch.delenv(cache.SHIPPED_ENV)
+    k_shipped = cached_insertion_constants(T, seg, "layer4", "door", n_samples=ship.INSERTION_SAMPLES)
+    k_fresh = insertion_constants(T, seg, "layer4", "door", n_samples=ship.INSERTION_SAMPLES).numpy()
+    np.testing.assert_allclose(k_shipped, k_fresh, rtol=1e-5, atol=1e-6)
+
+
+def _copy_of_shipped(tmp_path, monkeypatch) -> Path:
+    copy = tmp_path / "shipped"
+    shutil.copytree(SHIPPED / "insertion", copy / "insertion")
+    monkeypatch.setenv(cache.SHIPPED_ENV, str(copy))
+    return copy
+
+
+def _door_key(T, seg) -> str:
+    return cache.make_key(kind="insertion", version=core.engine.intervention.INSERTION_VERSION,
+                          generator=cache.model_fingerprint(T), segmenter=cache.model_fingerprint(seg),
+                          layer="layer4", concept=seg.labels.index("door"), n=100, seed=1)
+
+
+def test_a_damaged_shipped_entry_is_ignored_never_served_never_moved(fresh, seg, tmp_path, monkeypatch):
+    copy = _copy_of_shipped(tmp_path, monkeypatch)
+    T = core.load_generator("toyworld/town")
+    d = copy / "insertion" / _door_key(T, seg)
+    assert d.is_dir(), "the planned door values of town layer4 are shipped"
+    arrays = d / "arrays.npz"
+    data = bytearray(arrays.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                  # one flipped byte: the checksum fails
+    arrays.write_bytes(bytes(data))
+    before = sorted(p.name for p in d.iterdir())
+    with pytest.warns(cache.CacheWarning, match="shipped result"):
+        k = cached_insertion_constants(T, seg, "layer4", "door", n_samples=100)
+    monkeypatch.setenv(cache.SHIPPED_ENV, "0")
+    np.testing.assert_allclose(k, insertion_constants(T, seg, "layer4", "door", n_samples=100).numpy(),
+                               rtol=1e-5, atol=1e-6)             # the right values, computed
+    assert sorted(p.name for p in d.iterdir()) == before and arrays.read_bytes() == bytes(data)   # left in place
+    assert (fresh / "insertion" / _door_key(T, seg)).is_dir()     # the computed result went to the cache
+    assert not (fresh / cache.QUARANTINE).exists() or not any((fresh / cache.QUARANTINE).iterdir())
+
+
+def test_the_cache_comes_first_and_the_shipped_results_can_be_turned_off(fresh, seg, tmp_path, monkeypatch):
+    _copy_of_shipped(tmp_path, monkeypatch)
+    T = core.load_generator("toyworld/town")
+    key = _door_key(T, seg)
+    shipped = cache.load("insertion", key)
+    assert shipped is not None
+    planted = {"k": np.full_like(shipped[0]["k"], 7.0)}
+    cache.save("insertion", key, planted, shipped[1])             # the lab's own entry for that key
+    np.testing.assert_array_equal(cached_insertion_constants(T, seg, "layer4", "door", n_samples=100), planted["k"])
+    shutil.rmtree(fresh / "insertion" / key)
+    np.testing.assert_array_equal(cached_insertion_constants(T, seg, "layer4", "door", n_samples=100),
+                                  shipped[0]["k"])
+    monkeypatch.setenv(cache.SHIPPED_ENV, "off")
+    assert cache.shipped_root() is None and cache.load("insertion", key) is None
+
+
+def test_the_shipped_results_are_small(fresh):
+    size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert 0 < size < _ship_module().BUDGET_MB * 1e6, f"{size / 1e6:.1f} MB: ship fewer layers"
