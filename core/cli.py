@@ -37,6 +37,7 @@ from core.engine.intervention import cached_insertion_constants
 from core.engine.repair import cached_unit_fid
 from core.models import (
     architectures,
+    card_quality,
     fetch,
     list_models,
     load_features,
@@ -150,10 +151,26 @@ def _init_distributed():
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
+def _layer_span(names: list[str]) -> str:
+    """``layer1..layer10`` for consecutive numbered layers, else the names."""
+    import re
+    m = [re.fullmatch(r"(.*?)(\d+)", n) for n in names]
+    if names and all(m) and len({x.group(1) for x in m}) == 1 and \
+            [int(x.group(2)) for x in m] == list(range(int(m[0].group(2)), int(m[0].group(2)) + len(m))):
+        return f"{names[0]}..{names[-1]}"
+    return ", ".join(names)
+
+
 def cmd_models(a):
+    """The shipped zoo (card FIDs as every page shows them, dissectable layers), then the rest."""
     for name, card in list_models().items():
-        fid = card.get("eval_fid_10k_real", card.get("fid"))
-        print(f"{name:32s} res {card.get('resolution', '?')}  steps {card.get('steps', '?')}  FID {fid}")
+        q = card_quality(card)
+        try:
+            layers = _layer_span([n for n in layer_names(load_generator(name)) if not n.startswith("output")])
+        except GanatomyError as e:
+            layers = f"cannot load ({str(e)[:60]})"
+        print(f"{name:28s} res {card.get('resolution', '?')}  steps {card.get('steps', '?'):>5}  "
+              f"FID {q['fid'] if q['fid'] is not None else '-'} ({q['source'] or 'not evaluated'})  layers {layers}")
     print(f"\npublished and added models (weights in {models_dir()}):")
     for r in status():
         state = "available" if r["available"] else "missing  "

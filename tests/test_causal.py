@@ -212,3 +212,16 @@ def test_inline_adam_matches_torch_adam():
         mine.step()
         ref.step()
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_the_ace_loss_trend_is_the_trailing_mean():
+    import numpy as np
+
+    from core.engine.causal import AceResult
+    rng = np.random.default_rng(0)
+    losses = rng.normal(size=37).tolist()
+    r = AceResult("layer4", "door", np.zeros(4), np.arange(4), losses=losses)
+    for w in (1, 5, 10, 50):
+        brute = [np.mean(losses[max(0, i + 1 - w):i + 1]) for i in range(len(losses))]
+        np.testing.assert_allclose(r.loss_trend(w), brute, rtol=1e-12, atol=1e-12)
+    assert len(AceResult("l", "c", np.zeros(1), np.arange(1)).loss_trend()) == 0

@@ -95,3 +95,22 @@ def test_cli_context_writes_classes_with_intervals(tmp_path):
     for c in classes.values():
         if c["seeds"] == 2:
             assert c["ci_low"] <= c["added_px"] <= c["ci_high"]
+
+
+def test_cli_models_shows_the_figures_every_page_shows(tmp_path):
+    """One set of numbers: the FID the CLI prints for a model is the one the Models page and
+    Training evolution show (core.models.card_quality), and its dissectable layers are listed."""
+    import core
+    from core.models import card_quality, zoo_table
+    r = run(["models"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.startswith("toyworld/")}
+    cards = core.list_models()
+    assert set(lines) == set(cards)
+    for name, line in lines.items():
+        q = card_quality(cards[name])
+        assert f"FID {q['fid']} ({q['source']})" in line and "layers layer1..layer10" in line, line
+    snap = cards["toyworld/town@step-500"]
+    assert card_quality(snap) == {"fid": snap["series_fid"], "ms_swd": snap["series_ms_swd"], "source": "series evaluation"}
+    page = {row["model"]: row["FID"] for row in zoo_table()}
+    assert page["toyworld/town"] == card_quality(cards["toyworld/town"])["fid"] == cards["toyworld/town"]["eval_fid_10k_real"]

@@ -446,3 +446,21 @@ def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
     assert at.text_input[0].value == ", ".join(map(str, door))
     axis = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["coloraxis"]
     assert axis["cmin"] == -axis["cmax"] < 0                    # diverging, zero in the middle
+
+
+def test_whatif_insert_defaults_to_the_concept_of_the_chosen_units(tmp_path, monkeypatch):
+    import core
+    from core.base import cache
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    monkeypatch.delenv(cache.SHIPPED_ENV)                          # the shipped dissection labels the units
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    units = core.dissect(G, seg, ["layer4"], 500, cached_only=True).units("layer4")
+    at = _page("views/whatif.py")
+    at.radio[0].set_value("insert").run()
+    for concept in ("door", "sky"):
+        chosen = units[units.concept == concept].unit.head(3).tolist()
+        at.text_input[0].set_value(", ".join(map(str, chosen))).run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="whatif_concept").value == concept
+    at.selectbox(key="whatif_concept").set_value("tree").run()     # the user's choice stays for these units
+    assert at.selectbox(key="whatif_concept").value == "tree" and not at.error

@@ -113,6 +113,18 @@ class AceResult:
         """The top-n units (the causal unit set applied at evaluation)."""
         return [int(u) for u in self.ranking[: self.top_n]]
 
+    def loss_trend(self, window: int = 10) -> np.ndarray:
+        """The loss averaged over the last ``window`` steps at each step (fewer at the start):
+        each step samples a few images, so the per-step loss is noisy and the trend is this."""
+        window = check_int("window", window, 1)
+        x = np.asarray(self.losses, dtype=np.float64)
+        if not len(x):
+            return x
+        c = np.cumsum(np.insert(x, 0, 0.0))
+        i = np.arange(1, len(x) + 1)
+        lo = np.maximum(0, i - window)
+        return (c[i] - c[lo]) / (i - lo)
+
 
 class _Adam:
     """Adam (betas 0.9, 0.999) on one tensor. torch.optim's first use imports the compiler stack

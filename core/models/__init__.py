@@ -36,6 +36,7 @@ from core.models.registry import (
     register_architecture,
 )
 from core.models.zoo import (
+    card_quality,
     checkpoint_series,
     images_seen,
     list_models,
@@ -46,7 +47,7 @@ from core.models.zoo import (
     zoo_table,
 )
 
-__all__ = ["Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
+__all__ = ["card_quality", "Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
            "register_architecture", "MODELS_ENV", "PUBLISHED", "Source", "Spec", "add_upload",
            "available_generators", "available_segmenters", "is_known", "missing_message", "models_dir",
            "register", "register_published", "spec", "status", "unregister", "user_models", "download_url",

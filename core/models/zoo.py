@@ -20,7 +20,7 @@ from core.models.registry import load_generator_file, load_segmenter_path
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
-__all__ = ["load_segmenter", "load_features", "load_generator", "list_models", "SEGMENTERS",
+__all__ = ["card_quality", "load_segmenter", "load_features", "load_generator", "list_models", "SEGMENTERS",
            "FEATURES", "WEIGHTS", "GAN_DIR", "checkpoint_series", "model_path", "zoo_table", "load_registered",
            "images_seen"]
 
@@ -163,6 +163,21 @@ def images_seen(card: dict | None) -> int | None:
     return None
 
 
+def card_quality(card: dict | None) -> dict:
+    """The one FID and MS-SWD of a model card that every listing shows (the CLI, the Models page,
+    Training evolution, the README's tables), and where it comes from: a training snapshot's is its
+    series evaluation (every checkpoint at the same sample count, ``scripts/report_gans.py``), a
+    model's its evaluation against 10,000 real scenes; a card never evaluated falls back to the
+    training-time figure, and says so."""
+    card = card or {}
+    for fid_key, swd_key, source in (("series_fid", "series_ms_swd", "series evaluation"),
+                                     ("eval_fid_10k_real", "eval_ms_swd", "evaluation, 10k real scenes"),
+                                     ("fid", "ms_swd", "training-time")):
+        if card.get(fid_key) is not None and (fid_key != "series_fid" or card.get("eval_fid_10k_real") is None):
+            return {"fid": card[fid_key], "ms_swd": card.get(swd_key), "source": source}
+    return {"fid": None, "ms_swd": None, "source": None}
+
+
 def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
     """One row per shipped generator (training snapshots left out), from its model card: what it
     was trained on and for how long, and how good its samples are (FID in the toyworld feature
@@ -179,10 +194,10 @@ def zoo_table(models: dict[str, dict] | None = None) -> list[dict]:
             "model": name, "scene": card.get("scene"), "variant": card.get("variant"),
             "resolution": card.get("resolution"), "steps": card.get("steps"),
             "real images (k)": None if images is None else round(images / 1000),
-            "FID": card.get("eval_fid_10k_real", card.get("fid")),
+            "FID": card_quality(card)["fid"],
             "FID earliest": earliest.get("fid"), "earliest step": earliest.get("steps"),
             "FID real-vs-real": card.get("eval_fid_real_vs_real"),
-            "MS-SWD": card.get("eval_ms_swd", card.get("ms_swd")),
+            "MS-SWD": card_quality(card)["ms_swd"],
             "MS-SWD earliest": (earliest.get("swd") or {}).get("avg"),
             "MS-SWD real-vs-real": card.get("eval_ms_swd_real_vs_real"),
             "snapshots": sum(1 for m in models if m.startswith(name + "@")),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -48,8 +49,14 @@ if res is None and (st.button("Find causal units", type="primary") or st.session
 if res is not None:
     st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` "
              f"({len(res.losses)} steps, computed in {res.seconds:.0f} s; stored in `cache/ace`)")
-    st.plotly_chart(px.line(y=res.losses, labels={"x": "step", "y": "loss"}, title="Loss (−δ + λ‖α‖²)"),
-                    width="stretch")
+    loss = go.Figure([go.Scatter(y=res.losses, mode="lines", name="per step", line=dict(color="#b0b8c8", width=1)),
+                      go.Scatter(y=res.loss_trend(10), mode="lines", name="mean of the last 10 steps",
+                                 line=dict(color="#c0392b", width=3))])
+    loss.update_layout(title="ACE loss (−δ + λ‖α‖²; lower is better)", xaxis_title="step", yaxis_title="loss",
+                       height=320, margin=dict(t=40, b=10), legend=dict(orientation="h", y=1.02, x=1, xanchor="right"))
+    st.plotly_chart(loss, width="stretch")
+    st.caption("Each step inserts at a few sampled locations, so the per-step loss is noisy; the thick line is "
+               "its trend. δ: the concept's normalised pixel gain from inserting the α-weighted units.")
     if st.toggle("Ablation curve: ACE ranking vs IoU ranking", key="ace_curve"):
         # alpha starts at IoU / max IoU, so its order is the IoU order
         rankings = {"ace": res.ranking[:20].tolist(), "iou": (-res.init).argsort(kind="stable")[:20].tolist()}

@@ -37,7 +37,7 @@ if wanted in concepts:
 if st.session_state.get("units_concept_pick") not in concepts:
     st.session_state["units_concept_pick"] = "all units"
 show = st.segmented_control("Show", concepts, key="units_concept_pick") or "all units"
-table = units[["unit", "label", "concept", "iou", "threshold", "precision", "top_value"]]
+table = units[["unit", "label", "concept", "iou", "threshold", "accuracy", "top_value"]]
 if show == "interpretable":
     table = table[units.interpretable]
 elif show != "all units":
@@ -56,7 +56,10 @@ st.dataframe(table, hide_index=True, width="stretch", height=250, key="unit_tabl
              column_config={"iou": st.column_config.ProgressColumn("IoU", min_value=0.0, max_value=1.0, format="%.3f"),
                             "label": st.column_config.TextColumn("label", help="best concept when interpretable"),
                             "threshold": st.column_config.NumberColumn(format="%.3f"),
-                            "precision": st.column_config.NumberColumn(format="%.3f"),
+                            "accuracy": st.column_config.NumberColumn(
+                                "pixel accuracy", format="%.3f",
+                                help="share of all pixels where the unit's mask (at its threshold) and its "
+                                     "concept agree, inside both or outside both (the paper's Fig. 5 asks > 0.75)"),
                             "top_value": st.column_config.NumberColumn("top activation", format="%.2f")})
 if table.empty:
     st.info("No units match this choice.")
@@ -104,5 +107,6 @@ hist = go.Figure(go.Bar(x=centers, y=counts[unit], width=np.diff(edges[unit]), m
 hist.add_vline(x=float(units.threshold[unit]), line_dash="dash", line_color="#d62728",
                annotation_text="mask threshold", annotation_position="top left")
 hist.update_layout(title=f"Unit {unit}: activations over 16 samples × all locations", height=300,
-                   margin=dict(t=40, b=10), yaxis_type="log", xaxis_title="activation", yaxis_title="locations")
+                   margin=dict(t=40, b=10), yaxis=dict(type="log", dtick=1, title="locations (log scale)"),
+                   xaxis_title="activation")
 c2.plotly_chart(hist, width="stretch", key="unit_hist")

@@ -9,7 +9,17 @@ from core.base.hooks import layer_shape
 from core.base.sampling import z_range
 from core.engine.intervention import Edit, cached_insertion_constants, generate
 from core.outputs.visualize import png_bytes, to_uint8
-from dashboard.common import ERRORS, fail, fix_for, parse_units, pick_layer, pick_model, segmenter
+from dashboard.common import (
+    ERRORS,
+    default_samples,
+    dissection,
+    fail,
+    fix_for,
+    parse_units,
+    pick_layer,
+    pick_model,
+    segmenter,
+)
 
 st.title("What-if")
 name, G = pick_model()
@@ -34,6 +44,20 @@ def unedited(model: str, seed: int, _G):
         return [png_bytes(x) for x in to_uint8(generate(_G, z_range(seed, 0, 8, _G.z_dim)))]
 
 
+def default_concept(units_txt: str, options: list[str]) -> int:
+    """The index of the concept most of the typed units are labelled with (the stored or shipped
+    dissection), else of the first concept."""
+    res = dissection(name, G, [layer], st.session_state.get("shared_samples", default_samples()), compute=False)
+    try:
+        units = parse_units(units_txt, n_units, layer)
+    except ERRORS:
+        return 0
+    if res is None:
+        return 0
+    best = res.units(layer).concept.iloc[units].value_counts()
+    return options.index(best.index[0]) if len(best) and best.index[0] in options else 0
+
+
 @st.fragment
 def what_if():
     """The edit and its images rerun alone (a fragment): an edit costs the server one edited
@@ -44,7 +68,14 @@ def what_if():
     units_txt = c3.text_input("Units (comma separated)", "0, 1, 2, 3, 4")
     concept = None
     if mode == "insert":
-        concept = st.selectbox("Insert values from concept", [c for c in seg.labels[1:]], index=0)
+        options = list(seg.labels[1:])
+        if st.session_state.get("whatif_concept_for") != (name, layer, units_txt):   # new units: a new default
+            st.session_state["whatif_concept_for"] = (name, layer, units_txt)
+            st.session_state["whatif_concept"] = options[default_concept(units_txt, options)]
+        concept = st.selectbox("Insert values from concept", options, key="whatif_concept",
+                               help="The units are set to their mean activation where this concept is (insertion "
+                                    "values k, 100 samples). Default: the concept most of the chosen units are "
+                                    "labelled with in the stored dissection.")
     rows = st.slider("Region rows", 0, h, (0, h))
     cols = st.slider("Region columns", 0, w, (0, w))
     try:
