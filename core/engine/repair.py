@@ -28,6 +28,7 @@ from core.base.devices import device_of
 from core.base.errors import InputError, UnitIndexError
 from core.base.hooks import layer_shape, resolve_layers
 from core.base.sampling import z_at, z_range
+from core.base.validate import check_bool
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
 
@@ -177,9 +178,10 @@ def _stats_id(real) -> str:
 
 def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_000, top: int = 1_000,
                     seed: int = 0, batch_size: int = 100, progress: Callable | None = None,
-                    cache: bool = True) -> UnitFID:
+                    cache: bool = True, cached_only: bool = False) -> UnitFID | None:
     """:func:`unit_fid`, stored in ``cache/unit_fid`` keyed by the generator's and the feature
-    network's weights, the real statistics, layer, samples, top and seed."""
+    network's weights, the real statistics, layer, samples, top and seed. ``cached_only=True``:
+    the stored result or None, computing nothing."""
     layer = resolve_layers(generator, [layer])[0]
     _check_unit_fid_args(n_samples, top, seed, batch_size)
     _check_real(real)
@@ -198,7 +200,7 @@ def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_0
         "unit_fid", key,
         lambda: unit_fid(generator, layer, features, real, n_samples, top, seed, batch_size, progress),
         lambda uf: ({"fid": uf.fid, "top_index": uf.top_index}, {"layer": layer, "seconds": uf.seconds}),
-        decode, enabled=cache)
+        decode, enabled=cache, cached_only=check_bool("cached_only", cached_only))
 
 
 @torch.no_grad()

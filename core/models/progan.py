@@ -59,7 +59,8 @@ class Block(nn.Module):
         gain = math.sqrt(2.0) if act else 1.0
         self.wscale = WScale(cout, gain / math.sqrt(cin * kernel * kernel))
         self.act = nn.LeakyReLU(0.2) if act else nn.Identity()
-        nn.init.normal_(self.conv.weight)
+        if self.conv.weight.device.type != "meta":    # the pre-flight's shape-only build: normal_ on meta
+            nn.init.normal_(self.conv.weight)         # imports torch's compiler stack (about 1 s, once)
 
     def forward(self, x):
         x = self.norm(x)

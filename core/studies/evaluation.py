@@ -11,7 +11,7 @@ from core.base import cache as _cache
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.protocols import check_generator
 from core.base.sampling import z_range
-from core.base.validate import check_choice, check_float, check_int, check_samples
+from core.base.validate import check_bool, check_choice, check_float, check_int, check_samples
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.swd import PatchSet, ms_swd
 
@@ -151,10 +151,11 @@ def store_real_stats(features, scene: str, size: int, mu, cov, n: int = 10_000, 
 
 
 def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500,
-                      device="cpu", cache: bool = True):
+                      device="cpu", cache: bool = True, cached_only: bool = False):
     """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features``,
     cached under ``cache/real_stats/`` keyed by the feature network's weights, the scene, the
-    resolution the scenes are rendered at, ``n`` and ``seed``."""
+    resolution the scenes are rendered at, ``n`` and ``seed``. ``cached_only=True``: the stored
+    statistics or None, computing nothing."""
     _check_scenes([scene])
     check_samples("n", n, 2, what="a whole number of images >= 2 (a covariance needs two)")
     check_int("seed", seed)
@@ -166,7 +167,8 @@ def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: in
 
     return _cache.cached("real_stats", key, compute,
                          lambda mc: ({"mu": mc[0], "cov": mc[1]}, {"scene": scene, "size": size, "n": n, "seed": seed}),
-                         lambda arr, meta: (arr["mu"], arr["cov"]), enabled=cache)
+                         lambda arr, meta: (arr["mu"], arr["cov"]), enabled=cache,
+                         cached_only=check_bool("cached_only", cached_only))
 
 
 def real_patches(scene: str, n: int = 2000, seed: int = 500, size: int = 64, batch: int = 250,
