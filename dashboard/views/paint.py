@@ -52,7 +52,9 @@ if st.session_state.get("paint_concept") not in concepts:
     st.session_state.pop("paint_concept", None)
 c1, c2, c3, c4, c5, c6 = st.columns([2, 2, 1, 2, 2, 2])
 concept = c1.selectbox("Concept", concepts, key="paint_concept",
-                       format_func=lambda c: f"{c} ({matched.get(c, 0)} units)")
+                       format_func=lambda c: f"{c} ({matched.get(c, 0)} labelled units)",
+                       help="Concepts the segmenter finds in this generator's images, by how many units are "
+                            "labelled with them; painting drives the concept's best units (Units slider) either way")
 mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_mode",
                             format_func=lambda m: {"add": ":material/add: add", "remove": ":material/remove: remove"}[m]) or "add"
 seed = int(c3.number_input("Seed", 0, 10**6, 0, key="paint_seed", help="Which generated image to paint on"))
