@@ -14,6 +14,11 @@ from core.outputs.visualize import to_uint8
 from dashboard.common import ERRORS, fail, fix_for, generator, pick_layer, pick_model, pick_samples, segmenter, zoo
 
 st.title("Causal units")
+st.caption("Which units *cause* a concept (paper §3.2, eq. 5-6): ACE learns a weight α in [0, 1] per unit so "
+           "that moving the units by α toward their insertion values k (r' = (1 − α) r + α k) at a cell without "
+           "the concept adds it, and toward 0 at a cell with it removes it, with a penalty on ‖α‖². The top "
+           "units by α are the causal set; the ablation curve checks it against the IoU ranking: the share of the concept's pixels "
+           "gone when the first n units of each ranking are ablated everywhere (higher is more causal).")
 name, G = pick_model()
 layer = pick_layer(G)
 n_dissect = pick_samples()

@@ -10,6 +10,8 @@ from core import studies
 from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
 
 st.title("Training evolution")
+st.caption("How interpretable units emerge while a generator trains (supplement S-6.6): every shipped "
+           "checkpoint of a training run dissected at one layer, beside its sample quality.")
 name, G = pick_model()
 layer = pick_layer(G)
 try:

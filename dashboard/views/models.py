@@ -25,6 +25,7 @@ def refuse(what: str, error: BaseException):
 
 if notice := st.session_state.pop("models_notice", None):
     st.success(notice)
+    st.toast(notice, icon=":material/check_circle:")     # seen where the user is: by the form
 
 # the session's display name (no accounts): shown beside the models it adds and the units it flags. The
 # widget's own state is dropped when another page runs, so the name is kept under a key of its own.

@@ -28,6 +28,9 @@ from dashboard.common import (
 SIZE = 320          # canvas and image size on screen (px): three columns fit a 1400 px window
 
 st.title("Paint")
+st.caption("GANPaint: paint on the left and the concept's units are set to their insertion values times "
+           "the Strength (add) or to zero (remove) in the featuremap cells you cover, then the image is drawn again from there. The "
+           "grid is the layer's featuremap: at layer4 of a 64 px model one cell is 8 px, about one door.")
 name, G = pick_model()
 layer = pick_layer(G)
 n = pick_samples()

@@ -11,6 +11,9 @@ from core.outputs.visualize import activation_histograms, unit_strips
 from dashboard.common import ERRORS, concept_color, dissection, fail, fix_for, pick_layer, pick_model, pick_samples
 
 st.title("Unit browser")
+st.caption("Every unit of a layer with its label (paper §3.1): the concept whose segmentation its "
+           "thresholded, upsampled activation matches best, by IoU over held-out samples. Pick a unit for its "
+           "top-activating images (mask outlined), its IoU with each concept and its activation histogram.")
 name, G = pick_model()
 layer = pick_layer(G)
 n = pick_samples()

@@ -22,6 +22,9 @@ from dashboard.common import (
 )
 
 st.title("What-if")
+st.caption("Ablate (set to 0) or insert (set to their insertion values k) any units you name, in a "
+           "rectangle of the layer's featuremap, and see eight images before and after. Edits travel with "
+           "this session's own computation: other users never see them.")
 name, G = pick_model()
 layer = pick_layer(G)
 seg = segmenter()
