@@ -386,3 +386,79 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
                                        "session imports core); each page = sidebar click to the page idle with "
                                        "its result shown; empty cache, shipped results, default sample count"},
                               indent=1) + "\n")
+
+
+def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
+    """Issue 20, results stay: with an ACE result stored (as the page's own button would store it,
+    at its defaults), Causal units shows it without a press; the ablation curve is computed once,
+    and a rerun with the curve on shows the stored one: the page says so, the curve's cache entry
+    is the same folder with the same files (the counter), and the rerun takes a fraction of the
+    first computation (recorded, never compared with a limit)."""
+    from playwright.sync_api import sync_playwright
+
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k not in ("GANATOMY_SHIPPED_RESULTS", "GANATOMY_DASHBOARD_SAMPLES")}
+    env["GANATOMY_CACHE"] = str(cache)
+    prefill = ("import core; from core.engine import causal; "
+               "G = core.load_generator('toyworld/town'); seg = core.load_segmenter('toyworld'); "
+               "causal.cached_ace(G, seg, 'layer4', 'door', n_steps=50, n_dissect=500)")
+    subprocess.run([sys.executable, "-c", prefill], cwd=ROOT, env=env, check=True, timeout=GUARD_S)
+    assert len(list((cache / "ace").iterdir())) == 1 and not (cache / "curve").exists()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                               "--server.address", "127.0.0.1", "--server.port", str(port),
+                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    t0, timings = time.perf_counter(), {}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(GUARD_MS)
+            while True:
+                try:
+                    page.goto(url + "/causal_units", timeout=5000)
+                    break
+                except Exception:
+                    assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
+                    assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
+                    time.sleep(0.1)
+            _ready(page, "Causal units", ".js-plotly-plot")
+            _no_exception(page, "Causal units")
+            assert page.get_by_text("Top 20 causal units").count() == 1, "the stored ACE is not shown"
+            assert page.get_by_role("button", name="Find causal units").count() == 0
+
+            toggle = page.get_by_text("Ablation curve: ACE ranking vs IoU ranking")
+            t = time.perf_counter()
+            toggle.click()
+            page.get_by_text("Computed now").wait_for(timeout=GUARD_MS)
+            _ready(page, "Causal units")
+            timings["first_curve_s"] = time.perf_counter() - t
+            entries = list((cache / "curve").iterdir())
+            assert len(entries) == 1
+            before = {p.name: p.stat().st_mtime_ns for p in entries[0].iterdir()}
+            for _ in range(2):                      # the curve off and on again: two reruns
+                toggle.click()
+                page.get_by_text("Computed now").wait_for(state="detached", timeout=GUARD_MS)
+                t = time.perf_counter()
+                toggle.click()
+                page.get_by_text("Stored result").wait_for(timeout=GUARD_MS)
+                _ready(page, "Causal units")
+                timings.setdefault("rerun_curve_s", []).append(time.perf_counter() - t)
+            _no_exception(page, "Causal units after reruns")
+            assert [p.name for p in (cache / "curve").iterdir()] == [entries[0].name]
+            assert {p.name: p.stat().st_mtime_ns for p in entries[0].iterdir()} == before, "the curve was recomputed"
+            assert len(list((cache / "ace").iterdir())) == 1
+            _shot(page, tmp_path / "causal_units_stored.png", False)
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    out = Path(os.environ.get("GANATOMY_CAUSAL_TIMINGS") or tmp_path / "causal_rerun.json")
+    out.write_text(json.dumps({**timings, "load_average_1min": os.getloadavg()[0]}, indent=1) + "\n")
