@@ -40,8 +40,11 @@ def run_unit_fid(model, layer, n, top, _G):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def compare_fid(model, layer, n, chosen, n_units, _G, _real):
+    bar = st.progress(0.0, text="FID before and after ablating…")
     t, _ = repair.repair_table(_G, layer, features(), _real, list(chosen), n_candidates=n,
-                               n_eval=max(n // 5, 50), n_units=n_units)
+                               n_eval=max(n // 5, 50), n_units=n_units,
+                               progress=lambda d, total: bar.progress(min(d / total, 1.0), text=f"{d}/{total} images"))
+    bar.empty()
     return t
 
 
@@ -109,8 +112,9 @@ if uf is not None:
     if st.button(f"Ablate {len(chosen)} units and compare FID") or st.session_state.get("fidcmp_key") == fkey:
         st.session_state["fidcmp_key"] = fkey
         try:
-            with st.spinner("FID before/after…"):
+            with st.status("FID before and after ablating", expanded=True) as box:
                 t = compare_fid(name, layer, n, tuple(chosen), n_units, G, real)
+                box.update(state="complete", expanded=False)
         except ERRORS as e:
             fail("The FID comparison failed", e, fix_for(e))
         st.dataframe(t, hide_index=True, width="stretch")
