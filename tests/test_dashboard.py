@@ -404,11 +404,15 @@ def test_repair_page_flags_persist(tmp_path, monkeypatch):
     assert unit in repair.load_flags(name, "layer4", fingerprint)       # saved with the weights' fingerprint
     # flags saved for other weights of the same name (a re-shipped model) are not applied
     repair.save_flags(name, "layer4", [unit], "ProGAN:other-weights")
-    at = _page("views/repair.py")
-    at.button[0].click().run()
+    at = _page("views/repair.py")                               # a new session: the stored unit FID at once
     assert not at.exception, at.exception
+    assert not [b for b in at.button if b.label == "Compute unit FID"]
     assert any("other weights" in i.value for i in at.info)
     assert not [b for b in at.checkbox if b.label == f"unit {unit}"][0].value
+    [b for b in at.button if b.label.startswith("Ablate")][0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.dataframe) == 2 and len(at.dataframe[1].value) >= 2     # FID as it is, then with units ablated
 
 
 def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
