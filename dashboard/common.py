@@ -10,6 +10,7 @@ import torch
 
 import core
 from core import toyworld
+from core.base.devices import server_device
 from core.base.errors import (
     BudgetError,
     CheckpointError,
@@ -60,27 +61,32 @@ def _revision(name: str) -> str:
     return "" if entry is None else f"{entry.get('path')}|{entry.get('sha256', '')}|{entry.get('added_at', '')}"
 
 
+def device() -> torch.device:
+    """Where the server's shared models live (``$GANATOMY_DEVICE``, see core.base.devices.server_device)."""
+    return server_device()
+
+
 @st.cache_resource(show_spinner="Loading generator…", max_entries=16)
-def _generator(name: str, revision: str):
-    return pin_cache_key(core.load_generator(name))
+def _generator(name: str, revision: str, where: str):
+    return pin_cache_key(core.load_generator(name, device=where))
 
 
 def generator(name: str):
     """Shared by every session; never mutated (edits travel with each call). Its weights are
     hashed once here for the result cache (``cache_key``) instead of at every lookup."""
-    return _generator(name, _revision(name))
+    return _generator(name, _revision(name), str(device()))
 
 
 generator.clear = _generator.clear
 
 
 @st.cache_resource(show_spinner="Loading segmenter…", max_entries=8)
-def _cached_segmenter(name: str, revision: str):
-    return pin_cache_key(core.load_segmenter(name))
+def _cached_segmenter(name: str, revision: str, where: str):
+    return pin_cache_key(core.load_segmenter(name, device=where))
 
 
 def _segmenter(name: str):
-    return _cached_segmenter(name, _revision(name))
+    return _cached_segmenter(name, _revision(name), str(device()))
 
 
 def segmenter(name: str | None = None):

@@ -468,3 +468,22 @@ def test_whatif_insert_defaults_to_the_concept_of_the_chosen_units(tmp_path, mon
         assert at.selectbox(key="whatif_concept").value == concept
     at.selectbox(key="whatif_concept").set_value("tree").run()     # the user's choice stays for these units
     assert at.selectbox(key="whatif_concept").value == "tree" and not at.error
+
+
+def test_the_server_device_is_shown_and_a_bad_setting_is_a_clear_error(tmp_path, monkeypatch):
+    from core.base.devices import DEVICE_ENV, server_device
+    from core.base.errors import InputError
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    at = _page("views/models.py")
+    assert not at.exception, at.exception
+    assert any("computes on **cpu**" in c.value for c in at.caption)
+    monkeypatch.setenv(DEVICE_ENV, "cuda:7" if not torch.cuda.is_available() else "cuda:999")
+    for path in ("views/models.py", "views/whatif.py"):
+        at = _page(path)
+        assert not at.exception, at.exception
+        msg = " ".join(e.value for e in at.error)
+        assert "GANATOMY_DEVICE" in msg and "auto" in msg, msg         # names the setting and the fix
+    assert server_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="not a device"):
+        server_device("banana")

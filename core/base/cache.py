@@ -446,7 +446,8 @@ def _load(kind: str, key: str) -> tuple[dict, dict, int | None] | None:
         return None
     except _Damaged as bad:
         _warn(f"GANatomy: the shipped result {d} {bad.reason}; it is ignored and the result computed "
-              f"(restore it with `git checkout -- {d.parent.parent.name}` in the GANatomy folder)", stacklevel=4)
+              f"(restore the shipped results with `git checkout -- core/weights/results` in the GANatomy "
+              f"folder, or turn them off with {SHIPPED_ENV}=0)", stacklevel=4)
         return None
 
 

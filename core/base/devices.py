@@ -1,9 +1,16 @@
 """Where a model lives: the one helper every floor uses to follow a model's device."""
 from __future__ import annotations
 
+import os
+
 import torch
 
-__all__ = ["module_device", "device_of"]
+from core.base.errors import InputError
+
+__all__ = ["module_device", "device_of", "DEVICE_ENV", "server_device"]
+
+DEVICE_ENV = "GANATOMY_DEVICE"
+DEFAULT_DEVICE = "cpu"     # "auto" once the prepared GPU check has run on a lab's card (issue 21)
 
 
 def module_device(obj) -> torch.device | None:
@@ -20,3 +27,31 @@ def module_device(obj) -> torch.device | None:
 def device_of(obj) -> torch.device:
     """:func:`module_device`, with the CPU where a model holds no tensors."""
     return module_device(obj) or torch.device("cpu")
+
+
+def server_device(value: str | None = None) -> torch.device:
+    """The device a server places its shared models on: ``value``, else ``$GANATOMY_DEVICE``
+    (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; default ``cpu``). ``auto`` is the first CUDA
+    device when there is one, else the CPU. A device this machine does not have is refused with
+    what it has, before any model is loaded."""
+    raw = os.environ.get(DEVICE_ENV, "") if value is None else value
+    text = str(raw).strip().lower() or DEFAULT_DEVICE
+    where = f"${DEVICE_ENV}" if value is None else "device"
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    have = "cpu" + (f", cuda:0..cuda:{n_cuda - 1}" if n_cuda else "")
+    if text == "auto":
+        return torch.device("cuda:0" if n_cuda else "cpu")
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"{where}={raw!r} is not a device", fix=f"use auto, cpu, cuda or cuda:N (this machine: {have})") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"{where}={raw!r}: GANatomy serves on the CPU or a CUDA device",
+                         fix=f"use auto, cpu, cuda or cuda:N (this machine: {have})")
+    if dev.type == "cuda":
+        index = 0 if dev.index is None else dev.index
+        if index >= n_cuda:
+            raise InputError(f"{where}={raw!r}, but this machine has " + (f"{n_cuda} CUDA device(s)" if n_cuda else
+                             "no CUDA device"), fix=f"use one it has ({have}), or auto")
+        dev = torch.device("cuda", index)
+    return dev

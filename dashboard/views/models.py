@@ -11,12 +11,18 @@ from core import toyworld
 from core.base.protocols import check_segmenter
 from core.models import zoo_table
 from core.models.catalog import MAX_NAME
-from dashboard.common import ERRORS, fail, generator, segmenter
+from dashboard.common import ERRORS, device, fail, fix_for, generator, segmenter
 
 st.title("Models")
 st.caption(f"Weights of published and added models live in `{published.models_dir()}` "
            "(`$GANATOMY_MODELS` moves it). Nothing is downloaded unless you press **Download**; "
            "files are loaded without running code from them.")
+try:
+    _where = device()
+    st.caption(f"The server computes on **{_where}** (`$GANATOMY_DEVICE`: auto, cpu, cuda or cuda:N; default "
+               "cpu). Every session shares the models placed there.")
+except ERRORS as e:
+    fail("The server's device setting is not usable", e, fix_for(e), stop=False)
 
 
 def refuse(what: str, error: BaseException):
