@@ -729,10 +729,11 @@ def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = N
 
 
 def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: int = 20,
-                  ace_steps: int = 150, n_samples: int = 200, seed: int = 0,
+                  ace_steps: int = 150, n_samples: int = 200, seed: int = 0, sample_seed: int = 5,
                   progress: Callable | None = None, **ace_kw) -> pd.DataFrame:
     """Percent of each concept's pixels removed by ablating its ``n_units`` causal units (found by
-    :func:`ace`), per generator (e.g. one per scene type) — the paper's Fig. 9–10 table.
+    :func:`ace` with ``seed``), per generator (e.g. one per scene type) — the paper's Fig. 9–10
+    table, measured on ``n_samples`` images drawn with ``sample_seed``.
     ``concepts``: a list used for every generator, or {generator name: [concepts]}."""
     if not isinstance(generators, dict) or not generators:
         raise InputError(f"generators must be a non-empty dict {{name: generator}}, got {generators!r:.60}",
@@ -741,6 +742,7 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
     check_samples("ace_steps", ace_steps, 1, images_per_sample=3 * 4)
     check_samples("n_samples", n_samples, 1)
     check_int("seed", seed)
+    check_int("sample_seed", sample_seed)
     check_callable("progress", progress)
     unknown = sorted(set(ace_kw) - set(_ACE_OPTIONS))
     if unknown:
@@ -752,7 +754,8 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
         G = generators[gname]
         try:
             res = ace(G, segmenter, layer, concept, n_steps=ace_steps, top_n=n_units, seed=seed, **ace_kw)
-            removed = removal_fraction(G, segmenter, layer, concept, res.units, n_samples=n_samples)
+            removed = removal_fraction(G, segmenter, layer, concept, res.units, n_samples=n_samples,
+                                       seed=sample_seed)
             rows.append({"generator": gname, "concept": concept, "units": res.units,
                          "removed_percent": 100 * removed})
         except ValueError as e:       # the concept never appears in this generator's scenes
