@@ -27,9 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from scipy import stats
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,23 +81,12 @@ def removal(a, G, seg) -> dict:
     per = {m: [c for c in wanted.get(gens[m].meta.get("scene", ""), "").split(",") if c in seg.labels]
            for m in gens}
     t = time.perf_counter()
-    tables = []
-    for seed in a.table_seeds:          # fresh ACE (its seed) and fresh images per seed
-        bar = tqdm(total=sum(map(len, per.values())), desc=f"removal table, seed {seed}")
-        table = causal.removal_table(gens, seg, a.layer, per, ace_steps=a.ace_steps, seed=seed,
-                                     sample_seed=5 + 1000 * seed, progress=lambda d, n: bar.update(d - bar.n))
-        bar.close()
-        tables.append(table.drop(columns=["units"]).assign(seed=seed))
-    every = pd.concat(tables, ignore_index=True)
-    rows = []
-    for (m, c), g in every.groupby(["generator", "concept"], sort=False):
-        v = g.removed_percent.dropna().to_numpy()
-        half = (float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1
-                else float("nan"))
-        mean = float(v.mean()) if len(v) else float("nan")
-        rows.append({"generator": m, "concept": c, "removed_percent": mean, "ci_low": mean - half,
-                     "ci_high": mean + half, "per_seed": g.removed_percent.tolist()})
-    print(pd.DataFrame(rows).drop(columns=["per_seed"]).to_string(index=False))
+    bar = tqdm(total=len(a.table_seeds) * sum(map(len, per.values())), desc="removal table")
+    table = causal.removal_over_seeds(gens, seg, a.layer, per, seeds=a.table_seeds, ace_steps=a.ace_steps,
+                                      progress=lambda d, n: bar.update(d - bar.n))
+    bar.close()
+    rows = table.to_dict(orient="records")
+    print(table.drop(columns=["per_seed"]).to_string(index=False))
     return {"removal_table": rows, "removal_table_seeds": list(a.table_seeds),
             "removal_table_steps": {m: gens[m].meta.get("steps") for m in gens},
             "removal_table_seconds": round(time.perf_counter() - t, 1)}

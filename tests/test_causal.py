@@ -199,6 +199,26 @@ def test_removal_table(planted):
     assert np.isnan(sky.removed_percent) or sky.removed_percent < 1   # nothing in feat draws the sky
 
 
+def test_removal_over_seeds_is_the_mean_and_t_interval_of_the_per_seed_tables(planted):
+    import math
+
+    from scipy import stats
+    G, seg = planted
+    kw = dict(n_units=5, ace_steps=20, n_samples=24, batch_size=8, lr=0.05, pool_size=16)
+    got = causal.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=(0, 1, 2), **kw)
+    per = [float(causal.removal_table({"planted": G}, seg, "feat", ["door"], seed=s, sample_seed=5 + 1000 * s,
+                                      **kw).removed_percent.iloc[0]) for s in (0, 1, 2)]
+    row = got.iloc[0]
+    assert row.per_seed == pytest.approx(per) and row.seeds == 3
+    assert row.removed_percent == pytest.approx(np.mean(per))
+    half = stats.t.ppf(0.975, 2) * np.std(per, ddof=1) / math.sqrt(3)
+    assert (row.ci_low, row.ci_high) == pytest.approx((np.mean(per) - half, np.mean(per) + half))
+    one = causal.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=[4], **kw).iloc[0]
+    assert np.isnan(one.ci_low) and np.isnan(one.ci_high) and one.seeds == 1
+    with pytest.raises(ValueError, match="seeds"):
+        causal.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=[], **kw)
+
+
 def test_inline_adam_matches_torch_adam():
     g = torch.Generator().manual_seed(3)
     a = torch.rand(7, generator=g).requires_grad_()

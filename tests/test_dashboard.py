@@ -374,6 +374,27 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert not again.exception, again.exception
     assert any(c.value.startswith("Stored result") for c in again.caption)
     assert calls == {"ace": 0, "ablation_curve": 0}, calls
+    # the removal table across scene types (its ACE runs are core's, tested in test_causal): the page asks
+    # for every scene type's generator, one seed by default, and shows one row each
+    import pandas as pd
+    asked = []
+
+    def fake_table(gens, seg, layer, concepts, **kw):
+        asked.append((sorted(gens), layer, list(concepts), kw["seed"], kw["ace_steps"], kw["n_samples"]))
+        return pd.DataFrame([{"generator": g, "concept": concepts[0], "units": [1], "removed_percent": 50.0 + kw["seed"]}
+                             for g in gens])
+    monkeypatch.setattr(causal, "removal_table", fake_table)
+    [b for b in again.button if b.label.startswith("Removal table")][0].click().run()
+    assert not again.exception, again.exception
+    assert not again.error, [e.value for e in again.error]
+    assert asked == [(["lake", "room", "town"], "layer4", ["door"], 0, 20, 50)]
+    table = again.dataframe[-1].value
+    assert sorted(table.generator) == ["lake", "room", "town"] and (table.removed_percent == 50.0).all()
+    again.select_slider(key="removal_seeds").set_value(3).run()      # three seeds: a mean and its interval
+    [b for b in again.button if b.label.startswith("Removal table")][0].click().run()
+    assert [a[3] for a in asked[1:]] == [0, 1, 2]
+    table = again.dataframe[-1].value
+    assert (table.removed_percent == 51.0).all() and (table.ci_low < 51.0).all() and (table.ci_high > 51.0).all()
 
 
 def _small_real_stats(cache, scene="town", size=64, n=400):

@@ -41,7 +41,8 @@ from core.engine.dissection import dissect
 from core.engine.intervention import Edit, cached_insertion_constants, check_edits, generate, insertion_constants
 
 __all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "context_summary",
-           "majority_context", "trace_effect", "removal_table", "channel_scales", "removal_fraction"]
+           "majority_context", "trace_effect", "removal_table", "removal_over_seeds", "channel_scales", "removal_fraction",
+           "cached_ablation_curve"]
 
 
 def _n_units(generator, layer) -> int:
@@ -763,4 +764,34 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
                          "note": str(e)})
         if progress:
             progress(i + 1, len(jobs))
+    return pd.DataFrame(rows)
+
+
+def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds: Sequence[int] = (0, 1, 2),
+                       n_units: int = 20, ace_steps: int = 150, n_samples: int = 200,
+                       progress: Callable | None = None, **ace_kw) -> pd.DataFrame:
+    """:func:`removal_table` once per seed (a fresh ACE with that seed, fresh images: sample seed
+    5 + 1000 x seed): per (generator, concept), the mean percent removed over seeds, its 95%
+    t-interval (``ci_low``, ``ci_high``; NaN with one seed) and the per-seed values."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ArgumentTypeError(f"seeds must be a list of whole numbers, got {seeds!r:.40}", fix="e.g. seeds=(0, 1, 2)")
+    seeds = [check_int("seeds", s) for s in seeds]
+    if not seeds:
+        raise InputError("seeds must name at least one seed", fix="e.g. seeds=(0, 1, 2)")
+    check_callable("progress", progress)
+    from scipy import stats  # the t quantile only (scipy.stats is slow to import at start-up)
+    tables = []
+    for i, seed in enumerate(seeds):
+        step = (lambda d, t, i=i: progress(i * t + d, len(seeds) * t)) if progress else None
+        tables.append(removal_table(generators, segmenter, layer, concepts, n_units=n_units, ace_steps=ace_steps,
+                                    n_samples=n_samples, seed=seed, sample_seed=5 + 1000 * seed, progress=step,
+                                    **ace_kw).assign(seed=seed))
+    every = pd.concat(tables, ignore_index=True)
+    rows = []
+    for (gname, concept), g in every.groupby(["generator", "concept"], sort=False):
+        v = g.removed_percent.dropna().to_numpy(np.float64)
+        mean = float(v.mean()) if len(v) else math.nan
+        half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+        rows.append({"generator": gname, "concept": concept, "removed_percent": mean, "ci_low": mean - half,
+                     "ci_high": mean + half, "seeds": len(v), "per_seed": g.removed_percent.tolist()})
     return pd.DataFrame(rows)

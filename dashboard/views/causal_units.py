@@ -99,19 +99,24 @@ st.caption(f"For each scene type's generator: the {concept} causal units at {lay
            f"and the percent of {concept} pixels removed when they are ablated ({curve_n} images).")
 
 
+n_seeds = st.select_slider("Seeds (a fresh ACE and fresh images each)", [1, 3], value=1, key="removal_seeds",
+                           help="Three seeds give each figure a 95% interval, in three times the time")
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def removal(names, segmenter_key, layer, concept, steps, n_images, _seg):
+def removal(names, segmenter_key, layer, concept, steps, n_images, seeds, _seg):
     bar = st.progress(0.0, text="ACE per scene type…")
     gens = {name.split("/")[-1]: generator(name) for name in names}
-    df = causal.removal_table(gens, _seg, layer, [concept], n_units=20, ace_steps=steps, n_samples=n_images,
-                              progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} generators"))
+    df = causal.removal_over_seeds(gens, _seg, layer, [concept], seeds=seeds, n_units=20, ace_steps=steps,
+                                   n_samples=n_images,
+                                   progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} ACE optimisations"))
     bar.empty()
     return df
 
 
 bases = tuple(g["base"] for g in studies.zoo_groups(zoo()).values()
               if str(g["base"]).startswith("toyworld/"))
-rkey = (bases, seg.cache_key, layer, concept, steps, curve_n)
+rkey = (bases, seg.cache_key, layer, concept, steps, curve_n, tuple(range(n_seeds)))
 if st.button(f"Removal table for {concept} ({len(bases)} generators)", key="removal_run") \
         or st.session_state.get("removal_key") == rkey:
     st.session_state["removal_key"] = rkey
@@ -121,5 +126,12 @@ if st.button(f"Removal table for {concept} ({len(bases)} generators)", key="remo
             box.update(state="complete", expanded=False)
     except ERRORS as e:
         fail("The removal table failed", e, fix_for(e))
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"removed_percent": st.column_config.NumberColumn("removed %", format="%.1f")})
+    shown = table.drop(columns=["per_seed"] + ([] if n_seeds > 1 else ["ci_low", "ci_high", "seeds"]))
+    pct = st.column_config.NumberColumn
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"removed_percent": pct("removed %", format="%.1f"),
+                                "ci_low": pct("95% interval, low", format="%.1f"),
+                                "ci_high": pct("high", format="%.1f")})
+    st.caption("Negative: ablating the units *adds* pixels of the concept (the units ACE ranks first are not "
+               "the ones that draw it everywhere)." if (table.removed_percent < 0).any() else
+               "Kept for every session of this server.")
