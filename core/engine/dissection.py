@@ -28,7 +28,6 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage
 
 from core.base import cache as _cache
 from core.base.devices import module_device
@@ -108,6 +107,7 @@ def part_maps(primary: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarra
     Returns two int arrays [N, S, S] with values ``(c-1)*4 + p`` (p: 0 t, 1 b, 2 l, 3 r) or -1
     for unlabeled pixels. Connected components are 4-connected; a pixel is in the top half of
     its component when its centre lies above the middle of the component's bounding box."""
+    from scipy import ndimage  # object parts only: scipy.ndimage is slow to import at a server's start
     n, s, _ = primary.shape
     vert = np.full(primary.shape, -1, dtype=np.int64)
     horiz = np.full(primary.shape, -1, dtype=np.int64)
