@@ -16,6 +16,7 @@ temporary folder, or to docs/screenshots with GANATOMY_SCREENSHOTS=1.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -77,6 +78,41 @@ IDLE = """() => {
     if (document.querySelectorAll('.js-plotly-plot').length < charts) return false;
     return [...document.images].every(i => i.complete);
 }"""
+
+
+@contextlib.contextmanager
+def _dashboard(tmp_path: Path, env: dict):
+    """``streamlit run dashboard/app.py`` headless on a free local port with ``env`` (its log in
+    ``tmp_path``); yields (url, server process, launch time) and stops the server afterwards."""
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    t0 = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                               "--server.address", "127.0.0.1", "--server.port", str(port),
+                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    server.log_path = tmp_path / "streamlit.log"
+    try:
+        yield f"http://127.0.0.1:{port}", server, t0
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _goto_when_up(page, url: str, server, t0: float):
+    """Open ``url`` once the server listens (it takes a moment); fail with its log if it exits."""
+    while True:
+        try:
+            page.goto(url, timeout=5000)
+            return
+        except Exception:
+            assert server.poll() is None, server.log_path.read_text()
+            assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
+            time.sleep(0.1)
 
 
 def _ready(page, title, extra=None, timeout=GUARD_MS):
@@ -161,30 +197,15 @@ def test_dashboard_in_a_real_browser(tmp_path):
     prefill_s = time.perf_counter() - t_start
     shots = SHOTS if os.environ.get("GANATOMY_SCREENSHOTS") == "1" else tmp_path / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "GANATOMY_CACHE": str(cache), "GANATOMY_DASHBOARD_SAMPLES": str(SAMPLES)}
-    log = open(tmp_path / "streamlit.log", "w")
-    t0 = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                               "--server.address", "127.0.0.1", "--server.port", str(port),
-                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
     timings: dict = {}
-    try:
+    with _dashboard(tmp_path, env) as (url, server, t0):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.set_default_timeout(GUARD_MS)           # every click and wait: a hang guard, not a limit
             page = ctx.new_page()
-            while True:                                  # the server takes a moment to listen
-                try:
-                    page.goto(url, timeout=5000)
-                    break
-                except Exception:
-                    assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
-                    assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
-                    time.sleep(0.1)
+            _goto_when_up(page, url, server, t0)
             _ready(page, "Concept maps", ".js-plotly-plot")
             timings["cold_start_s"] = time.perf_counter() - t0
             _no_exception(page, "Concept maps")
@@ -287,13 +308,6 @@ def test_dashboard_in_a_real_browser(tmp_path):
                 _no_exception(page, "Artifact repair after unit FID")
                 _shot(page, shots / "artifact_repair.png", True)
             browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
     timings["test_seconds"] = time.perf_counter() - t_start
     load.append(os.getloadavg()[0])
@@ -328,30 +342,15 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
     cache = tmp_path / "cache"
     shots = SHOTS if os.environ.get("GANATOMY_SCREENSHOTS") == "1" else tmp_path / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("GANATOMY_SHIPPED_RESULTS", "GANATOMY_DASHBOARD_SAMPLES")}
     env["GANATOMY_CACHE"] = str(cache)
-    log = open(tmp_path / "streamlit.log", "w")
-    t0 = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                               "--server.address", "127.0.0.1", "--server.port", str(port),
-                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
     ready: dict[str, float] = {}
-    try:
+    with _dashboard(tmp_path, env) as (url, server, t0):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(GUARD_MS)
-            while True:
-                try:
-                    page.goto(url, timeout=5000)
-                    break
-                except Exception:
-                    assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
-                    assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
-                    time.sleep(0.1)
+            _goto_when_up(page, url, server, t0)
             t_up = time.perf_counter()                   # the server answers: the first session starts now
             _ready(page, "Concept maps", FIRST_VIEW["Concept maps"][0])
             ready["cold_start_to_concept_maps"] = time.perf_counter() - t0
@@ -370,13 +369,6 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
                 _shot(page, shots / f"first_view_{title.lower().replace(' ', '_')}.png", shots == SHOTS)
             assert "Not dissected yet" not in page.inner_text("body")
             browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
     assert not (cache / "dissect").exists() or not any((cache / "dissect").iterdir()), \
         "a page dissected instead of showing the shipped results"
     out = Path(os.environ.get("GANATOMY_FIRST_VIEW_TIMINGS") or tmp_path / "first_view.json")
@@ -404,27 +396,13 @@ def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
                "causal.cached_ace(G, seg, 'layer4', 'door', n_steps=50, n_dissect=500)")
     subprocess.run([sys.executable, "-c", prefill], cwd=ROOT, env=env, check=True, timeout=GUARD_S)
     assert len(list((cache / "ace").iterdir())) == 1 and not (cache / "curve").exists()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "streamlit.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                               "--server.address", "127.0.0.1", "--server.port", str(port),
-                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
-    t0, timings = time.perf_counter(), {}
-    try:
+    timings = {}
+    with _dashboard(tmp_path, env) as (url, server, t0):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(GUARD_MS)
-            while True:
-                try:
-                    page.goto(url + "/causal_units", timeout=5000)
-                    break
-                except Exception:
-                    assert server.poll() is None, (tmp_path / "streamlit.log").read_text()
-                    assert time.perf_counter() - t0 < GUARD_S, f"the server did not answer within {GUARD_S} s"
-                    time.sleep(0.1)
+            _goto_when_up(page, url + "/causal_units", server, t0)
             _ready(page, "Causal units", ".js-plotly-plot")
             _no_exception(page, "Causal units")
             assert page.get_by_text("Top 20 causal units").count() == 1, "the stored ACE is not shown"
@@ -453,12 +431,5 @@ def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
             assert len(list((cache / "ace").iterdir())) == 1
             _shot(page, tmp_path / "causal_units_stored.png", False)
             browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
     out = Path(os.environ.get("GANATOMY_CAUSAL_TIMINGS") or tmp_path / "causal_rerun.json")
     out.write_text(json.dumps({**timings, "load_average_1min": os.getloadavg()[0]}, indent=1) + "\n")
