@@ -93,7 +93,7 @@ def job_context_study(G, seg):
 def job_paint_concept_switch(G, seg):
     from streamlit.testing.v1 import AppTest
     os.environ.pop("GANATOMY_SHIPPED_RESULTS", None)                    # as on a fresh clone
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "main.py"), default_timeout=600)
     at.switch_page("views/paint.py").run()
     box = [s for s in at.selectbox if s.label == "Concept"][0]
     times = {}

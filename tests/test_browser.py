@@ -374,8 +374,8 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
     out = Path(os.environ.get("GANATOMY_FIRST_VIEW_TIMINGS") or tmp_path / "first_view.json")
     out.write_text(json.dumps({"ready_s": ready, "load_average_1min": os.getloadavg()[0],
                                "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                               "note": "cold start = server launch to Concept maps with its charts (the first "
-                                       "session imports core); each page = sidebar click to the page idle with "
+                               "note": "cold start = server launch to Concept maps with its charts (the server "
+                                       "imports core before it listens); each page = sidebar click to the page idle with "
                                        "its result shown; empty cache, shipped results, default sample count"},
                               indent=1) + "\n")
 

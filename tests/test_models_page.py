@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 import core
 from core import models as published
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "main.py")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import core
 from core import models as published
 from core.engine import repair
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "main.py")
 
 
 @pytest.fixture

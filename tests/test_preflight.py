@@ -302,7 +302,7 @@ def test_a_safetensors_header_must_describe_what_the_file_stores(tmp_path):
 
 def test_the_models_page_shows_each_refusal_with_the_file_and_the_fix(tmp_path):
     from streamlit.testing.v1 import AppTest
-    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "main.py")
     at = AppTest.from_file(app, default_timeout=120).switch_page("views/models.py").run()
     assert not at.exception, at.exception
     nan = _tiny(tmp_path, "nan_weights.pt", layer1__wscale__b=float("nan"))

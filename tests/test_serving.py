@@ -21,7 +21,7 @@ def test_the_server_binds_this_machine_only_with_a_bounded_upload():
 
 def test_login_gate_shows_nothing_but_the_login(monkeypatch):
     monkeypatch.setenv("GANATOMY_LOGIN", "1")
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "dashboard" / "main.py"), default_timeout=120).run()
     assert not at.exception
     assert [b.label for b in at.button] == ["Log in"]
     assert [t.value for t in at.title] == ["GANatomy"]
@@ -42,7 +42,7 @@ def test_a_read_only_cache_is_said_on_the_page(monkeypatch, tmp_path):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     monkeypatch.setattr(cache, "_publish", refuse)        # every store fails as on a read-only disk
     cache.take_notices()
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "main.py"), default_timeout=300)
     at.session_state["shared_samples"] = 50
     at.run()
     assert not at.exception
