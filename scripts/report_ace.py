@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 from pathlib import Path
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from report_causal import what_if_ms
-from scipy import stats
 
 import core
 from core.engine import causal
@@ -31,10 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def interval(values) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    m = float(v.mean())
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
-    return {"mean": m, "ci_low": m - half, "ci_high": m + half, "values": v.tolist()}
+    m, low, high = causal.mean_interval(values)
+    return {"mean": m, "ci_low": low, "ci_high": high, "values": [float(x) for x in values]}
 
 
 def main(argv=None):

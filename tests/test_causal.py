@@ -245,3 +245,15 @@ def test_the_ace_loss_trend_is_the_trailing_mean():
         brute = [np.mean(losses[max(0, i + 1 - w):i + 1]) for i in range(len(losses))]
         np.testing.assert_allclose(r.loss_trend(w), brute, rtol=1e-12, atol=1e-12)
     assert len(AceResult("l", "c", np.zeros(1), np.arange(1)).loss_trend()) == 0
+
+
+def test_mean_interval_is_the_95_percent_t_interval():
+    import math
+
+    from scipy import stats
+    v = [0.2, 0.5, 0.9, 0.4]
+    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
+    assert causal.mean_interval(v) == pytest.approx((np.mean(v), lo, hi))
+    m, lo1, hi1 = causal.mean_interval([3.0])
+    assert m == 3.0 and math.isnan(lo1) and math.isnan(hi1)
+    assert all(math.isnan(x) for x in causal.mean_interval([]))

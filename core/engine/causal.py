@@ -41,7 +41,7 @@ from core.engine.dissection import dissect
 from core.engine.intervention import Edit, cached_insertion_constants, check_edits, generate, insertion_constants
 
 __all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study", "context_summary",
-           "majority_context", "trace_effect", "removal_table", "removal_over_seeds", "channel_scales", "removal_fraction",
+           "majority_context", "trace_effect", "removal_table", "removal_over_seeds", "mean_interval", "channel_scales", "removal_fraction",
            "cached_ablation_curve"]
 
 
@@ -767,6 +767,20 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
     return pd.DataFrame(rows)
 
 
+def mean_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``values`` (one per seed) and its 95% t-interval; the bounds
+    are NaN with fewer than two values. Every interval over seeds in GANatomy is this one."""
+    v = np.asarray(values, dtype=np.float64)
+    if not len(v):
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    from scipy import stats  # the t quantile only (scipy.stats is slow to import at start-up)
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - half, m + half
+
+
 def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds: Sequence[int] = (0, 1, 2),
                        n_units: int = 20, ace_steps: int = 150, n_samples: int = 200,
                        progress: Callable | None = None, **ace_kw) -> pd.DataFrame:
@@ -779,7 +793,6 @@ def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds:
     if not seeds:
         raise InputError("seeds must name at least one seed", fix="e.g. seeds=(0, 1, 2)")
     check_callable("progress", progress)
-    from scipy import stats  # the t quantile only (scipy.stats is slow to import at start-up)
     tables = []
     for i, seed in enumerate(seeds):
         step = (lambda d, t, i=i: progress(i * t + d, len(seeds) * t)) if progress else None
@@ -789,9 +802,8 @@ def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds:
     every = pd.concat(tables, ignore_index=True)
     rows = []
     for (gname, concept), g in every.groupby(["generator", "concept"], sort=False):
-        v = g.removed_percent.dropna().to_numpy(np.float64)
-        mean = float(v.mean()) if len(v) else math.nan
-        half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
-        rows.append({"generator": gname, "concept": concept, "removed_percent": mean, "ci_low": mean - half,
-                     "ci_high": mean + half, "seeds": len(v), "per_seed": g.removed_percent.tolist()})
+        v = g.removed_percent.dropna()
+        mean, low, high = mean_interval(v)
+        rows.append({"generator": gname, "concept": concept, "removed_percent": mean, "ci_low": low,
+                     "ci_high": high, "seeds": len(v), "per_seed": g.removed_percent.tolist()})
     return pd.DataFrame(rows)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.validate import check_float, check_int, check_values, unit_list
-from core.engine.causal import context_study
+from core.engine.causal import context_study, mean_interval
 
 __all__ = ["toyworld_classes", "toyworld_violations", "context_over_seeds", "unit_values", "added_ratio",
            "CONTEXT_CLASSES", "GROUND", "CONTEXT_RULES"]
@@ -136,7 +136,6 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
     if not seeds:
         raise InputError("seeds must name at least one seed", fix="e.g. seeds=(4, 5, 6)")
     check_int("n_images", n_images, 1)
-    from scipy import stats  # the t quantile only: scipy.stats costs ~1 s at dashboard start-up
     labels = list(segmenter.labels)
     classify, rule = toyworld_classes(labels), toyworld_violations(labels, concept)
     per_seed, all_rows = [], []
@@ -153,10 +152,9 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
     out = []
     for ctx, g in ps.groupby("context"):
         r = rows[rows.context == ctx]
-        m, k = float(g.added_px.mean()), len(g)
-        half = (stats.t.ppf(0.975, k - 1) * float(g.added_px.std(ddof=1)) / math.sqrt(k)) if k > 1 else math.nan
-        out.append({"context": ctx, "n": int(len(r)), "seeds": k, "added_px": m, "ci_low": m - half,
-                    "ci_high": m + half, "share_ge6": float((r.added_px >= 6).mean()),
+        m, low, high = mean_interval(g.added_px)
+        out.append({"context": ctx, "n": int(len(r)), "seeds": len(g), "added_px": m, "ci_low": low,
+                    "ci_high": high, "share_ge6": float((r.added_px >= 6).mean()),
                     "violations": float(r.violations.mean()) if r.violations.notna().any() else math.nan})
     summary = pd.DataFrame(out).sort_values("added_px", ascending=False).reset_index(drop=True)
     return {"summary": summary, "per_seed": ps, "rows": rows}
