@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -66,7 +65,7 @@ def _browser_flow():
 
 
 _flow = _browser_flow()
-EDITED, IDLE, _free_port, _prefill = _flow.EDITED, _flow.IDLE, _flow._free_port, _flow._prefill
+EDITED, IDLE, _dashboard, _prefill = _flow.EDITED, _flow.IDLE, _flow._dashboard, _flow._prefill
 
 STROKES = [(20, 50, 300, 70), (20, 280, 300, 250), (40, 170, 280, 200), (150, 20, 170, 300)]
 
@@ -476,50 +475,39 @@ def main(argv=None):
         cache = Path(tmp) / "cache"
         print("pre-filling a private cache (dissections at 50 samples, paint's insertion values)…", flush=True)
         _prefill(cache)
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "GANATOMY_CACHE": str(cache), "GANATOMY_DASHBOARD_SAMPLES": "50"}
-        log = open(Path(tmp) / "streamlit.log", "w")
         cpus = sorted(os.sched_getaffinity(0))
         if a.pin and len(cpus) < 2:
             ap.error("--pin needs at least 2 CPUs")
         pin_server = (lambda: os.sched_setaffinity(0, {cpus[0]})) if a.pin else None
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                                   "--server.address", "127.0.0.1", "--server.port", str(port)],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin_server)
-        if a.pin:                  # the browser this script launches inherits the rest
-            os.sched_setaffinity(0, set(cpus[1:]))
-        rss = []
-        stop = threading.Event()
+        with _dashboard(Path(tmp), env, preexec_fn=pin_server) as (url, server, _):
+            if a.pin:              # the browser this script launches inherits the rest
+                os.sched_setaffinity(0, set(cpus[1:]))
+            rss = []
+            stop = threading.Event()
 
-        def watch():
-            while not stop.is_set() and server.poll() is None:
-                try:
-                    rss.append(_rss_mb(server.pid))
-                except OSError:
-                    pass
-                stop.wait(0.5)
+            def watch():
+                while not stop.is_set() and server.poll() is None:
+                    try:
+                        rss.append(_rss_mb(server.pid))
+                    except OSError:
+                        pass
+                    stop.wait(0.5)
 
-        threading.Thread(target=watch, daemon=True).start()
-        try:
-            _wait_server(url, server, a.guard, Path(tmp) / "streamlit.log")
-            n_browser = a.whatif - a.protocol
-            sessions = ([Session("whatif", i, url, a.rounds, a.guard, a.think) for i in range(n_browser)]
-                        + [ProtocolSession("whatif", i, url, a.rounds, a.guard, a.think)
-                           for i in range(n_browser, a.whatif)]
-                        + [Session("paint", j, url, a.rounds, a.guard, a.think) for j in range(a.paint)])
-            load["editing"] = os.getloadavg()[0]
-            edit_s, cpu = asyncio.run(_drive(sessions, max(1.0, t_start + a.limit - time.perf_counter())))
-            hung = [f"{s.kind}{s.i}" for s in sessions if not s.done and not s.errors]
-        finally:
-            stop.set()
-            rss_now = _rss_mb(server.pid) if server.poll() is None else (float("nan"), float("nan"))
-            server.terminate()
+            threading.Thread(target=watch, daemon=True).start()
             try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
+                _wait_server(url, server, a.guard, Path(tmp) / "streamlit.log")
+                n_browser = a.whatif - a.protocol
+                sessions = ([Session("whatif", i, url, a.rounds, a.guard, a.think) for i in range(n_browser)]
+                            + [ProtocolSession("whatif", i, url, a.rounds, a.guard, a.think)
+                               for i in range(n_browser, a.whatif)]
+                            + [Session("paint", j, url, a.rounds, a.guard, a.think) for j in range(a.paint)])
+                load["editing"] = os.getloadavg()[0]
+                edit_s, cpu = asyncio.run(_drive(sessions, max(1.0, t_start + a.limit - time.perf_counter())))
+                hung = [f"{s.kind}{s.i}" for s in sessions if not s.done and not s.errors]
+            finally:
+                stop.set()
+                rss_now = _rss_mb(server.pid) if server.poll() is None else (float("nan"), float("nan"))
     load["end"] = os.getloadavg()[0]
 
     # the images every session saw, checked against its own inputs

@@ -81,16 +81,17 @@ IDLE = """() => {
 
 
 @contextlib.contextmanager
-def _dashboard(tmp_path: Path, env: dict):
+def _dashboard(tmp_path: Path, env: dict, preexec_fn=None):
     """``streamlit run dashboard/app.py`` headless on a free local port with ``env`` (its log in
-    ``tmp_path``); yields (url, server process, launch time) and stops the server afterwards."""
+    ``tmp_path``; ``preexec_fn`` runs in the server process before it starts, e.g. to pin it to a
+    CPU); yields (url, server process, launch time) and stops the server afterwards."""
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
     t0 = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                                "--server.address", "127.0.0.1", "--server.port", str(port),
                                "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     server.log_path = tmp_path / "streamlit.log"
     try:
         yield f"http://127.0.0.1:{port}", server, t0
