@@ -191,6 +191,8 @@ rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 out = {{k: {{n: v.tolist() for n, v in d.items()}} for k, d in res.data.items()}}
 with open(os.path.join({out!r}, f"r{{rank}}_w{{os.environ.get('WORLD_SIZE', '1')}}.json"), "w") as f:
     json.dump(out, f)
+if torch.distributed.is_initialized():      # an undestroyed gloo group can abort the process at exit
+    torch.distributed.destroy_process_group()
 '''
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from core.base import cache as _cache
 from core.base.devices import device_of
+from core.base.distributed import all_sum, batches, gather_objects, local, rank_world
 from core.base.errors import ArgumentTypeError, InputError, UnknownNameError
 from core.base.hooks import Trace, layer_names, layer_shape, layer_units, resolve_layers
 from core.base.protocols import check_generator, check_segmenter
@@ -81,13 +82,13 @@ def causal_effect(generator, segmenter, layer, units, concept, value, n_samples:
     if mask is not None:
         check_mask("mask", mask)
     dev = device_of(generator)
-    tot = {"base": 0.0, "insert": 0.0, "ablate": 0.0}
-    for a in range(0, n_samples, batch_size):
-        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+    tot = {key: torch.zeros((), dtype=torch.float64, device=dev) for key in ("base", "insert", "ablate")}
+    for a, b in batches(n_samples, batch_size):          # this process's share under torchrun
+        z = z_range(seed, a, b, generator.z_dim, dev)
         for key, edits in (("base", []), ("insert", [Edit(layer, units, "insert", v, mask)]),
                            ("ablate", [Edit(layer, units, "ablate", None, mask)])):
-            tot[key] += float(concept_mask(segmenter, generate(generator, z, edits), c).float().mean((1, 2)).sum())
-    m = {k: x / n_samples for k, x in tot.items()}
+            tot[key] += concept_mask(segmenter, generate(generator, z, edits), c).double().mean((1, 2)).sum()
+    m = {k: x / n_samples for k, x in all_sum({k: float(t) for k, t in tot.items()}).items()}
     ace_raw = m["insert"] - m["ablate"]
     return {"concept": segmenter.labels[c], "layer": layer, "units": units, "base": m["base"],
             "insert": m["insert"], "ablate": m["ablate"], "ace": ace_raw,
@@ -500,16 +501,22 @@ def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Seq
     layer, c, ranks, counts, n_samples, seed, batch_size = _check_curve(
         generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress)
     dev = device_of(generator)
-    base = 0.0
-    after = {(name, n): 0.0 for name in rankings for n in counts}
-    for a in range(0, n_samples, batch_size):
-        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
-        base += float(concept_mask(segmenter, generate(generator, z), c).float().sum())
+    keys = [("base", 0)] + [(name, n) for name in rankings for n in counts]
+    px = torch.zeros(len(keys), dtype=torch.float64, device=dev)      # concept pixels; no host sync per batch
+    done, world = 0, rank_world()[1]
+    for a, b in batches(n_samples, batch_size):          # this process's share under torchrun
+        z = z_range(seed, a, b, generator.z_dim, dev)
+        px[0] += concept_mask(segmenter, generate(generator, z), c).sum()
+        j = 1
         for name, r in ranks.items():
             for n in counts:
-                after[(name, n)] += float(concept_mask(segmenter, generate(generator, z, [Edit(layer, r[:n])]), c).float().sum())
+                px[j] += concept_mask(segmenter, generate(generator, z, [Edit(layer, r[:n])]), c).sum()
+                j += 1
+        done += b - a
         if progress:
-            progress(min(n_samples, a + batch_size), n_samples)
+            progress(min(n_samples, done * world), n_samples)
+    total = dict(zip(keys, all_sum(px.cpu().tolist())))
+    base, after = total[("base", 0)], total
     rows = [{"ranking": name, "n": n, "removed": 1 - after[(name, n)] / base if base else math.nan}
             for name in rankings for n in counts]
     return pd.DataFrame(rows)
@@ -751,20 +758,25 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
                                fix=f"options are: {', '.join(_ACE_OPTIONS)}")
     rows = []
     jobs = [(g, c) for g in generators for c in (concepts[g] if isinstance(concepts, dict) else concepts)]
+    rank, world = rank_world()          # under torchrun each process takes whole jobs: i % world
     for i, (gname, concept) in enumerate(jobs):
+        if i % world != rank:
+            continue
         G = generators[gname]
         try:
-            res = ace(G, segmenter, layer, concept, n_steps=ace_steps, top_n=n_units, seed=seed, **ace_kw)
-            removed = removal_fraction(G, segmenter, layer, concept, res.units, n_samples=n_samples,
-                                       seed=sample_seed)
-            rows.append({"generator": gname, "concept": concept, "units": res.units,
-                         "removed_percent": 100 * removed})
+            with local():
+                res = ace(G, segmenter, layer, concept, n_steps=ace_steps, top_n=n_units, seed=seed, **ace_kw)
+                removed = removal_fraction(G, segmenter, layer, concept, res.units, n_samples=n_samples,
+                                           seed=sample_seed)
+            rows.append((i, {"generator": gname, "concept": concept, "units": res.units,
+                             "removed_percent": 100 * removed}))
         except ValueError as e:       # the concept never appears in this generator's scenes
-            rows.append({"generator": gname, "concept": concept, "units": [], "removed_percent": math.nan,
-                         "note": str(e)})
+            rows.append((i, {"generator": gname, "concept": concept, "units": [], "removed_percent": math.nan,
+                             "note": str(e)}))
         if progress:
-            progress(i + 1, len(jobs))
-    return pd.DataFrame(rows)
+            progress(min(len(jobs), (len(rows)) * world), len(jobs))
+    every = sorted((row for part in gather_objects(rows) for row in part), key=lambda t: t[0])
+    return pd.DataFrame([row for _, row in every])
 
 
 def mean_interval(values) -> tuple[float, float, float]:

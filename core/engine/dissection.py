@@ -31,6 +31,7 @@ import torch
 
 from core.base import cache as _cache
 from core.base.devices import module_device
+from core.base.distributed import rank_world
 from core.base.errors import ArgumentTypeError, BudgetError, InputError, ProtocolError, UnknownNameError
 from core.base.hooks import Trace, known_units, resolve_layers
 from core.base.protocols import check_generator, check_segmentation, check_segmenter
@@ -420,8 +421,7 @@ def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opt
     seed = check_int("seed", seed)
     layers = _check_layers(generator, layers)
     device = _check_device(device, generator)
-    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    rank, world = rank_world()
     if batch_size is None:
         batch_size = 64 if device.type == "cuda" else 32
     batch_size = check_int("batch_size", batch_size, 1)

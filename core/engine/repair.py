@@ -25,6 +25,7 @@ import torch
 from core.base import cache as _cache
 from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
 from core.base.devices import device_of
+from core.base.distributed import batches, gather_batches, rank_world
 from core.base.errors import InputError, UnitIndexError
 from core.base.hooks import layer_shape, resolve_layers
 from core.base.sampling import z_at, z_range
@@ -143,15 +144,17 @@ def unit_fid(generator, layer: str, features: Callable, real, n_samples: int = 2
     _check_real(real)
     dev = device_of(generator)
     feats, maxes = [], []
-    for a in range(0, n_samples, batch_size):
-        z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
+    done, world = 0, rank_world()[1]
+    for a, b in batches(n_samples, batch_size):          # this process's share under torchrun
+        z = z_range(seed, a, b, generator.z_dim, dev)
         images, cap = generate(generator, z, capture=[layer])
         feats.append(features(images).double().cpu())
         maxes.append(cap[layer].float().amax((2, 3)).cpu())
+        done += b - a
         if progress:
-            progress(min(n_samples, a + batch_size), n_samples)
-    F_ = torch.cat(feats)
-    M = torch.cat(maxes)
+            progress(min(n_samples, done * world), n_samples)
+    F_ = gather_batches(feats, n_samples, batch_size)             # every process: all samples, in order
+    M = gather_batches(maxes, n_samples, batch_size)
     idx = M.topk(top, dim=0).indices                                # [top, U]
     fids = []
     for u0 in range(0, M.shape[1], unit_chunk):
