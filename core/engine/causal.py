@@ -23,6 +23,7 @@ from core.base.errors import ArgumentTypeError, InputError, UnknownNameError
 from core.base.hooks import Trace, layer_names, layer_shape, layer_units, resolve_layers
 from core.base.protocols import check_generator, check_segmenter
 from core.base.sampling import z_at, z_range
+from core.base.sharing import long_computation
 from core.base.validate import (
     check_bool,
     check_callable,
@@ -67,6 +68,7 @@ def _unit_values(name, value, units, n_units) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- ACE (eq. 4)
 
+@long_computation("the causal effect", fix="lower batch_size=")
 @torch.no_grad()
 def causal_effect(generator, segmenter, layer, units, concept, value, n_samples: int = 200,
                   seed: int = 2, batch_size: int = 25, mask=None) -> dict:
@@ -299,6 +301,7 @@ def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng
     return present, absent, freq, (h, w)
 
 
+@long_computation("ACE", fix="lower batch_size= or pool_size=")
 def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_size: int = 4,
         lr: float = 0.01, l2: float = 0.01, init="iou", iou: np.ndarray | None = None,
         k: torch.Tensor | None = None, pool_size: int = 128, seed: int = 0, top_n: int = 20,
@@ -491,6 +494,7 @@ def _check_curve(generator, segmenter, layer, concept, rankings, counts, n_sampl
     return layer, c, ranks, counts, n_samples, seed, batch_size
 
 
+@long_computation("the ablation curve", fix="lower batch_size=")
 @torch.no_grad()
 def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
                    counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
@@ -588,6 +592,7 @@ def majority_context(labels: Sequence[str]):
     return classify
 
 
+@long_computation("the context study", fix="lower n_images=")
 @torch.no_grad()
 def context_study(generator, segmenter, layer, units, value, concept, n_images: int = 16,
                   seed: int = 4, batch_size: int = 16, progress: Callable | None = None, *, brush: int = 1,
@@ -736,6 +741,7 @@ def trace_effect(generator, edit: Edit, z: torch.Tensor, scales: dict | None = N
     return pd.DataFrame(rows), emap.cpu().numpy()
 
 
+@long_computation("the removal table", fix="lower n_samples= or batch_size=")
 def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: int = 20,
                   ace_steps: int = 150, n_samples: int = 200, seed: int = 0, sample_seed: int = 5,
                   progress: Callable | None = None, **ace_kw) -> pd.DataFrame:

@@ -21,6 +21,7 @@ still count every pixel once.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
@@ -36,6 +37,7 @@ from core.base.errors import ArgumentTypeError, BudgetError, InputError, Protoco
 from core.base.hooks import Trace, known_units, resolve_layers
 from core.base.protocols import check_generator, check_segmentation, check_segmenter
 from core.base.sampling import z_range
+from core.base.sharing import fit_batch, long_computation
 from core.base.validate import (
     check_bool,
     check_callable,
@@ -422,7 +424,8 @@ def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opt
     layers = _check_layers(generator, layers)
     device = _check_device(device, generator)
     rank, world = rank_world()
-    if batch_size is None:
+    chosen = batch_size is None
+    if chosen:
         batch_size = 64 if device.type == "cuda" else 32
     batch_size = check_int("batch_size", batch_size, 1)
     n_batches = (n_samples + batch_size - 1) // batch_size
@@ -444,6 +447,10 @@ def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opt
                              f"featuremaps N x C x H x W (pick a convolutional layer)")
     size = opts.resolution or max(img.shape[-1] // 2, 1)
     shapes = {name: tuple(tr[name].shape[1:]) for name in layers}
+    if chosen:          # on a shared card: a batch takes at most half the memory free now
+        per_sample = size * size * _PIXEL_BYTES + img[0].numel() * 4 * 4 + sum(
+            math.prod(s) for s in shapes.values()) * 4 * 3
+        batch_size = fit_batch(device, batch_size, per_sample)
     _check_memory(layers, [shapes[n][0] for n in layers], size, batch_size, n_samples, opts, n_labels, device)
     return _Plan(generator, segmenter, layers, n_samples, seed, batch_size, device,
                  module_device(segmenter) or device, opts, size, shapes, list(segmenter.labels), rank, world)
@@ -584,6 +591,7 @@ def _finalise(plan: _Plan, counts: _Counts) -> "Dissection":
 
 # ----------------------------------------------------------------------------- entry
 
+@long_computation("a dissection", fix="lower batch_size= or resolution=, or dissect fewer layers per call")
 def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, seed: int = 0,
             batch_size: int | None = None, device=None, progress: Callable | None = None, *,
             options: DissectOptions | None = None, cache: bool = True, cached_only: bool = False,

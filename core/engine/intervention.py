@@ -27,6 +27,7 @@ from core.base.errors import ArgumentTypeError, InputError
 from core.base.hooks import Trace, layer_units, resolve_layers
 from core.base.protocols import check_generator, check_segmenter
 from core.base.sampling import z_range
+from core.base.sharing import long_computation
 from core.base.validate import (
     check_alpha,
     check_int,
@@ -184,6 +185,7 @@ def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Se
 
 # ----------------------------------------------------------------------------- concepts
 
+@long_computation("the insertion constants", fix="lower batch_size=")
 @torch.no_grad()
 def insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 200,
                         seed: int = 1, batch_size: int = 25) -> torch.Tensor:

@@ -29,6 +29,7 @@ from core.base.distributed import batches, gather_batches, rank_world
 from core.base.errors import InputError, UnitIndexError
 from core.base.hooks import layer_shape, resolve_layers
 from core.base.sampling import z_at, z_range
+from core.base.sharing import long_computation
 from core.base.validate import check_bool
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
@@ -131,6 +132,7 @@ class UnitFID:
         return [int(u) for u in np.argsort(-self.fid, kind="stable")[:n]]
 
 
+@long_computation("unit FID", fix="lower batch_size=")
 @torch.no_grad()
 def unit_fid(generator, layer: str, features: Callable, real, n_samples: int = 20_000, top: int = 1_000,
              seed: int = 0, batch_size: int = 100, progress: Callable | None = None,
@@ -206,6 +208,7 @@ def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_0
         decode, enabled=cache, cached_only=check_bool("cached_only", cached_only))
 
 
+@long_computation("the repair table", fix="lower batch_size=")
 @torch.no_grad()
 def repair_table(generator, layer: str, features: Callable, real, units: Sequence[int],
                  n_candidates: int = 10_000, n_eval: int = 1_000, random_draws: int = 3, seed: int = 0,
