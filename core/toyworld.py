@@ -94,7 +94,7 @@ def _label_colors() -> torch.Tensor:
         "sofa": (60, 200, 200), "table": (200, 200, 40), "painting": (255, 90, 90),
         "rug": (140, 40, 200), "plant": (0, 220, 120), "curtain": (250, 150, 200),
     }
-    return torch.tensor([fixed[name] for name in LABELS], dtype=torch.uint8)
+    return torch.tensor([fixed[name] for name in LABELS], dtype=torch.uint8, device="cpu")
 
 
 LABEL_COLORS: torch.Tensor = _label_colors()
@@ -102,7 +102,7 @@ LABEL_COLORS: torch.Tensor = _label_colors()
 
 def colorize(labels: torch.Tensor) -> torch.Tensor:
     """Label map(s) [..., H, W] -> uint8 RGB [..., H, W, 3] with :data:`LABEL_COLORS`."""
-    return LABEL_COLORS[labels.long().clamp(0, len(LABELS) - 1)]
+    return LABEL_COLORS.to(labels.device)[labels.long().clamp(0, len(LABELS) - 1)]
 
 
 # ----------------------------------------------------------------------------- random draws
@@ -847,19 +847,23 @@ def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bo
         left = start
         while left > 0:
             m = min(left, 4096)
-            torch.rand(m, _NCOLS, generator=g)
+            torch.rand(m, _NCOLS, generator=g, device="cpu")
             left -= m
+    with torch.no_grad(), torch.device("cpu"):    # toyworld renders on the CPU whatever the default device
+        return _render_all(scene, n, size, return_layers, g)
+
+
+def _render_all(scene: str, n: int, size: int, return_layers: bool, g: torch.Generator):
     chunk = max(1, (1 << 22) // (size * size))
     imgs, labs, lays = [], [], {}
-    with torch.no_grad():
-        for i in range(0, n, chunk):
-            m = min(chunk, n - i)
-            u = torch.rand(m, _NCOLS, generator=g)
-            im, lb, ly = _render_chunk(scene, u, size, return_layers)
-            imgs.append(im)
-            labs.append(lb)
-            for k, v in ly.items():
-                lays.setdefault(k, []).append(v)
+    for i in range(0, n, chunk):
+        m = min(chunk, n - i)
+        u = torch.rand(m, _NCOLS, generator=g)
+        im, lb, ly = _render_chunk(scene, u, size, return_layers)
+        imgs.append(im)
+        labs.append(lb)
+        for k, v in ly.items():
+            lays.setdefault(k, []).append(v)
     images = torch.cat(imgs) if len(imgs) > 1 else imgs[0]
     labels = torch.cat(labs) if len(labs) > 1 else labs[0]
     if return_layers:

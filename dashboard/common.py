@@ -10,7 +10,7 @@ import torch
 
 import core
 from core import toyworld
-from core.base.devices import server_device
+from core.base.devices import for_serving, server_device
 from core.base.errors import (
     BudgetError,
     CheckpointError,
@@ -68,7 +68,7 @@ def device() -> torch.device:
 
 @st.cache_resource(show_spinner="Loading generator…", max_entries=16)
 def _generator(name: str, revision: str, where: str):
-    return pin_cache_key(core.load_generator(name, device=where))
+    return pin_cache_key(for_serving(core.load_generator(name, device=where)))
 
 
 def generator(name: str):
@@ -82,7 +82,7 @@ generator.clear = _generator.clear
 
 @st.cache_resource(show_spinner="Loading segmenter…", max_entries=8)
 def _cached_segmenter(name: str, revision: str, where: str):
-    return pin_cache_key(core.load_segmenter(name, device=where))
+    return pin_cache_key(for_serving(core.load_segmenter(name, device=where)))
 
 
 def _segmenter(name: str):

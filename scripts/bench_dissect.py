@@ -3,7 +3,7 @@
     python scripts/bench_dissect.py                          # toyworld/town, all layers, 2,000 samples
     python scripts/bench_dissect.py --samples 500 --layers layer4
     python scripts/bench_dissect.py --published --device cuda --samples 10000 --layers layer4
-        # random 256x256 ProGAN in the published LSUN layout + a 25M-parameter segmenter
+        # random 256x256 ProGAN in the published LSUN layout + a 28M-parameter segmenter
 
 Prints (and writes to docs/reports/dissect_bench*.json) the time of the bare generator +
 segmenter passes over the same samples and batch size, the time of ``core.dissect`` (cache
@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--published", action="store_true",
-                    help="random 256x256 ProGAN (published layout) + 25M-parameter segmenter")
+                    help="random 256x256 ProGAN (published layout) + 28M-parameter segmenter")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the fastest is kept")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -64,7 +64,7 @@ def main():
     if a.published:
         torch.manual_seed(0)
         G = core.ProGAN(512, (512, 512, 512, 512, 256, 128, 64)).to(device).eval().requires_grad_(False)
-        seg = nets.ToySegmenter(widths=(96, 192, 384, 768)).to(device).eval().requires_grad_(False)
+        seg = nets.ToySegmenter(widths=(112, 224, 448, 896)).to(device).eval().requires_grad_(False)
         name = "random ProGAN 256x256 (published layout)"
     else:
         G = core.load_generator(a.model, device=device)

@@ -506,5 +506,7 @@ def test_the_server_device_is_shown_and_a_bad_setting_is_a_clear_error(tmp_path,
         msg = " ".join(e.value for e in at.error)
         assert "GANATOMY_DEVICE" in msg and "auto" in msg, msg         # names the setting and the fix
     assert server_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.delenv(DEVICE_ENV)
+    assert server_device() == server_device("auto")                    # the default: the GPU when there is one
     with pytest.raises(InputError, match="not a device"):
         server_device("banana")

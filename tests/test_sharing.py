@@ -6,13 +6,13 @@ import time
 
 import pytest
 import torch
+from planted import ColorSegmenter, PlantedGenerator
 
 from core.base import sharing
 from core.base.errors import BudgetError, InputError
 from core.base.sampling import z_range
 from core.engine.dissection import dissect
 from core.engine.intervention import Edit, generate
-from planted import ColorSegmenter, PlantedGenerator
 
 
 def test_long_jobs_take_turns_and_what_ifs_do_not_wait(monkeypatch):

@@ -7,10 +7,10 @@ import torch
 
 from core.base.errors import InputError
 
-__all__ = ["module_device", "device_of", "DEVICE_ENV", "server_device"]
+__all__ = ["module_device", "device_of", "DEVICE_ENV", "server_device", "for_serving"]
 
 DEVICE_ENV = "GANATOMY_DEVICE"
-DEFAULT_DEVICE = "cpu"     # "auto" once the prepared GPU check has run on a lab's card (issue 21)
+DEFAULT_DEVICE = "auto"    # the first CUDA device when the machine has one (scripts/gpu_check.sh measures it)
 
 
 def module_device(obj) -> torch.device | None:
@@ -31,7 +31,7 @@ def device_of(obj) -> torch.device:
 
 def server_device(value: str | None = None) -> torch.device:
     """The device a server places its shared models on: ``value``, else ``$GANATOMY_DEVICE``
-    (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; default ``cpu``). ``auto`` is the first CUDA
+    (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; default ``auto``). ``auto`` is the first CUDA
     device when there is one, else the CPU. A device this machine does not have is refused with
     what it has, before any model is loaded."""
     raw = os.environ.get(DEVICE_ENV, "") if value is None else value
@@ -55,3 +55,13 @@ def server_device(value: str | None = None) -> torch.device:
                              "no CUDA device"), fix=f"use one it has ({have}), or auto")
         dev = torch.device("cuda", index)
     return dev
+
+
+def for_serving(model, device=None):
+    """``model`` made ready to be shared from ``device`` (default: its own): on a CUDA device its
+    convolution weights go channels-last (the fast layout for cuDNN; the results are the same
+    up to float rounding). Done once, before the model is shared: never on a shared model."""
+    dev = torch.device(device) if device is not None else device_of(model)
+    if isinstance(model, torch.nn.Module) and dev.type == "cuda":
+        model = model.to(device=dev, memory_format=torch.channels_last)
+    return model

@@ -61,7 +61,7 @@ def check_generator(gen, probe: bool = True, n: int = 2) -> None:
     if not probe:
         return
     with torch.no_grad():
-        z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(0)).to(device_of(gen))
+        z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(0), device="cpu").to(device_of(gen))
         out = gen(z)
     if not (isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == n
             and out.shape[1] == 3 and out.is_floating_point()):

@@ -15,7 +15,7 @@ BLOCK = 256  # codes are drawn in blocks of this many, each block from its own g
 
 def _block(seed: int, b: int, z_dim: int) -> torch.Tensor:
     g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(b) * 7_919 + 12_345) % (2 ** 63))
-    return torch.randn(BLOCK, z_dim, generator=g)
+    return torch.randn(BLOCK, z_dim, generator=g, device="cpu")   # drawn on the CPU: the same on every device
 
 
 def z_range(seed: int, start: int, stop: int, z_dim: int, device="cpu") -> torch.Tensor:
@@ -35,7 +35,7 @@ def z_at(seed: int, indices, z_dim: int, device="cpu") -> torch.Tensor:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size == 0:
         return torch.zeros(0, z_dim, device=device)
-    out = torch.empty(idx.size, z_dim)
+    out = torch.empty(idx.size, z_dim, device="cpu")
     blocks = idx // BLOCK
     for b in np.unique(blocks):
         sel = np.nonzero(blocks == b)[0]

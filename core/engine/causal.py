@@ -162,7 +162,7 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
     n_units = _n_units(generator, layer)
     all_units = list(range(n_units))
     for a in range(0, n, batch_size):
-        idx = torch.arange(a, min(n, a + batch_size))
+        idx = torch.arange(a, min(n, a + batch_size), device="cpu")     # sample numbers, for Python
         z = z_range(seed, a, int(idx[-1]) + 1, generator.z_dim, dev)
         with torch.no_grad():
             images, cap = generate(generator, z, capture=[layer])
@@ -189,8 +189,9 @@ _ROW_BYTES = 120        # a candidate cell or an insertion row kept as Python ob
 def _cells(cells, hw, dev):
     """One-cell masks [b, 1, h, w] for [(sample, y, x)]."""
     m = torch.zeros(len(cells), 1, *hw, device=dev)
-    for j, (_, y, x) in enumerate(cells):
-        m[j, 0, y, x] = 1.0
+    if cells:
+        yx = torch.tensor([(j, y, x) for j, (_, y, x) in enumerate(cells)], device=dev)
+        m[yx[:, 0], 0, yx[:, 1], yx[:, 2]] = 1.0          # one copy to the device, not one per cell
     return m
 
 
@@ -286,12 +287,10 @@ def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng
     z_all = torch.cat(zs)
     for a in range(0, len(tried), batch_size):
         chunk = tried[a:a + batch_size]
-        idx = torch.tensor([t[0] for t in chunk])
-        mask = torch.zeros(len(chunk), 1, h, w, device=dev)
-        for j, (_, y, x) in enumerate(chunk):
-            mask[j, 0, y, x] = 1
+        idx = torch.tensor([t[0] for t in chunk], device=dev)
+        mask = _cells(chunk, (h, w), dev)
         with torch.no_grad():
-            after = concept_mask(segmenter, generate(generator, z_all[idx.to(dev)],
+            after = concept_mask(segmenter, generate(generator, z_all[idx],
                                                      [Edit(layer, all_units, "insert", k, mask)]), c).sum((1, 2)).cpu()
         absent += [t for j, t in enumerate(chunk) if float(after[j]) > float(base_px[t[0]])]
     if not absent:
@@ -376,10 +375,12 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
         adam.step()
         with torch.no_grad():
             alpha.clamp_(0, 1)
-        losses.append(float(loss.detach()))
-        effects.append(float(delta.detach()))
+        losses.append(loss.detach())             # kept on the device: no host sync per step
+        effects.append(delta.detach())
         if progress:
-            progress(step + 1, n_steps, losses[-1])
+            progress(step + 1, n_steps, float(losses[-1]))
+    losses = torch.stack(losses).cpu().tolist() if losses else []
+    effects = torch.stack(effects).cpu().tolist() if effects else []
     a = alpha.detach().cpu().numpy()
     ranking = np.lexsort((-np.clip(a0, 0, 1), -a))
     return AceResult(layer=layer, concept=segmenter.labels[c], alpha=a, ranking=ranking, losses=losses,
@@ -645,23 +646,23 @@ def context_study(generator, segmenter, layer, units, value, concept, n_images: 
     hit0 = seg0 == c
     base_px = hit0.sum((1, 2)).float().cpu()
     hh, ww = h - brush + 1, w - brush + 1
-    img = torch.arange(n_images).repeat_interleave(hh * ww)           # job j: image img[j], block pos[j]
-    pos = torch.arange(hh * ww).repeat(n_images)
+    img = torch.arange(n_images, device="cpu").repeat_interleave(hh * ww)   # job j: image img[j], block pos[j]
+    pos = torch.arange(hh * ww, device="cpu").repeat(n_images)
     ys, xs = pos // ww, pos % ww
     boxes = torch.stack([ys * H // h, xs * W // w, (ys + brush) * H // h, (xs + brush) * W // w], 1)
     contexts = classify(seg0[img].cpu(), boxes)
-    added = torch.zeros(len(img))
-    broken = torch.full((len(img),), math.nan)
+    added = torch.zeros(len(img), device="cpu")
+    broken = torch.full((len(img),), math.nan, device="cpu")
+    gy, gx = torch.arange(h, device=dev).view(1, 1, h, 1), torch.arange(w, device=dev).view(1, 1, 1, w)
     for a in range(0, len(img), batch_size):
         ii, yy, xx = img[a:a + batch_size], ys[a:a + batch_size], xs[a:a + batch_size]
-        mask = torch.zeros(len(ii), 1, h, w, device=dev)
-        for j, (y, x) in enumerate(zip(yy.tolist(), xx.tolist())):
-            mask[j, 0, y:y + brush, x:x + brush] = 1
+        y0, x0 = yy.to(dev).view(-1, 1, 1, 1), xx.to(dev).view(-1, 1, 1, 1)
+        mask = ((gy >= y0) & (gy < y0 + brush) & (gx >= x0) & (gx < x0 + brush)).float()   # the brush's cells
         seg1 = segmenter.segment(generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask)]))
         seg1 = (seg1[:, 0] if seg1.dim() == 4 else seg1).long()
         added[a:a + len(ii)] = (seg1 == c).sum((1, 2)).float().cpu() - base_px[ii]
         if violations is not None:
-            broken[a:a + len(ii)] = torch.as_tensor(violations(seg0[ii.to(seg0.device)], seg1, c), dtype=torch.float32).cpu()
+            broken[a:a + len(ii)] = torch.as_tensor(violations(seg0[ii.to(seg0.device)], seg1, c), dtype=torch.float32, device="cpu")
         if progress:
             progress(min(a + batch_size, len(img)), len(img))
     rows = pd.DataFrame({"image": img.numpy(), "y": ys.numpy(), "x": xs.numpy(), "context": contexts,

@@ -53,6 +53,7 @@ from core.base.validate import (
 from core.engine.tally import (  # noqa: F401
     QUANTILE_LEVELS,
     LayerTally,
+    add_counts,
     finalise_layer,
     information_quality,
     interp_matrix,
@@ -67,6 +68,7 @@ __all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "LABELINGS
 CODE_VERSION = "dissect-v2"   # v2: the reference labelling arrays (ref_*)
 LABELINGS = ("reference", "max-iou")
 PARTS = ("t", "b", "l", "r")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class DissectOptions:
     min_frequency: float = 1e-3     # concepts rarer than this (pixel fraction) are not scored
     topk: int = 20                  # top-activating samples kept per unit
     max_hist_bytes: int = 6 << 30   # refuse (with advice) rather than exhaust memory
+    precision: str = "fp32"         # the generator's and segmenter's forward: fp32, or autocast bf16 / fp16
+                                    # (the statistics stay exact counts of what that forward produced)
 
     def __post_init__(self):
         if self.resolution is not None:
@@ -93,9 +97,13 @@ class DissectOptions:
         check_float("min_frequency", self.min_frequency, 0, 1)
         check_int("topk", self.topk, 0, what="a whole number of samples >= 0 (default 20)")
         check_int("max_hist_bytes", self.max_hist_bytes, 1)
+        check_choice("precision", self.precision, PRECISIONS)
 
     def key(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """The options a result depends on (fp32, the default precision, is left out: keys made
+        before the option existed stay valid)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if not (k == "precision" and
+                                                                              self.precision == "fp32")}
 
 
 # ----------------------------------------------------------------------------- labels
@@ -507,8 +515,8 @@ def _new_counts(plan: _Plan, n_slots: int) -> _Counts:
                           f"lower bins= (now {opts.bins}) or raise max_hist_bytes=")
     tallies = {name: LayerTally(name, *plan.shapes[name], plan.size, opts.bins, n_slots, opts.topk, plan.device)
                for name in plan.layers}
-    return _Counts(tallies, torch.zeros(2 * n_slots, dtype=torch.float64, device=plan.device),
-                   torch.zeros(2, dtype=torch.float64), n_slots)
+    return _Counts(tallies, torch.zeros(2 * n_slots, dtype=torch.int64, device=plan.device),
+                   torch.zeros(2, dtype=torch.float64, device="cpu"), n_slots)
 
 
 def _share_ranges(plan: _Plan, counts: _Counts, acts: dict) -> None:
@@ -525,9 +533,11 @@ def _accumulate(plan: _Plan, progress: Callable | None) -> _Counts:
     n_labels, counts, done = len(plan.labels), None, 0
     cuda = plan.device.type == "cuda"
     t0 = time.perf_counter()
+    half = PRECISIONS[plan.opts.precision]
     for start, stop, images, acts in sample_batches(plan.generator, plan.layers, plan.n_samples, plan.seed,
-                                                    plan.batch_size, plan.device, plan.rank, plan.world):
-        with torch.no_grad():
+                                                    plan.batch_size, plan.device, plan.rank, plan.world,
+                                                    autocast=half):
+        with torch.no_grad(), torch.autocast(plan.seg_device.type, dtype=half or torch.float32, enabled=bool(half)):
             seg = plan.segmenter.segment(images.to(plan.seg_device))
         if counts is None:
             check_segmentation(seg, stop - start, n_labels)
@@ -543,8 +553,10 @@ def _accumulate(plan: _Plan, progress: Callable | None) -> _Counts:
             idx = torch.arange(start, stop, device=plan.device)
             which = (idx % 2).to(torch.int32)                    # 0: threshold set, 1: IoU set
             slot_off = slots + (which * counts.n_slots).view(-1, 1, 1, 1)
-            counts.slot_px += torch.bincount(slot_off.reshape(-1).long(), minlength=2 * counts.n_slots).double()
-            counts.totals += torch.stack([(which == 0).sum(), (which == 1).sum()]).double().cpu() * plan.size ** 2
+            add_counts(counts.slot_px, slot_off)
+            n_odd = stop // 2 - start // 2                        # samples of the IoU set in start .. stop-1
+            counts.totals += torch.tensor([stop - start - n_odd, n_odd], dtype=torch.float64,
+                                          device="cpu") * plan.size ** 2
             for name in plan.layers:
                 counts.tallies[name].update(acts[name], slot_off, idx)
         if cuda:
@@ -566,14 +578,14 @@ def _finalise(plan: _Plan, counts: _Counts) -> "Dissection":
     ext_labels = labels + (part_labels(labels) if opts.parts else [])
     n_ext = len(ext_labels)
     # slot -> extended-label index (-1: ignored slot)
-    slot_concept = torch.full((n_slots,), -1, dtype=torch.long)
-    slot_concept[:n_labels] = torch.arange(n_labels)
+    slot_concept = torch.full((n_slots,), -1, dtype=torch.long, device="cpu")
+    slot_concept[:n_labels] = torch.arange(n_labels, device="cpu")
     if n_slots > n_labels:
-        slot_concept[n_labels + 1: 2 * n_labels] = torch.arange(1, n_labels)
+        slot_concept[n_labels + 1: 2 * n_labels] = torch.arange(1, n_labels, device="cpu")
         if opts.parts:
-            slot_concept[2 * n_labels:] = torch.arange(n_labels, n_ext)
-    cs = counts.slot_px.view(2, n_slots).cpu()
-    concept_px = torch.zeros(2, n_ext, dtype=torch.float64)
+            slot_concept[2 * n_labels:] = torch.arange(n_labels, n_ext, device="cpu")
+    cs = counts.slot_px.view(2, n_slots).double().cpu()
+    concept_px = torch.zeros(2, n_ext, dtype=torch.float64, device="cpu")
     valid = slot_concept >= 0
     concept_px.index_add_(1, slot_concept[valid], cs[:, valid])
     t_fin = time.perf_counter()

@@ -92,7 +92,8 @@ MODES = ("ablate", "insert")
 def resize_mask(mask, n: int, h: int, w: int, device=None) -> torch.Tensor:
     """Any-resolution mask -> float coverage [n or 1, 1, h, w] in [0, 1]."""
     check_mask("mask", mask, n)
-    m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+    where = device if device is not None else (mask.device if isinstance(mask, torch.Tensor) else "cpu")
+    m = mask.to(where) if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask), device=where)
     m = m.float()                                   # a tensor mask keeps its graph
     m = m[None, None] if m.dim() == 2 else m[:, None] if m.dim() == 3 else m
     mh, mw = m.shape[-2:]
@@ -101,7 +102,7 @@ def resize_mask(mask, n: int, h: int, w: int, device=None) -> torch.Tensor:
             m = F.adaptive_avg_pool2d(m, (h, w))
         else:
             m = F.interpolate(m, size=(h, w), mode="nearest")
-    return m.to(device) if device is not None else m
+    return m
 
 
 def edit_fn(edit: Edit, n_units: int | None = None):

@@ -56,8 +56,8 @@ def frechet_distances_to(mus: torch.Tensor, covs: torch.Tensor, mu_r, cov_r) -> 
     """Fréchet distance of many Gaussians (mus [K, D], covs [K, D, D]) to one reference,
     float64, with the reference's symmetric square root computed once:
     tr((S_r^½ S_k S_r^½)^½) = tr((S_k S_r)^½)."""
-    mu_r = torch.as_tensor(np.asarray(mu_r), dtype=torch.float64)
-    cov_r = torch.as_tensor(np.asarray(cov_r), dtype=torch.float64)
+    mu_r = torch.as_tensor(mu_r, dtype=torch.float64, device=mus.device)
+    cov_r = torch.as_tensor(cov_r, dtype=torch.float64, device=mus.device)
     d = mu_r.shape[0]
     if mus.shape[-1] != d or covs.shape[-2:] != (d, d):
         raise InputError(f"feature sizes differ: reference statistics have {d} dimensions, the unit "
@@ -69,7 +69,7 @@ def frechet_distances_to(mus: torch.Tensor, covs: torch.Tensor, mu_r, cov_r) -> 
     ev = torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2).clamp(min=0).sqrt().sum(-1)
     diff = mus.to(torch.float64) - mu_r
     d2 = (diff * diff).sum(-1) + torch.diagonal(covs, dim1=-2, dim2=-1).sum(-1) + torch.trace(cov_r) - 2 * ev
-    return d2.clamp(min=0).numpy()
+    return d2.clamp(min=0).cpu().numpy()
 
 
 MAX_SAMPLES = 1_000_000     # images of one unit-FID or repair run (their features are kept in memory)
@@ -94,7 +94,7 @@ def _check_real(real) -> None:
         raise InputError(f"real must be a pair (mu, cov) of arrays, got {type(real).__name__}", fix=fix) from None
     if len(shape_mu) != 1 or not shape_mu[0] or shape_cov != (shape_mu[0], shape_mu[0]):
         raise InputError(f"real must be (mu [D], cov [D, D]); got mu {shape_mu} and cov {shape_cov}", fix=fix)
-    finite = (bool(torch.isfinite(torch.as_tensor(mu)).all() and torch.isfinite(torch.as_tensor(cov)).all())
+    finite = (bool(torch.isfinite(mu).all() and torch.isfinite(cov).all())
               if isinstance(mu, torch.Tensor) and isinstance(cov, torch.Tensor)
               else bool(np.isfinite(np.asarray(mu, dtype=np.float64)).all()
                         and np.isfinite(np.asarray(cov, dtype=np.float64)).all()))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.base.devices import device_of
 from core.base.errors import InputError
 from core.base.protocols import check_generator
 from core.base.sampling import z_range
@@ -29,7 +30,7 @@ from core.base.validate import check_int, check_samples
 __all__ = ["laplacian_pyramid", "reconstruct", "PatchSet", "sliced_wasserstein", "ms_swd",
            "generator_patches"]
 
-_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device="cpu") / 16.0     # moved to the images' device in _blur
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -78,8 +79,8 @@ def reconstruct(levels: list[torch.Tensor]) -> torch.Tensor:
 def _patches(level: torch.Tensor, n_patches: int, size: int, gen: torch.Generator) -> torch.Tensor:
     """``n_patches`` random size x size neighbourhoods per image: (N * n_patches, C, size, size)."""
     n, c, h, w = level.shape
-    ys = torch.randint(0, h - size + 1, (n, n_patches), generator=gen).to(level.device)
-    xs = torch.randint(0, w - size + 1, (n, n_patches), generator=gen).to(level.device)
+    ys = torch.randint(0, h - size + 1, (n, n_patches), generator=gen, device="cpu").to(level.device)
+    xs = torch.randint(0, w - size + 1, (n, n_patches), generator=gen, device="cpu").to(level.device)
     off = torch.arange(size, device=level.device)
     rows = (ys[:, :, None] + off)[:, :, :, None]                 # n, P, size, 1
     cols = (xs[:, :, None] + off)[:, :, None, :]                 # n, P, 1, size
@@ -150,13 +151,13 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_dirs: int = 512, seed
     gen = torch.Generator().manual_seed(seed)
     n = min(len(a), len(b))
     if len(a) > n:
-        a = a[torch.randperm(len(a), generator=gen)[:n]]
+        a = a[torch.randperm(len(a), generator=gen, device="cpu")[:n].to(a.device)]
     if len(b) > n:
-        b = b[torch.randperm(len(b), generator=gen)[:n]]
+        b = b[torch.randperm(len(b), generator=gen, device="cpu")[:n].to(b.device)]
     total = 0.0
     for start in range(0, n_dirs, chunk):
         m = min(chunk, n_dirs - start)
-        dirs = torch.randn(a.shape[1], m, generator=gen, dtype=torch.float64).to(a.device)
+        dirs = torch.randn(a.shape[1], m, generator=gen, dtype=torch.float64, device="cpu").to(a.device)
         dirs = (dirs / dirs.norm(dim=0, keepdim=True)).to(a.dtype)
         pa, pb = _sorted_rows(dirs.T @ a.T), _sorted_rows(dirs.T @ b.T)
         total += float((pa - pb).abs().double().mean(1).sum())
@@ -179,12 +180,13 @@ def ms_swd(a: PatchSet | list[torch.Tensor], b: PatchSet | list[torch.Tensor], n
 
 
 @torch.no_grad()
-def generator_patches(generator, n: int = 2000, seed: int = 0, batch: int = 250, device="cpu",
+def generator_patches(generator, n: int = 2000, seed: int = 0, batch: int = 250, device=None,
                       **kw) -> PatchSet:
     """Patch set of ``n`` samples of ``generator`` (codes ``core.base.sampling.z_range(seed, ...)``)."""
     check_generator(generator, probe=False)
     n, batch, seed = check_samples("n", n, 1), check_int("batch", batch, 1), check_int("seed", seed)
     ps = PatchSet(seed=seed, **kw)
+    device = device if device is not None else device_of(generator)
     for s in range(0, n, batch):
         ps.update(generator(z_range(seed, s, min(n, s + batch), generator.z_dim, device)).float())
     return ps

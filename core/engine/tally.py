@@ -30,7 +30,7 @@ from core.base.errors import BudgetError
 from core.base.hooks import Trace
 from core.base.sampling import z_range
 
-__all__ = ["LayerTally", "interp_matrix", "upsample", "information_quality", "finalise_layer",
+__all__ = ["add_counts", "LayerTally", "interp_matrix", "upsample", "information_quality", "finalise_layer",
            "merge_distributed", "sample_batches", "reference_labels", "QUANTILE_LEVELS",
            "REFERENCE_FRACTIONS", "REFERENCE_MIN_AGREEMENT"]
 
@@ -38,15 +38,19 @@ QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999, 1.0)
 
 
 def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int, device,
-                   rank: int = 0, world: int = 1) -> Iterator[tuple[int, int, torch.Tensor, dict]]:
+                   rank: int = 0, world: int = 1, autocast: torch.dtype | None = None
+                   ) -> Iterator[tuple[int, int, torch.Tensor, dict]]:
     """``(start, stop, images, {layer: output})`` for this process's share of the batches of
     samples ``0 .. n_samples-1`` (batch ``b`` goes to process ``b % world``); sample ``i`` is
     ``generator(core.base.sampling.z_range(seed, i, i+1))``, run without gradients (the grad
-    mode is never held across a ``yield``: the caller's code runs in its own mode)."""
+    mode is never held across a ``yield``: the caller's code runs in its own mode). ``autocast``:
+    run the generator under autocast to that dtype (bf16 / fp16), else in its own precision."""
     n_batches = (n_samples + batch_size - 1) // batch_size
     for b in range(rank, n_batches, world):
         start, stop = b * batch_size, min(n_samples, (b + 1) * batch_size)
-        with torch.no_grad(), Trace(generator, capture=layers) as tr:
+        dev = torch.device(device)
+        with torch.no_grad(), Trace(generator, capture=layers) as tr, \
+                torch.autocast(dev.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             images = generator(z_range(seed, start, stop, generator.z_dim, device))
         yield start, stop, images, {name: tr[name] for name in layers}
 
@@ -56,14 +60,14 @@ def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int
 def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """[n_out, n_in] matrix of 1-D linear interpolation with aligned corners
     (``F.interpolate(..., mode='bilinear', align_corners=True)`` along one axis)."""
-    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m = torch.zeros(n_out, n_in, dtype=torch.float64, device="cpu")
     if n_in == 1:
         m[:, 0] = 1.0
     else:
-        pos = torch.arange(n_out, dtype=torch.float64) * ((n_in - 1) / max(n_out - 1, 1))
+        pos = torch.arange(n_out, dtype=torch.float64, device="cpu") * ((n_in - 1) / max(n_out - 1, 1))
         i0 = pos.floor().clamp(max=n_in - 2).long()
         frac = pos - i0
-        rows = torch.arange(n_out)
+        rows = torch.arange(n_out, device="cpu")
         m[rows, i0] = 1 - frac
         m[rows, i0 + 1] += frac
     return m.to(device=device, dtype=dtype)
@@ -82,7 +86,7 @@ def information_quality(n11, m, nc, total):
     """Information-quality ratio I/H of the 2x2 joint table of (mask, concept), from counts:
     ``n11`` = |mask ∧ concept|, ``m`` = |mask|, ``nc`` = |concept|, ``total`` = all pixels.
     Broadcasts; float64; 0 where the joint entropy is 0."""
-    total = torch.as_tensor(total, dtype=torch.float64)
+    total = torch.as_tensor(total, dtype=torch.float64, device=n11.device if isinstance(n11, torch.Tensor) else "cpu")
     p11 = n11 / total
     p10 = (m - n11) / total
     p01 = (nc - n11) / total
@@ -101,6 +105,18 @@ def information_quality(n11, m, nc, total):
 
 
 # ----------------------------------------------------------------------------- accumulators
+
+def add_counts(hist: torch.Tensor, idx: torch.Tensor, sync_free: bool | None = None) -> None:
+    """``hist += bincount(idx, minlength=len(hist))`` without a host sync: on an accelerator
+    ``bincount`` reads the largest index back to the host every call, ``index_add_`` does not
+    (integer atomics: the counts are exact). The CPU keeps ``bincount``, which is faster there
+    (``sync_free`` forces either path)."""
+    flat = idx.reshape(-1).long()
+    if not (hist.device.type != "cpu" if sync_free is None else sync_free):
+        hist += torch.bincount(flat, minlength=hist.numel())
+    else:
+        hist.index_add_(0, flat, torch.ones(1, dtype=hist.dtype, device=hist.device).expand(flat.numel()))
+
 
 _MAGIC = 8388608.0          # 2**23: adding it to an integer-valued float < 2**23 puts the
 _MAGIC_BITS = 0x4B000000    # integer in the low mantissa bits (bit pattern = _MAGIC_BITS + value)
@@ -164,7 +180,10 @@ class LayerTally:
 
     def _count(self, idx):
         """hist += bincount(idx) for a unit-major index tensor [U', ...] (U' = all units)."""
-        if idx.device.type != "cpu" or torch.get_num_threads() < 2 or idx.numel() < (1 << 20):
+        if idx.device.type != "cpu":
+            add_counts(self.hist, idx)
+            return
+        if torch.get_num_threads() < 2 or idx.numel() < (1 << 20):
             self.hist += torch.bincount(idx.reshape(-1), minlength=self.hist.numel())
             return
         parts = min(torch.get_num_threads(), self.u)
@@ -214,7 +233,7 @@ def _quantiles(hist_all, lo, width, vmin, vmax, levels):
     """Approximate quantiles from the all-pixel histogram (linear inside a bin)."""
     u, nb = hist_all.shape
     bins = nb - 1
-    k = torch.arange(nb, dtype=torch.float64)
+    k = torch.arange(nb, dtype=torch.float64, device="cpu")
     left = lo.view(-1, 1) + (k - 1).clamp(min=0).view(1, -1) * width.view(-1, 1)
     right = lo.view(-1, 1) + k.clamp(max=bins - 1).view(1, -1) * width.view(-1, 1)
     left[:, 0] = vmin
@@ -251,11 +270,11 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
     scored[0] = False
     sc = torch.nonzero(scored).view(-1)                    # concepts to score
     # slots that feed a scored concept, mapped to the concept's row among ``sc``
-    row_of = torch.full((n_labels_ext,), -1, dtype=torch.long)
-    row_of[sc] = torch.arange(len(sc))
+    row_of = torch.full((n_labels_ext,), -1, dtype=torch.long, device="cpu")
+    row_of[sc] = torch.arange(len(sc), device="cpu")
     slot_row = torch.where(slot_concept >= 0, row_of[slot_concept.clamp(min=0)], torch.full_like(slot_concept, -1))
     use = slot_row >= 0
-    n11 = torch.zeros(2, len(sc), u, b, dtype=torch.float64)
+    n11 = torch.zeros(2, len(sc), u, b, dtype=torch.float64, device="cpu")
     n11.index_add_(1, slot_row[use], gt[:, use])
     nc = concept_px[:, sc].view(2, -1, 1, 1)
     iqr_a = information_quality(n11[0], m[0].unsqueeze(0), nc[0], totals[0])   # [C', U, B]
@@ -274,7 +293,7 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
     lo, width = st.lo.double().cpu(), st.width.double().cpu()
 
     def full(x, fill=0.0):
-        out = torch.full((n_labels_ext, u), fill, dtype=torch.float64)
+        out = torch.full((n_labels_ext, u), fill, dtype=torch.float64, device="cpu")
         out[sc] = x
         return out.T.numpy()
 
@@ -296,7 +315,7 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
     }
 
 
-REFERENCE_FRACTIONS = torch.logspace(-3, 0, 100, dtype=torch.float64)   # candidate levels: quantiles 1 - f
+REFERENCE_FRACTIONS = torch.logspace(-3, 0, 100, dtype=torch.float64, device="cpu")   # candidate levels: quantiles 1 - f
 REFERENCE_MIN_AGREEMENT = 0.8
 
 
@@ -318,14 +337,14 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
     n_c, u, b = iqr.shape
 
     def full(x):
-        out = torch.zeros(n_labels_ext, u, dtype=torch.float64)
+        out = torch.zeros(n_labels_ext, u, dtype=torch.float64, device="cpu")
         out[sc] = x.double()
         return out.T.numpy()
 
     k_f = ((levels - lo.view(-1, 1)) / width.view(-1, 1)).round().clamp(0, b - 1).long()   # [U, 100]: nearest edge
-    candidate = torch.zeros(u, b, dtype=torch.bool)
+    candidate = torch.zeros(u, b, dtype=torch.bool, device="cpu")
     candidate.scatter_(1, k_f, True)
-    level = lo.view(-1, 1) + torch.arange(b, dtype=torch.float64).view(1, -1) * width.view(-1, 1)   # [U, B]
+    level = lo.view(-1, 1) + torch.arange(b, dtype=torch.float64, device="cpu").view(1, -1) * width.view(-1, 1)   # [U, B]
     candidate &= level > 0
     t0 = totals[0]
     agree = (n11[0] + (t0 - m[0].unsqueeze(0) - nc[0] + n11[0])) / t0          # [C', U, B]

@@ -42,8 +42,8 @@ def require_package():
 
 def _trunc_normal_from_normal(z: torch.Tensor, bound: float = 2.0) -> torch.Tensor:
     """Map standard-normal z to a normal truncated to [-bound, bound] by inverse CDF."""
-    lo = torch.special.ndtr(torch.tensor(-bound, dtype=torch.float64))
-    hi = torch.special.ndtr(torch.tensor(bound, dtype=torch.float64))
+    lo = torch.special.ndtr(torch.tensor(-bound, dtype=torch.float64, device=z.device))
+    hi = torch.special.ndtr(torch.tensor(bound, dtype=torch.float64, device=z.device))
     u = lo + torch.special.ndtr(z.double()) * (hi - lo)
     return torch.special.ndtri(u).clamp(-bound, bound).to(z.dtype)
 

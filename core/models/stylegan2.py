@@ -306,7 +306,7 @@ class StyleGAN2(nn.Module):
     def compute_mean_latent(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
         """Mean of w over ``n`` z drawn with a fixed seed (deterministic)."""
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.style_dim, generator=g).to(self.truncate.mean.device)
+        z = torch.randn(n, self.style_dim, generator=g, device="cpu").to(self.truncate.mean.device)
         with torch.no_grad():
             return self.style(z).mean(0)
 

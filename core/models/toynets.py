@@ -76,7 +76,7 @@ class ToySegmenter(nn.Module):
         x = self.u1(torch.cat([up(x, f1), f1], 1))
         out = self.head(x)
         if out.shape[-2:] != size:
-            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False,
+            out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False,   # fp32 under autocast
                                 antialias=size[-1] < out.shape[-1])
         return out
 

@@ -55,7 +55,7 @@ def toyworld_classes(labels: Sequence[str], ground_share: float = 0.25, purity: 
         for m in members:
             if m in idx:
                 group_of[idx[m]] = group
-    ground = torch.tensor([idx[g] for g in GROUND if g in idx], dtype=torch.long)
+    ground = torch.tensor([idx[g] for g in GROUND if g in idx], dtype=torch.long, device="cpu")
 
     def classify(seg, boxes):
         out = []

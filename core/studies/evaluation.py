@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from core import toyworld
 from core.base import cache as _cache
+from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.protocols import check_generator
 from core.base.sampling import z_range
@@ -29,16 +30,17 @@ def segmentation_confusion(segmenter, scenes=toyworld.SCENES, n_per_scene: int =
     check_int("seed", seed)
     check_int("batch", batch, 1)
     L = len(toyworld.LABELS)
-    conf = torch.zeros(L, L, dtype=torch.long)
+    dev = device_of(segmenter)
+    conf = torch.zeros(L * L, dtype=torch.long, device=dev)
     for scene in scenes:
         for start in range(0, n_per_scene, batch):
             m = min(batch, n_per_scene - start)
-            im, lb = toyworld.render(scene, m, seed=seed, start=start)
-            pred = segmenter.segment(im).cpu()
-            conf += torch.bincount((lb * L + pred).flatten(), minlength=L * L).view(L, L)
+            im, lb = toyworld.render(scene, m, seed=seed, start=start)          # rendered on the CPU
+            pred = segmenter.segment(im.to(dev))
+            conf += torch.bincount((lb.to(dev) * L + pred).flatten(), minlength=L * L)
             if progress:
                 progress(m)
-    return conf
+    return conf.view(L, L).cpu()
 
 
 def _check_scenes(scenes) -> list[str]:
@@ -69,7 +71,7 @@ def iou_from_confusion(conf: torch.Tensor) -> dict[str, float]:
 
 def _gauss_kernel(sigma: float):
     r = max(1, int(round(3 * sigma)))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    x = torch.arange(-r, r + 1, dtype=torch.float32, device="cpu")       # moved to the images by degrade()
     k = torch.exp(-x * x / (2 * sigma * sigma))
     return k / k.sum()
 
@@ -90,9 +92,10 @@ def degrade(images: torch.Tensor, kind: str, strength: float, seed: int = 0) -> 
         return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
     if kind == "noise":
         g = torch.Generator().manual_seed(seed)
-        return (images + 2 * strength * torch.randn(images.shape, generator=g)).clamp(-1, 1)
+        noise = torch.randn(images.shape, generator=g, device="cpu").to(images.device)    # the same on every device
+        return (images + 2 * strength * noise).clamp(-1, 1)
     if kind == "color":
-        shift = torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1) * 2 * strength
+        shift = torch.tensor([1.0, -0.5, -0.5], device=images.device).view(1, 3, 1, 1) * 2 * strength
         return (images + shift).clamp(-1, 1)
     raise InputError(f"unknown degradation {kind!r}; choose one of {', '.join(DEGRADATIONS)}")
 
@@ -116,10 +119,10 @@ def real_stats(features, scenes, n: int, seed: int, batch: int = 250, transform=
     for scene, m_total in zip(scenes, per):
         for start in range(0, m_total, batch):
             m = min(batch, m_total - start)
-            im, _ = toyworld.render(scene, m, seed=seed, start=start, size=size)
+            im, _ = toyworld.render(scene, m, seed=seed, start=start, size=size)   # rendered on the CPU
             if transform is not None:
                 im = transform(im)
-            st.update(features(im))
+            st.update(features(im.to(device_of(features))))
             if progress:
                 progress(m)
     return st
@@ -151,7 +154,7 @@ def store_real_stats(features, scene: str, size: int, mu, cov, n: int = 10_000, 
 
 
 def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500,
-                      device="cpu", cache: bool = True, cached_only: bool = False):
+                      device=None, cache: bool = True, cached_only: bool = False):
     """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features``,
     cached under ``cache/real_stats/`` keyed by the feature network's weights, the scene, the
     resolution the scenes are rendered at, ``n`` and ``seed``. ``cached_only=True``: the stored
@@ -163,7 +166,8 @@ def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: in
     key = real_stats_key(features, scene, size, n, seed)
 
     def compute():
-        return real_stats(lambda im: features(im.to(device)), [scene], n, seed=seed, size=size).mean_cov()
+        dev = device if device is not None else device_of(features)
+        return real_stats(lambda im: features(im.to(dev)), [scene], n, seed=seed, size=size).mean_cov()
 
     return _cache.cached("real_stats", key, compute,
                          lambda mc: ({"mu": mc[0], "cov": mc[1]}, {"scene": scene, "size": size, "n": n, "seed": seed}),
@@ -187,7 +191,7 @@ def real_patches(scene: str, n: int = 2000, seed: int = 500, size: int = 64, bat
 
 @torch.no_grad()
 def generator_quality(generator, features, real, real_patches=None, n: int = 2000, seed: int = 0,
-                      batch: int = 250, device="cpu", n_swd: int | None = None) -> dict:
+                      batch: int = 250, device=None, n_swd: int | None = None) -> dict:
     """FID of ``n`` samples of ``generator`` (codes ``core.base.sampling.z_range(seed, ...)``) against
     ``real`` = (mu, cov) in the space of ``features`` and, given ``real_patches`` (a
     :class:`core.engine.swd.PatchSet`), MS-SWD (x 1e3, per level and "avg") of the first ``n_swd``
@@ -199,11 +203,13 @@ def generator_quality(generator, features, real, real_patches=None, n: int = 200
     if n_swd is not None:
         check_int("n_swd", n_swd, 0)
     n_swd = n if n_swd is None else min(n_swd, n)
+    device = device if device is not None else device_of(generator)
+    feat_dev = device_of(features)
     st = FeatureStats()
     patches = PatchSet(seed=seed) if real_patches is not None and n_swd > 0 else None
     for a in range(0, n, batch):
         images = generator(z_range(seed, a, min(n, a + batch), generator.z_dim, device)).float()
-        st.update(features(images))
+        st.update(features(images.to(feat_dev)))
         if patches is not None and a < n_swd:
             patches.update(images[: n_swd - a])
     return {"fid": float(frechet_distance(*st.mean_cov(), *real)),
@@ -211,6 +217,6 @@ def generator_quality(generator, features, real, real_patches=None, n: int = 200
 
 
 def generator_fid(generator, features, real, n: int = 2000, seed: int = 0, batch: int = 250,
-                  device="cpu") -> float:
+                  device=None) -> float:
     """FID of ``n`` samples of ``generator`` against ``real`` = (mu, cov) (see :func:`generator_quality`)."""
     return generator_quality(generator, features, real, None, n, seed, batch, device)["fid"]

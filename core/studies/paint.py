@@ -141,7 +141,7 @@ def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0) -> l
         return []
     if mode == "remove":
         return [Edit(layer, units, "ablate", None, cells)]
-    value = torch.as_tensor(np.asarray(k, np.float32))[units] * float(scale)
+    value = np.asarray(k, np.float32)[units] * np.float32(scale)      # edits take numbers; they follow the model
     return [Edit(layer, units, "insert", value, cells)]
 
 

@@ -35,7 +35,7 @@ def mixed_batch(step: int, per_scene: int, seed0: int, size: int = 128):
         im, lb = toyworld.render(scene, per_scene, seed=seed0 + step, size=size)
         ims.append(im)
         lbs.append(lb)
-        sc.append(torch.full((per_scene,), i, dtype=torch.long))
+        sc.append(torch.full((per_scene,), i, dtype=torch.long, device="cpu"))     # beside the CPU-rendered scenes
     return torch.cat(ims), torch.cat(lbs), torch.cat(sc)
 
 
@@ -43,14 +43,14 @@ def robustness_augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tens
     """Blur (down-up), noise and contrast jitter, so a segmenter copes with GAN outputs."""
     n = images.shape[0]
     out = images.clone()
-    r = torch.rand(n, 4, generator=gen)
+    r = torch.rand(n, 4, generator=gen, device=gen.device).to(images.device)
     blur = r[:, 0] < 0.3
     if blur.any():
         small = F.interpolate(out[blur], scale_factor=0.5, mode="bilinear", antialias=True,
                               align_corners=False)
         out[blur] = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
     noisy = (r[:, 1] < 0.3).float().view(n, 1, 1, 1) * r[:, 2].view(n, 1, 1, 1) * 0.08
-    out = out + noisy * torch.randn(out.shape, generator=gen)
+    out = out + noisy * torch.randn(out.shape, generator=gen, device=gen.device).to(out.device)
     gain = 1.0 + (r[:, 3].view(n, 1, 1, 1) - 0.5) * 0.2
     return (out * gain).clamp(-1, 1)
 

@@ -5,10 +5,11 @@ import streamlit as st
 
 import core
 from core.base import cache
+from core.base.devices import for_serving
 from core.engine import repair
 from core.outputs.visualize import unit_strips
 from core.studies import evaluation
-from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model
+from dashboard.common import ERRORS, device, fail, fix_for, pick_layer, pick_model
 
 st.title("Artifact repair")
 st.caption("Unit FID (paper §4.2, supplement S-6.1): for each unit, the FID of the generated images where "
@@ -24,8 +25,13 @@ top = c2.select_slider("Top images per unit", [50, 100, 250, 1000], value=50)
 
 
 @st.cache_resource(show_spinner=False)
+def _features(where: str):
+    return for_serving(core.load_features("toyworld", device=where))
+
+
 def features():
-    return core.load_features("toyworld")
+    """The feature network of FID, shared, on the server's device (beside the generator)."""
+    return _features(str(device()))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
