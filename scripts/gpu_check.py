@@ -131,7 +131,9 @@ def main():
     mask[2:5, 2:5] = 1
     edit = [core.Edit("layer4", list(range(20)), "insert", 1.0, mask)]
     report["whatif_published"] = latency(lambda: core.generate(G, z8, edit), device, calls)
-    del G, seg, res, res16
+    G = seg = res = res16 = None                                          # free the card for what follows
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
     # 2. ACE and 3b. what-if on toyworld/town
     town = core.load_generator("toyworld/town", device=device)
