@@ -10,6 +10,7 @@ import torch
 
 import core
 from core import toyworld
+from core.base import sharing
 from core.base.devices import for_serving, server_device
 from core.base.errors import (
     BudgetError,
@@ -59,6 +60,17 @@ def _revision(name: str) -> str:
     anew by every session, never served from the shared cache."""
     entry = core.models.user_models().get(name)
     return "" if entry is None else f"{entry.get('path')}|{entry.get('sha256', '')}|{entry.get('added_at', '')}"
+
+
+def note_turn(box) -> None:
+    """Inside a long job's status box: say when the job waits for its turn on the server's GPU
+    (core.base.sharing: GANATOMY_GPU_JOBS long jobs at a time; what-ifs never wait)."""
+    where = device()
+    limit = sharing.job_limit(where)
+    if limit and sharing.busy(where) >= limit:
+        env = sharing.JOBS_ENV if where.type == "cuda" else sharing.CPU_JOBS_ENV
+        box.write(f"{sharing.busy(where)} long job(s) of other sessions are computing on {where}; this one starts "
+                  f"when its turn comes (at most {limit} at once, `{env}`). What-ifs do not wait.")
 
 
 def device() -> torch.device:
@@ -224,6 +236,7 @@ def dissection(name: str, G, layers, n: int, compute: bool):
         if res is not None or not compute:
             return res
         with st.status(f"Dissecting {', '.join(layers)} of {name} over {n} samples…", expanded=True) as box:
+            note_turn(box)
             bar = st.progress(0.0, text="Generating and segmenting…")
             res = core.dissect(G, seg, list(layers), n,
                                progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t} images"))

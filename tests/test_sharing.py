@@ -86,3 +86,23 @@ def test_out_of_memory_becomes_a_clear_error(monkeypatch):
 
 def test_fit_batch_is_unchanged_on_the_cpu():
     assert sharing.fit_batch("cpu", 64, 1e12) == 64
+
+
+def test_a_page_says_when_its_long_job_waits(monkeypatch):
+    from dashboard.common import note_turn
+    monkeypatch.setenv("GANATOMY_DEVICE", "cpu")
+    monkeypatch.setenv(sharing.CPU_JOBS_ENV, "1")
+
+    class Box:
+        def __init__(self):
+            self.lines = []
+
+        def write(self, text):
+            self.lines.append(text)
+
+    free, busy = Box(), Box()
+    note_turn(free)
+    with sharing.long_job("cpu", "another session's dissection"):
+        note_turn(busy)
+    assert free.lines == []
+    assert len(busy.lines) == 1 and "1 long job(s)" in busy.lines[0] and "GANATOMY_CPU_JOBS" in busy.lines[0]

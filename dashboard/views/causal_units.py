@@ -11,7 +11,18 @@ from core.base.sampling import z_range
 from core.engine import causal
 from core.engine.intervention import Edit, generate
 from core.outputs.visualize import to_uint8
-from dashboard.common import ERRORS, fail, fix_for, generator, pick_layer, pick_model, pick_samples, segmenter, zoo
+from dashboard.common import (
+    ERRORS,
+    fail,
+    fix_for,
+    generator,
+    note_turn,
+    pick_layer,
+    pick_model,
+    pick_samples,
+    segmenter,
+    zoo,
+)
 
 st.title("Causal units")
 st.caption("Which units *cause* a concept (paper §3.2, eq. 5-6): ACE learns a weight α in [0, 1] per unit so "
@@ -47,6 +58,7 @@ if res is None and (st.button("Find causal units", type="primary") or st.session
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True) as box:
+            note_turn(box)
             res, _ = run_ace(layer, concept, steps, n_dissect)
             box.update(state="complete", expanded=False)     # its progress bar is gone: no empty box
     except ERRORS as e:
@@ -70,6 +82,7 @@ if res is not None:
             df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, **args)
             if df is None:
                 with st.status(f"Ablation curve over {curve_n} images…", expanded=True) as box:
+                    note_turn(box)
                     bar = st.progress(0.0, text="Ablating…")
                     df = causal.cached_ablation_curve(
                         G, seg, layer, concept, rankings,
@@ -122,6 +135,7 @@ if st.button(f"Removal table for {concept} ({len(bases)} generators)", key="remo
     st.session_state["removal_key"] = rkey
     try:
         with st.status(f"Removal table for {concept}", expanded=True) as box:
+            note_turn(box)
             table = removal(*rkey, seg)
             box.update(state="complete", expanded=False)
     except ERRORS as e:

@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 import core
 from core import studies
-from dashboard.common import ERRORS, fail, fix_for, pick_layer, pick_model, segmenter
+from dashboard.common import ERRORS, fail, fix_for, note_turn, pick_layer, pick_model, segmenter
 
 st.title("Training evolution")
 st.caption("How interpretable units emerge while a generator trains (supplement S-6.6): every shipped "
@@ -35,6 +35,7 @@ if df is None:
     if not st.button("Dissect every checkpoint", type="primary"):
         st.stop()
     with st.status(f"Dissecting {len(series)} checkpoints at {layer}…", expanded=True) as box:
+        note_turn(box)
         bar = st.progress(0.0, text="Dissecting checkpoints…")
         try:
             df = studies.training_evolution(name, segmenter(), [layer], n_samples=n,

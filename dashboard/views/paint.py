@@ -19,6 +19,7 @@ from dashboard.common import (
     dissection,
     fail,
     fix_for,
+    note_turn,
     pick_layer,
     pick_model,
     pick_samples,
@@ -192,6 +193,7 @@ if k4.button(f"Run the context study ({3 * n_images * n_pos} insertions)", key="
     st.session_state["ctx_key"] = ctx_key
     try:
         with st.status(f"Context study of {concept} at {layer}", expanded=False) as box:
+            note_turn(box)
             out = context(*ctx_key, G, k, res.quantiles(layer))
             box.update(label=f"Context study of {concept} at {layer}: {len(out['rows'])} insertions",
                        state="complete")

@@ -9,7 +9,7 @@ from core.base.devices import for_serving
 from core.engine import repair
 from core.outputs.visualize import unit_strips
 from core.studies import evaluation
-from dashboard.common import ERRORS, device, fail, fix_for, pick_layer, pick_model
+from dashboard.common import ERRORS, device, fail, fix_for, note_turn, pick_layer, pick_model
 
 st.title("Artifact repair")
 st.caption("Unit FID (paper §4.2, supplement S-6.1): for each unit, the FID of the generated images where "
@@ -71,6 +71,7 @@ if uf is None and (st.button("Compute unit FID", type="primary")
     st.session_state["ufid_key"] = (name, layer, n, top)
     try:
         with st.status("Per-unit FID", expanded=True) as box:
+            note_turn(box)
             uf, real = run_unit_fid(name, layer, n, top, G)
             box.update(state="complete", expanded=False)     # its progress bar is gone: no empty box
     except ERRORS as e:
@@ -119,6 +120,7 @@ if uf is not None:
         st.session_state["fidcmp_key"] = fkey
         try:
             with st.status("FID before and after ablating", expanded=True) as box:
+                note_turn(box)
                 t = compare_fid(name, layer, n, tuple(chosen), n_units, G, real)
                 box.update(state="complete", expanded=False)
         except ERRORS as e:
