@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import models as published
 from core import toyworld
+from core.base import sharing
 from core.base.protocols import check_segmenter
 from core.models import zoo_table
 from core.models.catalog import MAX_NAME
@@ -19,8 +20,12 @@ st.caption(f"Weights of published and added models live in `{published.models_di
            "files are loaded without running code from them.")
 try:
     _where = device()
+    _limit = sharing.job_limit(_where)
     st.caption(f"The server computes on **{_where}** (`$GANATOMY_DEVICE`: auto, cpu, cuda or cuda:N; default "
-               "cpu). Every session shares the models placed there.")
+               "auto: the first GPU if there is one). Every session shares the models placed there. Long jobs "
+               + (f"take turns there, {_limit} at a time (`${'GANATOMY_GPU_JOBS' if _where.type == 'cuda' else 'GANATOMY_CPU_JOBS'}`)"
+                  if _limit else "run side by side (no limit on the CPU)")
+               + f"; {sharing.busy(_where)} computing now. What-ifs never wait for them.")
 except ERRORS as e:
     fail("The server's device setting is not usable", e, fix_for(e), stop=False)
 
