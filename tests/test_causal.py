@@ -257,3 +257,24 @@ def test_mean_interval_is_the_95_percent_t_interval():
     m, lo1, hi1 = causal.mean_interval([3.0])
     assert m == 3.0 and math.isnan(lo1) and math.isnan(hi1)
     assert all(math.isnan(x) for x in causal.mean_interval([]))
+
+
+def test_curve_over_seeds_intervals_and_cache(planted, tmp_path, monkeypatch):
+    """Per (ranking, n): the mean of the per-seed curves and its t-interval; once every piece is
+    stored, cached_only answers with the same table (nothing computed)."""
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    G, seg = planted
+    seg.cache_key = "planted-soft-colour-segmenter"          # a plain object: named so the cache can key it
+    df = causal.curve_over_seeds(G, seg, "feat", "door", seeds=(0, 1, 2), counts=(1, 5), n_samples=16,
+                                 ace_steps=20, n_dissect=32)
+    assert set(zip(df.ranking, df.n)) == {("ace", 1), ("ace", 5), ("iou", 1), ("iou", 5)}
+    for r in df.itertuples():
+        v = np.asarray(r.per_seed)
+        assert len(v) == 3 and r.removed == pytest.approx(v.mean())
+        half = 4.302652729911275 * v.std(ddof=1) / np.sqrt(3)          # t(0.975, 2)
+        assert r.ci_low == pytest.approx(v.mean() - half) and r.ci_high == pytest.approx(v.mean() + half)
+    again = causal.curve_over_seeds(G, seg, "feat", "door", seeds=(0, 1, 2), counts=(1, 5), n_samples=16,
+                                    ace_steps=20, n_dissect=32, cached_only=True)
+    assert again is not None and np.allclose(again.removed, df.removed)
+    assert causal.curve_over_seeds(G, seg, "feat", "door", seeds=(7,), counts=(1, 5), n_samples=16, ace_steps=20,
+                                   n_dissect=32, cached_only=True) is None

@@ -374,6 +374,14 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert not again.exception, again.exception
     assert any(c.value.startswith("Stored result") for c in again.caption)
     assert calls == {"ace": 0, "ablation_curve": 0}, calls
+    # three seeds: a fresh ACE for seeds 1 and 2 (seed 0 is the stored one), 95% intervals on every point
+    [s for s in again.select_slider if s.label.startswith("Seeds of the curve")][0].set_value(3).run()
+    assert not again.exception, again.exception
+    assert not again.error, [e.value for e in again.error]
+    assert calls["ace"] == 2, calls
+    spec = [c for c in again.get("plotly_chart") if "95% interval" in c.proto.spec][0].proto.spec
+    assert '"arrayminus"' in spec and '"ace"' in spec and '"iou"' in spec
+    assert any(c.value.startswith("Seeds 0, 1, 2") for c in again.caption)
     # the removal table across scene types (its ACE runs are core's, tested in test_causal): the page asks
     # for every scene type's generator, one seed by default, and shows one row each
     import pandas as pd

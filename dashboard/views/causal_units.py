@@ -75,28 +75,59 @@ if res is not None:
     st.caption("Each step inserts at a few sampled locations, so the per-step loss is noisy; the thick line is "
                "its trend. δ: the concept's normalised pixel gain from inserting the α-weighted units.")
     if st.toggle("Ablation curve: ACE ranking vs IoU ranking", key="ace_curve"):
-        # alpha starts at IoU / max IoU, so its order is the IoU order
-        rankings = {"ace": res.ranking[:20].tolist(), "iou": (-res.init).argsort(kind="stable")[:20].tolist()}
-        args = dict(counts=(1, 2, 5, 10, 20), n_samples=curve_n)
-        try:
-            df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, **args)
-            if df is None:
-                with st.status(f"Ablation curve over {curve_n} images…", expanded=True) as box:
-                    note_turn(box)
-                    bar = st.progress(0.0, text="Ablating…")
-                    df = causal.cached_ablation_curve(
-                        G, seg, layer, concept, rankings,
-                        progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"), **args)
-                    box.update(state="complete", expanded=False)
-        except ERRORS as e:
-            fail("The ablation curve failed", e, fix_for(e))
-        st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
-                                labels={"n": "units ablated", "removed": f"fraction of {concept} pixels removed"},
-                                title=f"Fraction of {concept} pixels removed"), width="stretch")
-        seconds = df.attrs.get("seconds")
-        st.caption(("Stored result" if df.attrs.get("stored") else "Computed now")
-                   + (f" (computing it took {seconds:.1f} s)" if seconds is not None else "")
-                   + f"; ablating over the whole featuremap, {curve_n} images; kept in `cache/curve`.")
+        curve_seeds = st.select_slider("Seeds of the curve (a fresh ACE and fresh images each)", [1, 3], value=1,
+                                       key="curve_seeds", help="Three seeds give every point a 95% interval, "
+                                       "in about three times the time (each seed's ACE and curve are stored)")
+        if curve_seeds == 1:
+            # alpha starts at IoU / max IoU, so its order is the IoU order
+            rankings = {"ace": res.ranking[:20].tolist(), "iou": (-res.init).argsort(kind="stable")[:20].tolist()}
+            args = dict(counts=(1, 2, 5, 10, 20), n_samples=curve_n)
+            try:
+                df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, **args)
+                if df is None:
+                    with st.status(f"Ablation curve over {curve_n} images…", expanded=True) as box:
+                        note_turn(box)
+                        bar = st.progress(0.0, text="Ablating…")
+                        df = causal.cached_ablation_curve(
+                            G, seg, layer, concept, rankings,
+                            progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"), **args)
+                        box.update(state="complete", expanded=False)
+            except ERRORS as e:
+                fail("The ablation curve failed", e, fix_for(e))
+            st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
+                                    labels={"n": "units ablated", "removed": f"fraction of {concept} pixels removed"},
+                                    title=f"Fraction of {concept} pixels removed"), width="stretch")
+            seconds = df.attrs.get("seconds")
+            st.caption(("Stored result" if df.attrs.get("stored") else "Computed now")
+                       + (f" (computing it took {seconds:.1f} s)" if seconds is not None else "")
+                       + f"; ablating over the whole featuremap, {curve_n} images; kept in `cache/curve`.")
+        else:
+            args = dict(seeds=(0, 1, 2), counts=(1, 2, 5, 10, 20), n_samples=curve_n, ace_steps=steps,
+                        n_dissect=n_dissect)
+            try:
+                df = causal.curve_over_seeds(G, seg, layer, concept, cached_only=True, **args)
+                if df is None:
+                    with st.status(f"ACE and ablation curves for 3 seeds over {curve_n} images each…",
+                                   expanded=True) as box:
+                        note_turn(box)
+                        bar = st.progress(0.0, text="Seed 1 of 3…")
+                        df = causal.curve_over_seeds(
+                            G, seg, layer, concept,
+                            progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} seeds done"), **args)
+                        box.update(state="complete", expanded=False)
+            except ERRORS as e:
+                fail("The ablation curves failed", e, fix_for(e))
+            fig = go.Figure([go.Scatter(x=g.n, y=g.removed, mode="lines+markers", name=name,
+                                        error_y=dict(type="data", symmetric=False, array=g.ci_high - g.removed,
+                                                     arrayminus=g.removed - g.ci_low))
+                             for name, g in df.groupby("ranking")])
+            fig.update_layout(title=f"Fraction of {concept} pixels removed: mean of 3 seeds, 95% interval",
+                              xaxis_title="units ablated", yaxis_title=f"fraction of {concept} pixels removed",
+                              height=380, margin=dict(t=40, b=10))
+            st.plotly_chart(fig, width="stretch")
+            st.caption(f"Seeds 0, 1, 2: each a fresh ACE ({steps} steps, from the IoU of one dissection of "
+                       f"{n_dissect} samples) and {curve_n} fresh images; bars: 95% t-interval over the seeds. "
+                       "Each seed's ACE and curve are kept in `cache/`.")
     z = z_range(7, 0, 6, G.z_dim)
     with torch.no_grad():
         before = to_uint8(generate(G, z))
