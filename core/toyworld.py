@@ -131,7 +131,7 @@ class _Draw:
 def _hsv(h, s, v) -> torch.Tensor:
     """Vectorised HSV -> RGB; h, s, v are [N] tensors (h wraps), result [N, 3] in [0, 1]."""
     h = torch.remainder(h, 1.0)
-    k = torch.tensor([5.0, 3.0, 1.0])
+    k = torch.tensor([5.0, 3.0, 1.0], device="cpu")
     kk = torch.remainder(k[None] + h[:, None] * 6.0, 6.0)
     f = v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
     return f
@@ -140,7 +140,7 @@ def _hsv(h, s, v) -> torch.Tensor:
 def _select(idx: torch.Tensor, options: list[torch.Tensor]) -> torch.Tensor:
     """Row-wise choice between option tensors [N, ...] by an integer index [N]."""
     stacked = torch.stack(options, 0)
-    return stacked[idx, torch.arange(idx.shape[0])]
+    return stacked[idx, torch.arange(idx.shape[0], device="cpu")]
 
 
 def _color(D: _Draw, choices: list[tuple]) -> torch.Tensor:
@@ -170,9 +170,9 @@ def _noise_tile(size: int) -> torch.Tensor:
     if size not in _TILES:
         g = torch.Generator().manual_seed(20190101)
         t = 2 * size
-        coarse = torch.rand(1, 1, max(2, t // 16), max(2, t // 16), generator=g) * 2 - 1
-        mid = torch.rand(1, 1, max(2, t // 4), max(2, t // 4), generator=g) * 2 - 1
-        fine = torch.rand(1, 1, t, t, generator=g) * 2 - 1
+        coarse = torch.rand(1, 1, max(2, t // 16), max(2, t // 16), generator=g, device="cpu") * 2 - 1
+        mid = torch.rand(1, 1, max(2, t // 4), max(2, t // 4), generator=g, device="cpu") * 2 - 1
+        fine = torch.rand(1, 1, t, t, generator=g, device="cpu") * 2 - 1
         tile = (0.55 * F.interpolate(coarse, size=(t, t), mode="bilinear", align_corners=False)
                 + 0.3 * F.interpolate(mid, size=(t, t), mode="bilinear", align_corners=False)
                 + 0.25 * fine)
@@ -183,7 +183,7 @@ def _noise_tile(size: int) -> torch.Tensor:
 def _prefix(size: int) -> torch.Tensor:
     """P[j, i] = 1 if i < j: a row span [a, b) is P[b] - P[a]."""
     if size not in _PREFIX:
-        _PREFIX[size] = _u8(torch.arange(size).view(1, -1) < torch.arange(size + 1).view(-1, 1))
+        _PREFIX[size] = _u8(torch.arange(size, device="cpu").view(1, -1) < torch.arange(size + 1, device="cpu").view(-1, 1))
     return _PREFIX[size]
 
 
@@ -200,14 +200,14 @@ class _Slot:
 class _Canvas:
     def __init__(self, n: int, size: int, record: bool):
         self.n, self.size, self.record = n, size, record
-        ar = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+        ar = (torch.arange(size, dtype=torch.float32, device="cpu") + 0.5) / size
         self.xs = ar.view(1, 1, size)
         self.ys = ar.view(1, size, 1)
         self.px = 1.0 / size
-        self.inst = torch.zeros(n, size, size, dtype=torch.uint8)
-        self.slots: list[_Slot] = [_Slot("-", 0, torch.zeros(n, 3), None, (0, 0, 0, 0), None)]
+        self.inst = torch.zeros(n, size, size, dtype=torch.uint8, device="cpu")
+        self.slots: list[_Slot] = [_Slot("-", 0, torch.zeros(n, 3, device="cpu"), None, (0, 0, 0, 0), None)]
         self.layers: dict[str, torch.Tensor] = {}
-        self.light = torch.ones(n, 3)
+        self.light = torch.ones(n, 3, device="cpu")
 
     # -- slots and paint
     def slot(self, name, color, grad=None, noise=0.0, hlines=0.0, vlines=0.0,
@@ -223,7 +223,7 @@ class _Canvas:
     def paint(self, k: int, mask: torch.Tensor | None, present: torch.Tensor | None = None):
         """Paint slot ``k`` where ``mask`` (uint8, broadcastable to N x H x W) is 1."""
         if mask is None:
-            mask = torch.ones(1, 1, 1, dtype=torch.uint8)
+            mask = torch.ones(1, 1, 1, dtype=torch.uint8, device="cpu")
         if present is not None:
             mask = mask * _u8(present).view(-1, 1, 1)
         mask = mask.expand(self.n, self.size, self.size)
@@ -280,13 +280,13 @@ class _Canvas:
     def finish(self, tile_offsets, hperiod, vperiod, ripple_freq):
         n, s = self.n, self.size
         pal = torch.stack([sl.color for sl in self.slots], 1)                      # N K 3
-        grad = torch.stack([sl.grad if sl.grad is not None else torch.zeros(n, 3)
+        grad = torch.stack([sl.grad if sl.grad is not None else torch.zeros(n, 3, device="cpu")
                             for sl in self.slots], 1)
         emis = torch.stack([sl.emissive if sl.emissive is not None
-                            else torch.zeros(n, dtype=torch.bool) for sl in self.slots], 1)
+                            else torch.zeros(n, dtype=torch.bool, device="cpu") for sl in self.slots], 1)
         lit = torch.where(emis[..., None], torch.ones_like(pal), self.light[:, None, :])
         pal, grad = pal * lit, grad * lit
-        amps = [torch.stack([torch.as_tensor(sl.tex[i], dtype=torch.float32).expand(n)
+        amps = [torch.stack([torch.as_tensor(sl.tex[i], dtype=torch.float32, device="cpu").expand(n)
                              for sl in self.slots], 1) for i in range(4)]           # 4 x [N K]
 
         idx = self.inst.view(n, s * s).long()
@@ -316,7 +316,7 @@ class _Canvas:
             chans.append(col)
         img = torch.stack(chans, 1) * tex.unsqueeze(1)
         images = img.clamp_(0.0, 1.0).mul_(2.0).sub_(1.0)
-        lut = torch.tensor([sl.concept for sl in self.slots], dtype=torch.long)
+        lut = torch.tensor([sl.concept for sl in self.slots], dtype=torch.long, device="cpu")
         labels = lut[idx].view(n, s, s)
         return images, labels
 
@@ -347,8 +347,8 @@ def _sky(C: _Canvas, D: _Draw, horizon, tod):
     sy = lo_y + D.u() * ((horizon - r - 0.02) - lo_y).clamp_min(0)
     sun_c = _select(tod, [_hsv(D.u(0.12, 0.17), D.u(0.1, 0.5), D.u(0.97, 1.0)),
                           _hsv(D.u(0.0, 0.09), D.u(0.6, 0.9), D.u(0.95, 1.0)),
-                          torch.ones(C.n, 3)])
-    k = C.slot("sun", sun_c, noise=0.02, emissive=torch.ones(C.n, dtype=torch.bool))
+                          torch.ones(C.n, 3, device="cpu")])
+    k = C.slot("sun", sun_c, noise=0.02, emissive=torch.ones(C.n, dtype=torch.bool, device="cpu"))
     C.paint(k, C.ellipse(sx, sy, r, r) * C.rows(C.ys < horizon.view(-1, 1, 1)), sun_p)
 
     # clouds: up to three, each two overlapping ellipses, fully above the horizon
@@ -369,7 +369,7 @@ def _sky(C: _Canvas, D: _Draw, horizon, tod):
 
 def _mountains(C: _Canvas, D: _Draw, horizon, p):
     present = D.coin(p)
-    prof = torch.zeros(C.n, 1, C.size)
+    prof = torch.zeros(C.n, 1, C.size, device="cpu")
     for _ in range(3):
         px, w = D.u(-0.1, 1.1), D.u(0.15, 0.45)
         h = D.u(0.05, 0.28) * (horizon - 0.06).clamp_min(0) / 0.45
@@ -482,9 +482,9 @@ def _building(C: _Canvas, D: _Draw, present, x0, x1, base, top, tod, tag, door_p
 def _town(C: _Canvas, D: _Draw):
     n = C.n
     tod = _time_of_day(D)
-    C.light = torch.where((tod == 2).view(-1, 1), torch.tensor([0.45, 0.48, 0.62]),
-                          torch.where((tod == 1).view(-1, 1), torch.tensor([1.0, 0.82, 0.7]),
-                                      torch.ones(3))) * D.u(0.85, 1.1).view(-1, 1)
+    C.light = torch.where((tod == 2).view(-1, 1), torch.tensor([0.45, 0.48, 0.62], device="cpu"),
+                          torch.where((tod == 1).view(-1, 1), torch.tensor([1.0, 0.82, 0.7], device="cpu"),
+                                      torch.ones(3, device="cpu"))) * D.u(0.85, 1.1).view(-1, 1)
     horizon = D.u(0.3, 0.48)
     _sky(C, D, horizon, tod)
     _mountains(C, D, horizon, 0.55)
@@ -543,7 +543,7 @@ def _town(C: _Canvas, D: _Draw):
         lx = D.u(0.03, 0.97)
         lb = road_top - 0.003
         lh = D.u(0.16, 0.28)
-        pw = C.wmin(torch.full((n,), 0.018))
+        pw = C.wmin(torch.full((n,), 0.018, device="cpu"))
         pole_c = _color(D, [((0.0, 1.0), (0.0, 0.15), (0.08, 0.3)), ((0.3, 0.45), (0.4, 0.6), (0.15, 0.3))])
         k = C.slot("lamp/pole" + str(j), pole_c, noise=0.04)
         C.paint(k, C.rect(lx - pw / 2, lx + pw / 2, lb - lh, lb), present)
@@ -557,9 +557,9 @@ def _town(C: _Canvas, D: _Draw):
 def _room(C: _Canvas, D: _Draw):
     n = C.n
     mood = D.pick(3)  # warm, cool, evening
-    C.light = _select(mood, [torch.tensor([1.0, 0.93, 0.82]).expand(n, 3),
-                             torch.tensor([0.9, 0.96, 1.0]).expand(n, 3),
-                             torch.tensor([0.62, 0.55, 0.5]).expand(n, 3)]) * D.u(0.85, 1.1).view(-1, 1)
+    C.light = _select(mood, [torch.tensor([1.0, 0.93, 0.82], device="cpu").expand(n, 3),
+                             torch.tensor([0.9, 0.96, 1.0], device="cpu").expand(n, 3),
+                             torch.tensor([0.62, 0.55, 0.5], device="cpu").expand(n, 3)]) * D.u(0.85, 1.1).view(-1, 1)
     bx0, bx1 = D.u(0.07, 0.2), D.u(0.8, 0.93)
     cy, fy = D.u(0.1, 0.2), D.u(0.62, 0.74)
     bw = bx1 - bx0
@@ -573,12 +573,12 @@ def _room(C: _Canvas, D: _Draw):
     xs = C.xs
     ceil_y = cy.view(-1, 1, 1) * torch.minimum(torch.minimum(xs / bx0.view(-1, 1, 1),
                                                              (1 - xs) / (1 - bx1).view(-1, 1, 1)),
-                                               torch.ones(1))
+                                               torch.ones(1, device="cpu"))
     k = C.slot("ceiling", _hsv(D.u(0, 1), D.u(0.0, 0.12), D.u(0.75, 0.97)), noise=0.03)
     C.paint(k, _u8(C.ys < ceil_y))
     floor_y = fy.view(-1, 1, 1) + (1 - fy).view(-1, 1, 1) * torch.maximum(
         torch.maximum((bx0.view(-1, 1, 1) - xs) / bx0.view(-1, 1, 1),
-                      (xs - bx1.view(-1, 1, 1)) / (1 - bx1).view(-1, 1, 1)), torch.zeros(1))
+                      (xs - bx1.view(-1, 1, 1)) / (1 - bx1).view(-1, 1, 1)), torch.zeros(1, device="cpu"))
     floor_c = _color(D, [((0.05, 0.1), (0.4, 0.7), (0.3, 0.62)),    # wood
                          ((0.0, 1.0), (0.0, 0.12), (0.35, 0.8)),    # tile / concrete
                          ((0.0, 1.0), (0.3, 0.6), (0.25, 0.5))])   # carpet
@@ -607,10 +607,10 @@ def _room(C: _Canvas, D: _Draw):
     glass = _select(outside, [_hsv(D.u(0.55, 0.62), D.u(0.3, 0.6), D.u(0.8, 1.0)),
                               _hsv(D.u(0.0, 0.1), D.u(0.4, 0.7), D.u(0.85, 1.0)),
                               _hsv(D.u(0.6, 0.7), D.u(0.5, 0.8), D.u(0.08, 0.2))])
-    k = C.slot("window/glass", glass, grad=torch.zeros(n, 3) - 0.15, noise=0.03,
+    k = C.slot("window/glass", glass, grad=torch.zeros(n, 3, device="cpu") - 0.15, noise=0.03,
                emissive=outside < 2)
     C.paint(k, C.rect(wx0, wx0 + ww, wy0, wy0 + wh), has_win)
-    fw = C.wmin(D.u(0.008, 0.016) * torch.ones(n))
+    fw = C.wmin(D.u(0.008, 0.016) * torch.ones(n, device="cpu"))
     outer = C.rect(wx0, wx0 + ww, wy0, wy0 + wh)
     inner = C.rect(wx0 + fw, wx0 + ww - fw, wy0 + fw, wy0 + wh - fw)
     cross = torch.maximum(C.bx(wx0 + ww / 2 - fw / 2, wx0 + ww / 2 + fw / 2),
@@ -644,7 +644,7 @@ def _room(C: _Canvas, D: _Draw):
                                                         ((0.0, 1.0), (0.0, 0.1), (0.05, 0.3))]), noise=0.05)
     has_p = D.coin(0.7)
     C.paint(k, C.rect(pxc - pw / 2, pxc + pw / 2, py0, py0 + ph), has_p)
-    fpw = C.wmin(torch.full((n,), 0.01))
+    fpw = C.wmin(torch.full((n,), 0.01, device="cpu"))
     k = C.slot("painting/canvas", _hsv(D.u(0, 1), D.u(0.2, 0.9), D.u(0.3, 0.95)), noise=0.6,
                grad=torch.stack([D.u(-1, 1), D.u(-1, 1), D.u(-1, 1)], 1))
     C.paint(k, C.rect(pxc - pw / 2 + fpw, pxc + pw / 2 - fpw, py0 + fpw, py0 + ph - fpw), has_p)
@@ -721,7 +721,7 @@ def _room(C: _Canvas, D: _Draw):
 
     # floor lamp: pole and shade
     lb, lh = (fy + D.u(0.02, 0.2)).clamp(max=0.99), D.u(0.25, 0.4)
-    pw = C.wmin(torch.full((n,), 0.016))
+    pw = C.wmin(torch.full((n,), 0.016, device="cpu"))
     lx, fits = on_floor(D.u(), pw, lb)
     has_lamp = D.coin(0.5) & fits
     k = C.slot("lamp/pole", _hsv(D.u(0, 1), D.u(0, 0.2), D.u(0.05, 0.45)), noise=0.03)
@@ -736,9 +736,9 @@ def _room(C: _Canvas, D: _Draw):
 def _lake(C: _Canvas, D: _Draw):
     n = C.n
     tod = _time_of_day(D)
-    C.light = torch.where((tod == 2).view(-1, 1), torch.tensor([0.45, 0.48, 0.62]),
-                          torch.where((tod == 1).view(-1, 1), torch.tensor([1.0, 0.82, 0.7]),
-                                      torch.ones(3))) * D.u(0.85, 1.1).view(-1, 1)
+    C.light = torch.where((tod == 2).view(-1, 1), torch.tensor([0.45, 0.48, 0.62], device="cpu"),
+                          torch.where((tod == 1).view(-1, 1), torch.tensor([1.0, 0.82, 0.7], device="cpu"),
+                                      torch.ones(3, device="cpu"))) * D.u(0.85, 1.1).view(-1, 1)
     horizon = D.u(0.3, 0.5)
     _sky(C, D, horizon, tod)
     _mountains(C, D, horizon, 0.85)
@@ -782,7 +782,7 @@ def _lake(C: _Canvas, D: _Draw):
         C.paint(k, C.trapezoid(cx, ybot - hh, ybot, hw, hw * 0.7), ok)
         sh = D.u(0.07, 0.15) * persp
         sw = hw * D.u(0.6, 0.9)
-        mw = C.wmin(torch.full((n,), 0.006))
+        mw = C.wmin(torch.full((n,), 0.006, device="cpu"))
         stop = (ybot - hh - sh).clamp_min(0.01)
         side = torch.where(D.coin(0.5), 1.0, -1.0)
         t = ((C.ys - stop.view(-1, 1, 1)) / (ybot - hh - stop).clamp_min(1e-4).view(-1, 1, 1))
@@ -849,7 +849,7 @@ def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bo
             m = min(left, 4096)
             torch.rand(m, _NCOLS, generator=g, device="cpu")
             left -= m
-    with torch.no_grad(), torch.device("cpu"):    # toyworld renders on the CPU whatever the default device
+    with torch.no_grad():                         # every tensor here names the CPU: whatever the default device
         return _render_all(scene, n, size, return_layers, g)
 
 
@@ -858,7 +858,7 @@ def _render_all(scene: str, n: int, size: int, return_layers: bool, g: torch.Gen
     imgs, labs, lays = [], [], {}
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
-        u = torch.rand(m, _NCOLS, generator=g)
+        u = torch.rand(m, _NCOLS, generator=g, device="cpu")
         im, lb, ly = _render_chunk(scene, u, size, return_layers)
         imgs.append(im)
         labs.append(lb)

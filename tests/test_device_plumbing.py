@@ -114,8 +114,7 @@ FACTORIES = {"zeros", "ones", "empty", "full", "arange", "linspace", "logspace",
 # Where core makes tensors on the CPU on purpose, and why. Anywhere else a tensor follows its
 # inputs (``device=x.device``, ``*_like``) or the model (``device_of(model)``).
 CPU_BY_DESIGN = {
-    "core/toyworld.py": "the procedural world renders on the CPU (render() runs under torch.device('cpu')); "
-                        "callers move the scenes",
+    "core/toyworld.py": "the procedural world renders on the CPU; callers move the scenes",
     "core/base/sampling.py": "latent codes are drawn on the CPU so that sample i is the same on every device",
     "core/engine/tally.py": "finalisation (thresholds, I/H, labels) runs once per layer on float64 CPU copies; "
                             "interpolation matrices are built there and moved",
@@ -128,8 +127,6 @@ CPU_BY_DESIGN = {
     "core/studies/evaluation.py": "a blur kernel built once and moved to the images",
     "core/studies/paint.py": "a drawing's coverage of the featuremap grid: numpy in, numpy out",
 }
-# Modules whose every tensor is made inside a torch.device("cpu") block (checked below).
-RUN_ON_CPU = {"core/toyworld.py"}
 # Functions that build a module's buffers: they follow the device the module is built on.
 BUILD_TIME = {("core/models/stylegan2.py", "_fir_kernel")}
 
@@ -161,8 +158,6 @@ def _violations():
             if node.func.attr == "from_numpy":
                 fixed = not moved
             elif "device" not in kw:
-                if rel in RUN_ON_CPU:
-                    continue
                 fixed = None                 # names no device: follows whatever the default is
             else:
                 d = kw["device"]
@@ -176,8 +171,6 @@ def _violations():
 
 
 def test_every_tensor_in_core_names_its_device():
-    for rel in RUN_ON_CPU:
-        assert 'torch.device("cpu")' in (ROOT / rel).read_text(), f"{rel} must render under torch.device('cpu')"
     bad = _violations()
     assert not bad, "\n".join(bad)
 
