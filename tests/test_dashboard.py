@@ -374,17 +374,29 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert not again.exception, again.exception
     assert any(c.value.startswith("Stored result") for c in again.caption)
     assert calls == {"ace": 0, "ablation_curve": 0}, calls
-    # three seeds: a fresh ACE for seeds 1 and 2 (seed 0 is the stored one), 95% intervals on every point
+    # three seeds (core's curve_over_seeds, tested in test_causal): the page asks for seeds 0-2 with its
+    # settings and draws every point with its 95% interval
+    import pandas as pd
+    seeded = []
+
+    def fake_curves(G, seg, layer, concept, cached_only=False, progress=None, **kw):
+        seeded.append((layer, concept, cached_only, kw["seeds"], kw["ace_steps"], kw["n_samples"]))
+        if cached_only:
+            return None
+        progress(3, 3)
+        return pd.DataFrame([{"ranking": r, "n": n, "removed": 0.1 * n, "ci_low": 0.1 * n - 0.05,
+                              "ci_high": 0.1 * n + 0.07, "seeds": 3, "per_seed": [0.1 * n] * 3}
+                             for r in ("ace", "iou") for n in (1, 2, 5, 10, 20)])
+    monkeypatch.setattr(causal, "curve_over_seeds", fake_curves)
     [s for s in again.select_slider if s.label.startswith("Seeds of the curve")][0].set_value(3).run()
     assert not again.exception, again.exception
     assert not again.error, [e.value for e in again.error]
-    assert calls["ace"] == 2, calls
+    assert [x[2] for x in seeded] == [True, False] and seeded[1][3] == (0, 1, 2) and seeded[1][4:] == (20, 50)
     spec = [c for c in again.get("plotly_chart") if "95% interval" in c.proto.spec][0].proto.spec
     assert '"arrayminus"' in spec and '"ace"' in spec and '"iou"' in spec
     assert any(c.value.startswith("Seeds 0, 1, 2") for c in again.caption)
     # the removal table across scene types (its ACE runs are core's, tested in test_causal): the page asks
     # for every scene type's generator, one seed by default, and shows one row each
-    import pandas as pd
     asked = []
 
     def fake_table(gens, seg, layer, concepts, **kw):
