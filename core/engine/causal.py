@@ -786,6 +786,16 @@ def removal_table(generators: dict, segmenter, layer: str, concepts, n_units: in
     return pd.DataFrame([row for _, row in every])
 
 
+def _check_seeds(seeds) -> list[int]:
+    """A non-empty list of whole-number seeds, refused with the fix otherwise."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ArgumentTypeError(f"seeds must be a list of whole numbers, got {seeds!r:.40}", fix="e.g. seeds=(0, 1, 2)")
+    seeds = [check_int("seeds", x) for x in seeds]
+    if not seeds:
+        raise InputError("seeds must name at least one seed", fix="e.g. seeds=(0, 1, 2)")
+    return seeds
+
+
 def mean_interval(values) -> tuple[float, float, float]:
     """(mean, low, high): the mean of ``values`` (one per seed) and its 95% t-interval; the bounds
     are NaN with fewer than two values. Every interval over seeds in GANatomy is this one."""
@@ -806,11 +816,7 @@ def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds:
     """:func:`removal_table` once per seed (a fresh ACE with that seed, fresh images: sample seed
     5 + 1000 x seed): per (generator, concept), the mean percent removed over seeds, its 95%
     t-interval (``ci_low``, ``ci_high``; NaN with one seed) and the per-seed values."""
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise ArgumentTypeError(f"seeds must be a list of whole numbers, got {seeds!r:.40}", fix="e.g. seeds=(0, 1, 2)")
-    seeds = [check_int("seeds", s) for s in seeds]
-    if not seeds:
-        raise InputError("seeds must name at least one seed", fix="e.g. seeds=(0, 1, 2)")
+    seeds = _check_seeds(seeds)
     check_callable("progress", progress)
     tables = []
     for i, seed in enumerate(seeds):
@@ -837,11 +843,7 @@ def curve_over_seeds(generator, segmenter, layer: str, concept, seeds: Sequence[
     images (curve seed 1000 + seed); per (ranking, n): the mean fraction removed over seeds, its 95%
     t-interval (``ci_low``, ``ci_high``) and the per-seed values. Every piece is cached, so a second
     call is immediate; ``cached_only=True`` returns None unless every piece is stored."""
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise ArgumentTypeError(f"seeds must be a list of whole numbers, got {seeds!r:.40}", fix="e.g. seeds=(0, 1, 2)")
-    seeds = [check_int("seeds", x) for x in seeds]
-    if not seeds:
-        raise InputError("seeds must name at least one seed", fix="e.g. seeds=(0, 1, 2)")
+    seeds = _check_seeds(seeds)
     check_callable("progress", progress)
     layer, c = _models(generator, segmenter, layer, concept)
     counts = [int(n) for n in counts]
