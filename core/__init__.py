@@ -33,7 +33,7 @@ from core.base.errors import (
 from core.base.hooks import Trace
 from core.base.protocols import check_generator, check_segmenter
 from core.engine.causal import ablation_curve, ace, cached_ace, causal_effect, context_study, trace_effect
-from core.engine.dissection import Dissection, DissectOptions, dissect
+from core.engine.dissection import Dissection, DissectOptions, dissect, label_categories
 from core.engine.fid import FeatureStats, feature_stats, frechet_distance
 from core.engine.intervention import Edit, cached_insertion_constants, generate, insertion_constants
 from core.engine.repair import cached_unit_fid, repair_table, unit_fid
@@ -48,6 +48,6 @@ __all__ = ["cache", "errors", "hooks", "protocols", "sampling", "toyworld", "mod
            "CheckpointError", "MissingWeightsError", "MissingPackageError", "DownloadError", "BudgetError",
            "CacheError", "checkpoint_series", "list_models", "load_features", "load_generator", "load_segmenter",
            "ProGAN", "ablation_curve", "ace", "cached_ace", "causal_effect", "context_study", "trace_effect",
-           "Dissection", "DissectOptions", "dissect", "FeatureStats", "feature_stats", "frechet_distance", "Edit",
+           "Dissection", "DissectOptions", "dissect", "label_categories", "FeatureStats", "feature_stats", "frechet_distance", "Edit",
            "cached_insertion_constants", "generate", "insertion_constants", "cached_unit_fid", "repair_table",
            "unit_fid"]

@@ -32,7 +32,7 @@ from core.base.validate import (
     unit_list,
 )
 from core.engine.causal import cached_ace
-from core.engine.dissection import dissect
+from core.engine.dissection import dissect, label_categories
 from core.engine.intervention import cached_insertion_constants
 from core.engine.repair import cached_unit_fid
 from core.models import (
@@ -221,7 +221,8 @@ def cmd_dissect(a):
     if a.exclude_fid_above is not None and rank == 0:
         unit_options["exclude"] = _high_fid_units(G, layers, a.exclude_fid_above, device, a.fid_samples)
     if rank == 0:
-        paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units, **unit_options)
+        paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units,
+                              categories=label_categories(res.labels, seg) or None, **unit_options)
         print(res.summary().to_string(index=False))
         print(json.dumps({"seconds": round(time.perf_counter() - t0, 2), "cached": res.meta.get("cached"),
                           **{k: str(v) for k, v in paths.items()}}))

@@ -41,6 +41,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--samplings", nargs="+", default=["paper", "image"], choices=list(causal.SAMPLINGS))
     ap.add_argument("--ace-steps", type=int, default=150)
+    ap.add_argument("--batch-size", type=int, default=4, help="ACE samples per step (the reference's budget: "
+                    "--ace-steps 500 --batch-size 20, 10,000 samples)")
     ap.add_argument("--dissect-samples", type=int, default=500)
     ap.add_argument("--counts", type=int, nargs="+", default=[1, 5, 10, 20, 30])
     ap.add_argument("--curve-samples", type=int, default=100)
@@ -48,7 +50,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     G, seg = core.load_generator(a.model), core.load_segmenter("toyworld")
     load0 = os.getloadavg()[0]
-    out = {"model": a.model, "layer": a.layer, "seeds": a.seeds, "ace_steps": a.ace_steps, "counts": a.counts,
+    out = {"model": a.model, "layer": a.layer, "seeds": a.seeds, "ace_steps": a.ace_steps, "ace_batch_size": a.batch_size, "counts": a.counts,
            "curve_samples": a.curve_samples, "dissect_samples": a.dissect_samples,
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
            "concepts": {}}
@@ -61,7 +63,7 @@ def main(argv=None):
             rankings = {"iou": np.argsort(-iou, kind="stable")[:max(a.counts)].tolist()}
             for sampling in a.samplings:
                 res = causal.ace(G, seg, a.layer, concept, n_steps=a.ace_steps, iou=iou, k=k, seed=seed,
-                                 sampling=sampling)
+                                 sampling=sampling, batch_size=a.batch_size)
                 seconds[sampling].append(res.seconds)
                 rankings[f"ace-{sampling}"] = res.ranking[:max(a.counts)].tolist()
             curve = causal.ablation_curve(G, seg, a.layer, concept, rankings, counts=a.counts,

@@ -72,6 +72,15 @@ def test_cli_labelling_rules_and_the_fid_filter(tmp_path):
     res = core.dissect(core.load_generator("toyworld/town"), core.load_segmenter("toyworld"), "layer4", 40, cache=False)
     for rule in ("reference", "max-iou"):
         assert [u["concept"] for u in out[rule]["layers"]["layer4"]] == list(res.units("layer4", labeling=rule).concept)
+    # per-category labels (object / stuff: the segmenter's stuff classes) in units.csv, the JSON and the report
+    cats = core.label_categories(res.labels, core.load_segmenter("toyworld"))
+    assert out["reference"]["categories"] == cats
+    rows = list(csv.DictReader((tmp_path / "reference" / "units.csv").open()))
+    want = res.units_by_category("layer4", cats)
+    assert [r["object_concept"] for r in rows] == list(want.object_concept)
+    assert [r["stuff_concept"] for r in rows] == list(want.stuff_concept)
+    assert all(r["object_concept"] in cats["object"] for r in rows)
+    assert "Per category" in (tmp_path / "reference" / "report.html").read_text()
     r = run(["dissect", "--model", "toyworld/town", "--layers", "layer4", "--samples", "40", "--exclude-fid-above",
              "-1", "--fid-samples", "60", "--out", str(tmp_path / "fid"), "--strip-units", "0"], tmp_path)
     assert r.returncode == 0, r.stderr

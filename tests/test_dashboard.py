@@ -181,6 +181,9 @@ def test_unit_browser_unit_choice_changes_images(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert _urls(at) != first
     assert at.get("plotly_chart")[1].proto.spec != hist
+    # the unit's label within each category (object / stuff) is the core's
+    per_cat = [m.value for m in at.markdown if m.value.startswith("**Per category**")]
+    assert len(per_cat) == 1 and "object:" in per_cat[0] and "stuff:" in per_cat[0]
     # filter by a concept: every row of the table is a unit of that concept
     show = at.get("segmented_control")[0]
     concept = [o for o in show.options if o not in ("all units", "interpretable")][0]

@@ -31,11 +31,13 @@ def _iqr(n11, m, nc, total):
         return np.where(h > 1e-12, i / h, 0.0)
 
 
-def brute_force_reference(x_thr, lab_thr, x_iou, lab_iou, n_labels, freq, min_frequency=1e-3):
+def brute_force_reference(x_thr, lab_thr, x_iou, lab_iou, n_labels, freq, min_frequency=1e-3, among=None):
     """Per unit (label index, threshold, label IoU, label I/H) by the reference rule.
-    x_*: [U, P] upsampled activations; lab_*: [P] labels; freq: pixel frequency per label."""
+    x_*: [U, P] upsampled activations; lab_*: [P] labels; freq: pixel frequency per label.
+    ``among``: a list of label-index sets; then one such list per set, the label chosen within it."""
     scored = [c for c in range(1, n_labels) if freq[c] >= min_frequency]
-    out = []
+    sets = [None] if among is None else among
+    outs = [[] for _ in sets]
     tot_t, tot_i = x_thr.shape[1], x_iou.shape[1]
     onehot_t = np.stack([lab_thr == c for c in scored])                   # [C, P]
     onehot_i = np.stack([lab_iou == c for c in scored])
@@ -56,13 +58,15 @@ def brute_force_reference(x_thr, lab_thr, x_iou, lab_iou, n_labels, freq, min_fr
             q = np.where(agree > 0.8, _iqr(n11, m, nc_t, tot_t), 0.0)
             better = q > best
             best[better], best_level[better] = q[better], t
-        j = int(best.argmax())
-        t = best_level[j]
-        mask = x_iou[u] > t if np.isfinite(t) else np.zeros(tot_i, bool)
-        inter = (mask & onehot_i[j]).sum()
-        union = mask.sum() + nc_i[j] - inter
-        out.append((scored[j], t, inter / union if union else 0.0, best[j]))
-    return out
+        for out, allowed in zip(outs, sets):
+            ok = np.array([allowed is None or c in allowed for c in scored])
+            j = int(np.where(ok, best, -1.0).argmax())
+            t = best_level[j]
+            mask = x_iou[u] > t if np.isfinite(t) else np.zeros(tot_i, bool)
+            inter = (mask & onehot_i[j]).sum()
+            union = mask.sum() + nc_i[j] - inter
+            out.append((scored[j], t, inter / union if union else 0.0, best[j]))
+    return outs[0] if among is None else outs
 
 
 def _sets(G, seg, layer, n, seed=0, size=None):
@@ -105,6 +109,24 @@ def test_reference_labels_agree_with_a_brute_force_reimplementation(town):
     # the two rules differ on this model: the max-IoU rule gives larger concepts more units
     max_iou = res.units("layer4", labeling="max-iou")
     assert (max_iou.concept != units.concept).mean() > 0.3
+    # per category (the 2018 code's per-category report): the label within each category agrees too
+    cats = core.label_categories(res.labels, seg)
+    assert set(cats) == {"object", "stuff"} and "door" in cats["object"] and "sky" in cats["stuff"]
+    by_cat = res.units_by_category("layer4", cats)
+    per_set = brute_force_reference(x_t, l_t, x_i, l_i, len(seg.labels), freq,
+                                    among=[{res.labels.index(c) for c in v} for v in cats.values()])
+    for name, bf_cat in zip(cats, per_set):
+        want = np.array([res.labels[c] for c, *_ in bf_cat])
+        got = by_cat[f"{name}_concept"].to_numpy()
+        assert set(got) <= set(cats[name])
+        assert (want == got).mean() >= 0.95, f"{name}: {(want == got).mean():.1%}"
+    # a unit whose overall label is in a category keeps it there, with the same IoU
+    for name, concepts in cats.items():
+        keep = units.concept.isin(concepts).to_numpy()
+        assert (by_cat[f"{name}_concept"][keep] == units.concept[keep]).all()
+        assert np.allclose(by_cat[f"{name}_iou"][keep], units.iou[keep])
+    assert (by_cat.object_interpretable.to_numpy() | by_cat.stuff_interpretable.to_numpy()
+            >= units.interpretable.to_numpy()).all()
 
 
 class Planted(torch.nn.Module):
@@ -184,6 +206,26 @@ def test_labeling_options_and_refusals(town):
         res.units("layer4", concepts=["unicorn"])
     with pytest.raises(core.InputError, match="pixel_accuracy= needs labeling='reference'"):
         res.units("layer4", labeling="max-iou", pixel_accuracy=0.75)
+    with pytest.raises(core.ArgumentTypeError, match="categories must be a non-empty dict"):
+        res.units_by_category("layer4", ["door"])
+    with pytest.raises(core.InputError, match="takes its concepts from categories"):
+        res.units_by_category("layer4", {"object": ["door"]}, concepts=["door"])
+
+
+def test_label_categories():
+    labels = ["-", "sky", "door", "tree", "door-t", "door-b", "door-l", "door-r"]
+    assert core.label_categories(labels, stuff=["sky"]) == {
+        "object": ["door", "tree"], "stuff": ["sky"], "part": ["door-t", "door-b", "door-l", "door-r"]}
+    assert core.label_categories(labels[:4]) == {"object": ["sky", "door", "tree"]}    # no stuff known
+
+    class Declared:
+        categories = {"material": ["sky", "brick"], "thing": ["door", "tree"]}
+    assert core.label_categories(labels, Declared()) == {"material": ["sky"], "thing": ["door", "tree"]}
+
+    class Bad:
+        categories = ["door"]
+    with pytest.raises(core.ProtocolError, match="categories must be a dict"):
+        core.label_categories(labels, Bad())
 
 
 if __name__ == "__main__":          # the agreement on more samples: python tests/test_labeling.py 1000

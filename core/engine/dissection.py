@@ -63,7 +63,7 @@ from core.engine.tally import (  # noqa: F401
 )
 
 __all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "LABELINGS", "interp_matrix",
-           "upsample", "part_labels", "information_quality"]
+           "upsample", "part_labels", "information_quality", "label_categories"]
 
 CODE_VERSION = "dissect-v2"   # v2: the reference labelling arrays (ref_*)
 LABELINGS = ("reference", "max-iou")
@@ -110,6 +110,31 @@ class DissectOptions:
 
 def part_labels(labels: list[str]) -> list[str]:
     return [f"{c}-{p}" for c in labels[1:] for p in PARTS]
+
+
+def label_categories(labels: list[str], segmenter=None, *, stuff=None) -> dict[str, list[str]]:
+    """The categories of a dissection's ``labels`` (name -> its labels, in label order), as the 2018
+    code reports a unit's best label per category (object, part, material, colour there).
+
+    A segmenter that declares ``categories`` (a dict: category -> label names; an optional protocol
+    attribute) gives them; else they follow its ``stuff`` (or ``stuff=``): ``"object"`` (every
+    label that is not stuff), ``"stuff"`` (amorphous regions: sky, road, wall...) and, with the
+    object-part expansion, ``"part"`` (``c-t``, ``c-b``, ``c-l``, ``c-r``). Categories with no
+    label in ``labels`` are left out; label 0 (unlabeled) is in none."""
+    names = list(labels)[1:]
+    own = getattr(segmenter, "categories", None) if segmenter is not None else None
+    if own is not None:
+        if not isinstance(own, dict):
+            raise ProtocolError(f"the segmenter's categories must be a dict {{category: [labels]}}, got "
+                                f"{type(own).__name__}", fix="give segmenter.categories as a dict of label lists")
+        cats = {str(k): [c for c in names if c in set(v)] for k, v in own.items()}
+    else:
+        stuff = set(stuff if stuff is not None else getattr(segmenter, "stuff", ()) or ())
+        is_part = {c for c in names if c.rsplit("-", 1)[-1] in PARTS and c.rsplit("-", 1)[0] in names}
+        cats = {"object": [c for c in names if c not in stuff and c not in is_part],
+                "stuff": [c for c in names if c in stuff],
+                "part": [c for c in names if c in is_part]}
+    return {k: v for k, v in cats.items() if v}
 
 
 def part_maps(primary: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -285,6 +310,25 @@ class Dissection:
             "interpretable": ok,
             "top_value": d["top_values"][:, 0] if d["top_values"].shape[1] else np.nan,
         })
+
+    def units_by_category(self, layer, categories: dict, **labeling) -> pd.DataFrame:
+        """One row per unit and, per category, the unit's label within it: ``{category}_label``
+        (``""`` when not interpretable in that category), ``{category}_concept``, ``_iou``, ``_iqr``
+        and ``_interpretable`` -- :meth:`units` with ``concepts=`` that category's labels, as the
+        2018 code's per-category report. ``categories``: e.g. :func:`label_categories`;
+        ``labeling``: the other keywords of :meth:`units`."""
+        if not isinstance(categories, dict) or not categories:
+            raise ArgumentTypeError(f"categories must be a non-empty dict {{category: [labels]}}, got "
+                                    f"{type(categories).__name__}",
+                                    fix="e.g. categories=core.label_categories(res.labels, segmenter)")
+        if "concepts" in labeling:
+            raise InputError("units_by_category takes its concepts from categories=", fix="drop concepts=")
+        out = pd.DataFrame({"unit": np.arange(self._layer(layer)["iou"].shape[0])})
+        for name, concepts in categories.items():
+            u = self.units(layer, concepts=concepts, **labeling)
+            for col in ("label", "concept", "iou", "iqr", "interpretable"):
+                out[f"{name}_{col}"] = u[col].to_numpy()
+        return out
 
     def summary(self, **labeling) -> pd.DataFrame:
         """Per layer: interpretable units, distinct concepts, mean IoU of interpretable units

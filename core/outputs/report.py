@@ -51,12 +51,14 @@ background:#4c78a8;margin-right:6px}.dim{color:#999}img{image-rendering:pixelate
 
 
 def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 40, strip_len: int = 6,
-                  scale: int = 2, **unit_options) -> dict[str, Path]:
+                  scale: int = 2, categories: dict | None = None, **unit_options) -> dict[str, Path]:
     """Write ``dissection.json``, ``units.csv`` and ``report.html`` under ``out_dir``.
     With ``generator``, the report shows image strips for the ``strip_units`` best units of
     each layer (regenerated from the seed and the top-k sample indices). ``unit_options``:
     how units are labelled (``labeling``, ``pixel_accuracy``, ``concepts``; ``exclude``:
-    ``{layer: units}``), see ``Dissection.units``."""
+    ``{layer: units}``), see ``Dissection.units``. ``categories`` (``{category: [labels]}``, e.g.
+    :func:`core.engine.dissection.label_categories`): ``units.csv`` also gets each unit's label per
+    category (``object_label``, ``object_iou``, ...) and the report counts them per category."""
     if not isinstance(res, Dissection):
         raise ArgumentTypeError(f"res must be a Dissection, got {type(res).__name__}", fix="pass core.dissect(...)")
     strip_units = check_int("strip_units", strip_units, 0)
@@ -76,13 +78,31 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
     if out.exists() and not out.is_dir():
         raise InputError(f"out_dir {str(out)!r} is a file, not a directory",
                          fix="give out_dir a new or existing directory")
+    if categories is not None and (not isinstance(categories, dict) or not categories):
+        raise ArgumentTypeError(f"categories must be a non-empty dict {{category: [labels]}} or None, got "
+                                f"{type(categories).__name__}",
+                                fix="e.g. categories=core.label_categories(res.labels, segmenter)")
+    rule_opts = {k: v for k, v in unit_options.items() if k != "concepts"}
     for layer in res.layers:                # every labelling option, checked before anything is written
         res.units(layer, **_opts(unit_options, layer))
+        if categories:
+            res.units_by_category(layer, categories, **_opts(rule_opts, layer))
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "dissection.json", "csv": out / "units.csv", "html": out / "report.html"}
-    paths["json"].write_text(json.dumps(_summary_json(res, unit_options), indent=1, default=float))
-    pd.concat([res.units(ly, **_opts(unit_options, ly)).assign(layer=ly) for ly in res.layers],
-              ignore_index=True).to_csv(paths["csv"], index=False)
+    by_cat = {ly: res.units_by_category(ly, categories, **_opts(rule_opts, ly)) for ly in res.layers} \
+        if categories else {}
+    summary = _summary_json(res, unit_options)
+    if categories:
+        summary["categories"] = {k: list(v) for k, v in categories.items()}
+        summary["by_category"] = {ly: t.to_dict(orient="records") for ly, t in by_cat.items()}
+    paths["json"].write_text(json.dumps(summary, indent=1, default=float))
+    tables = []
+    for ly in res.layers:
+        t = res.units(ly, **_opts(unit_options, ly)).assign(layer=ly)
+        if categories:
+            t = t.merge(by_cat[ly], on="unit")
+        tables.append(t)
+    pd.concat(tables, ignore_index=True).to_csv(paths["csv"], index=False)
     rule = unit_options.get("labeling", "reference")
 
     parts = [f"<!doctype html><meta charset='utf-8'><title>Dissection of {html.escape(res.model)}</title>",
@@ -105,6 +125,13 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
         parts.append(f"<h2>{html.escape(layer)}</h2><p>{int(u.interpretable.sum())} of {len(u)} units "
                      f"interpretable; concepts: " + ", ".join(f"{html.escape(str(k))} ({v})"
                                                              for k, v in counts.items()) + "</p>")
+        if categories:
+            t = by_cat[layer]
+            parts.append("<p>Per category (each unit's best label within it): " + "; ".join(
+                f"{html.escape(name)}: {int(t[f'{name}_interpretable'].sum())} units ("
+                + ", ".join(f"{html.escape(str(k))} {v}" for k, v in
+                            t.loc[t[f"{name}_interpretable"], f"{name}_label"].value_counts().head(6).items())
+                + ")" for name in categories) + "</p>")
         parts.append("<table><tr><th>unit</th><th>label</th><th>IoU</th><th>threshold</th>"
                      "<th>top samples (darkened outside the unit's mask)</th></tr>")
         for row in u.itertuples():

@@ -7,13 +7,26 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.engine.dissection import label_categories
 from core.outputs.visualize import activation_histograms, unit_strips
-from dashboard.common import ERRORS, concept_color, dissection, fail, fix_for, pick_layer, pick_model, pick_samples
+from dashboard.common import (
+    ERRORS,
+    concept_color,
+    dissection,
+    fail,
+    fix_for,
+    pick_layer,
+    pick_model,
+    pick_samples,
+    segmenter,
+)
 
 st.title("Unit browser")
-st.caption("Every unit of a layer with its label (paper §3.1): the concept whose segmentation its "
-           "thresholded, upsampled activation matches best, by IoU over held-out samples. Pick a unit for its "
-           "top-activating images (mask outlined), its IoU with each concept and its activation histogram.")
+st.caption("Every unit of a layer with its label (paper §3.1), by the rule of the paper's 2018 code: the "
+           "concept whose mask agreement with the unit's thresholded, upsampled activation has the highest "
+           "information quality (I/H); the IoU is measured on held-out samples. Pick a unit for its "
+           "top-activating images (mask outlined), its label in each category, its IoU with each concept and "
+           "its activation histogram.")
 name, G = pick_model()
 layer = pick_layer(G)
 n = pick_samples()
@@ -73,6 +86,14 @@ if st.session_state.get("unit_pick") not in options:
 unit = st.selectbox("Unit", options, key="unit_pick",
                     format_func=lambda u: f"unit {u} · {units.concept[u]} (IoU {units.iou[u]:.3f})",
                     help="Or click a row of the table (sort by any column header).")
+
+categories = label_categories(res.labels, segmenter())
+if len(categories) > 1:
+    per_cat = res.units_by_category(layer, categories).iloc[unit]
+    st.markdown("**Per category** (the unit's best label within each, as the 2018 code reports it): " + " · ".join(
+        f"{name}: **{per_cat[f'{name}_label']}** (IoU {per_cat[f'{name}_iou']:.3f})" if per_cat[f"{name}_label"]
+        else f"{name}: none (best {per_cat[f'{name}_concept']}, IoU {per_cat[f'{name}_iou']:.3f})"
+        for name in categories))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
