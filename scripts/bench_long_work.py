@@ -76,9 +76,9 @@ def job_unit_fid(G, seg):
 
 
 def job_context_study(G, seg):
+    import core
     from core.engine.intervention import cached_insertion_constants
     from core.studies import context, paint
-    import core
     dis = core.dissect(G, seg, ["layer4"], 500)
     units = paint.concept_units(dis, "layer4", "door", 20)
     k = cached_insertion_constants(G, seg, "layer4", "door", n_samples=100)

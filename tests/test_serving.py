@@ -2,9 +2,9 @@
 lab can put its dashboard behind Streamlit's OIDC login."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
