@@ -39,6 +39,7 @@ from core.base.validate import (
     concept_index,
     concept_mask,
 )
+from core.engine.bases import check_basis
 from core.engine.dissection import dissect
 from core.engine.intervention import Edit, cached_insertion_constants, check_edits, generate, insertion_constants
 
@@ -47,7 +48,10 @@ __all__ = ["causal_effect", "ace", "AceResult", "ablation_curve", "context_study
            "cached_ablation_curve", "curve_over_seeds"]
 
 
-def _n_units(generator, layer) -> int:
+def _n_units(generator, layer, basis=None) -> int:
+    """The size of the space units index: the basis's features, else the layer's units."""
+    if basis is not None:
+        return check_basis(basis, layer_units(generator, layer), layer).n_features
     return layer_units(generator, layer)
 
 
@@ -71,12 +75,12 @@ def _unit_values(name, value, units, n_units) -> torch.Tensor:
 @long_computation("the causal effect", fix="lower batch_size=")
 @torch.no_grad()
 def causal_effect(generator, segmenter, layer, units, concept, value, n_samples: int = 200,
-                  seed: int = 2, batch_size: int = 25, mask=None) -> dict:
+                  seed: int = 2, batch_size: int = 25, mask=None, basis=None) -> dict:
     """Average causal effect of ``units`` on ``concept`` (eq. 4): E[s_c(x_insert)] −
     E[s_c(x_ablate)], s_c = fraction of the image's pixels labelled c; also reported
     normalised by the concept's mean frequency E[s_c(x)] so that rare concepts compare."""
     layer, c = _models(generator, segmenter, layer, concept)
-    n_units = _n_units(generator, layer)
+    n_units = _n_units(generator, layer, basis)
     units = check_units(units, n_units, layer)
     v = _unit_values("value", value, units, n_units)
     n_samples = check_samples("n_samples", n_samples, 1, images_per_sample=3)
@@ -87,8 +91,8 @@ def causal_effect(generator, segmenter, layer, units, concept, value, n_samples:
     tot = {key: torch.zeros((), dtype=torch.float64, device=dev) for key in ("base", "insert", "ablate")}
     for a, b in batches(n_samples, batch_size):          # this process's share under torchrun
         z = z_range(seed, a, b, generator.z_dim, dev)
-        for key, edits in (("base", []), ("insert", [Edit(layer, units, "insert", v, mask)]),
-                           ("ablate", [Edit(layer, units, "ablate", None, mask)])):
+        for key, edits in (("base", []), ("insert", [Edit(layer, units, "insert", v, mask, basis=basis)]),
+                           ("ablate", [Edit(layer, units, "ablate", None, mask, basis=basis)])):
             tot[key] += concept_mask(segmenter, generate(generator, z, edits), c).double().mean((1, 2)).sum()
     m = {k: x / n_samples for k, x in all_sum({k: float(t) for k, t in tot.items()}).items()}
     ace_raw = m["insert"] - m["ablate"]
@@ -148,7 +152,7 @@ class _Adam:
         self.p.addcdiv_(self.m, denom, value=-self.lr / (1 - self.b1 ** self.t))
 
 
-def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
+def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, basis=None):
     """Where to intervene, from ``n`` pool samples at ``layer``'s grid.
 
     Returns ``(present, absent, freq, (h, w))``: ``present`` = [(sample, cell mask)] for the
@@ -159,7 +163,7 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
     candidates fall back to absent cells next to the concept's own cells (its most plausible
     context) and then to any absent cell."""
     present, absent, near, anywhere, freq = [], [], [], [], []
-    n_units = _n_units(generator, layer)
+    n_units = _n_units(generator, layer, basis)
     all_units = list(range(n_units))
     for a in range(0, n, batch_size):
         idx = torch.arange(a, min(n, a + batch_size), device="cpu")     # sample numbers, for Python
@@ -168,7 +172,8 @@ def _location_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev):
             images, cap = generate(generator, z, capture=[layer])
             h, w = cap[layer].shape[-2:]
             base = concept_mask(segmenter, images, c).float()
-            full = concept_mask(segmenter, generate(generator, z, [Edit(layer, all_units, "insert", k)]), c).float()
+            full = concept_mask(segmenter, generate(generator, z, [Edit(layer, all_units, "insert", k, basis=basis)]),
+                                c).float()
         freq.append(base.mean((1, 2)))
         cb = F.adaptive_avg_pool2d(base[:, None], (h, w))[:, 0]
         cf = F.adaptive_avg_pool2d(full[:, None], (h, w))[:, 0]
@@ -195,10 +200,13 @@ def _cells(cells, hw, dev):
     return m
 
 
-def _edited(generator, layer, alpha, z, m, v):
-    """Images for ``z`` with the units' share ``alpha`` ablated (v = 0) or inserted (v = k) at ``m``."""
+def _edited(generator, layer, alpha, z, m, v, basis=None):
+    """Images for ``z`` with the units' share ``alpha`` ablated (v = 0) or inserted (v = k) at ``m``
+    (with ``basis``: its features, along their decoder directions)."""
     def fn(out):
         s = m * alpha.view(1, -1, 1, 1)
+        if basis is not None:
+            return basis.edit(out, torch.arange(alpha.numel(), device=out.device), s, v)
         return out * (1 - s) + s * v
 
     with Trace(generator, edits={layer: fn}):
@@ -206,7 +214,7 @@ def _edited(generator, layer, alpha, z, m, v):
 
 
 def _paper_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch, rng, pool_seed, hw,
-                 freq, dev):
+                 freq, dev, basis=None):
     """One step's delta (paper): removal samples ablated at their cell, insertion samples inserted at
     theirs, each scored by the soft score of c pooled to the grid and read at its own cell."""
     rem = [present[i] for i in rng.integers(0, len(present), batch - n_ins)] if present else []
@@ -216,7 +224,7 @@ def _paper_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_i
     z = z_at(pool_seed, [t[0] for t in cells], generator.z_dim, dev)
     n_units = kv.shape[1]
     v = torch.cat([torch.zeros(len(rem), n_units, 1, 1, device=dev), kv.expand(len(ins), -1, 1, 1)])
-    score = F.adaptive_avg_pool2d(segmenter.scores(_edited(generator, layer, alpha, z, m, v))[:, c:c + 1], hw)
+    score = F.adaptive_avg_pool2d(segmenter.scores(_edited(generator, layer, alpha, z, m, v, basis))[:, c:c + 1], hw)
     at = (score * m).sum((1, 2, 3))                                    # read at each sample's cell
     erase = at[:len(rem)].mean() if rem else at.new_zeros(())
     add = at[len(rem):].mean() if ins else at.new_zeros(())
@@ -224,7 +232,7 @@ def _paper_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_i
 
 
 def _image_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch, rng, pool_seed, hw,
-                 freq, dev):
+                 freq, dev, basis=None):
     """One step's delta (the "image" variant): insertion and ablation of every sample, the score
     averaged over the image; removal samples intervene on every cell the concept covers."""
     idx, masks = [], []
@@ -243,14 +251,14 @@ def _image_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_i
     b = len(idx)
     n_units = kv.shape[1]
     v = torch.cat([kv.expand(b, -1, 1, 1), torch.zeros(b, n_units, 1, 1, device=dev)])
-    score = segmenter.scores(_edited(generator, layer, alpha, torch.cat([z, z]), torch.cat([loc, loc]), v))[:, c]
+    score = segmenter.scores(_edited(generator, layer, alpha, torch.cat([z, z]), torch.cat([loc, loc]), v, basis))[:, c]
     score = score.mean((1, 2))
     return (score[:b].mean() - score[b:].mean()) / freq
 
 
 
 
-def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng, tries: int = 5):
+def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng, tries: int = 5, basis=None):
     """Where to intervene, as the paper (and its code) samples it, from ``n`` pool samples.
 
     Returns ``(present, absent, freq, (h, w))``: ``present`` = [(sample, y, x)], every single
@@ -259,7 +267,7 @@ def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng
     (``tries`` cells tried per sample, drawn where the concept usually is: weighted by its mean
     coverage over the pool). When no tried cell inserts it, the candidates fall back to absent
     cells next to the concept and then to any absent cell."""
-    n_units = _n_units(generator, layer)
+    n_units = _n_units(generator, layer, basis)
     all_units = list(range(n_units))
     covers, counts, zs = [], [], []
     for a in range(0, n, batch_size):
@@ -291,7 +299,7 @@ def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng
         mask = _cells(chunk, (h, w), dev)
         with torch.no_grad():
             after = concept_mask(segmenter, generate(generator, z_all[idx],
-                                                     [Edit(layer, all_units, "insert", k, mask)]), c).sum((1, 2)).cpu()
+                                                     [Edit(layer, all_units, "insert", k, mask, basis=basis)]), c).sum((1, 2)).cpu()
         absent += [t for j, t in enumerate(chunk) if float(after[j]) > float(base_px[t[0]])]
     if not absent:
         grown = F.max_pool2d((cover > 0).float()[:, None], 3, 1, 1)[:, 0] > 0
@@ -304,7 +312,8 @@ def _paper_pool(generator, segmenter, layer, c, k, n, seed, batch_size, dev, rng
 def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_size: int = 4,
         lr: float = 0.01, l2: float = 0.01, init="iou", iou: np.ndarray | None = None,
         k: torch.Tensor | None = None, pool_size: int = 128, seed: int = 0, top_n: int = 20,
-        dissect_samples: int = 400, progress: Callable | None = None, sampling: str = "paper") -> AceResult:
+        dissect_samples: int = 400, progress: Callable | None = None, sampling: str = "paper",
+        basis=None) -> AceResult:
     """Find the units whose joint insertion/ablation has the largest causal effect on
     ``concept`` (eq. 5–6): alpha in [0,1]^d, minimise −delta_alpha + l2 * sum(alpha^2) by
     Adam over random z and featuremap locations, clamping alpha to [0, 1] after every step.
@@ -322,22 +331,23 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
     ``init="iou"`` starts from IoU / max IoU (from ``iou`` or a cached dissection of
     ``dissect_samples``); ``init="uniform"`` from 0.5. The ranking orders units by final alpha,
     ties (e.g. several units clamped at 0) broken by the initial alpha.
-    ``progress(step, n_steps, loss)`` after every step."""
+    ``progress(step, n_steps, loss)`` after every step. ``basis`` (:mod:`core.engine.bases`):
+    alpha is over that basis's features, each edited along its decoder direction."""
     t0 = time.perf_counter()
     layer, c, n_units = _check_ace(generator, segmenter, layer, concept, n_steps=n_steps, batch_size=batch_size,
                                    lr=lr, l2=l2, init=init, iou=iou, k=k, pool_size=pool_size, seed=seed,
                                    top_n=top_n, dissect_samples=dissect_samples, progress=progress,
-                                   sampling=sampling)
+                                   sampling=sampling, basis=basis)
     dev = device_of(generator)
     _, h, w = layer_shape(generator, layer)
     check_memory(f"the ACE location pool of pool_size={pool_size:,}",
                  pool_size * (h * w * (4 + 2 * _ROW_BYTES) + generator.z_dim * 4), device=dev, fix="lower pool_size")
     if k is None:
-        k = insertion_constants(generator, segmenter, layer, c, n_samples=100, seed=seed + 11)
+        k = insertion_constants(generator, segmenter, layer, c, n_samples=100, seed=seed + 11, basis=basis)
     k = torch.as_tensor(k, dtype=torch.float32, device=dev).reshape(-1)
     if init == "iou":
         if iou is None:
-            iou = dissect(generator, segmenter, [layer], dissect_samples, seed=seed + 7).iou(layer)[:, c]
+            iou = dissect(generator, segmenter, [layer], dissect_samples, seed=seed + 7, basis=basis).iou(layer)[:, c]
         iou = np.asarray(iou, dtype=np.float64).reshape(-1)
         a0 = iou / iou.max() if iou.max() > 0 else np.full(n_units, 0.5)
     elif init == "uniform":
@@ -350,10 +360,10 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
     rng = np.random.default_rng(seed)
     if sampling == "paper":
         present, absent, freq, (h, w) = _paper_pool(generator, segmenter, layer, c, k, pool_size, seed + 101, 16,
-                                                    dev, rng)
+                                                    dev, rng, basis=basis)
     else:
         present, absent, freq, (h, w) = _location_pool(generator, segmenter, layer, c, k, pool_size,
-                                                       seed + 101, 16, dev)
+                                                       seed + 101, 16, dev, basis)
     if not present and not absent:
         raise InputError(f"concept {segmenter.labels[c]!r} neither appears nor can be inserted in "
                          f"{pool_size} samples at {layer!r}; try another layer or concept")
@@ -365,10 +375,10 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
         n_ins = batch_size // 2 if (present and absent) else (batch_size if absent else 0)
         if sampling == "paper":
             delta = _paper_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch_size,
-                                 rng, seed + 101, (h, w), freq, dev)
+                                 rng, seed + 101, (h, w), freq, dev, basis)
         else:
             delta = _image_delta(generator, segmenter, layer, c, alpha, kv, present, absent, n_ins, batch_size,
-                                 rng, seed + 101, (h, w), freq, dev)
+                                 rng, seed + 101, (h, w), freq, dev, basis)
         loss = -delta + l2 * (alpha ** 2).sum()
         alpha.grad = None
         loss.backward()
@@ -389,11 +399,11 @@ def ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, batch_
 
 
 def _check_ace(generator, segmenter, layer, concept, *, n_steps, batch_size, lr, l2, init, iou, k, pool_size,
-               seed, top_n, dissect_samples, progress, sampling):
+               seed, top_n, dissect_samples, progress, sampling, basis=None):
     """Every argument of :func:`ace`, checked before any work: (layer, concept index, units)."""
     check_choice("sampling", sampling, SAMPLINGS)
     layer, c = _models(generator, segmenter, layer, concept)
-    n_units = _n_units(generator, layer)
+    n_units = _n_units(generator, layer, basis)
     batch_size = check_int("batch_size", batch_size, 1)
     per_step = 3 * batch_size * (2 if sampling == "image" else 1)       # forward + backward per image
     check_samples("n_steps", n_steps, 1, images_per_sample=per_step,
@@ -424,7 +434,7 @@ ACE_VERSION = "ace-v3"   # bump when ace() changes what it returns for the same 
 
 def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150, n_dissect: int = 400,
                k_samples: int = 100, seed: int = 0, top_n: int = 20, progress: Callable | None = None,
-               cache: bool = True, cached_only: bool = False, **ace_options) -> AceResult | None:
+               cache: bool = True, cached_only: bool = False, basis=None, **ace_options) -> AceResult | None:
     """:func:`ace` initialised from the IoU of a (cached) dissection of ``n_dissect`` samples and
     the (cached) insertion constants, stored under ``cache/ace`` keyed by both models' weights,
     layer, concept and options: the causal-units page computes it once, and any later caller
@@ -438,19 +448,20 @@ def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150,
     opts = {"batch_size": 4, "lr": 0.01, "l2": 0.01, "init": "iou", "pool_size": 128, "sampling": "paper",
             **ace_options}
     layer, c, _ = _check_ace(generator, segmenter, layer, concept, n_steps=n_steps, iou=None, k=None, seed=seed,
-                             top_n=top_n, dissect_samples=n_dissect, progress=progress, **opts)
+                             top_n=top_n, dissect_samples=n_dissect, progress=progress, basis=basis, **opts)
+    basis = None if basis is None or basis.kind == "units" else basis
     check_samples("k_samples", k_samples, 1)
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
         kind="ace", version=ACE_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
         steps=int(n_steps), n_dissect=int(n_dissect), k_samples=int(k_samples), seed=int(seed),
-        options=sorted(ace_options.items()))
+        options=sorted(ace_options.items()), **({"basis": basis.cache_key} if basis is not None else {}))
 
     def compute():
-        dis = dissect(generator, segmenter, [layer], n_dissect, cache=cache)
-        k = cached_insertion_constants(generator, segmenter, layer, c, n_samples=k_samples, cache=cache)
+        dis = dissect(generator, segmenter, [layer], n_dissect, cache=cache, basis=basis)
+        k = cached_insertion_constants(generator, segmenter, layer, c, n_samples=k_samples, cache=cache, basis=basis)
         return ace(generator, segmenter, layer, c, n_steps=n_steps, iou=dis.iou(layer)[:, c], k=k, seed=seed,
-                   top_n=top_n, progress=progress, **ace_options)
+                   top_n=top_n, progress=progress, basis=basis, **ace_options)
 
     def encode(res):
         return ({"alpha": res.alpha, "ranking": res.ranking, "losses": np.asarray(res.losses),
@@ -471,14 +482,15 @@ _ACE_OPTIONS = ("batch_size", "lr", "l2", "init", "pool_size", "sampling")
 
 # ----------------------------------------------------------------------------- curves
 
-def _check_curve(generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress):
+def _check_curve(generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress,
+                 basis=None):
     layer, c = _models(generator, segmenter, layer, concept)
     if not isinstance(rankings, dict):
         raise ArgumentTypeError(f"rankings must be a dict {{name: unit list}}, got {type(rankings).__name__}",
                                 fix="e.g. rankings={'ace': res.ranking[:20].tolist()}")
     if not rankings:
         raise InputError("rankings is empty: there is nothing to ablate", fix="give rankings at least one unit list")
-    n_units = _n_units(generator, layer)
+    n_units = _n_units(generator, layer, basis)
     ranks = {name: check_units(r, n_units, layer, f"rankings[{name!r}]") for name, r in rankings.items()}
     if isinstance(counts, (str, bytes)):
         raise ArgumentTypeError("counts must be a list of unit counts, got a string", fix="e.g. counts=(1, 5, 10)")
@@ -500,11 +512,12 @@ def _check_curve(generator, segmenter, layer, concept, rankings, counts, n_sampl
 def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Sequence[int]],
                    counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
                    n_samples: int = 500, seed: int = 3, batch_size: int = 25,
-                   progress: Callable | None = None) -> pd.DataFrame:
+                   progress: Callable | None = None, basis=None) -> pd.DataFrame:
     """Fraction of the concept's pixels removed by ablating the top-n units of each ranking
-    over the whole featuremap (Fig. 4 right). One row per (ranking, n)."""
+    over the whole featuremap (Fig. 4 right). One row per (ranking, n). ``basis``: the rankings
+    are of that basis's features."""
     layer, c, ranks, counts, n_samples, seed, batch_size = _check_curve(
-        generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress)
+        generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress, basis)
     dev = device_of(generator)
     keys = [("base", 0)] + [(name, n) for name in rankings for n in counts]
     px = torch.zeros(len(keys), dtype=torch.float64, device=dev)      # concept pixels; no host sync per batch
@@ -515,7 +528,7 @@ def ablation_curve(generator, segmenter, layer, concept, rankings: dict[str, Seq
         j = 1
         for name, r in ranks.items():
             for n in counts:
-                px[j] += concept_mask(segmenter, generate(generator, z, [Edit(layer, r[:n])]), c).sum()
+                px[j] += concept_mask(segmenter, generate(generator, z, [Edit(layer, r[:n], basis=basis)]), c).sum()
                 j += 1
         done += b - a
         if progress:
@@ -534,24 +547,27 @@ def cached_ablation_curve(generator, segmenter, layer, concept, rankings: dict[s
                           counts: Sequence[int] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20),
                           n_samples: int = 500, seed: int = 3, batch_size: int = 25,
                           progress: Callable | None = None, cache: bool = True,
-                          cached_only: bool = False) -> pd.DataFrame | None:
+                          cached_only: bool = False, basis=None) -> pd.DataFrame | None:
     """:func:`ablation_curve`, stored under ``cache/curve`` keyed by both models' weights, layer,
     concept, the rankings, counts, samples and seed: a page rerun or revisit shows it at once.
     ``cached_only=True`` returns the stored curve or None, computing nothing. The frame's
     ``attrs`` say whether it was ``stored`` and how many ``seconds`` it took to compute."""
     layer, c, ranks, counts, n_samples, seed, batch_size = _check_curve(
-        generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress)
+        generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress, basis)
+    basis = None if basis is None or basis.kind == "units" else basis
     check_bool("cache", cache)
     check_bool("cached_only", cached_only)
     ranks = {str(name): [int(u) for u in r] for name, r in ranks.items()}
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
         kind="curve", version=CURVE_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
-        rankings=sorted(ranks.items()), counts=[int(n) for n in counts], n=int(n_samples), seed=int(seed))
+        rankings=sorted(ranks.items()), counts=[int(n) for n in counts], n=int(n_samples), seed=int(seed),
+        **({"basis": basis.cache_key} if basis is not None else {}))
 
     def compute():
         t = time.perf_counter()
-        df = ablation_curve(generator, segmenter, layer, c, ranks, counts, n_samples, seed, batch_size, progress)
+        df = ablation_curve(generator, segmenter, layer, c, ranks, counts, n_samples, seed, batch_size, progress,
+                            basis)
         df.attrs.update(stored=False, seconds=time.perf_counter() - t)
         return df
 

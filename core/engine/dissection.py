@@ -50,6 +50,7 @@ from core.base.validate import (
     check_units,
     unit_list,
 )
+from core.engine.bases import Basis, check_basis
 from core.engine.tally import (  # noqa: F401
     QUANTILE_LEVELS,
     LayerTally,
@@ -415,6 +416,7 @@ class _Plan:
     labels: list
     rank: int = 0
     world: int = 1
+    bases: dict = field(default_factory=dict)   # layer -> Basis: that layer is dissected feature by feature
 
     @property
     def distributed(self) -> bool:
@@ -467,13 +469,32 @@ def _check_layers(generator, layers) -> list[str]:
     return resolve_layers(generator, layers)
 
 
-def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts) -> _Plan:
+def _check_bases(basis, layers) -> dict:
+    """``basis`` (a Basis for every layer, or {layer: Basis}) as {layer: Basis}; units: left out."""
+    if basis is None:
+        return {}
+    if isinstance(basis, dict):
+        unknown = sorted(set(basis) - set(layers))
+        if unknown:
+            raise UnknownNameError(f"basis names layers {unknown} that are not dissected here ({', '.join(layers)})",
+                                   fix="give basis={layer: Basis} for dissected layers only")
+        found = {name: check_basis(b) for name, b in basis.items()}
+    else:
+        if len(layers) != 1:
+            raise InputError(f"one basis for {len(layers)} layers: a basis belongs to one layer",
+                             fix="give basis={layer: Basis, ...} or dissect one layer")
+        found = {layers[0]: check_basis(basis)}
+    return {name: b for name, b in found.items() if b is not None and b.kind != "units"}
+
+
+def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts, basis=None) -> _Plan:
     # every argument is checked before the one-sample probe of the layers' shapes
     n_samples = _check_n(n_samples)
     check_generator(generator, probe=False)
     check_segmenter(segmenter)
     seed = check_int("seed", seed)
     layers = _check_layers(generator, layers)
+    bases = _check_bases(basis, layers)
     device = _check_device(device, generator)
     rank, world = rank_world()
     chosen = batch_size is None
@@ -485,7 +506,8 @@ def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opt
         raise InputError(f"{world} processes but only {n_batches} batches of {batch_size}: use at most "
                          f"{n_batches} processes or a smaller batch_size")
     n_labels = len(segmenter.labels)
-    known = [known_units(generator, name) or 1 for name in layers]        # a lower bound where not known
+    known = [bases[name].n_features if name in bases else known_units(generator, name) or 1
+             for name in layers]                                          # a lower bound where not known
     _check_memory(layers, known, opts.resolution, batch_size, n_samples, opts, n_labels, device)
     # probe: shapes of every layer and of the image (one sample)
     with torch.no_grad(), Trace(generator, capture=layers) as tr:
@@ -498,14 +520,18 @@ def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opt
             raise InputError(f"layer {name!r} outputs shape {tuple(tr[name].shape)}; dissection needs "
                              f"featuremaps N x C x H x W (pick a convolutional layer)")
     size = opts.resolution or max(img.shape[-1] // 2, 1)
-    shapes = {name: tuple(tr[name].shape[1:]) for name in layers}
+    for name, b in bases.items():
+        check_basis(b, tr[name].shape[1], name)
+    bases = {name: b.to(device) for name, b in bases.items()}
+    shapes = {name: (bases[name].n_features, *tr[name].shape[2:]) if name in bases else tuple(tr[name].shape[1:])
+              for name in layers}
     if chosen:          # on a shared card: a batch takes at most half the memory free now
         per_sample = size * size * _PIXEL_BYTES + img[0].numel() * 4 * 4 + sum(
             math.prod(s) for s in shapes.values()) * 4 * 3
         batch_size = fit_batch(device, batch_size, per_sample)
     _check_memory(layers, [shapes[n][0] for n in layers], size, batch_size, n_samples, opts, n_labels, device)
     return _Plan(generator, segmenter, layers, n_samples, seed, batch_size, device,
-                 module_device(segmenter) or device, opts, size, shapes, list(segmenter.labels), rank, world)
+                 module_device(segmenter) or device, opts, size, shapes, list(segmenter.labels), rank, world, bases)
 
 
 # ----------------------------------------------------------------------------- 3. cache
@@ -517,7 +543,9 @@ def _layer_keys(plan: _Plan) -> dict[str, str]:
         return {}
     return {name: _cache.make_key(kind="dissect", version=CODE_VERSION, generator=gen_id, segmenter=seg_id,
                                   layers=[name], n=plan.n_samples, seed=plan.seed, options=plan.opts.key(),
-                                  size=plan.size, batch=plan.batch_size) for name in plan.layers}
+                                  size=plan.size, batch=plan.batch_size,
+                                  **({"basis": plan.bases[name].cache_key} if name in plan.bases else {}))
+            for name in plan.layers}
 
 
 def _cached_layers(keys: dict[str, str]) -> dict[str, "Dissection"]:
@@ -581,6 +609,9 @@ def _accumulate(plan: _Plan, progress: Callable | None) -> _Counts:
     for start, stop, images, acts in sample_batches(plan.generator, plan.layers, plan.n_samples, plan.seed,
                                                     plan.batch_size, plan.device, plan.rank, plan.world,
                                                     autocast=half):
+        if plan.bases:
+            with torch.no_grad():
+                acts = {name: plan.bases[name].encode(a) if name in plan.bases else a for name, a in acts.items()}
         with torch.no_grad(), torch.autocast(plan.seg_device.type, dtype=half or torch.float32, enabled=bool(half)):
             seg = plan.segmenter.segment(images.to(plan.seg_device))
         if counts is None:
@@ -638,7 +669,8 @@ def _finalise(plan: _Plan, counts: _Counts) -> "Dissection":
     meta = {"forward_seconds": counts.forward_seconds, "stats_seconds": counts.stats_seconds,
             "finalise_seconds": time.perf_counter() - t_fin, "resolution": plan.size,
             "batch_size": plan.batch_size, "world_size": plan.world, "code_version": CODE_VERSION,
-            "shapes": {k: list(v) for k, v in plan.shapes.items()}, "cached": False}
+            "shapes": {k: list(v) for k, v in plan.shapes.items()}, "cached": False,
+            "bases": {name: b.name for name, b in plan.bases.items()}}
     return Dissection(labels=ext_labels, layers=list(plan.layers), n_samples=plan.n_samples, seed=plan.seed,
                       options=opts, model=str(getattr(plan.generator, "source", type(plan.generator).__name__)),
                       segmenter=str(getattr(plan.segmenter, "source", type(plan.segmenter).__name__)), data=data,
@@ -651,7 +683,7 @@ def _finalise(plan: _Plan, counts: _Counts) -> "Dissection":
 def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, seed: int = 0,
             batch_size: int | None = None, device=None, progress: Callable | None = None, *,
             options: DissectOptions | None = None, cache: bool = True, cached_only: bool = False,
-            **option_kw) -> Dissection | None:
+            basis: Basis | dict | None = None, **option_kw) -> Dissection | None:
     """Dissect ``layers`` of ``generator`` against ``segmenter`` over ``n_samples`` samples.
 
     Sample ``i`` is ``generator(z_i)`` with ``z_i = core.base.sampling.z_range(seed, i, i+1)``.
@@ -676,7 +708,7 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
     check_bool("cache", cache)
     check_bool("cached_only", cached_only)
     opts = options or DissectOptions(**option_kw)
-    plan = _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts)
+    plan = _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts, basis)
     keys = _layer_keys(plan) if cache else {}
     found = _cached_layers(keys)
     todo = [name for name in plan.layers if name not in found]

@@ -41,6 +41,7 @@ from core.base.validate import (
     concept_mask,
     unit_list,
 )
+from core.engine.bases import check_basis
 
 __all__ = ["Edit", "generate", "check_edits", "edit_fn", "resize_mask", "insertion_constants",
            "cached_insertion_constants", "concept_index", "concept_fraction", "INSERTION_VERSION", "MODES"]
@@ -56,13 +57,17 @@ class Edit:
 
     Everything that can be checked without the model is checked here (units whole and >= 0,
     values and alpha finite and one per unit, the mask's shape and range); :func:`generate`
-    checks the rest (the layer, the units' range, the mask's batch) before the forward pass."""
+    checks the rest (the layer, the units' range, the mask's batch) before the forward pass.
+
+    ``basis`` (:mod:`core.engine.bases`): ``units`` are then features of that basis, set to
+    ``value`` (0 to ablate) along their decoder directions, the rest of the layer kept."""
     layer: str
     units: Sequence[int]
     mode: str = "ablate"
     value: object = None
     mask: object = None
     alpha: object = None
+    basis: object = None
 
     def __post_init__(self):
         if not isinstance(self.layer, str):
@@ -84,6 +89,13 @@ class Edit:
             check_mask("mask", self.mask)
         if self.alpha is not None:
             check_alpha("alpha", self.alpha, len(units))
+        if check_basis(self.basis) is not None and self.basis.kind == "units":
+            object.__setattr__(self, "basis", None)
+
+    @property
+    def n_features(self) -> int | None:
+        """The size of the space ``units`` index: the basis's features (None: the layer's units)."""
+        return None if self.basis is None else self.basis.n_features
 
 
 MODES = ("ablate", "insert")
@@ -110,10 +122,11 @@ def edit_fn(edit: Edit, n_units: int | None = None):
     units = list(edit.units)
 
     def fn(out):
-        check_units(units, out.shape[1], edit.layer)
+        if edit.basis is not None:
+            check_basis(edit.basis, out.shape[1], edit.layer)
+        check_units(units, edit.n_features or out.shape[1], edit.layer)
         n, h, w = out.shape[0], out.shape[2], out.shape[3]
         idx = torch.tensor(units, device=out.device)
-        r = out.index_select(1, idx)
         m = torch.ones(1, 1, h, w, device=out.device, dtype=out.dtype) if edit.mask is None else \
             resize_mask(edit.mask, n, h, w, out.device).to(out.dtype)
         strength = m
@@ -123,14 +136,18 @@ def edit_fn(edit: Edit, n_units: int | None = None):
                 raise InputError(f"alpha must be a scalar or one value per unit ({len(units)}), got {a.numel()}")
             strength = m * a.view(1, -1, 1, 1)
         if edit.mode == "ablate":
-            new = r * (1 - strength)
+            v = torch.zeros((), device=out.device, dtype=out.dtype)
         else:
             v = torch.as_tensor(edit.value, device=out.device, dtype=out.dtype).reshape(-1)
             if v.numel() not in (1, len(units)):
                 raise InputError(f"insert value must be a number or one value per unit ({len(units)}), "
                                  f"got {v.numel()} values")
-            new = r * (1 - strength) + strength * v.view(1, -1, 1, 1)
-        return out.index_copy(1, idx, new)
+            v = v.view(1, -1, 1, 1)
+        if edit.basis is not None:
+            share = strength.expand(-1, len(units), -1, -1) if strength.shape[1] == 1 else strength
+            return edit.basis.edit(out, idx, share, v)
+        r = out.index_select(1, idx)
+        return out.index_copy(1, idx, r * (1 - strength) + strength * v)
 
     return fn
 
@@ -160,7 +177,9 @@ def check_edits(generator, edits, n: int | None = None) -> list[Edit]:
     if edits:
         resolve_layers(generator, [e.layer for e in edits])
     for e in edits:
-        check_units(list(e.units), layer_units(generator, e.layer), e.layer)
+        if e.basis is not None:
+            check_basis(e.basis, layer_units(generator, e.layer), e.layer)
+        check_units(list(e.units), e.n_features or layer_units(generator, e.layer), e.layer)
         if e.mask is not None and n is not None:
             check_mask("mask", e.mask, n)
     return edits
@@ -189,18 +208,20 @@ def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Se
 @long_computation("the insertion constants", fix="lower batch_size=")
 @torch.no_grad()
 def insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 200,
-                        seed: int = 1, batch_size: int = 25) -> torch.Tensor:
+                        seed: int = 1, batch_size: int = 25, basis=None) -> torch.Tensor:
     """Per-unit insertion value k (supplement S-6.4): the mean activation of each unit over
     featuremap locations where ``concept`` is present, each location weighted by the fraction
-    of it covered by the concept. Returns a tensor [n_units]."""
+    of it covered by the concept. Returns a tensor [n_units] (with ``basis``: [n_features],
+    the features' encoder activations weighted the same way)."""
     layer, c, n_samples, seed, batch_size = _check_insertion(generator, segmenter, layer, concept, n_samples, seed,
                                                              batch_size)
+    basis = check_basis(basis, layer_units(generator, layer), layer)
     num = den = None
     dev = device_of(generator)
     for a in range(0, n_samples, batch_size):
         z = z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev)
         images, cap = generate(generator, z, capture=[layer])
-        r = cap[layer].float()
+        r = cap[layer].float() if basis is None else basis.encode(cap[layer].float())
         hit = concept_mask(segmenter, images, c)
         cover = F.adaptive_avg_pool2d(hit.float()[:, None], r.shape[-2:])    # [n, 1, h, w]
         s = (r * cover).sum((0, 2, 3))
@@ -226,16 +247,20 @@ INSERTION_VERSION = "k-v1"     # bump when insertion_constants() changes what it
 
 
 def cached_insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 100,
-                               seed: int = 1, cache: bool = True) -> np.ndarray:
+                               seed: int = 1, cache: bool = True, basis=None) -> np.ndarray:
     """:func:`insertion_constants` as a numpy array, stored in ``cache/insertion`` (keyed by both
-    models' weights, layer, concept, samples and seed): computed once per server."""
+    models' weights, layer, concept, samples, seed and the basis): computed once per server."""
     layer, c, n_samples, seed, _ = _check_insertion(generator, segmenter, layer, concept, n_samples, seed, 25)
+    basis = check_basis(basis, layer_units(generator, layer), layer)
+    if basis is not None and basis.kind == "units":
+        basis = None
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
         kind="insertion", version=INSERTION_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
-        n=int(n_samples), seed=int(seed))
+        n=int(n_samples), seed=int(seed), **({"basis": basis.cache_key} if basis is not None else {}))
     return _cache.cached(
         "insertion", key,
-        lambda: insertion_constants(generator, segmenter, layer, c, n_samples=n_samples, seed=seed).numpy(),
+        lambda: insertion_constants(generator, segmenter, layer, c, n_samples=n_samples, seed=seed,
+                                    basis=basis).numpy(),
         lambda k: ({"k": k}, {"layer": layer, "concept": segmenter.labels[c], "n_samples": n_samples, "seed": seed}),
         lambda arrays, meta: arrays["k"], enabled=cache)

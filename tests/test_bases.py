@@ -1,0 +1,150 @@
+"""Bases of a layer (core.engine.bases): planted directions recovered by the sparse dictionary
+where single units and PCA do not; every edit rule against a direct computation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from planted_directions import ColourSegmenter, PlantedDirections, directions
+
+import core
+from core.engine import bases, causal
+from core.engine.intervention import Edit, generate, insertion_constants
+
+
+@pytest.fixture(scope="module")
+def planted():
+    G, seg = PlantedDirections(), ColourSegmenter()
+    x = bases.layer_activations(G, "feat", 300)
+    sae = bases.train_sae(x, 24, steps=800, batch_size=1024, seed=0)
+    return G, seg, x, sae, bases.pca_basis(x)
+
+
+def test_the_planted_generator_is_what_it_says():
+    G, seg = PlantedDirections(), ColourSegmenter()
+    z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(3))
+    cells = G.concept_cells(z)
+    truth = F.interpolate(cells[:, None].float(), size=(16, 16), mode="nearest")[:, 0].long()
+    assert torch.equal(seg.segment(G(z)), truth)                  # the image shows exactly the planted cells
+    d = directions()
+    assert torch.allclose(d.abs(), torch.full_like(d, 0.25))      # every unit carries every concept equally
+    assert ((d > 0).sum(0) == 3).all()                            # three concepts positive in every unit
+
+
+def test_sae_recovers_planted_directions_that_units_and_pca_miss(planted):
+    G, seg, x, sae, pca = planted
+    d = directions()
+    d = d / d.norm(dim=1, keepdim=True)
+    w = torch.tensor(sae.directions())
+    cos = d @ w.T                                                  # [6 planted, 24 features]
+    assert (cos.max(1).values >= 0.9).all(), cos.max(1).values
+    res = {name: core.dissect(G, seg, "feat", 200, cache=False, resolution=16, basis=b).units("feat")
+           for name, b in (("units", None), ("pca", pca), ("sae", sae))}
+    for j in range(6):
+        f = int(cos[j].argmax())                                   # the feature along planted direction j
+        assert res["sae"].label[f] == f"c{j}" and res["sae"].iou[f] > 0.85, (j, f, res["sae"].iloc[f])
+    best = {name: {c: u.iou[u.concept == c].max() if (u.concept == c).any() else 0.0 for c in seg.labels[1:]}
+            for name, u in res.items()}
+    assert max(best["units"].values()) < 0.6                       # a unit mixes three concepts
+    assert sum(v > 0.85 for v in best["sae"].values()) == 6
+    assert sum(v > 0.85 for v in best["pca"].values()) < 6         # principal directions mix them too
+    assert len(res["sae"]) == 24 and len(res["units"]) == 16       # one row per feature
+
+
+def test_health_numbers_against_a_direct_computation(planted):
+    G, _, x, sae, pca = planted
+    held = bases.layer_activations(G, "feat", 80, seed=9)
+    h = bases.basis_health(sae, held)
+    pre = (held - sae.dec_bias) @ sae.encoder.T + sae.enc_bias
+    a = pre.clamp_min(0)
+    recon = a @ sae.decoder + sae.dec_bias
+    fvu = ((held - recon) ** 2).sum() / ((held - held.mean(0)) ** 2).sum()
+    assert h["fvu"] == pytest.approx(float(fvu), rel=1e-4) and h["fvu"] < 0.1
+    assert h["mean_l0"] == pytest.approx(float((a > 0).sum(1).float().mean()), rel=1e-6)
+    assert h["mean_l0"] < 2.0                                      # about one concept per cell
+    rate = (a > 0).float().mean(0)
+    assert h["dead"] == int((rate == 0).sum()) and h["dense"] == int((rate > 0.1).sum())
+    full = bases.basis_health(pca, held)
+    assert full["fvu"] < 1e-6                                      # all components: exact
+
+
+def test_edit_rule_in_each_basis_matches_the_formula(planted):
+    G, _, x, sae, pca = planted
+    out = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(1))
+    feats = [2, 5, 11]
+    share = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    value = torch.tensor([0.0, 1.5, -0.5]).view(1, 3, 1, 1)
+    for b in (sae, pca):
+        a = b.encode(out)[:, feats]
+        want = out + torch.einsum("nfhw,fc->nchw", share * (value - a), b.decoder[feats])
+        assert torch.allclose(b.edit(out, feats, share, value), want, atol=1e-5)
+    u = bases.unit_basis(16)
+    got = u.edit(out, feats, share, value)
+    want = out.clone()
+    want[:, feats] = out[:, feats] * (1 - share) + share * value   # the paper's rule
+    assert torch.allclose(got, want)
+    # an Edit in the unit basis is the plain unit edit
+    z = torch.randn(2, G.z_dim)
+    assert torch.equal(generate(G, z, [Edit("feat", [1, 4], basis=u)]), generate(G, z, [Edit("feat", [1, 4])]))
+    # pca with every component set to its own value changes nothing
+    assert torch.allclose(pca.decode(pca.encode(out)), out, atol=1e-4)
+
+
+def test_ablating_a_feature_removes_its_concept_and_inserting_draws_it(planted):
+    G, seg, x, sae, _ = planted
+    d = directions()
+    cos = d[2] / d[2].norm() @ torch.tensor(sae.directions()).T
+    f = int(cos.argmax())                                          # the c2 feature
+    along = torch.nonzero(cos > 0.9).view(-1).tolist()             # every feature along c2's direction
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(4))
+    c2 = seg.labels.index("c2")
+    before = (seg.segment(G(z)) == c2).sum()
+    after = (seg.segment(generate(G, z, [Edit("feat", along, basis=sae)])) == c2).sum()
+    assert before > 100 and after < 0.05 * before
+    others = [(seg.segment(G(z)) == c).sum() for c in (1, 4)]
+    assert [(seg.segment(generate(G, z, [Edit("feat", along, basis=sae)])) == c).sum() for c in (1, 4)] == others
+    k = insertion_constants(G, seg, "feat", "c2", n_samples=100, basis=sae)
+    assert k.shape == (24,) and float(k[f]) > 0.5
+    mask = torch.zeros(8, 8)
+    mask[6:8, 6:8] = 1
+    drawn = seg.segment(generate(G, z[:8], [Edit("feat", [f], "insert", k[[f]], mask, basis=sae)]))
+    assert ((drawn == c2).float().reshape(8, -1).sum(1) >= 16).all()     # every image: the 2x2 cells drawn
+
+
+def test_ace_in_a_basis_ranks_the_planted_feature_first(planted):
+    G, seg, x, sae, _ = planted
+    d = directions()
+    cos = d[3] / d[3].norm() @ torch.tensor(sae.directions()).T
+    along = set(torch.nonzero(cos > 0.9).view(-1).tolist())        # the features along c3's direction
+    res = causal.ace(G, seg, "feat", "c3", n_steps=40, basis=sae, dissect_samples=60, pool_size=32)
+    assert res.alpha.shape == (24,) and set(res.ranking[:len(along)].tolist()) == along
+    top = res.ranking[:len(along)].tolist()
+    curve = causal.ablation_curve(G, seg, "feat", "c3", {"sae": top}, counts=(1, len(along)), n_samples=50,
+                                  basis=sae)
+    assert curve.removed.iloc[1] > 0.95 and curve.removed.iloc[0] < curve.removed.iloc[1]
+
+
+def test_cached_basis_round_trip_and_refusals(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    G = PlantedDirections()
+    b = bases.cached_basis(G, "feat", "sae", n_samples=40, steps=30)
+    again = bases.cached_basis(G, "feat", "sae", n_samples=40, steps=30, cached_only=True)
+    assert b.n_features == 64 and again is not None and again.cache_key == b.cache_key
+    assert torch.equal(again.decoder, b.decoder)
+    assert bases.cached_basis(G, "feat", "sae", n_samples=40, steps=31, cached_only=True) is None
+    assert bases.cached_basis(G, "feat", "units").kind == "units"
+    p = bases.cached_basis(G, "feat", "pca", n_samples=40)
+    assert p.n_features == 16 and np.allclose(p.directions() @ p.directions().T, np.eye(16), atol=1e-5)
+    with pytest.raises(core.UnknownNameError, match="kind 'ica' is not a basis"):
+        bases.cached_basis(G, "feat", "ica")
+    with pytest.raises(core.InputError, match="sparsity must be one of"):
+        bases.cached_basis(G, "feat", "sae", sparsity="l0")
+    seg = ColourSegmenter()
+    with pytest.raises(core.ArgumentTypeError, match="basis must be a Basis, got the name 'sae'"):
+        core.dissect(G, seg, "feat", 8, basis="sae")
+    with pytest.raises(core.InputError, match="the basis has 256 units but layer 'feat' has 16"):
+        core.dissect(G, seg, "feat", 8, cache=False, basis=bases.unit_basis(256).__class__(
+            "pca", 256, decoder=torch.eye(256), dec_bias=torch.zeros(256)))
+    with pytest.raises(core.UnitIndexError):
+        generate(G, torch.randn(1, G.z_dim), [Edit("feat", [64], basis=b)])       # 4 x 16 = 64 features
