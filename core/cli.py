@@ -31,6 +31,7 @@ from core.base.validate import (
     concept_index,
     unit_list,
 )
+from core.engine.bases import cached_basis
 from core.engine.causal import cached_ace
 from core.engine.dissection import dissect, label_categories
 from core.engine.intervention import cached_insertion_constants
@@ -134,6 +135,13 @@ def _check_dissect_flags(a):
                              f"{a.fid_samples}", fix="give --fid-samples 20 or more (default 2000)")
         _flag("--fid-samples", check_samples, "fid_samples", a.fid_samples, 20, images_per_sample=2)
     _flag("--strip-units", check_int, "strip_units", a.strip_units, 0)
+    _flag("--basis-samples", check_samples, "n_samples", a.basis_samples, 2)
+    _flag("--sae-expansion", check_float, "expansion", a.sae_expansion, 0, lo_open=True)
+    _flag("--sae-l1", check_float, "l1", a.sae_l1, 0)
+    _flag("--sae-steps", check_int, "steps", a.sae_steps, 1)
+    if a.exclude_fid_above is not None and a.basis != "units":
+        raise InputError(f"--exclude-fid-above filters units by their unit FID; it does not apply to --basis "
+                         f"{a.basis}", fix="drop --exclude-fid-above or use --basis units")
     if a.layers is not None and len(set(a.layers)) != len(a.layers):
         raise InputError(f"--layers names {', '.join(sorted({x for x in a.layers if a.layers.count(x) > 1}))} more "
                          "than once", fix="give each layer once")
@@ -208,10 +216,18 @@ def cmd_dissect(a):
 
     t0 = time.perf_counter()
     try:
+        chosen = {}
+        if a.basis != "units":
+            for layer in resolve_layers(G, layers):
+                fit = _LazyBar(desc=f"{a.basis} {layer}", unit="step", disable=rank != 0)
+                chosen[layer] = cached_basis(G, layer, a.basis, n_samples=a.basis_samples, expansion=a.sae_expansion,
+                                             l1=a.sae_l1, steps=a.sae_steps, cache=not a.no_cache,
+                                             progress=lambda s, t, loss, fit=fit: fit.set(s, t))
+                fit.close()
         res = dissect(G, seg, layers, a.samples, seed=a.seed, batch_size=a.batch_size, device=device,
-                        progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
-                        iou_threshold=a.iou_threshold, iqr_threshold=a.iqr_threshold, topk=a.topk,
-                        cache=not a.no_cache)
+                      progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
+                      iou_threshold=a.iou_threshold, iqr_threshold=a.iqr_threshold, topk=a.topk,
+                      cache=not a.no_cache, basis=chosen or None)
     except GanatomyError as e:
         _die(str(e))
     bar.close()
@@ -222,7 +238,8 @@ def cmd_dissect(a):
         unit_options["exclude"] = _high_fid_units(G, layers, a.exclude_fid_above, device, a.fid_samples)
     if rank == 0:
         paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units,
-                              categories=label_categories(res.labels, seg) or None, **unit_options)
+                              categories=label_categories(res.labels, seg) or None, bases=chosen or None,
+                              **unit_options)
         print(res.summary().to_string(index=False))
         print(json.dumps({"seconds": round(time.perf_counter() - t0, 2), "cached": res.meta.get("cached"),
                           **{k: str(v) for k, v in paths.items()}}))
@@ -366,6 +383,13 @@ def _main(argv=None):
     d.add_argument("--iou-threshold", type=float, default=0.05)
     d.add_argument("--iqr-threshold", type=float, default=0.01, help="interpretable also needs I/H above this")
     d.add_argument("--topk", type=int, default=20)
+    d.add_argument("--basis", choices=["units", "pca", "sae"], default="units",
+                   help="what a row is: a unit (channel), a principal direction, or a sparse-dictionary feature "
+                        "(fitted once per layer and cached; units.csv then has one row per feature)")
+    d.add_argument("--basis-samples", type=int, default=1000, help="samples the PCA / SAE is fitted on")
+    d.add_argument("--sae-expansion", type=float, default=4.0, help="SAE features per unit (default 4)")
+    d.add_argument("--sae-l1", type=float, default=0.2, help="the SAE's L1 weight on scaled inputs (default 0.2)")
+    d.add_argument("--sae-steps", type=int, default=3000, help="SAE training steps (default 3000)")
     d.add_argument("--labeling", choices=["reference", "max-iou"], default="reference",
                    help="how a unit is labelled: the paper's 2018 code (I/H over quantile levels, one threshold "
                         "per unit; default) or the concept of highest IoU")

@@ -51,14 +51,16 @@ background:#4c78a8;margin-right:6px}.dim{color:#999}img{image-rendering:pixelate
 
 
 def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 40, strip_len: int = 6,
-                  scale: int = 2, categories: dict | None = None, **unit_options) -> dict[str, Path]:
+                  scale: int = 2, categories: dict | None = None, bases: dict | None = None,
+                  **unit_options) -> dict[str, Path]:
     """Write ``dissection.json``, ``units.csv`` and ``report.html`` under ``out_dir``.
     With ``generator``, the report shows image strips for the ``strip_units`` best units of
     each layer (regenerated from the seed and the top-k sample indices). ``unit_options``:
     how units are labelled (``labeling``, ``pixel_accuracy``, ``concepts``; ``exclude``:
     ``{layer: units}``), see ``Dissection.units``. ``categories`` (``{category: [labels]}``, e.g.
     :func:`core.engine.dissection.label_categories`): ``units.csv`` also gets each unit's label per
-    category (``object_label``, ``object_iou``, ...) and the report counts them per category."""
+    category (``object_label``, ``object_iou``, ...) and the report counts them per category.
+    ``bases`` (``{layer: Basis}``, as dissected): the strips show those layers' features."""
     if not isinstance(res, Dissection):
         raise ArgumentTypeError(f"res must be a Dissection, got {type(res).__name__}", fix="pass core.dissect(...)")
     strip_units = check_int("strip_units", strip_units, 0)
@@ -97,8 +99,9 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
         summary["by_category"] = {ly: t.to_dict(orient="records") for ly, t in by_cat.items()}
     paths["json"].write_text(json.dumps(summary, indent=1, default=float))
     tables = []
+    names = res.meta.get("bases", {})
     for ly in res.layers:
-        t = res.units(ly, **_opts(unit_options, ly)).assign(layer=ly)
+        t = res.units(ly, **_opts(unit_options, ly)).assign(layer=ly, basis=names.get(ly, "units"))
         if categories:
             t = t.merge(by_cat[ly], on="unit")
         tables.append(t)
@@ -120,7 +123,8 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
             best = u.head(strip_units)
             _, top_i = res.topk(layer)
             strips = unit_strips(generator, layer, best.unit.tolist(), best.threshold.tolist(),
-                                 top_i[best.unit.to_numpy(), :strip_len], res.seed)
+                                 top_i[best.unit.to_numpy(), :strip_len], res.seed,
+                                 basis=(bases or {}).get(layer))
         counts = res.concept_counts(layer, **_opts(unit_options, layer))
         parts.append(f"<h2>{html.escape(layer)}</h2><p>{int(u.interpretable.sum())} of {len(u)} units "
                      f"interpretable; concepts: " + ", ".join(f"{html.escape(str(k))} ({v})"

@@ -50,9 +50,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, dim: float = 0.25,
 
 @torch.no_grad()
 def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarray, seed: int,
-                batch_size: int = 32, gap: int = 2) -> dict[int, np.ndarray]:
+                batch_size: int = 32, gap: int = 2, basis=None) -> dict[int, np.ndarray]:
     """One strip per unit: its top samples side by side (uint8 [H, k*(W+gap)-gap, 3]).
-    ``sample_index[j]`` are the sample indices for ``units[j]``; one generator pass serves all."""
+    ``sample_index[j]`` are the sample indices for ``units[j]``; one generator pass serves all.
+    ``basis``: ``units`` are that basis's features (masks from their feature maps)."""
     layer = resolve_layers(generator, [layer])[0]
     units = unit_list(units, "units")
     if len(np.asarray(thresholds).reshape(-1)) != len(units):
@@ -69,9 +70,10 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
         chunk = uniq[a:a + batch_size]
         with Trace(generator, capture=[layer]) as tr:
             im = generator(z_at(seed, chunk, generator.z_dim, dev))
+        r = tr[layer] if basis is None else basis.encode(tr[layer])
         for j, s in enumerate(chunk):
             imgs[int(s)] = im[j]
-            acts[int(s)] = tr[layer][j]
+            acts[int(s)] = r[j]
     out = {}
     for j, u in enumerate(units):
         tiles = []
