@@ -52,7 +52,7 @@ from core.base.sampling import z_range
 from core.base.sharing import long_computation
 from core.base.validate import check_bool, check_callable, check_choice, check_float, check_int, check_samples
 
-__all__ = ["Basis", "BASES", "unit_basis", "pca_basis", "train_sae", "layer_activations", "fit_basis",
+__all__ = ["Basis", "BASES", "Spliced", "unit_basis", "pca_basis", "train_sae", "layer_activations", "fit_basis",
            "cached_basis", "basis_health", "check_basis", "BASIS_VERSION"]
 
 BASES = ("units", "pca", "sae")
@@ -198,6 +198,31 @@ def check_basis(basis, n_units: int | None = None, layer: str | None = None) -> 
         raise InputError(f"the basis has {basis.n_units} units but layer {layer!r} has {n_units}",
                          fix="use the basis fitted on that layer")
     return basis
+
+
+class Spliced(torch.nn.Module):
+    """``generator`` with ``layer`` replaced by its reconstruction in ``basis`` (decode(encode(r))),
+    for the quality of a dictionary's reconstruction (FID / MS-SWD of the spliced generator).
+    The shared generator is not touched: the splice is a thread-local edit of each call."""
+
+    def __init__(self, generator, layer: str, basis: Basis):
+        super().__init__()
+        check_generator(generator, probe=False)
+        self.layer = resolve_layers(generator, [layer])[0]
+        self.basis = check_basis(basis, layer_units(generator, self.layer), self.layer)
+        self._g = [generator]                                   # not a submodule: its weights stay the model's
+        self.register_buffer("_where", torch.zeros(0, device=device_of(generator)))   # device_of() finds it
+        self.z_dim = generator.z_dim
+        self.resolution = getattr(generator, "resolution", None)
+        self.cache_key = f"spliced:{_cache.model_fingerprint(generator)}:{self.layer}:{basis.cache_key}"
+
+    @property
+    def layer_names(self):
+        return []
+
+    def forward(self, z):
+        with Trace(self._g[0], edits={self.layer: lambda out: self.basis.decode(self.basis.encode(out))}):
+            return self._g[0](z)
 
 
 def unit_basis(n_units: int) -> Basis:

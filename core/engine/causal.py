@@ -613,7 +613,8 @@ def majority_context(labels: Sequence[str]):
 @torch.no_grad()
 def context_study(generator, segmenter, layer, units, value, concept, n_images: int = 16,
                   seed: int = 4, batch_size: int = 16, progress: Callable | None = None, *, brush: int = 1,
-                  scale: float = 1.0, classify: Callable | None = None, violations: Callable | None = None):
+                  scale: float = 1.0, classify: Callable | None = None, violations: Callable | None = None,
+                  basis=None):
     """Insert ``units`` (set to ``scale`` x ``value``) in a ``brush`` x ``brush`` block of
     featuremap cells at every position of every image (paper Fig. 11, S-6.5).
 
@@ -626,9 +627,9 @@ def context_study(generator, segmenter, layer, units, value, concept, n_images: 
     context class ``count``, ``mean`` (fraction), ``added_px`` mean with its 95% interval
     (``ci_low``, ``ci_high``, normal approximation over insertions), ``share_ge6`` (insertions
     adding >= 6 px) and ``violations`` mean. ``maps``: [n_images, h', w'] mean ``effect`` per
-    block position."""
+    block position. ``basis``: ``units`` are that basis's features."""
     layer, c = _models(generator, segmenter, layer, concept)
-    n_units = _n_units(generator, layer)
+    n_units = _n_units(generator, layer, basis)
     units = check_units(units, n_units, layer)
     brush_what = "a whole number of cells >= 1 (the side of the inserted block)"
     if isinstance(brush, (bool, np.bool_)) or not isinstance(brush, (int, np.integer)) or brush < 1:
@@ -640,7 +641,7 @@ def context_study(generator, segmenter, layer, units, value, concept, n_images: 
     seed, batch_size = check_int("seed", seed), check_int("batch_size", batch_size, 1)
     for name, fn in (("progress", progress), ("classify", classify), ("violations", violations)):
         check_callable(name, fn)
-    n_units, h, w = layer_shape(generator, layer)
+    _, h, w = layer_shape(generator, layer)
     if brush > min(h, w):
         raise InputError(f"brush must be a whole number of cells from 1 to {min(h, w)} (the {layer} grid is "
                          f"{h}x{w}), got {brush!r}", fix=f"give brush from 1 to {min(h, w)}")
@@ -674,7 +675,7 @@ def context_study(generator, segmenter, layer, units, value, concept, n_images: 
         ii, yy, xx = img[a:a + batch_size], ys[a:a + batch_size], xs[a:a + batch_size]
         y0, x0 = yy.to(dev).view(-1, 1, 1, 1), xx.to(dev).view(-1, 1, 1, 1)
         mask = ((gy >= y0) & (gy < y0 + brush) & (gx >= x0) & (gx < x0 + brush)).float()   # the brush's cells
-        seg1 = segmenter.segment(generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask)]))
+        seg1 = segmenter.segment(generate(generator, z_all[ii.to(dev)], [Edit(layer, units, "insert", v, mask, basis=basis)]))
         seg1 = (seg1[:, 0] if seg1.dim() == 4 else seg1).long()
         added[a:a + len(ii)] = (seg1 == c).sum((1, 2)).float().cpu() - base_px[ii]
         if violations is not None:

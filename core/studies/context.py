@@ -123,7 +123,7 @@ def unit_values(k, units, scale, quantiles=None) -> tuple[np.ndarray, float]:
 
 def context_over_seeds(generator, segmenter, layer: str, units, value, concept: str, seeds: Sequence[int] = (4, 5, 6),
                        n_images: int = 8, brush: int = 2, scale: float = 3.0, batch_size: int = 16,
-                       progress: Callable | None = None) -> dict:
+                       progress: Callable | None = None, basis=None) -> dict:
     """The context study on fresh images for each seed, with toyworld's classes and rules.
 
     Returns ``{"summary": DataFrame, "per_seed": DataFrame, "rows": DataFrame}``: per context
@@ -143,7 +143,7 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
     for i, s in enumerate(seeds):
         rows, summary, _ = context_study(
             generator, segmenter, layer, units, value, concept, n_images=n_images, seed=int(s), batch_size=batch_size,
-            brush=brush, scale=scale, classify=classify, violations=rule,
+            brush=brush, scale=scale, classify=classify, violations=rule, basis=basis,
             progress=(lambda d, t, i=i: progress(i * t + d, total * t)) if progress else None)
         per_seed.append(summary.assign(seed=int(s)))
         all_rows.append(rows.assign(seed=int(s)))

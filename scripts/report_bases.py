@@ -1,0 +1,199 @@
+"""Units vs PCA vs sparse-dictionary features on the toyworld zoo (issue #19), against toyworld's
+exact labels: what each basis finds, what it costs, and what ablating / inserting it does.
+
+Sections (each writes into the same JSON; run them apart with --only):
+
+- ``dissect``: per model and layer, the SAE (fitted once, cached) and PCA of 1,000 samples
+  (seed 0); dissections of fresh samples (seeds 1, 2, 3) in each basis under the reference
+  labelling rule; per basis the distinct concepts and object concepts with an interpretable
+  feature, and the best IoU per object concept, mean over seeds with a 95% t-interval.
+- ``health``: FVU, mean L0, dead and dense features on held-out samples; FID of the spliced
+  generator (the layer replaced by its reconstruction) vs the original, same samples; SAE
+  training time; the time of dissecting all features vs the units over the same samples.
+- ``causal``: percent of a concept's pixels removed by ablating its top-20 features (ACE- and
+  IoU-ranked) vs its top-20 units, over seeds; door insertion on walls vs sky with features.
+
+    python scripts/report_bases.py                              # -> docs/reports/bases.json
+    python scripts/report_bases.py --only dissect --models town --layers layer4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import core
+from core import toyworld
+from core.base.hooks import layer_units
+from core.engine import bases, causal
+from core.engine.intervention import cached_insertion_constants
+from core.studies import context, evaluation
+
+ROOT = Path(__file__).resolve().parents[1]
+CAUSAL = {"town": ["door", "window", "tree"], "room": ["bed"], "lake": ["boat"]}
+
+
+def interval(values) -> dict:
+    m, lo, hi = causal.mean_interval([float(v) for v in values])
+    return {"mean": m, "ci_low": lo, "ci_high": hi, "values": [float(v) for v in values]}
+
+
+def fit(G, layer, a):
+    t = time.perf_counter()
+    sae = bases.cached_basis(G, layer, "sae", n_samples=a.fit_samples, steps=a.sae_steps,
+                             progress=None)
+    sae_s = sae.meta.get("seconds", time.perf_counter() - t)
+    pca = bases.cached_basis(G, layer, "pca", n_samples=a.fit_samples)
+    return {"units": None, "pca": pca, "sae": sae}, sae_s
+
+
+def found(units, stuff):
+    good = units[units.interpretable]
+    objects = good[~good.label.isin(stuff)]
+    best = objects.groupby("label").iou.max().to_dict()
+    return {"concepts": int(good.label.nunique()), "objects": int(objects.label.nunique()),
+            "interpretable": int(len(good)), "best_object_iou": {k: float(v) for k, v in best.items()}}
+
+
+def section_dissect(out, a, seg):
+    stuff = set(toyworld.STUFF)
+    for model in a.models:
+        G = core.load_generator(f"toyworld/{model}")
+        for layer in a.layers:
+            chosen, _ = fit(G, layer, a)
+            per = {name: [] for name in chosen}
+            for seed in a.seeds:
+                for name, b in chosen.items():
+                    res = core.dissect(G, seg, [layer], a.samples, seed=seed, basis=b)
+                    per[name].append(found(res.units(layer), stuff))
+            row = {}
+            for name, runs in per.items():
+                objs = sorted({o for r in runs for o in r["best_object_iou"]})
+                row[name] = {"features": chosen[name].n_features if chosen[name] else layer_units(G, layer),
+                             "concepts": interval([r["concepts"] for r in runs]),
+                             "objects": interval([r["objects"] for r in runs]),
+                             "interpretable": interval([r["interpretable"] for r in runs]),
+                             "best_object_iou": {o: interval([r["best_object_iou"].get(o, 0.0) for r in runs])
+                                                 for o in objs}}
+            out.setdefault("dissect", {}).setdefault(model, {})[layer] = row
+            print(f"{model} {layer}: " + "; ".join(
+                f"{n} concepts {v['concepts']['mean']:.1f} objects {v['objects']['mean']:.1f}" for n, v in row.items()),
+                flush=True)
+            save(out, a)
+
+
+def section_health(out, a, seg):
+    feats = core.load_features("toyworld")
+    for model in a.models:
+        G = core.load_generator(f"toyworld/{model}")
+        real = evaluation.cached_real_stats(feats, model, G.resolution)
+        base_fid = evaluation.generator_fid(G, feats, real, n=a.fid_samples, seed=11)
+        for layer in a.layers:
+            chosen, sae_s = fit(G, layer, a)
+            held = bases.layer_activations(G, layer, 200, seed=99)
+            row = {"sae_train_seconds": round(float(sae_s), 1), "fid_original": base_fid}
+            for name in ("pca", "sae"):
+                h = bases.basis_health(chosen[name], held)
+                h["fid_spliced"] = evaluation.generator_fid(bases.Spliced(G, layer, chosen[name]), feats, real,
+                                                            n=a.fid_samples, seed=11)
+                row[name] = h
+            times = {}
+            for name in ("units", "sae"):
+                t = time.perf_counter()
+                core.dissect(G, seg, [layer], a.samples, seed=a.seeds[0], basis=chosen[name], cache=False)
+                times[name] = time.perf_counter() - t
+            row["dissect_seconds"] = {k: round(v, 1) for k, v in times.items()}
+            row["dissect_ratio_sae_vs_units"] = round(times["sae"] / times["units"], 2)
+            out.setdefault("health", {}).setdefault(model, {})[layer] = row
+            print(f"{model} {layer}: sae fvu {row['sae']['fvu']:.3f} L0 {row['sae']['mean_l0']:.1f} dead "
+                  f"{row['sae']['dead']} FID {base_fid:.1f} -> {row['sae']['fid_spliced']:.1f}; dissect ratio "
+                  f"{row['dissect_ratio_sae_vs_units']}", flush=True)
+            save(out, a)
+
+
+def section_causal(out, a, seg):
+    layer = "layer4"
+    for model in a.models:
+        G = core.load_generator(f"toyworld/{model}")
+        chosen, _ = fit(G, layer, a)
+        sae = chosen["sae"]
+        for concept in CAUSAL.get(model, []):
+            c = seg.labels.index(concept)
+            removed = {}
+            for seed in a.causal_seeds:
+                for name, b in (("units", None), ("sae", sae)):
+                    ace = causal.cached_ace(G, seg, layer, c, seed=seed, basis=b)
+                    dis = core.dissect(G, seg, [layer], 400, basis=b)
+                    iou_rank = np.argsort(-dis.iou(layer)[:, c], kind="stable")[:20].tolist()
+                    curve = causal.cached_ablation_curve(G, seg, layer, c, {"ace": ace.ranking[:20].tolist(),
+                                                                            "iou": iou_rank},
+                                                         counts=(20,), n_samples=a.curve_samples, seed=1000 + seed,
+                                                         basis=b)
+                    for r in curve.itertuples():
+                        removed.setdefault(f"{name}-{r.ranking}", []).append(100 * r.removed)
+            out.setdefault("causal", {}).setdefault(model, {})[concept] = {k: interval(v) for k, v in removed.items()}
+            print(f"{model} {concept}: " + ", ".join(f"{k} {np.mean(v):.1f}%" for k, v in removed.items()), flush=True)
+            save(out, a)
+    G = core.load_generator("toyworld/town")
+    chosen, _ = fit(G, layer, a)
+    ctx = {}
+    for name, b in (("units", None), ("sae", chosen["sae"])):
+        ace = causal.cached_ace(G, seg, layer, "door", basis=b)
+        units = ace.ranking[:20].tolist()
+        k = cached_insertion_constants(G, seg, layer, "door", basis=b)
+        bar = tqdm(desc=f"context {name}", unit="insertion")
+        res = context.context_over_seeds(G, seg, layer, units, k[units], "door", seeds=a.context_seeds,
+                                         n_images=a.context_images, brush=2, scale=3.0, basis=b,
+                                         progress=lambda d, t: (setattr(bar, "total", t), bar.update(d - bar.n)))
+        bar.close()
+        s = res["summary"]
+        ctx[name] = s.to_dict(orient="records")
+        print(name, s[["context", "n", "added_px", "ci_low", "ci_high"]].to_string(index=False), flush=True)
+    out["context_door"] = ctx
+    save(out, a)
+
+
+def save(out, a):
+    out["load_1min_end"] = os.getloadavg()[0]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1, default=float) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", default=["town", "room", "lake"])
+    ap.add_argument("--layers", nargs="+", default=["layer4", "layer6"])
+    ap.add_argument("--only", nargs="+", default=["dissect", "health", "causal"],
+                    choices=["dissect", "health", "causal"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="dissection seeds (fresh samples)")
+    ap.add_argument("--samples", type=int, default=500, help="samples per dissection")
+    ap.add_argument("--fit-samples", type=int, default=1000)
+    ap.add_argument("--sae-steps", type=int, default=2000)
+    ap.add_argument("--fid-samples", type=int, default=1000)
+    ap.add_argument("--causal-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--curve-samples", type=int, default=100)
+    ap.add_argument("--context-seeds", type=int, nargs="+", default=[4, 5, 6])
+    ap.add_argument("--context-images", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "bases.json")
+    a = ap.parse_args(argv)
+    out = json.loads(a.out.read_text()) if a.out.exists() else {}
+    out.update({"command": "python " + " ".join(sys.argv), "machine": {
+        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
+        "load_1min_start": os.getloadavg()[0], "settings": {k: (str(v) if isinstance(v, Path) else v)
+                                                            for k, v in vars(a).items()}})
+    seg = core.load_segmenter("toyworld")
+    for name in a.only:
+        {"dissect": section_dissect, "health": section_health, "causal": section_causal}[name](out, a, seg)
+    print(f"written to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
