@@ -389,7 +389,7 @@ def _main(argv=None):
     d.add_argument("--basis-samples", type=int, default=1000, help="samples the PCA / SAE is fitted on")
     d.add_argument("--sae-expansion", type=float, default=4.0, help="SAE features per unit (default 4)")
     d.add_argument("--sae-l1", type=float, default=0.2, help="the SAE's L1 weight on scaled inputs (default 0.2)")
-    d.add_argument("--sae-steps", type=int, default=3000, help="SAE training steps (default 3000)")
+    d.add_argument("--sae-steps", type=int, default=2000, help="SAE training steps (default 2000)")
     d.add_argument("--labeling", choices=["reference", "max-iou"], default="reference",
                    help="how a unit is labelled: the paper's 2018 code (I/H over quantile levels, one threshold "
                         "per unit; default) or the concept of highest IoU")

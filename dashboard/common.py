@@ -25,6 +25,7 @@ from core.base.errors import (
 )
 from core.base.hooks import layer_names
 from core.base.validate import check_units
+from core.engine import bases
 
 SAMPLE_CHOICES = [50, 100, 200, 500, 1000, 2000]
 
@@ -226,25 +227,64 @@ def concept_color(label: str) -> str:
     return pal[sum(map(ord, label)) % len(pal)]
 
 
-def dissection(name: str, G, layers, n: int, compute: bool):
+def dissection(name: str, G, layers, n: int, compute: bool, basis=None):
     """The dissection of ``layers`` of model ``name`` over ``n`` samples: from the disk cache at
     once, or (when ``compute``) computed behind a status box with a progress bar; None when
-    it is not cached and not to be computed. Errors are shown (cause and fix) and stop the page."""
+    it is not cached and not to be computed. ``basis``: of one layer's features (see
+    :func:`fitted_basis`). Errors are shown (cause and fix) and stop the page."""
     seg = segmenter()
+    what = "" if basis is None or basis.kind == "units" else f" in the {basis.name} basis"
     try:
-        res = core.dissect(G, seg, list(layers), n, cached_only=True)
+        res = core.dissect(G, seg, list(layers), n, cached_only=True, basis=basis)
         if res is not None or not compute:
             return res
-        with st.status(f"Dissecting {', '.join(layers)} of {name} over {n} samples…", expanded=True) as box:
+        with st.status(f"Dissecting {', '.join(layers)} of {name}{what} over {n} samples…", expanded=True) as box:
             note_turn(box)
             bar = st.progress(0.0, text="Generating and segmenting…")
-            res = core.dissect(G, seg, list(layers), n,
+            res = core.dissect(G, seg, list(layers), n, basis=basis,
                                progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t} images"))
             box.update(label=f"Dissected {', '.join(layers)} of {name} (saved to cache/)", state="complete",
                        expanded=False)
         return res
     except ERRORS as e:
         fail(f"Dissection of {name} failed", e, fix_for(e))
+
+
+BASIS_NAMES = {"units": "units (channels)", "pca": "PCA directions", "sae": "sparse features (SAE)"}
+BASIS_HELP = ("What a row is. Units: the layer's channels (the paper). PCA: the principal directions of the layer's "
+              "activations. Sparse features: a sparse dictionary (an L1 sparse autoencoder with 4x as many features "
+              "as units) trained on the layer's activations at every position; concepts spread over many units can "
+              "have a feature of their own. Fitted once per layer and saved (an SAE: a few minutes on 2 CPU cores).")
+
+
+def fitted_basis(name: str, G, layer: str, kind: str, compute: bool):
+    """The basis ``kind`` of ``layer`` (None for units): from the cache at once, or (when
+    ``compute``) fitted behind a status box with a progress bar; None when not fitted and not to be
+    fitted. Errors are shown (cause and fix) and stop the page."""
+    if kind == "units":
+        return None
+    try:
+        b = bases.cached_basis(G, layer, kind, cached_only=True)
+        if b is not None or not compute:
+            return b
+        with st.status(f"Fitting {BASIS_NAMES[kind]} of {layer} of {name}…", expanded=True) as box:
+            note_turn(box)
+            bar = st.progress(0.0, text="Collecting activations…")
+            b = bases.cached_basis(G, layer, kind, progress=lambda s, t, loss: bar.progress(
+                min(s / t, 1.0), text=f"step {s}/{t} · loss {loss:.3f}"))
+            box.update(label=f"Fitted {b.name} for {layer} of {name} (saved to cache/)", state="complete",
+                       expanded=False)
+        return b
+    except ERRORS as e:
+        fail(f"Fitting the {kind} basis of {layer} failed", e, fix_for(e))
+
+
+def pick_basis(key: str = "basis", help: str = BASIS_HELP) -> str:
+    """A basis picker (units, PCA, SAE) shared by the pages that show units."""
+    if st.session_state.get(key) not in BASIS_NAMES:
+        st.session_state[key] = "units"
+    return st.segmented_control("Basis", list(BASIS_NAMES), key=key, format_func=BASIS_NAMES.get,
+                                help=help) or "units"
 
 
 def parse_units(text: str, n_units: int, layer: str) -> list[int]:

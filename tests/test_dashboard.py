@@ -49,6 +49,11 @@ def test_segmenter_prediction_toggle():
     assert any("Pixel accuracy" in c.value for c in at.caption)
 
 
+def _control(at, key):
+    """The segmented control with this key."""
+    return [w for w in at.get("segmented_control") if w.key == key][0]
+
+
 def _urls(at):
     return [[i.url for i in img.proto.imgs] for img in _images(at)]
 
@@ -89,7 +94,7 @@ def test_concept_maps_page_dissects_and_opens_the_unit_browser(tmp_path, monkeyp
     at.button(key="cm_open_btn").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Unit browser"
-    assert at.get("segmented_control")[0].value == concept
+    assert _control(at, "units_concept_pick").value == concept
     assert at.sidebar.selectbox[0].value.endswith(scene)
 
 
@@ -185,11 +190,62 @@ def test_unit_browser_unit_choice_changes_images(tmp_path, monkeypatch):
     per_cat = [m.value for m in at.markdown if m.value.startswith("**Per category**")]
     assert len(per_cat) == 1 and "object:" in per_cat[0] and "stuff:" in per_cat[0]
     # filter by a concept: every row of the table is a unit of that concept
-    show = at.get("segmented_control")[0]
+    show = _control(at, "units_concept_pick")
     concept = [o for o in show.options if o not in ("all units", "interpretable")][0]
     show.set_value(concept).run()
     assert not at.exception, at.exception
     assert set(at.dataframe[0].value.label) == {concept}
+
+
+def _small_bases(monkeypatch):
+    """Bases fitted on few samples and steps (the pages fit them with the defaults: minutes)."""
+    from core.engine import bases
+    real = bases.cached_basis
+
+    def small(G, layer, kind="sae", **kw):
+        kw.update(n_samples=60, steps=30)
+        return real(G, layer, kind, **kw)
+    monkeypatch.setattr(bases, "cached_basis", small)
+
+
+def test_unit_browser_in_a_feature_basis(tmp_path, monkeypatch):
+    """Basis = SAE: not fitted -> a button; fitted -> one row per feature (4 x 256), strips and
+    histograms of features, the same rows as core's dissection in that basis."""
+    import core
+    from core.engine import bases
+    _dissected(tmp_path, monkeypatch)
+    _small_bases(monkeypatch)
+    at = _page("views/units.py")
+    _control(at, "units_basis").set_value("sae").run()
+    assert not at.exception, at.exception
+    assert any("not fitted yet" in i.value for i in at.info)
+    [b for b in at.button if b.key == "units_fit"][0].click().run()
+    assert not at.exception, at.exception
+    [b for b in at.button if b.label == "Dissect"][0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.metric[0].label == "Interpretable features"
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    b = bases.cached_basis(G, "layer4", "sae", cached_only=True)
+    want = core.dissect(G, seg, ["layer4"], 50, basis=b).units("layer4")
+    assert at.metric[0].value == f"{int(want.interpretable.sum())} / 1024"
+    assert len(at.get("plotly_chart")) == 2 and _urls(at)
+
+
+def test_concept_maps_units_vs_features(tmp_path, monkeypatch):
+    _dissected(tmp_path, monkeypatch)
+    _small_bases(monkeypatch)
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    assert not at.exception, at.exception
+    [b for b in at.button if b.key == "cmp_fit"][0].click().run()
+    assert not at.exception, at.exception
+    [b for b in at.button if b.key == "cmp_dissect"][0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    spec = [c for c in at.get("plotly_chart") if '"SAE features"' in c.proto.spec]
+    assert len(spec) == 1 and '"PCA"' in spec[0].proto.spec
+    table = [d.value for d in at.dataframe if "sae_best" in d.value.columns][0]
+    assert {"units_n", "pca_n", "sae_n", "gain_sae", "gain_pca"} <= set(table.columns) and len(table)
 
 
 def _drawing(cells=((0, 3), (0, 8))):

@@ -367,7 +367,7 @@ def train_sae(x: torch.Tensor, n_features: int, k: int = 16, *, sparsity: str = 
         with torch.no_grad():
             params["w_dec"] /= params["w_dec"].norm(dim=1, keepdim=True).clamp_min(1e-12)
         if progress:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, float(loss.detach()))
     with torch.no_grad():
         w_enc, w_dec = params["w_enc"].detach(), params["w_dec"].detach()
         # fold the training scale and centring back: a' = scale * a, b_dec' = mean + scale * b_dec
@@ -418,7 +418,7 @@ def _check_fit(generator, layer, kind, n_samples, seed, expansion, k, steps, spa
 
 @long_computation("fitting a basis", fix="lower n_samples= or steps=")
 def fit_basis(generator, layer: str, kind: str = "sae", *, n_samples: int = 1000, seed: int = 0,
-              expansion: float = 4.0, sparsity: str = "l1", l1: float = 0.2, k: int = 16, steps: int = 3000,
+              expansion: float = 4.0, sparsity: str = "l1", l1: float = 0.2, k: int = 16, steps: int = 2000,
               progress: Callable | None = None) -> Basis:
     """A basis of ``layer`` fitted on the activations of ``n_samples`` samples (``seed``):
     ``units`` (nothing to fit), ``pca`` (all components), or ``sae`` (``expansion`` x units
@@ -442,7 +442,7 @@ def fit_basis(generator, layer: str, kind: str = "sae", *, n_samples: int = 1000
 
 
 def cached_basis(generator, layer: str, kind: str = "sae", *, n_samples: int = 1000, seed: int = 0,
-                 expansion: float = 4.0, sparsity: str = "l1", l1: float = 0.2, k: int = 16, steps: int = 3000,
+                 expansion: float = 4.0, sparsity: str = "l1", l1: float = 0.2, k: int = 16, steps: int = 2000,
                  cache: bool = True, cached_only: bool = False, progress: Callable | None = None) -> Basis | None:
     """:func:`fit_basis`, stored under ``cache/basis`` keyed by the generator's weights and the
     arguments (the shipped results hold the zoo's main layers): fitted once per server.

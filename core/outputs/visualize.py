@@ -121,10 +121,11 @@ def data_uri(image: np.ndarray, scale: int = 1) -> str:
 
 @torch.no_grad()
 def activation_histograms(generator, layer: str, n_samples: int = 64, seed: int = 0, bins: int = 40,
-                          batch_size: int = 32):
+                          batch_size: int = 32, basis=None):
     """Histogram of every unit's activations over all featuremap locations of ``n_samples``
     samples of ``seed``: (counts [U, bins] int64, edges [U, bins + 1] float64), each unit
-    binned between its own minimum and maximum. One generator pass serves all units."""
+    binned between its own minimum and maximum. One generator pass serves all units.
+    ``basis``: of that basis's features (their encoder activations)."""
     layer = resolve_layers(generator, [layer])[0]
     n_samples = check_samples("n_samples", n_samples, 1)
     check_int("seed", seed)
@@ -135,7 +136,8 @@ def activation_histograms(generator, layer: str, n_samples: int = 64, seed: int 
     for a in range(0, n_samples, batch_size):
         with Trace(generator, capture=[layer]) as tr:
             generator(z_range(seed, a, min(n_samples, a + batch_size), generator.z_dim, dev))
-        acts.append(tr[layer].float().transpose(0, 1).reshape(tr[layer].shape[1], -1).cpu())
+        r = tr[layer].float() if basis is None else basis.encode(tr[layer].float())
+        acts.append(r.transpose(0, 1).reshape(r.shape[1], -1).cpu())
     x = torch.cat(acts, 1).double()                               # [U, n * h * w]
     lo, hi = x.amin(1), x.amax(1)
     hi = torch.where(hi > lo, hi, lo + 1e-6)

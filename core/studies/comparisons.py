@@ -11,7 +11,7 @@ from core.engine.dissection import dissect
 from core.models.zoo import checkpoint_series, images_seen, list_models, load_generator
 
 __all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
-           "concept_map", "concept_map_summary", "object_concepts"]
+           "concept_map", "concept_map_summary", "object_concepts", "basis_comparison"]
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
@@ -191,6 +191,39 @@ def concept_map(results: dict, layers: Sequence[str] | None = None, iou_threshol
         df = df.assign(_r=df.row.map(order)).sort_values(["_r", "layer", "units", "concept"],
                                                          ascending=[True, True, False, True])
         df = df.drop(columns="_r").reset_index(drop=True)
+    return df
+
+
+def basis_comparison(results: dict, layer: str, **unit_options) -> pd.DataFrame:
+    """Which concepts gain detectors in another basis (units vs features, issue #19).
+
+    ``results``: ``{basis name: Dissection}`` of the same samples, ``"units"`` among them. One row
+    per concept interpretable in any basis: per basis ``{name}_n`` (interpretable rows labelled
+    with it) and ``{name}_best`` (their best IoU, 0 when none); ``gain_{name}``: the best IoU in
+    that basis minus the units' best. Sorted by the largest gain."""
+    if not isinstance(results, dict) or "units" not in results:
+        raise ArgumentTypeError("results must be a dict {basis name: Dissection} holding 'units'",
+                                fix="e.g. {'units': core.dissect(G, S, [layer], n), 'sae': core.dissect(..., "
+                                    "basis=sae)}")
+    per = {}
+    for name, res in results.items():
+        u = res.units(layer, **unit_options)
+        per[name] = u[u.interpretable].groupby("label").iou.agg(["count", "max"])
+    concepts = sorted(set().union(*(p.index for p in per.values())))
+    rows = []
+    for c in concepts:
+        row = {"concept": c}
+        for name, p in per.items():
+            row[f"{name}_n"] = int(p["count"].get(c, 0))
+            row[f"{name}_best"] = float(p["max"].get(c, 0.0))
+        for name in per:
+            if name != "units":
+                row[f"gain_{name}"] = row[f"{name}_best"] - row["units_best"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    gains = [c for c in df.columns if c.startswith("gain_")]
+    if len(df) and gains:
+        df = df.sort_values(gains[0], ascending=False, kind="stable").reset_index(drop=True)
     return df
 
 

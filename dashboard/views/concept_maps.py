@@ -13,6 +13,7 @@ from dashboard.common import (
     dissectable_layers,
     dissection,
     fail,
+    fitted_basis,
     fix_for,
     generator,
     pick_samples,
@@ -156,6 +157,55 @@ if results:
         o2.write("")
         if o2.button("Open unit browser", key="cm_open_btn"):
             open_units(models[pick[0]], pick[1], pick[2])
+
+# ----------------------------------------------------------------------------- units vs features (#19)
+st.subheader("Units vs features")
+st.caption("Do concepts that no single unit detects have a direction of their own? The same labelling rule and "
+           "samples in three bases: units (channels), PCA directions, and the features of a sparse dictionary "
+           "(an L1 sparse autoencoder with 4x as many features as units) fitted on the layer's activations. "
+           "Per concept: interpretable units / features and the best IoU among them.")
+b1, b2 = st.columns(2)
+cmp_scene = b1.selectbox("Scene type", list(models), key="cmp_scene")
+cmp_layer = b2.selectbox("Layer", layers, key="cmp_layer")
+cmp_model = models[cmp_scene]
+cmp_G = generator(cmp_model)
+fitted = {kind: fitted_basis(cmp_model, cmp_G, cmp_layer, kind, compute=False) for kind in ("pca", "sae")}
+todo = [kind for kind, b in fitted.items() if b is None]
+if todo:
+    st.info(f"Not fitted yet for {cmp_layer} of {cmp_model}: {', '.join(k.upper() for k in todo)} (once per layer, "
+            "saved to `cache/`; the sparse dictionary takes a few minutes on 2 CPU cores).")
+    if st.button("Fit and dissect", key="cmp_fit", type="primary"):
+        for kind in todo:
+            fitted[kind] = fitted_basis(cmp_model, cmp_G, cmp_layer, kind, compute=True)
+if all(b is not None for b in fitted.values()):
+    per_basis = {"units": dissection(cmp_model, cmp_G, [cmp_layer], n, compute=False)}
+    per_basis.update({kind: dissection(cmp_model, cmp_G, [cmp_layer], n, compute=False, basis=b)
+                      for kind, b in fitted.items()})
+    missing_b = [k for k, r in per_basis.items() if r is None]
+    if missing_b and st.button(f"Dissect in {', '.join(missing_b)}", key="cmp_dissect", type="primary"):
+        for kind in missing_b:
+            per_basis[kind] = dissection(cmp_model, cmp_G, [cmp_layer], n, compute=True, basis=fitted.get(kind))
+        missing_b = []
+    if not missing_b:
+        table = studies.basis_comparison(per_basis, cmp_layer, **unit_options)
+        if table.empty:
+            st.info("No concept has an interpretable unit or feature here.")
+        else:
+            fig = go.Figure()
+            for kind, colour in (("units", "#7f7f7f"), ("pca", "#72b7b2"), ("sae", "#4c78a8")):
+                fig.add_trace(go.Bar(name={"units": "units", "pca": "PCA", "sae": "SAE features"}[kind],
+                                     x=table.concept, y=table[f"{kind}_best"], marker_color=colour,
+                                     customdata=table[f"{kind}_n"],
+                                     hovertemplate="%{x}: best IoU %{y:.3f} (%{customdata} interpretable)"
+                                                   f"<extra>{kind}</extra>"))
+            fig.update_layout(barmode="group", height=320, margin=dict(t=30, b=10), yaxis_title="best IoU",
+                              legend=dict(orientation="h", y=1.12))
+            st.plotly_chart(fig, width="stretch", key="basis_chart")
+            gained = table[(table.units_n == 0) & (table.sae_n > 0)].concept.tolist()
+            st.caption(f"{len(table)} concepts; with a sparse feature but no unit: {', '.join(gained) or 'none'}.")
+            st.dataframe(table, hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                        for c in table.columns if c.endswith("_best") or c.startswith("gain_")})
 
 # ----------------------------------------------------------------------------- variants (Fig. 7)
 st.subheader("Model variants")

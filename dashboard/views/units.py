@@ -14,7 +14,9 @@ from dashboard.common import (
     concept_color,
     dissection,
     fail,
+    fitted_basis,
     fix_for,
+    pick_basis,
     pick_layer,
     pick_model,
     pick_samples,
@@ -30,19 +32,29 @@ st.caption("Every unit of a layer with its label (paper §3.1), by the rule of t
 name, G = pick_model()
 layer = pick_layer(G)
 n = pick_samples()
+kind = pick_basis("units_basis")
+basis = fitted_basis(name, G, layer, kind, compute=False)
+if kind != "units" and basis is None:
+    st.info(f"The {kind.upper()} basis of {layer} of {name} is not fitted yet (fitted once on 1,000 samples and "
+            "saved to `cache/`; a sparse dictionary takes a few minutes on 2 CPU cores, PCA seconds).")
+    if not st.button(f"Fit the {kind.upper()} basis", type="primary", key="units_fit"):
+        st.stop()
+    basis = fitted_basis(name, G, layer, kind, compute=True)
+what = "feature" if basis is not None else "unit"
 
-res = dissection(name, G, [layer], n, compute=False)
+res = dissection(name, G, [layer], n, compute=False, basis=basis)
 if res is None:
-    st.info(f"{layer} of {name} is not dissected yet over {n} samples (about 20 s for 500 samples on "
+    st.info(f"{layer} of {name} is not dissected yet over {n} samples"
+            f"{f' in the {basis.name} basis' if basis is not None else ''} (about 20 s for 500 samples on "
             "2 CPU cores; the result is saved to `cache/`, so every later visit is instant).")
     if not st.button("Dissect", type="primary"):
         st.stop()
-    res = dissection(name, G, [layer], n, compute=True)
+    res = dissection(name, G, [layer], n, compute=True, basis=basis)
 
 units = res.units(layer)
 good = units[units.interpretable]
 m1, m2, m3 = st.columns(3)
-m1.metric("Interpretable units", f"{len(good)} / {len(units)}")
+m1.metric(f"Interpretable {what}s", f"{len(good)} / {len(units)}")
 m2.metric("Distinct concepts", good.label.nunique())
 m3.metric("Mean IoU (interpretable)", f"{good.iou.mean():.3f}" if len(good) else "—")
 
@@ -97,21 +109,22 @@ if len(categories) > 1:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def strip(model, layer, unit, n, threshold, _G, _res):
+def strip(model, layer, unit, n, threshold, basis_key, _G, _res, _basis):
     _, top_i = _res.topk(layer)
-    return unit_strips(_G, layer, [unit], [threshold], top_i[[unit], :8], _res.seed)[unit]
+    return unit_strips(_G, layer, [unit], [threshold], top_i[[unit], :8], _res.seed, basis=_basis)[unit]
 
 
 @st.cache_data(show_spinner="Activation histograms…", max_entries=16)
-def histograms(model, layer, _G):
-    return activation_histograms(_G, layer, n_samples=16, bins=40)
+def histograms(model, layer, basis_key, _G, _basis):
+    return activation_histograms(_G, layer, n_samples=16, bins=40, basis=_basis)
 
 
+key = basis.cache_key if basis is not None else "units"
 try:
-    st.image(strip(name, layer, unit, n, float(units.threshold[unit]), G, res), width="stretch",
-             caption=f"Unit {unit}: its top-activating samples, darkened outside the thresholded mask "
-                     f"(outlined at activation > {units.threshold[unit]:.3f})")
-    counts, edges = histograms(name, layer, G)
+    st.image(strip(name, layer, unit, n, float(units.threshold[unit]), key, G, res, basis), width="stretch",
+             caption=f"{what.capitalize()} {unit}: its top-activating samples, darkened outside the thresholded "
+                     f"mask (outlined at activation > {units.threshold[unit]:.3f})")
+    counts, edges = histograms(name, layer, key, G, basis)
 except ERRORS as e:
     fail("Could not render this unit", e, fix_for(e))
 
