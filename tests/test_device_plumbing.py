@@ -126,6 +126,8 @@ CPU_BY_DESIGN = {
     "core/studies/context.py": "context classes are read from CPU copies of the segmentations",
     "core/studies/evaluation.py": "a blur kernel built once and moved to the images",
     "core/studies/paint.py": "a drawing's coverage of the featuremap grid: numpy in, numpy out",
+    "core/engine/bases.py": "a basis is stored and read back on the CPU and moved with Basis.to(); training "
+                            "draws its shuffles from a seeded CPU generator (the same on every device)",
 }
 # Functions that build a module's buffers: they follow the device the module is built on.
 BUILD_TIME = {("core/models/stylegan2.py", "_fir_kernel")}
