@@ -106,6 +106,29 @@ def test_repair_and_studies_follow_the_model(models):
     assert hist[0].sum() == 4 * 8 * 8 * 256
 
 
+def test_bases_follow_the_model(models):
+    """Fitting, dissecting, editing, ACE and the splice in a learned basis (issue #19)."""
+    from core.engine import bases
+    G, seg, feats = models
+    x = _on_meta(bases.layer_activations, G, "layer4", 4, batch_size=4)
+    sae = _on_meta(bases.train_sae, x, 64, steps=3, batch_size=64)
+    pca = _on_meta(bases.pca_basis, x)
+    for b in (sae, pca):
+        res = _on_meta(core.dissect, G, seg, ["layer4"], 4, batch_size=4, cache=False, basis=b)
+        assert np.isfinite(res.iou("layer4")).all() and len(res.units("layer4")) == b.n_features
+        img = _on_meta(core.generate, G, core.sampling.z_range(0, 0, 2, G.z_dim),
+                       [core.Edit("layer4", [1, 2], "insert", 2.0, basis=b)])
+        assert torch.isfinite(img).all()
+    a = _on_meta(core.ace, G, seg, "layer4", "tree", n_steps=2, pool_size=4, dissect_samples=4, basis=sae)
+    assert np.isfinite(a.alpha).all() and a.alpha.shape == (64,)
+    k = _on_meta(core.insertion_constants, G, seg, "layer4", "door", n_samples=4, batch_size=4, basis=sae)
+    assert k.shape == (64,)
+    h = _on_meta(bases.basis_health, sae, x)
+    assert np.isfinite(h["fvu"])
+    img = _on_meta(bases.Spliced(G, "layer4", sae), core.sampling.z_range(0, 0, 2, G.z_dim))
+    assert torch.isfinite(img).all()
+
+
 # ----------------------------------------------------------------------------- the source scan
 
 FACTORIES = {"zeros", "ones", "empty", "full", "arange", "linspace", "logspace", "tensor", "as_tensor", "rand",
