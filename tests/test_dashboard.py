@@ -264,6 +264,34 @@ def _drawing(cells=((0, 3), (0, 8))):
     return {"drawing": {"raw": {"objects": [{"type": "Path"}]}, "data": url}, "backgroundFit": None}
 
 
+def test_paint_with_sparse_features(tmp_path, monkeypatch):
+    """Basis = SAE on the Paint page: the stroke drives the concept's features (IoU-ranked), and the
+    edited image is core's generate with those feature edits."""
+    import core
+    from core.engine import bases
+    from core.studies import paint
+    _dissected(tmp_path, monkeypatch)
+    _small_bases(monkeypatch)
+    at = _page("views/paint.py")
+    _control(at, "paint_basis").set_value("sae").run()
+    at.button(key="paint_fit").click().run()
+    [b for b in at.button if b.label == "Dissect"][0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    at.session_state["paint-canvas-toyworld/town-layer4-0"] = _drawing()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("added in 24 cells" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Features (IoU ranking)") for c in at.caption)
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    b = bases.cached_basis(G, "layer4", "sae", cached_only=True)
+    res = core.dissect(G, seg, ["layer4"], 50, basis=b)
+    concept = at.selectbox(key="paint_concept").value
+    units = paint.concept_units(res, "layer4", concept, 20)
+    shown = [c.value for c in at.caption if c.value.startswith("Features (IoU ranking)")][0]
+    assert shown.split(": ", 1)[1].startswith(", ".join(map(str, units[:12])))
+
+
 def test_paint_page_stroke_edits_the_image_and_context_study(tmp_path, monkeypatch):
     _dissected(tmp_path, monkeypatch)
     at = _page("views/paint.py")
@@ -285,7 +313,7 @@ def test_paint_page_stroke_edits_the_image_and_context_study(tmp_path, monkeypat
     assert edited() not in (before, painted)                            # k itself: another, fainter edit
     at.select_slider(key="paint_strength").set_value(3.0).run()
     assert edited() == painted
-    at.get("segmented_control")[0].set_value("remove").run()
+    _control(at, "paint_mode").set_value("remove").run()
     assert not at.exception, at.exception
     assert edited() not in (before, painted)
     assert any("removed in 24 cells" in m.value for m in at.markdown)

@@ -113,12 +113,13 @@ def concept_units(dissection, layer: str, concept: str, n: int = 20) -> list[int
     return [int(u) for u in np.argsort(-iou, kind="stable")[:n]]
 
 
-def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0) -> list[Edit]:
+def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0, basis=None) -> list[Edit]:
     """The edit of one painting: ``mode="add"`` inserts ``units`` at ``scale`` x their insertion
     constants ``k`` (all units' values, indexed here) in ``cells``; ``"remove"`` ablates them
     there. An empty painting gives no edit. At 64 px a toyworld door is one layer4 cell, and the
     constants (a coverage-weighted mean) are well below the units' peaks: ``scale`` 3 is what
-    draws a visible door on a wall (the Paint page's default)."""
+    draws a visible door on a wall (the Paint page's default). ``basis``: ``units`` and ``k`` are
+    that basis's features and their constants (:mod:`core.engine.bases`)."""
     check_choice("mode", mode, MODES)
     scale = check_float("scale", scale, 0, lo_open=True, what="a positive number (a multiple of the insertion values)")
     if not isinstance(layer, str):
@@ -140,18 +141,18 @@ def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0) -> l
     if not cells.any():
         return []
     if mode == "remove":
-        return [Edit(layer, units, "ablate", None, cells)]
+        return [Edit(layer, units, "ablate", None, cells, basis=basis)]
     value = np.asarray(k, np.float32)[units] * np.float32(scale)      # edits take numbers; they follow the model
-    return [Edit(layer, units, "insert", value, cells)]
+    return [Edit(layer, units, "insert", value, cells, basis=basis)]
 
 
 def cached_causal_units(generator, segmenter, layer: str, concept, n_dissect: int,
-                        steps=(200, 150, 100, 50, 20), **ace_options):
+                        steps=(200, 150, 100, 50, 20), basis=None, **ace_options):
     """The stored ACE result (:func:`core.engine.causal.cached_ace`) for this layer and concept with the
     most optimisation steps among ``steps``, or None: painting never starts an optimisation."""
     for n in steps:
         res = cached_ace(generator, segmenter, layer, concept, n_steps=n, n_dissect=n_dissect, cached_only=True,
-                         **ace_options)
+                         basis=basis, **ace_options)
         if res is not None:
             return res
     return None

@@ -18,8 +18,10 @@ from dashboard.common import (
     concept_color,
     dissection,
     fail,
+    fitted_basis,
     fix_for,
     note_turn,
+    pick_basis,
     pick_layer,
     pick_model,
     pick_samples,
@@ -41,13 +43,26 @@ try:
 except ERRORS as e:
     fail(f"Cannot paint at {layer}", e, fix_for(e))
 
-res = dissection(name, G, [layer], n, compute=False)
+kind = pick_basis("paint_basis", help="Paint with units (the paper), PCA directions or sparse features: the paint "
+                  "sets each chosen feature to its insertion value along its own direction. Fitted and dissected "
+                  "once per layer (Unit browser or here).")
+basis = fitted_basis(name, G, layer, kind, compute=False)
+if kind != "units" and basis is None:
+    st.info(f"The {kind.upper()} basis of {layer} is not fitted yet (once per layer, saved to `cache/`).")
+    if not st.button(f"Fit the {kind.upper()} basis", type="primary", key="paint_fit"):
+        st.stop()
+    basis = fitted_basis(name, G, layer, kind, compute=True)
+what = "features" if basis is not None else "units"
+bkey = basis.cache_key if basis is not None else "units"
+
+res = dissection(name, G, [layer], n, compute=False, basis=basis)
 if res is None:
-    st.info(f"Painting uses the units that match each concept at {layer}: dissect {name} first "
+    st.info(f"Painting uses the {what} that match each concept at {layer}: dissect {name} first "
             f"({n} samples, about 20 s for 500 on 2 CPU cores; saved to `cache/`).")
     if not st.button("Dissect", type="primary"):
         st.stop()
-    res = dissection(name, G, [layer], n, compute=True)
+    res = dissection(name, G, [layer], n, compute=True, basis=basis)
+n_units = len(res.units(layer))
 
 matched = res.units(layer).label.value_counts()
 concepts = sorted((c for c in seg.labels[1:] if res.frequency(layer)[res.labels.index(c)] > 0),
@@ -56,7 +71,7 @@ if st.session_state.get("paint_concept") not in concepts:
     st.session_state.pop("paint_concept", None)
 c1, c2, c3, c4, c5, c6 = st.columns([2, 2, 1, 2, 2, 2])
 concept = c1.selectbox("Concept", concepts, key="paint_concept",
-                       format_func=lambda c: f"{c} ({matched.get(c, 0)} labelled units)",
+                       format_func=lambda c: f"{c} ({matched.get(c, 0)} labelled {what})",
                        help="Concepts the segmenter finds in this generator's images, by how many units are "
                             "labelled with them; painting drives the concept's best units (Units slider) either way")
 mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_mode",
@@ -78,8 +93,8 @@ strength = c6.select_slider("Strength", [1.0, 2.0, 3.0, 4.0], value=3.0, key="pa
 
 # every cached result names the segmenter too: sessions may have chosen different ones
 @st.cache_data(show_spinner=False, max_entries=256)
-def constants(model, segmenter_key, layer, concept, n_samples, _G):
-    return paint.cached_insertion_constants(_G, seg, layer, concept, n_samples=n_samples)
+def constants(model, segmenter_key, layer, concept, n_samples, basis_key, _G, _basis):
+    return paint.cached_insertion_constants(_G, seg, layer, concept, n_samples=n_samples, basis=_basis)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -89,11 +104,11 @@ def original(model, seed, _G):
 
 
 try:
-    ace = paint.cached_causal_units(G, seg, layer, concept, n)
+    ace = paint.cached_causal_units(G, seg, layer, concept, n, basis=basis)
     ranking = "IoU" if ace is None else f"ACE, {len(ace.losses)} steps"
     units = paint.concept_units(res, layer, concept, n_paint) if ace is None else [int(u) for u in ace.ranking[:n_paint]]
     with st.spinner(f"Insertion values for {concept} (once per model, layer and concept)…"):
-        k = constants(name, seg.cache_key, layer, concept, min(100, n), G)
+        k = constants(name, seg.cache_key, layer, concept, min(100, n), bkey, G, basis)
     base = original(name, seed, G)
 except ERRORS as e:
     fail(f"Cannot paint {concept}", e, fix_for(e))
@@ -138,7 +153,7 @@ def painter():
     try:
         drawing = result.image_data if _objects(canvas_key) else None
         cells = paint.stroke_coverage(drawing, (rows, cols)) >= 0.15
-        edits = paint.paint_edits(layer, units, mode, k, cells, scale=strength)
+        edits = paint.paint_edits(layer, units, mode, k, cells, scale=strength, basis=basis)
         with torch.no_grad():
             edited = to_uint8(generate(G, z, edits))[0]
     except ERRORS as e:
@@ -154,9 +169,9 @@ def painter():
     with right:
         st.markdown(f"**What the paint means at {layer}**")
         st.image(paint.cells_overlay(base, cells, SIZE // 2), width=SIZE // 2, output_format="PNG",
-                 caption=f"{n_cells} of {rows * cols} cells: {n_paint} {concept} units "
+                 caption=f"{n_cells} of {rows * cols} cells: {n_paint} {concept} {what} "
                          f"{'set to their insertion values' if mode == 'add' else 'ablated'} there")
-        st.caption(f"Units ({ranking} ranking): {', '.join(map(str, units[:12]))}{' …' if len(units) > 12 else ''}"
+        st.caption(f"{what.capitalize()} ({ranking} ranking): {', '.join(map(str, units[:12]))}{' …' if len(units) > 12 else ''}"
                    + ("" if ace else " · find the causal units on the **Causal units** page to paint with them"))
 
 
@@ -176,25 +191,27 @@ ctx_scale = k3.select_slider("Strength", ["1", "2", "3", "4", "p99"], value="3",
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def context(model, segmenter_key, k_samples, layer, concept, units, seed, n_images, brush, scale, _G, _k, _q):
+def context(model, segmenter_key, k_samples, layer, concept, units, seed, n_images, brush, scale, basis_key, _G, _k,
+            _q, _basis):
     bar = st.progress(0.0, text="Inserting at every position…")
     value, mult = studies.context.unit_values(_k, list(units), "p99" if scale == "p99" else float(scale), _q)
     out = studies.context.context_over_seeds(
         _G, seg, layer, list(units), value, concept, seeds=(seed, seed + 1, seed + 2), n_images=n_images,
-        brush=brush, scale=mult, progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} insertions"))
+        brush=brush, scale=mult, basis=_basis, progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} insertions"))
     bar.empty()
     return out
 
 
 n_pos = (rows - ctx_brush + 1) * (cols - ctx_brush + 1)
-ctx_key = (name, seg.cache_key, min(100, n), layer, concept, tuple(units), seed, n_images, ctx_brush, ctx_scale)
+ctx_key = (name, seg.cache_key, min(100, n), layer, concept, tuple(units), seed, n_images, ctx_brush, ctx_scale,
+           bkey)
 if k4.button(f"Run the context study ({3 * n_images * n_pos} insertions)", key="ctx_run") \
         or st.session_state.get("ctx_key") == ctx_key:
     st.session_state["ctx_key"] = ctx_key
     try:
         with st.status(f"Context study of {concept} at {layer}", expanded=False) as box:
             note_turn(box)
-            out = context(*ctx_key, G, k, res.quantiles(layer))
+            out = context(*ctx_key, G, k, res.quantiles(layer), basis)
             box.update(label=f"Context study of {concept} at {layer}: {len(out['rows'])} insertions",
                        state="complete")
     except ERRORS as e:
