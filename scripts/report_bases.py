@@ -55,12 +55,20 @@ def fit(G, layer, a):
     return {"units": None, "pca": pca, "sae": sae}, sae_s
 
 
-def found(units, stuff):
+def found(res, layer, stuff):
+    """Concepts and object concepts with an interpretable row (the reference rule), the best IoU of
+    those rows per object concept, and per object concept the best IoU of any row at that pair's own
+    I/H threshold (is there a detector at all, labelled or not?)."""
+    units = res.units(layer)
     good = units[units.interpretable]
     objects = good[~good.label.isin(stuff)]
     best = objects.groupby("label").iou.max().to_dict()
+    iou = res.iou(layer)
+    any_best = {c: float(iou[:, i].max()) for i, c in enumerate(res.labels) if i and c not in stuff
+                and res.frequency(layer)[i] >= res.options.min_frequency}
     return {"concepts": int(good.label.nunique()), "objects": int(objects.label.nunique()),
-            "interpretable": int(len(good)), "best_object_iou": {k: float(v) for k, v in best.items()}}
+            "interpretable": int(len(good)), "best_object_iou": {k: float(v) for k, v in best.items()},
+            "best_detector_iou": any_best}
 
 
 def section_dissect(out, a, seg):
@@ -73,7 +81,7 @@ def section_dissect(out, a, seg):
             for seed in a.seeds:
                 for name, b in chosen.items():
                     res = core.dissect(G, seg, [layer], a.samples, seed=seed, basis=b)
-                    per[name].append(found(res.units(layer), stuff))
+                    per[name].append(found(res, layer, stuff))
             row = {}
             for name, runs in per.items():
                 objs = sorted({o for r in runs for o in r["best_object_iou"]})
@@ -82,7 +90,9 @@ def section_dissect(out, a, seg):
                              "objects": interval([r["objects"] for r in runs]),
                              "interpretable": interval([r["interpretable"] for r in runs]),
                              "best_object_iou": {o: interval([r["best_object_iou"].get(o, 0.0) for r in runs])
-                                                 for o in objs}}
+                                                 for o in objs},
+                             "best_detector_iou": {o: interval([r["best_detector_iou"].get(o, 0.0) for r in runs])
+                                                   for o in sorted({o for r in runs for o in r["best_detector_iou"]})}}
             out.setdefault("dissect", {}).setdefault(model, {})[layer] = row
             print(f"{model} {layer}: " + "; ".join(
                 f"{n} concepts {v['concepts']['mean']:.1f} objects {v['objects']['mean']:.1f}" for n, v in row.items()),

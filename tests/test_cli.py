@@ -50,23 +50,21 @@ def test_cli_dissect_writes_json_csv_html(tmp_path):
 
 
 def test_cli_dissect_in_a_basis(tmp_path, monkeypatch):
-    """--basis pca / sae: one units.csv row per feature, the basis named, the same as the API."""
+    """--basis sae: one units.csv row per feature, the basis named, the same rows as the API's
+    dissection in the basis the CLI fitted (read back from the cache)."""
     p = _ckpt(tmp_path)
-    for basis, extra in (("pca", []), ("sae", ["--sae-steps", "20", "--sae-expansion", "2"])):
-        out = tmp_path / basis
-        r = run(["dissect", "--model", str(p), "--layers", "layer3", "--samples", "16", "--basis", basis,
-                 "--basis-samples", "20", "--out", str(out), "--strip-units", "2", *extra], tmp_path)
-        assert r.returncode == 0, r.stderr
-        rows = list(csv.DictReader((out / "units.csv").open()))
-        n = 32 if basis == "pca" else 64
-        assert len(rows) == n and {r["basis"] for r in rows} == {"pca-32" if basis == "pca" else "sae-64-l1"}
-        data = json.loads((out / "dissection.json").read_text())
-        assert data["meta"]["bases"] == {"layer3": rows[0]["basis"]}
+    out = tmp_path / "sae"
+    r = run(["dissect", "--model", str(p), "--layers", "layer3", "--samples", "16", "--basis", "sae",
+             "--basis-samples", "20", "--sae-steps", "20", "--sae-expansion", "2", "--out", str(out),
+             "--strip-units", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((out / "units.csv").open()))
+    assert len(rows) == 64 and {r["basis"] for r in rows} == {"sae-64-l1"}
+    assert json.loads((out / "dissection.json").read_text())["meta"]["bases"] == {"layer3": "sae-64-l1"}
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
     G = core.load_generator(str(p))
-    b = cached_basis(G, "layer3", "pca", n_samples=20, cached_only=True)            # the CLI's, from the cache
+    b = cached_basis(G, "layer3", "sae", n_samples=20, steps=20, expansion=2, cached_only=True)
     res = core.dissect(G, core.load_segmenter("toyworld"), "layer3", 16, basis=b)
-    rows = list(csv.DictReader((tmp_path / "pca" / "units.csv").open()))
     assert [r["concept"] for r in rows] == list(res.units("layer3").concept)
     r = run(["dissect", "--model", str(p), "--basis", "sae", "--exclude-fid-above", "50", "--out",
              str(tmp_path / "x")], tmp_path)

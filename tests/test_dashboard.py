@@ -109,7 +109,7 @@ def test_concept_maps_compare_model_variants(tmp_path, monkeypatch):
     at.multiselect[1].set_value(["layer4"]).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert at.subheader[0].value == "Model variants"
+    assert [h.value for h in at.subheader] == ["Units vs features", "Model variants"]
     charts = at.get("plotly_chart")
     assert len(charts) == 2                                  # the scene-type map and the variants map
     import json
