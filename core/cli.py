@@ -282,15 +282,29 @@ def cmd_context(a):
         def progress(d, t):
             bar.set(d, t)
 
+        units_for = None
+        if a.fresh_ace:
+            if a.units or a.ranking != "ace":
+                raise InputError("--fresh-ace needs --ranking ace and no --units", fix="drop --units / --ranking iou")
+
+            def units_for(i, seed):
+                fit = _LazyBar(desc=f"ACE {a.concept} (seed {i})")
+                r = cached_ace(G, seg, layer, c, n_steps=a.ace_steps, n_dissect=a.dissect_samples, seed=i,
+                               progress=lambda s, t, loss: fit.set(s, t), sampling=a.ace_sampling)
+                fit.close()
+                u = [int(x) for x in r.ranking[:a.n_units]]
+                return u, context.unit_values(k, u, "p99" if a.scale == "p99" else float(a.scale), quantiles)[0]
+            ranking = f"ACE ({a.ace_steps} steps, sampling {a.ace_sampling}), a fresh one per seed (ACE seeds " \
+                      f"0..{len(a.seeds) - 1})"
         t0 = time.perf_counter()
         out = context.context_over_seeds(G, seg, layer, units, value, a.concept, seeds=a.seeds, n_images=a.images,
-                                         brush=a.brush, scale=scale, progress=progress)
+                                         brush=a.brush, scale=scale, progress=progress, units_for=units_for)
         bar.close()
     except (GanatomyError, ValueError) as e:
         _die(str(e))
     summary = out["summary"]
     report = {"model": a.model, "layer": layer, "concept": a.concept, "segmenter": a.segmenter,
-              "settings": {"units": units, "ranking": ranking, "brush_cells": a.brush, "scale": a.scale,
+              "settings": {"units": units if not a.fresh_ace else out["units"], "ranking": ranking, "brush_cells": a.brush, "scale": a.scale,
                            "seeds": list(a.seeds), "images_per_seed": a.images, "k_samples": a.k_samples,
                            "grid": list(layer_shape(G, layer)[1:])},
               "classes": summary.to_dict(orient="records"),
@@ -421,6 +435,9 @@ def _main(argv=None):
     c.add_argument("--brush", type=int, default=2, help="brush size in featuremap cells (default 2: 2x2 cells)")
     c.add_argument("--scale", default="3", help="insertion value: a multiple of k (default 3) or p99 (GANPaint)")
     c.add_argument("--seeds", type=int, nargs="+", default=[4, 5, 6])
+    c.add_argument("--fresh-ace", action="store_true",
+                   help="a fresh ACE per seed (ACE seed 0, 1, 2, ... for the 1st, 2nd, 3rd image seed): the intervals "
+                        "then cover the choice of units too")
     c.add_argument("--images", type=int, default=8, help="images per seed")
     c.add_argument("--device", default=None)
     c.add_argument("--out", required=True)

@@ -100,3 +100,14 @@ def test_intervals_over_seeds_are_t_intervals_of_the_seed_means(planted):
     assert summary.loc["upper wall", "n"] == (out["rows"].context == "upper wall").sum()
     with pytest.raises(core.InputError, match="seeds"):
         context.context_over_seeds(G, seg, "feat", DOOR_UNITS, k, "door", seeds=())
+    # units per seed (a fresh ACE per seed): each seed's table is the study with that seed's units
+    picks = [DOOR_UNITS, DOOR_UNITS[:1], [u for u in range(len(k)) if u not in DOOR_UNITS][:2]]
+    fresh = context.context_over_seeds(G, seg, "feat", None, None, "door", seeds=(4, 5, 6), n_images=2, brush=1,
+                                       units_for=lambda i, s: (picks[i], k[picks[i]]))
+    assert fresh["units"] == [list(p) for p in picks]
+    for i, s in enumerate((4, 5, 6)):
+        _, alone, _ = core.context_study(G, seg, "feat", picks[i], k[picks[i]], "door", n_images=2, seed=s, brush=1,
+                                         scale=3.0, classify=context.toyworld_classes(seg.labels),
+                                         violations=context.toyworld_violations(seg.labels, "door"))
+        got = fresh["per_seed"][fresh["per_seed"].seed == s].set_index("context").added_px
+        assert np.allclose(got.sort_index().to_numpy(), alone.set_index("context").added_px.sort_index().to_numpy())

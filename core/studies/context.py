@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from core.base.errors import ArgumentTypeError, InputError
-from core.base.validate import check_float, check_int, check_values, unit_list
+from core.base.validate import check_callable, check_float, check_int, check_values, unit_list
 from core.engine.causal import context_study, mean_interval
 
 __all__ = ["toyworld_classes", "toyworld_violations", "context_over_seeds", "unit_values", "added_ratio",
@@ -123,8 +123,12 @@ def unit_values(k, units, scale, quantiles=None) -> tuple[np.ndarray, float]:
 
 def context_over_seeds(generator, segmenter, layer: str, units, value, concept: str, seeds: Sequence[int] = (4, 5, 6),
                        n_images: int = 8, brush: int = 2, scale: float = 3.0, batch_size: int = 16,
-                       progress: Callable | None = None, basis=None) -> dict:
+                       progress: Callable | None = None, basis=None, units_for: Callable | None = None) -> dict:
     """The context study on fresh images for each seed, with toyworld's classes and rules.
+
+    ``units_for(i, seed) -> (units, value)``: the units (and their values) of the ``i``-th seed,
+    e.g. a fresh ACE per seed, so the interval covers the choice of units too; ``units`` and
+    ``value`` then go unused.
 
     Returns ``{"summary": DataFrame, "per_seed": DataFrame, "rows": DataFrame}``: per context
     class, insertions ``n``, mean added concept pixels over seeds with a 95% t-interval over
@@ -136,13 +140,17 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
     if not seeds:
         raise InputError("seeds must name at least one seed", fix="e.g. seeds=(4, 5, 6)")
     check_int("n_images", n_images, 1)
+    check_callable("units_for", units_for)
     labels = list(segmenter.labels)
     classify, rule = toyworld_classes(labels), toyworld_violations(labels, concept)
     per_seed, all_rows = [], []
     total = len(seeds)
+    used = []
     for i, s in enumerate(seeds):
+        u, v = (units, value) if units_for is None else units_for(i, int(s))
+        used.append([int(x) for x in u])
         rows, summary, _ = context_study(
-            generator, segmenter, layer, units, value, concept, n_images=n_images, seed=int(s), batch_size=batch_size,
+            generator, segmenter, layer, u, v, concept, n_images=n_images, seed=int(s), batch_size=batch_size,
             brush=brush, scale=scale, classify=classify, violations=rule, basis=basis,
             progress=(lambda d, t, i=i: progress(i * t + d, total * t)) if progress else None)
         per_seed.append(summary.assign(seed=int(s)))
@@ -157,7 +165,7 @@ def context_over_seeds(generator, segmenter, layer: str, units, value, concept: 
                     "ci_high": high, "share_ge6": float((r.added_px >= 6).mean()),
                     "violations": float(r.violations.mean()) if r.violations.notna().any() else math.nan})
     summary = pd.DataFrame(out).sort_values("added_px", ascending=False).reset_index(drop=True)
-    return {"summary": summary, "per_seed": ps, "rows": rows}
+    return {"summary": summary, "per_seed": ps, "rows": rows, "units": used}
 
 
 def added_ratio(summary: pd.DataFrame, a: str, b: str) -> float:
