@@ -152,6 +152,8 @@ def section_causal(out, a, seg):
             out.setdefault("causal", {}).setdefault(model, {})[concept] = {k: interval(v) for k, v in removed.items()}
             print(f"{model} {concept}: " + ", ".join(f"{k} {np.mean(v):.1f}%" for k, v in removed.items()), flush=True)
             save(out, a)
+    if a.skip_context:
+        return
     G = core.load_generator("toyworld/town")
     chosen, _ = fit(G, layer, a)
     ctx = {}
@@ -192,6 +194,7 @@ def main(argv=None):
     ap.add_argument("--curve-samples", type=int, default=100)
     ap.add_argument("--context-seeds", type=int, nargs="+", default=[4, 5, 6])
     ap.add_argument("--context-images", type=int, default=8)
+    ap.add_argument("--skip-context", action="store_true", help="causal: leave out the door context study")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "bases.json")
     a = ap.parse_args(argv)
     out = json.loads(a.out.read_text()) if a.out.exists() else {}
