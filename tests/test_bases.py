@@ -75,7 +75,10 @@ def test_edit_rule_in_each_basis_matches_the_formula(planted):
     feats = [2, 5, 11]
     share = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     value = torch.tensor([0.0, 1.5, -0.5]).view(1, 3, 1, 1)
-    for b in (sae, pca):
+    topk = bases.train_sae(x, 24, 2, sparsity="topk", steps=20, batch_size=256)
+    batch = bases.train_sae(x, 24, 2, sparsity="batch-topk", steps=20, batch_size=256)
+    assert batch.threshold > 0 and topk.threshold == 0
+    for b in (sae, pca, topk, batch):
         a = b.encode(out)[:, feats]
         want = out + torch.einsum("nfhw,fc->nchw", share * (value - a), b.decoder[feats])
         assert torch.allclose(b.edit(out, feats, share, value), want, atol=1e-5)

@@ -133,6 +133,20 @@ class Basis:
             a = _infer((flat - b.dec_bias) @ b.encoder.T + b.enc_bias, self.sparsity, self.k, self.threshold)
         return a.reshape(x.shape[0], x.shape[2], x.shape[3], -1).permute(0, 3, 1, 2).to(x.dtype)
 
+    def _encode_some(self, x: torch.Tensor, idx: torch.Tensor, b: "Basis") -> torch.Tensor:
+        """The feature maps of ``idx`` only, where they depend on their own pre-activation alone
+        (PCA, L1, batch-topk); top-k needs every feature's (a feature is on among the k largest)."""
+        if self.kind == "sae" and self.sparsity == "topk":
+            return self.encode(x).index_select(1, idx)
+        self._check(x)
+        flat = x.permute(0, 2, 3, 1).reshape(-1, self.n_units).to(b.decoder.dtype) - b.dec_bias
+        if self.kind == "pca":
+            a = flat @ b.decoder.index_select(0, idx).T
+        else:
+            a = _infer(flat @ b.encoder.index_select(0, idx).T + b.enc_bias.index_select(0, idx), self.sparsity,
+                       self.k, self.threshold)
+        return a.reshape(x.shape[0], x.shape[2], x.shape[3], -1).permute(0, 3, 1, 2).to(x.dtype)
+
     def decode(self, a: torch.Tensor) -> torch.Tensor:
         """Activations [N, C, H, W] of feature maps [N, F, H, W] (the reconstruction)."""
         if self.kind == "units":
@@ -156,7 +170,7 @@ class Basis:
             r = out.index_select(1, idx)
             return out.index_copy(1, idx, r * (1 - share) + share * value)
         b = self._on(out)
-        a = self.encode(out).index_select(1, idx)
+        a = self._encode_some(out, idx, b)
         delta = share * (value - a)                                             # [N, f, H, W]
         d = b.decoder.index_select(0, idx).to(out.dtype)                        # [f, C]
         return out + torch.einsum("nfhw,fc->nchw", delta, d)
