@@ -230,6 +230,9 @@ def test_unit_browser_in_a_feature_basis(tmp_path, monkeypatch):
     want = core.dissect(G, seg, ["layer4"], 50, basis=b).units("layer4")
     assert at.metric[0].value == f"{int(want.interpretable.sum())} / 1024"
     assert len(at.get("plotly_chart")) == 2 and _urls(at)
+    pick = at.selectbox(key="unit_pick")                           # a fresh choice among the features
+    assert pick.value == int(pick.options[0].split()[1]) and pick.options[0].startswith("feature ")
+    assert want.sort_values("iou", ascending=False, kind="stable").unit.iloc[0] == pick.value
 
 
 def test_concept_maps_units_vs_features(tmp_path, monkeypatch):

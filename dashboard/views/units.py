@@ -33,6 +33,10 @@ name, G = pick_model()
 layer = pick_layer(G)
 n = pick_samples()
 kind = pick_basis("units_basis")
+if st.session_state.get("units_basis_shown", kind) != kind:      # another basis: its rows are other things
+    for k in ("unit_pick", "units_concept_pick"):
+        st.session_state.pop(k, None)
+st.session_state["units_basis_shown"] = kind
 basis = fitted_basis(name, G, layer, kind, compute=False)
 if kind != "units" and basis is None:
     st.info(f"The {kind.upper()} basis of {layer} of {name} is not fitted yet (fitted once on 1,000 samples and "
@@ -96,7 +100,7 @@ options = table.unit.tolist()
 if st.session_state.get("unit_pick") not in options:
     st.session_state["unit_pick"] = options[0]
 unit = st.selectbox("Unit", options, key="unit_pick",
-                    format_func=lambda u: f"unit {u} · {units.concept[u]} (IoU {units.iou[u]:.3f})",
+                    format_func=lambda u: f"{what} {u} · {units.concept[u]} (IoU {units.iou[u]:.3f})",
                     help="Or click a row of the table (sort by any column header).")
 
 categories = label_categories(res.labels, segmenter())
@@ -135,7 +139,7 @@ fig = go.Figure(go.Bar(x=best.index, y=best.values, marker_color=[concept_color(
                        hovertemplate="%{x}: IoU %{y:.3f}<extra></extra>"))
 fig.add_hline(y=res.options.iou_threshold, line_dash="dot", annotation_text="interpretable",
               annotation_position="top right")
-fig.update_layout(title=f"Unit {unit}: IoU with its best concepts", height=300, margin=dict(t=40, b=10),
+fig.update_layout(title=f"{what.capitalize()} {unit}: IoU with its best concepts", height=300, margin=dict(t=40, b=10),
                   yaxis_title="IoU")
 c1.plotly_chart(fig, width="stretch", key="unit_iou")
 centers = (edges[unit, :-1] + edges[unit, 1:]) / 2
@@ -143,7 +147,7 @@ hist = go.Figure(go.Bar(x=centers, y=counts[unit], width=np.diff(edges[unit]), m
                         hovertemplate="%{x:.3f}: %{y} locations<extra></extra>"))
 hist.add_vline(x=float(units.threshold[unit]), line_dash="dash", line_color="#d62728",
                annotation_text="mask threshold", annotation_position="top left")
-hist.update_layout(title=f"Unit {unit}: activations over 16 samples × all locations", height=300,
+hist.update_layout(title=f"{what.capitalize()} {unit}: activations over 16 samples × all locations", height=300,
                    margin=dict(t=40, b=10), yaxis=dict(type="log", dtick=1, title="locations (log scale)"),
                    xaxis_title="activation")
 c2.plotly_chart(hist, width="stretch", key="unit_hist")
