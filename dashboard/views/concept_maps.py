@@ -171,10 +171,12 @@ cmp_model = models[cmp_scene]
 cmp_G = generator(cmp_model)
 fitted = {kind: fitted_basis(cmp_model, cmp_G, cmp_layer, kind, compute=False) for kind in ("pca", "sae")}
 todo = [kind for kind, b in fitted.items() if b is None]
+fit_now = False
 if todo:
     st.info(f"Not fitted yet for {cmp_layer} of {cmp_model}: {', '.join(k.upper() for k in todo)} (once per layer, "
             "saved to `cache/`; the sparse dictionary takes a few minutes on 2 CPU cores).")
-    if st.button("Fit and dissect", key="cmp_fit", type="primary"):
+    fit_now = st.button("Fit and dissect", key="cmp_fit", type="primary")
+    if fit_now:
         for kind in todo:
             fitted[kind] = fitted_basis(cmp_model, cmp_G, cmp_layer, kind, compute=True)
 if all(b is not None for b in fitted.values()):
@@ -182,7 +184,7 @@ if all(b is not None for b in fitted.values()):
     per_basis.update({kind: dissection(cmp_model, cmp_G, [cmp_layer], n, compute=False, basis=b)
                       for kind, b in fitted.items()})
     missing_b = [k for k, r in per_basis.items() if r is None]
-    if missing_b and st.button(f"Dissect in {', '.join(missing_b)}", key="cmp_dissect", type="primary"):
+    if missing_b and (fit_now or st.button(f"Dissect in {', '.join(missing_b)}", key="cmp_dissect", type="primary")):
         for kind in missing_b:
             per_basis[kind] = dissection(cmp_model, cmp_G, [cmp_layer], n, compute=True, basis=fitted.get(kind))
         missing_b = []
