@@ -52,7 +52,7 @@ from core.base.sampling import z_range
 from core.base.sharing import long_computation
 from core.base.validate import check_bool, check_callable, check_choice, check_float, check_int, check_samples
 
-__all__ = ["Basis", "BASES", "Spliced", "unit_basis", "pca_basis", "train_sae", "layer_activations", "fit_basis",
+__all__ = ["Basis", "BASES", "Spliced", "learned", "unit_basis", "pca_basis", "train_sae", "layer_activations", "fit_basis",
            "cached_basis", "basis_health", "check_basis", "BASIS_VERSION"]
 
 BASES = ("units", "pca", "sae")
@@ -237,6 +237,13 @@ class Spliced(torch.nn.Module):
     def forward(self, z):
         with Trace(self._g[0], edits={self.layer: lambda out: self.basis.decode(self.basis.encode(out))}):
             return self._g[0](z)
+
+
+def learned(basis, n_units: int | None = None, layer: str | None = None) -> Basis | None:
+    """``basis`` checked (see :func:`check_basis`), None for the units: what caches and edits key on,
+    so a unit basis computes and caches exactly as no basis."""
+    basis = check_basis(basis, n_units, layer)
+    return None if basis is None or basis.kind == "units" else basis
 
 
 def unit_basis(n_units: int) -> Basis:

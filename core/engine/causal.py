@@ -39,7 +39,7 @@ from core.base.validate import (
     concept_index,
     concept_mask,
 )
-from core.engine.bases import check_basis
+from core.engine.bases import check_basis, learned
 from core.engine.dissection import dissect
 from core.engine.intervention import Edit, cached_insertion_constants, check_edits, generate, insertion_constants
 
@@ -449,7 +449,7 @@ def cached_ace(generator, segmenter, layer: str, concept, *, n_steps: int = 150,
             **ace_options}
     layer, c, _ = _check_ace(generator, segmenter, layer, concept, n_steps=n_steps, iou=None, k=None, seed=seed,
                              top_n=top_n, dissect_samples=n_dissect, progress=progress, basis=basis, **opts)
-    basis = None if basis is None or basis.kind == "units" else basis
+    basis = learned(basis)
     check_samples("k_samples", k_samples, 1)
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
@@ -554,7 +554,7 @@ def cached_ablation_curve(generator, segmenter, layer, concept, rankings: dict[s
     ``attrs`` say whether it was ``stored`` and how many ``seconds`` it took to compute."""
     layer, c, ranks, counts, n_samples, seed, batch_size = _check_curve(
         generator, segmenter, layer, concept, rankings, counts, n_samples, seed, batch_size, progress, basis)
-    basis = None if basis is None or basis.kind == "units" else basis
+    basis = learned(basis)
     check_bool("cache", cache)
     check_bool("cached_only", cached_only)
     ranks = {str(name): [int(u) for u in r] for name, r in ranks.items()}

@@ -50,7 +50,7 @@ from core.base.validate import (
     check_units,
     unit_list,
 )
-from core.engine.bases import Basis, check_basis
+from core.engine.bases import Basis, check_basis, learned
 from core.engine.tally import (  # noqa: F401
     QUANTILE_LEVELS,
     LayerTally,
@@ -484,7 +484,7 @@ def _check_bases(basis, layers) -> dict:
             raise InputError(f"one basis for {len(layers)} layers: a basis belongs to one layer",
                              fix="give basis={layer: Basis, ...} or dissect one layer")
         found = {layers[0]: check_basis(basis)}
-    return {name: b for name, b in found.items() if b is not None and b.kind != "units"}
+    return {name: b for name, b in found.items() if learned(b) is not None}
 
 
 def _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts, basis=None) -> _Plan:

@@ -41,7 +41,7 @@ from core.base.validate import (
     concept_mask,
     unit_list,
 )
-from core.engine.bases import check_basis
+from core.engine.bases import check_basis, learned
 
 __all__ = ["Edit", "generate", "check_edits", "edit_fn", "resize_mask", "insertion_constants",
            "cached_insertion_constants", "concept_index", "concept_fraction", "INSERTION_VERSION", "MODES"]
@@ -89,8 +89,7 @@ class Edit:
             check_mask("mask", self.mask)
         if self.alpha is not None:
             check_alpha("alpha", self.alpha, len(units))
-        if check_basis(self.basis) is not None and self.basis.kind == "units":
-            object.__setattr__(self, "basis", None)
+        object.__setattr__(self, "basis", learned(self.basis))
 
     @property
     def n_features(self) -> int | None:
@@ -251,9 +250,7 @@ def cached_insertion_constants(generator, segmenter, layer: str, concept, n_samp
     """:func:`insertion_constants` as a numpy array, stored in ``cache/insertion`` (keyed by both
     models' weights, layer, concept, samples, seed and the basis): computed once per server."""
     layer, c, n_samples, seed, _ = _check_insertion(generator, segmenter, layer, concept, n_samples, seed, 25)
-    basis = check_basis(basis, layer_units(generator, layer), layer)
-    if basis is not None and basis.kind == "units":
-        basis = None
+    basis = learned(basis, layer_units(generator, layer), layer)
     gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
     key = None if not (gid and sid) else _cache.make_key(
         kind="insertion", version=INSERTION_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
