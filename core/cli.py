@@ -139,9 +139,6 @@ def _check_dissect_flags(a):
     _flag("--sae-expansion", check_float, "expansion", a.sae_expansion, 0, lo_open=True)
     _flag("--sae-l1", check_float, "l1", a.sae_l1, 0)
     _flag("--sae-steps", check_int, "steps", a.sae_steps, 1)
-    if a.exclude_fid_above is not None and a.basis != "units":
-        raise InputError(f"--exclude-fid-above filters units by their unit FID; it does not apply to --basis "
-                         f"{a.basis}", fix="drop --exclude-fid-above or use --basis units")
     if a.layers is not None and len(set(a.layers)) != len(a.layers):
         raise InputError(f"--layers names {', '.join(sorted({x for x in a.layers if a.layers.count(x) > 1}))} more "
                          "than once", fix="give each layer once")
@@ -235,7 +232,8 @@ def cmd_dissect(a):
     if a.pixel_accuracy is not None:
         unit_options["pixel_accuracy"] = a.pixel_accuracy
     if a.exclude_fid_above is not None and rank == 0:
-        unit_options["exclude"] = _high_fid_units(G, layers, a.exclude_fid_above, device, a.fid_samples)
+        unit_options["exclude"] = _high_fid_units(G, layers, a.exclude_fid_above, device, a.fid_samples,
+                                                  chosen or None)
     if rank == 0:
         paths = write_outputs(res, a.out, generator=G, strip_units=a.strip_units,
                               categories=label_categories(res.labels, seg) or None, bases=chosen or None,
@@ -344,18 +342,21 @@ def _check_context_flags(a):
     _check_out(a.out)
 
 
-def _high_fid_units(G, layers, limit: float, device, n: int) -> dict[str, list[int]]:
+def _high_fid_units(G, layers, limit: float, device, n: int, bases: dict | None = None) -> dict[str, list[int]]:
     """{layer: units whose unit FID (toyworld feature space; ``n`` images, each unit's top tenth,
-    against ``n`` real scenes) exceeds ``limit``} (S-6.3's filter)."""
+    against ``n`` real scenes) exceeds ``limit``} (S-6.3's filter); with ``bases`` {layer: Basis},
+    the features of that layer's basis, each by its own FID."""
     feats = load_features("toyworld", device=device)
     scene = (getattr(G, "meta", None) or {}).get("scene", "town")
     size = int(G(torch.zeros(1, G.z_dim, device=device)).shape[-1])
     real = evaluation.cached_real_stats(feats, scene, size, n=n, device=device)
     out = {}
     for layer in tqdm(layers, desc="unit FID"):
-        uf = cached_unit_fid(G, layer, feats, real, n_samples=n, top=n // 10)
+        basis = (bases or {}).get(layer)
+        uf = cached_unit_fid(G, layer, feats, real, n_samples=n, top=n // 10, basis=basis)
         out[layer] = [int(u) for u in np.nonzero(uf.fid > limit)[0]]
-        print(f"{layer}: {len(out[layer])} units with unit FID above {limit} left out of labelling", file=sys.stderr)
+        what = "features" if basis is not None and basis.kind != "units" else "units"
+        print(f"{layer}: {len(out[layer])} {what} with FID above {limit} left out of labelling", file=sys.stderr)
     return out
 
 

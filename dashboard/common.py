@@ -287,6 +287,20 @@ def pick_basis(key: str = "basis", help: str = BASIS_HELP) -> str:
                                 help=help) or "units"
 
 
+def page_basis(name: str, G, layer: str, key: str, help: str = BASIS_HELP):
+    """The basis picker of a page and, when the chosen basis is not fitted yet, a button that fits
+    it (the page waits below it until then). Returns (kind, Basis or None for the units)."""
+    kind = pick_basis(key, help)
+    basis = fitted_basis(name, G, layer, kind, compute=False)
+    if kind != "units" and basis is None:
+        st.info(f"The {kind.upper()} basis of {layer} of {name} is not fitted yet (fitted once on 1,000 samples and "
+                "saved to `cache/`; a sparse dictionary takes a few minutes on 2 CPU cores, PCA seconds).")
+        if not st.button(f"Fit the {kind.upper()} basis", type="primary", key=f"{key.removesuffix('_basis')}_fit"):
+            st.stop()
+        basis = fitted_basis(name, G, layer, kind, compute=True)
+    return kind, basis
+
+
 def parse_units(text: str, n_units: int, layer: str) -> list[int]:
     """Unit indices typed in a text box ("3, 17, 42"), refused with what is expected."""
     pieces = [p for p in str(text).replace(" ", "").split(",") if p]

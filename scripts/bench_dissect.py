@@ -4,6 +4,8 @@
     python scripts/bench_dissect.py --samples 500 --layers layer4
     python scripts/bench_dissect.py --published --device cuda --samples 10000 --layers layer4
         # random 256x256 ProGAN in the published LSUN layout + a 28M-parameter segmenter
+    python scripts/bench_dissect.py --samples 500 --layers layer4 --basis sae
+        # all 1,024 features of the layer's sparse dictionary vs its 256 units, same samples
 
 Prints (and writes to docs/reports/dissect_bench*.json) the time of the bare generator +
 segmenter passes over the same samples and batch size, the time of ``core.dissect`` (cache
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,6 +59,9 @@ def main():
     ap.add_argument("--published", action="store_true",
                     help="random 256x256 ProGAN (published layout) + 28M-parameter segmenter")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the fastest is kept")
+    ap.add_argument("--basis", choices=["units", "pca", "sae"], default="units",
+                    help="also dissect one layer in this basis (the shipped or cached one) and report its cost "
+                         "against the units' over the same samples")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.threads:
@@ -74,15 +80,26 @@ def main():
     layers = a.layers or [n for n in layer_names(G) if not n.startswith("output")]
     batch = a.batch_size or (64 if device.type == "cuda" else 32)
 
+    basis = None
+    if a.basis != "units":
+        if len(layers) != 1:
+            sys.exit("--basis: give one layer with --layers (a basis belongs to one layer)")
+        from core.engine import bases
+        basis = bases.cached_basis(G, layers[0], a.basis)
     bare_forward(G, seg, batch, batch, device)        # warm-up (allocator, kernels)
-    # alternate the two measurements and keep the fastest of each: shared machines drift
-    bare_runs, dis_runs = [], []
+    # alternate the measurements and keep the fastest of each: shared machines drift
+    bare_runs, dis_runs, basis_runs = [], [], []
     for _ in range(a.repeats):
         bare_runs.append(bare_forward(G, seg, a.samples, batch, device))
         t = time.perf_counter()
         res = core.dissect(G, seg, layers, a.samples, batch_size=batch, device=device, cache=False)
         sync(device)
         dis_runs.append(time.perf_counter() - t)
+        if basis is not None:
+            t = time.perf_counter()
+            res_b = core.dissect(G, seg, layers, a.samples, batch_size=batch, device=device, cache=False, basis=basis)
+            sync(device)
+            basis_runs.append(time.perf_counter() - t)
     t_bare, t_dis = min(bare_runs), min(dis_runs)
     out = {
         "model": name, "layers": layers, "units": int(sum(res.iou(x).shape[0] for x in layers)),
@@ -97,9 +114,18 @@ def main():
         "reference_2018": REFERENCE_2018,
         "command": "python " + " ".join(sys.argv),
     }
+    if basis is not None:
+        out["basis"] = {"name": basis.name, "features": basis.n_features, "dissect_seconds": round(min(basis_runs), 2),
+                        "all_runs": [round(x, 2) for x in basis_runs],
+                        "ratio_vs_units": round(min(basis_runs) / t_dis, 3),
+                        "ratio_vs_bare": round(min(basis_runs) / t_bare, 3),
+                        "inside_dissect": {"forward_seconds": round(res_b.meta["forward_seconds"], 2),
+                                           "stats_seconds": round(res_b.meta["stats_seconds"], 2)}}
+    out["load_1min_end"] = os.getloadavg()[0]
     print(json.dumps(out, indent=1))
     path = Path(a.out) if a.out else ROOT / "docs" / "reports" / (
-        "dissect_bench_published.json" if a.published else "dissect_bench.json")
+        "dissect_bench_published.json" if a.published else
+        f"dissect_bench_{a.basis}_{layers[0]}.json" if basis is not None else "dissect_bench.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
 

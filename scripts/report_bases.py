@@ -101,7 +101,11 @@ def section_dissect(out, a, seg):
 
 
 def section_health(out, a, seg):
+    """Per model and layer: the health numbers of the dictionary of each training seed (``--sae-seeds``;
+    seed 0 is the shipped one), their mean and 95% interval over the seeds, PCA's, and the time of
+    dissecting all features vs the units over the same samples (seed 0's dictionary)."""
     feats = core.load_features("toyworld")
+    keys = ("fvu", "mean_l0", "dead", "dense", "fid_spliced")
     for model in a.models:
         G = core.load_generator(f"toyworld/{model}")
         real = evaluation.cached_real_stats(feats, model, G.resolution)
@@ -110,11 +114,24 @@ def section_health(out, a, seg):
             chosen, sae_s = fit(G, layer, a)
             held = bases.layer_activations(G, layer, 200, seed=99)
             row = {"sae_train_seconds": round(float(sae_s), 1), "fid_original": base_fid}
-            for name in ("pca", "sae"):
-                h = bases.basis_health(chosen[name], held)
-                h["fid_spliced"] = evaluation.generator_fid(bases.Spliced(G, layer, chosen[name]), feats, real,
+            per_seed = []
+            for seed in a.sae_seeds:
+                b = chosen["sae"] if seed == 0 else bases.cached_basis(
+                    G, layer, "sae", n_samples=a.fit_samples, steps=a.sae_steps, seed=seed)
+                h = bases.basis_health(b, held)
+                h["fid_spliced"] = evaluation.generator_fid(bases.Spliced(G, layer, b), feats, real,
                                                             n=a.fid_samples, seed=11)
-                row[name] = h
+                h["seed"] = seed
+                h["refit"] = b.meta.get("refit")
+                per_seed.append(h)
+            row["sae"] = dict(per_seed[0])
+            row["sae_seeds"] = per_seed
+            if len(per_seed) > 1:
+                row["sae_over_seeds"] = {k: interval([h[k] for h in per_seed]) for k in keys}
+            h = bases.basis_health(chosen["pca"], held)
+            h["fid_spliced"] = evaluation.generator_fid(bases.Spliced(G, layer, chosen["pca"]), feats, real,
+                                                        n=a.fid_samples, seed=11)
+            row["pca"] = h
             times = {}
             for name in ("units", "sae"):
                 t = time.perf_counter()
@@ -123,8 +140,9 @@ def section_health(out, a, seg):
             row["dissect_seconds"] = {k: round(v, 1) for k, v in times.items()}
             row["dissect_ratio_sae_vs_units"] = round(times["sae"] / times["units"], 2)
             out.setdefault("health", {}).setdefault(model, {})[layer] = row
+            fids = [h["fid_spliced"] for h in per_seed]
             print(f"{model} {layer}: sae fvu {row['sae']['fvu']:.3f} L0 {row['sae']['mean_l0']:.1f} dead "
-                  f"{row['sae']['dead']} FID {base_fid:.1f} -> {row['sae']['fid_spliced']:.1f}; dissect ratio "
+                  f"{row['sae']['dead']} FID {base_fid:.3f} -> {', '.join(f'{f:.3f}' for f in fids)}; dissect ratio "
                   f"{row['dissect_ratio_sae_vs_units']}", flush=True)
             save(out, a)
 
@@ -190,6 +208,8 @@ def main(argv=None):
     ap.add_argument("--fit-samples", type=int, default=1000)
     ap.add_argument("--sae-steps", type=int, default=2000)
     ap.add_argument("--fid-samples", type=int, default=1000)
+    ap.add_argument("--sae-seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="health: dictionaries of these training seeds (0: the shipped one)")
     ap.add_argument("--causal-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--curve-samples", type=int, default=100)
     ap.add_argument("--context-seeds", type=int, nargs="+", default=[4, 5, 6])

@@ -2,6 +2,7 @@
 
     python scripts/ship_results.py              # every shipped toyworld model (a few minutes on 2 cores)
     python scripts/ship_results.py --check      # only say whether the shipped results are current
+    python scripts/ship_results.py --kinds basis   # rebuild only these kinds, keep the others as shipped
 
 What is shipped (``core/weights/results``, the cache's own layout and checksums, read only; the
 cache looks there after ``cache/``):
@@ -10,7 +11,11 @@ cache looks there after ``cache/``):
   dashboard's default sample count (500: Concept maps, Unit browser, Paint);
 - the same layers of every model of a training series at the Training evolution page's default
   (200 samples);
-- Paint's and What-if's insertion values (100 samples) for every concept those layers can show.
+- Paint's and What-if's insertion values (100 samples) for every concept those layers can show;
+- the sparse dictionaries (SAE, the defaults of ``core.engine.bases.cached_basis``) of ``--layers``
+  of every scene type's base model, in float16 (each decodes to float32; a 256-unit layer's
+  dictionary of 1,024 features is about 1 MB), so Unit browser, Paint and Concept maps show
+  sparse features without minutes of fitting. (PCA fits in seconds: not shipped.)
 
 Every entry is keyed by the weights' hash, the segmenter's and the code's version, as the cache
 is: weights trained again, or a change of the labelling code, make a shipped entry unreachable
@@ -34,8 +39,9 @@ DEST = ROOT / "core" / "weights" / "results"
 DASHBOARD_SAMPLES = 500          # dashboard/common.py: default_samples()
 EVOLUTION_SAMPLES = 200          # dashboard/views/evolution.py: the slider's default
 INSERTION_SAMPLES = 100          # paint.py: min(100, n); whatif.py: 100
-KINDS = ("dissect", "insertion")
-BUDGET_MB = 4.0                  # the repository's history grows by about this much per re-ship
+KINDS = ("dissect", "insertion", "basis")
+BUDGET_MB = 7.5                  # the repository's history grows by at most this much per re-ship (--kinds: less)
+HALF = ("basis",)                # kinds whose float arrays ship as float16
 
 
 def plan(layers=("layer4", "layer6")) -> list[dict]:
@@ -51,6 +57,37 @@ def plan(layers=("layer4", "layer6")) -> list[dict]:
         if m in series:
             items.append({"kind": "dissect", "model": m, "layers": list(layers), "n_samples": EVOLUTION_SAMPLES})
     return items
+
+
+def base_models() -> list[str]:
+    """The base model of every toyworld scene type (its variants and snapshots share its scene)."""
+    import core
+    from core.studies import zoo_groups
+    return sorted(g["base"] for g in zoo_groups(core.list_models()).values()
+                  if g["base"] and str(g["base"]).startswith("toyworld/"))
+
+
+def compute_bases(layers, progress=print) -> int:
+    """The default sparse dictionary of ``layers`` of every base model, into the current cache."""
+    import core
+    from core.engine import bases
+    n = 0
+    for m in base_models():
+        G = core.load_generator(m)
+        for layer in layers:
+            t = time.perf_counter()
+            b = bases.cached_basis(G, layer, "sae")
+            progress(f"basis {m} {layer}: {b.name}, {time.perf_counter() - t:.1f} s")
+            n += 1
+    return n
+
+
+def check_bases(layers) -> list[str]:
+    """The planned dictionaries that the shipped results do not answer."""
+    import core
+    from core.engine import bases
+    return [f"basis {m} {layer}" for m in base_models() for layer in layers
+            if bases.cached_basis(core.load_generator(m), layer, "sae", cached_only=True) is None]
 
 
 def compute(items, layers, progress=print):
@@ -87,8 +124,9 @@ def compute(items, layers, progress=print):
 
 def compact(src_root: Path, dst_root: Path, kind: str) -> int:
     """Copy the ``kind`` entries of the cache at ``src_root`` to ``dst_root`` in their shipped form:
-    float64 arrays as float32 and int64 as int32 (7 significant digits: far below any difference
-    the labelling or the plots can show; decoding restores the dtypes), deflated, checksummed."""
+    float64 arrays as float32 (float16 for the kinds in ``HALF``) and int64 as int32 (7 significant
+    digits: far below any difference the labelling or the plots can show; decoding restores the
+    dtypes), deflated, checksummed."""
     import numpy as np
 
     from core.base import cache
@@ -97,7 +135,8 @@ def compact(src_root: Path, dst_root: Path, kind: str) -> int:
     os.environ["GANATOMY_CACHE"] = str(src_root)
     for key in keys:
         arrays, meta = cache.load(kind, key)
-        entries.append((key, {k: v.astype(np.float32) if v.dtype == np.float64 else
+        flt = np.float16 if kind in HALF else np.float32
+        entries.append((key, {k: v.astype(flt) if v.dtype in (np.float64, np.float32) else
                               v.astype(np.int32) if v.dtype == np.int64 else v for k, v in arrays.items()}, meta))
     os.environ["GANATOMY_CACHE"] = str(dst_root)
     for key, arrays, meta in entries:
@@ -122,12 +161,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", default="layer4,layer6", help="comma separated (default layer4,layer6)")
     ap.add_argument("--check", action="store_true", help="say whether the shipped results are current; exit 1 if not")
+    ap.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                    help="rebuild only these kinds; the others are kept as shipped (default: all)")
     a = ap.parse_args(argv)
     layers = [x for x in a.layers.split(",") if x]
     if a.check:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["GANATOMY_CACHE"] = tmp           # only the shipped results can answer
-            missing = check(plan(layers))
+            missing = check(plan(layers)) + check_bases(layers)
         print("shipped results are current" if not missing else "not answered by the shipped results:\n  "
               + "\n  ".join(missing))
         sys.exit(1 if missing else 0)
@@ -136,11 +177,24 @@ def main(argv=None):
         os.environ["GANATOMY_SHIPPED_RESULTS"] = "0"     # computed anew, never copied from the old folder
         items = plan(layers)
         t0 = time.perf_counter()
-        skipped = compute(items, layers)
+        rebuild = set(a.kinds)
+        skipped = compute(items, layers) if rebuild & {"dissect", "insertion"} else None
+        if "basis" in rebuild:
+            compute_bases(layers)
         staged = Path(tmp) / "_staged"
-        n_entries = {kind: compact(Path(tmp), staged, kind) for kind in KINDS}
+        n_entries = {}
+        for kind in KINDS:
+            if kind in rebuild:
+                n_entries[kind] = compact(Path(tmp), staged, kind)
+            elif (DEST / kind).is_dir():                  # kept exactly as shipped
+                shutil.copytree(DEST / kind, staged / kind)
+                n_entries[kind] = sum(1 for p in (DEST / kind).iterdir() if p.is_dir())
+        old_index = json.loads((DEST / "index.json").read_text()) if (DEST / "index.json").is_file() else {}
+        if skipped is None:
+            skipped = old_index.get("not_shipped", {})
         index = {"made": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python scripts/ship_results.py "
                  + " ".join(argv if argv is not None else sys.argv[1:]), "items": items, "entries": n_entries, "not_shipped": skipped,
+                 "bases": [f"{m} {layer}" for m in base_models() for layer in layers],
                  "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1)}
         (staged / "index.json").write_text(json.dumps(index, indent=1) + "\n")
         old = DEST.with_name(DEST.name + ".old")

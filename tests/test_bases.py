@@ -52,6 +52,67 @@ def test_sae_recovers_planted_directions_that_units_and_pca_miss(planted):
     assert len(res["sae"]) == 24 and len(res["units"]) == 16       # one row per feature
 
 
+def test_sparse_feature_maps_are_counted_sparsely_and_exactly(planted, monkeypatch):
+    """An SAE's maps are off in most samples: the tally counts only the live maps, and every number
+    of the dissection equals the dense count's."""
+    from core.engine import tally
+    G, seg, _, sae, _ = planted
+    calls = []
+    real = tally.LayerTally._update_sparse
+    monkeypatch.setattr(tally.LayerTally, "_update_sparse", lambda self, *a: calls.append(1) or real(self, *a))
+    sparse = core.dissect(G, seg, "feat", 60, cache=False, resolution=16, basis=sae, batch_size=20).data["feat"]
+    assert len(calls) >= 2                                         # most batches of 20, on its own
+    monkeypatch.setattr(tally, "SPARSE_BELOW", 0.0)
+    n_sparse = len(calls)
+    dense = core.dissect(G, seg, "feat", 60, cache=False, resolution=16, basis=sae, batch_size=20).data["feat"]
+    assert len(calls) == n_sparse                                  # off: counted densely
+    for k, v in dense.items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(v, sparse[k], equal_nan=True), k
+
+
+def test_refit_gains_are_the_least_squares_ones_and_keep_every_feature_map(planted):
+    """The refit undoes the L1 shrinkage: its reconstruction is the least-squares one over a gain per
+    feature and the bias (a direct lstsq), each feature map is the old one times a positive factor
+    (the same support, the same directions), and so the dissection's IoU is unchanged."""
+    G, seg, x, _, _ = planted
+    raw = bases.train_sae(x, 24, steps=800, batch_size=1024, seed=0, refit=False)
+    ref = bases.refit_decoder(raw, x, chunk=1000)                  # several chunks
+    a_raw = raw.encode(x[:, :, None, None])[:, :, 0, 0]
+    a_ref = ref.encode(x[:, :, None, None])[:, :, 0, 0]
+    assert torch.equal(a_raw > 0, a_ref > 0)
+    on = a_raw > 1e-3
+    ratio = torch.where(on, a_ref / a_raw.clamp_min(1e-3), torch.nan)
+    g = torch.nanmedian(ratio, 0).values
+    fired = on.any(0)
+    assert (g[fired] > 0).all()
+    assert torch.allclose(ratio[on], g.expand_as(ratio)[on], rtol=1e-3)   # one factor per feature
+    # the least squares over gains and bias, written out: one row per (vector, channel)
+    d = raw.decoder.double()
+    cols = torch.cat([(a_raw.double()[:, :, None] * d[None]).permute(0, 2, 1).reshape(-1, 24),
+                      torch.eye(16, dtype=torch.float64).repeat(len(x), 1)], 1)
+    sol = torch.linalg.lstsq(cols, x.double().reshape(-1, 1)).solution
+    best = ((x.double().reshape(-1, 1) - cols @ sol) ** 2).sum()
+    got = ((x - ref.decode(a_ref[:, :, None, None])[:, :, 0, 0]) ** 2).sum()
+    before = ((x - raw.decode(a_raw[:, :, None, None])[:, :, 0, 0]) ** 2).sum()
+    assert float(got) == pytest.approx(float(best), rel=1e-3) and got < 0.9 * before
+    assert torch.equal(ref.decoder, raw.decoder)
+    iou = [core.dissect(G, seg, "feat", 100, cache=False, resolution=16, basis=b).iou("feat") for b in (raw, ref)]
+    assert np.allclose(iou[0], iou[1], atol=0.01) and np.abs(iou[0] - iou[1]).mean() < 1e-3
+    # mode="full": the whole decoder by least squares (a direct lstsq), reconstructing at least as well
+    full = bases.refit_decoder(raw, x, mode="full")
+    a_full = full.encode(x[:, :, None, None])[:, :, 0, 0]
+    assert torch.equal(a_full > 0, a_raw > 0)
+    A = torch.cat([a_raw, torch.ones(len(x), 1)], 1).double()
+    lsq = ((x.double() - A @ torch.linalg.lstsq(A, x.double()).solution) ** 2).sum()
+    got_full = ((x - full.decode(a_full[:, :, None, None])[:, :, 0, 0]) ** 2).sum()
+    assert float(got_full) == pytest.approx(float(lsq), rel=1e-3) and got_full <= got * (1 + 1e-4)
+    with pytest.raises(core.InputError, match="L1 sparse dictionary"):
+        bases.refit_decoder(bases.pca_basis(x), x)
+    with pytest.raises(core.InputError, match="mode must be one of"):
+        bases.refit_decoder(raw, x, mode="all")
+
+
 def test_health_numbers_against_a_direct_computation(planted):
     G, _, x, sae, pca = planted
     held = bases.layer_activations(G, "feat", 80, seed=9)
@@ -126,6 +187,48 @@ def test_ace_in_a_basis_ranks_the_planted_feature_first(planted):
     curve = causal.ablation_curve(G, seg, "feat", "c3", {"sae": top}, counts=(1, len(along)), n_samples=50,
                                   basis=sae)
     assert curve.removed.iloc[1] > 0.95 and curve.removed.iloc[0] < curve.removed.iloc[1]
+
+
+def test_unit_fid_and_repair_in_a_basis(planted):
+    """Unit FID of features: each feature's top images are those of the largest spatial maximum of its
+    feature map (brute force), and the features of a concept absent from the 'real' images have the
+    highest FID; ablating them along their directions brings the FID down, as many random features do not."""
+    from core.base.sampling import z_range
+    from core.engine import repair
+    from core.engine.fid import FeatureStats, frechet_distance
+    G, seg, _, sae, _ = planted
+    d = directions()
+    along = torch.nonzero(d[2] / d[2].norm() @ torch.tensor(sae.directions()).T > 0.9).view(-1).tolist()
+
+    c2 = seg.labels.index("c2")
+
+    def feats(images):                                                # colour statistics and c2's share
+        return torch.cat([images.mean((2, 3)), images.std((2, 3)),
+                          (seg.segment(images) == c2).float().mean((1, 2))[:, None]], 1)
+
+    st = FeatureStats()                                               # 'real': the scenes without concept c2
+    for a in range(0, 600, 200):
+        st.update(feats(generate(G, z_range(77, a, a + 200, G.z_dim), [Edit("feat", along, basis=sae)])))
+    real = st.mean_cov()
+    uf = repair.unit_fid(G, "feat", feats, real, n_samples=300, top=20, seed=3, batch_size=300, basis=sae)
+    z = z_range(3, 0, 300, G.z_dim)                                  # one batch (its noise is drawn per batch)
+    _, cap = generate(G, z, capture=["feat"])
+    smax = sae.encode(cap["feat"]).amax((2, 3))                      # [300, 24]
+    f = along[0]
+    got = smax[torch.as_tensor(uf.top_index[:, f]), f].sort().values     # (ties at the top: compare the values)
+    assert torch.allclose(got, smax[:, f].topk(20).values.sort().values)
+    sel = feats(G(z[uf.top_index[:, f]])).double()
+    direct = frechet_distance(sel.mean(0).numpy(), np.cov(sel.numpy(), rowvar=False), *real)
+    assert uf.fid.shape == (24,) and uf.fid[f] == pytest.approx(direct, rel=1e-6)
+    assert set(uf.highest(len(along))) == set(along)
+    table, _ = repair.repair_table(G, "feat", feats, real, along, n_candidates=300, n_eval=100, random_draws=3,
+                                   batch_size=100, basis=sae)
+    fid = dict(zip(table.variant, table.fid))
+    flagged = fid[f"{len(along)} flagged features ablated"]
+    assert flagged < 0.5 * fid["original"]
+    assert flagged < 0.5 * [v for k, v in fid.items() if k.startswith(f"{len(along)} random features")][0]
+    with pytest.raises(core.UnitIndexError):
+        repair.repair_table(G, "feat", feats, real, [30], n_candidates=50, n_eval=20, basis=sae)   # 24 features
 
 
 def test_cached_basis_round_trip_and_refusals(tmp_path, monkeypatch):

@@ -66,9 +66,13 @@ def test_cli_dissect_in_a_basis(tmp_path, monkeypatch):
     b = cached_basis(G, "layer3", "sae", n_samples=20, steps=20, expansion=2, cached_only=True)
     res = core.dissect(G, core.load_segmenter("toyworld"), "layer3", 16, basis=b)
     assert [r["concept"] for r in rows] == list(res.units("layer3").concept)
-    r = run(["dissect", "--model", str(p), "--basis", "sae", "--exclude-fid-above", "50", "--out",
-             str(tmp_path / "x")], tmp_path)
-    assert r.returncode == 2 and "--exclude-fid-above" in r.stderr and "--basis units" in r.stderr
+    # the FID filter in a basis: each feature by its own FID (a limit below all of them leaves all out)
+    r = run(["dissect", "--model", str(p), "--layers", "layer3", "--samples", "16", "--basis", "sae",
+             "--basis-samples", "20", "--sae-steps", "20", "--sae-expansion", "2", "--exclude-fid-above", "-1",
+             "--fid-samples", "20", "--out", str(tmp_path / "x"), "--strip-units", "0"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "x" / "dissection.json").read_text())
+    assert data["labeling"]["excluded_units"]["layer3"] == list(range(64)) and "64 features with FID above" in r.stderr
 
 
 def test_cli_errors_are_clear(tmp_path):
@@ -109,7 +113,7 @@ def test_cli_labelling_rules_and_the_fid_filter(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "fid" / "dissection.json").read_text())
     assert data["labeling"]["excluded_units"]["layer4"] == list(range(256))
-    assert not any(u["interpretable"] for u in data["layers"]["layer4"]) and "256 units with unit FID above" in r.stderr
+    assert not any(u["interpretable"] for u in data["layers"]["layer4"]) and "256 units with FID above" in r.stderr
 
 
 def test_cli_context_writes_classes_with_intervals(tmp_path):

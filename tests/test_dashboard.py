@@ -250,6 +250,54 @@ def test_concept_maps_units_vs_features(tmp_path, monkeypatch):
     assert {"units_n", "pca_n", "sae_n", "gain_sae", "gain_pca"} <= set(table.columns) and len(table)
 
 
+def test_features_on_whatif_tracing_causal_units_and_repair(tmp_path, monkeypatch):
+    """Every page that shows units takes a basis. In the SAE basis: What-if edits features (the same
+    numbers as units give other images), Tracing inserts features, Causal units asks ACE in that basis,
+    Artifact repair ranks features by FID and ablates them."""
+    from core.engine import causal
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    _small_bases(monkeypatch)
+    at = _page("views/whatif.py")
+    as_units = _urls(at)[1]
+    _control(at, "whatif_basis").set_value("sae").run()
+    at.button(key="whatif_fit").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.text_input[0].label == "Features (comma separated)"
+    assert _urls(at)[1] != as_units and _urls(at)[0] == _urls(_page("views/whatif.py"))[0]
+    assert any("sae-1024-l1: 1024 features" in c.value for c in at.caption)
+
+    at = _page("views/tracing.py")
+    _control(at, "trace_basis").set_value("sae").run()                 # fitted above: stored, no button
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.text_input[0].label == "Features (comma separated)" and len(at.get("plotly_chart")) == 2
+    assert any("features" in i.caption for img in _images(at) for i in img.proto.imgs)
+
+    asked = []
+    real_ace = causal.cached_ace
+    monkeypatch.setattr(causal, "cached_ace", lambda *a, **k: asked.append(k.get("basis")) or real_ace(*a, **k))
+    at = _page("views/causal_units.py")
+    _control(at, "causal_basis").set_value("sae").run()
+    assert not at.exception, at.exception
+    assert at.button(key="ace_run").label == "Find causal features"
+    assert asked[0] is None and asked[-1] is not None and asked[-1].n_features == 1024
+
+    _small_real_stats(tmp_path)
+    at = _page("views/repair.py")
+    _control(at, "repair_basis").set_value("sae").run()
+    at.button(key="ufid_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert list(table.columns[:2]) == ["feature", "fid"] and table.feature.max() < 1024 and not at.checkbox
+    at.button(key="fidcmp_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    fid = at.dataframe[1].value
+    assert fid.variant.tolist()[1:] == ["5 flagged features ablated", "5 random features ablated (mean of 3)"]
+
+
 def _drawing(cells=((0, 3), (0, 8))):
     """A canvas value as the drawable canvas sends it: a stroke over rows/columns of a 320 px canvas."""
     import base64

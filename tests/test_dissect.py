@@ -46,11 +46,15 @@ def test_sampling_is_batch_independent():
     assert not torch.equal(z_range(8, 0, 10, 5), a[:10])
 
 
-def test_exact_against_brute_force():
+@pytest.mark.parametrize("sparse_below", [0.0, 1.0], ids=["dense counting", "sparse counting"])
+def test_exact_against_brute_force(sparse_below, monkeypatch):
     """Every (unit, concept) threshold is the I/H argmax over the candidate thresholds computed
     by explicit counting on the even samples, and the IoU is the explicit count ratio on the
     odd samples. Tolerance: 1e-9 on IoU (floating-point ties at a threshold are the only
-    possible source of disagreement; none occur here)."""
+    possible source of disagreement; none occur here). Both counting paths: every map counted
+    (dense), and only the maps that leave bin 0, bin 0 derived from the slot totals (sparse)."""
+    from core.engine import tally
+    monkeypatch.setattr(tally, "SPARSE_BELOW", sparse_below)
     G, seg = tiny_progan(), ColorSegmenter()
     # a segmenter on a tiny random ProGAN: label pixels by the sign pattern of the image
     class SignSeg:

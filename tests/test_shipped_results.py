@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import core
 from core.base import cache
@@ -142,3 +143,21 @@ def test_the_cache_comes_first_and_the_shipped_results_can_be_turned_off(fresh, 
 def test_the_shipped_results_are_small(fresh):
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     assert 0 < size < _ship_module().BUDGET_MB * 1e6, f"{size / 1e6:.1f} MB: ship fewer layers"
+
+
+def test_the_shipped_dictionaries_load_at_once_in_float16_and_reconstruct(fresh):
+    """Every scene type's layer4 and layer6 sparse dictionary is shipped (float16 on disk, float32
+    in memory), found by ``cached_basis`` with an empty cache, and is a working dictionary of its
+    layer: it reconstructs fresh activations (FVU < 0.2) with few active features."""
+    from core.engine import bases
+    ship = _ship_module()
+    assert ship.check_bases(["layer4", "layer6"]) == [], "re-ship them: python scripts/ship_results.py --kinds basis"
+    stored = list((SHIPPED / "basis").iterdir())
+    assert len(stored) == len(ship.base_models()) * 2 >= 6
+    with np.load(stored[0] / "arrays.npz") as z:
+        assert {z[k].dtype for k in z.files} == {np.dtype(np.float16)}
+    G = core.load_generator("toyworld/room")
+    b = bases.cached_basis(G, "layer6", "sae", cached_only=True)
+    assert b.decoder.dtype == torch.float32 and b.n_features == 4 * layer_shape(G, "layer6")[0] and b.meta["refit"]
+    h = bases.basis_health(b, bases.layer_activations(G, "layer6", 20, seed=123))
+    assert h["fvu"] < 0.2 and h["mean_l0"] < 0.1 * b.n_features

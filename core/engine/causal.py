@@ -854,26 +854,28 @@ def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds:
 def curve_over_seeds(generator, segmenter, layer: str, concept, seeds: Sequence[int] = (0, 1, 2),
                      counts: Sequence[int] = (1, 2, 5, 10, 20), n_samples: int = 200, ace_steps: int = 150,
                      n_dissect: int = 400, progress: Callable | None = None, cache: bool = True,
-                     cached_only: bool = False) -> pd.DataFrame | None:
+                     cached_only: bool = False, basis=None) -> pd.DataFrame | None:
     """ACE vs IoU ablation curves over seeds: for each seed a fresh ACE (:func:`cached_ace` with that
     seed, initialised from the IoU of one cached dissection of ``n_dissect`` samples) and fresh
     images (curve seed 1000 + seed); per (ranking, n): the mean fraction removed over seeds, its 95%
     t-interval (``ci_low``, ``ci_high``) and the per-seed values. Every piece is cached, so a second
-    call is immediate; ``cached_only=True`` returns None unless every piece is stored."""
+    call is immediate; ``cached_only=True`` returns None unless every piece is stored. ``basis``: the
+    rankings and ablations are of that basis's features."""
     seeds = _check_seeds(seeds)
     check_callable("progress", progress)
     layer, c = _models(generator, segmenter, layer, concept)
+    basis = learned(basis, layer_units(generator, layer), layer)
     counts = [int(n) for n in counts]
     per_seed = []
     for i, seed in enumerate(seeds):
         res = cached_ace(generator, segmenter, layer, c, n_steps=ace_steps, n_dissect=n_dissect, seed=seed,
-                         cache=cache, cached_only=cached_only)
+                         cache=cache, cached_only=cached_only, basis=basis)
         if res is None:
             return None
         top = max(counts)
         rankings = {"ace": res.ranking[:top].tolist(), "iou": np.argsort(-res.init, kind="stable")[:top].tolist()}
         df = cached_ablation_curve(generator, segmenter, layer, c, rankings, counts=counts, n_samples=n_samples,
-                                   seed=1000 + seed, cache=cache, cached_only=cached_only)
+                                   seed=1000 + seed, cache=cache, cached_only=cached_only, basis=basis)
         if df is None:
             return None
         per_seed.append(df.assign(seed=seed))

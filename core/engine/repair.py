@@ -27,10 +27,11 @@ from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
 from core.base.devices import device_of
 from core.base.distributed import batches, gather_batches, rank_world
 from core.base.errors import InputError, UnitIndexError
-from core.base.hooks import layer_shape, resolve_layers
+from core.base.hooks import layer_shape, layer_units, resolve_layers
 from core.base.sampling import z_at, z_range
 from core.base.sharing import long_computation
 from core.base.validate import check_bool
+from core.engine.bases import learned
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
 
@@ -136,11 +137,13 @@ class UnitFID:
 @torch.no_grad()
 def unit_fid(generator, layer: str, features: Callable, real, n_samples: int = 20_000, top: int = 1_000,
              seed: int = 0, batch_size: int = 100, progress: Callable | None = None,
-             unit_chunk: int = 16) -> UnitFID:
+             unit_chunk: int = 16, basis=None) -> UnitFID:
     """FID of every unit's top-``top`` images (by spatial maximum) against ``real`` = (mu, cov),
-    from one pass of ``n_samples`` generated images."""
+    from one pass of ``n_samples`` generated images. ``basis``: of every feature of that basis
+    (ranked by the spatial maximum of its feature map)."""
     t0 = time.perf_counter()
     layer = resolve_layers(generator, [layer])[0]
+    basis = learned(basis, layer_units(generator, layer), layer)
     _check_unit_fid_args(n_samples, top, seed, batch_size)
     _count(unit_chunk, "unit_chunk", 1, 1 << 20, "use e.g. unit_chunk=16")
     _check_real(real)
@@ -151,7 +154,8 @@ def unit_fid(generator, layer: str, features: Callable, real, n_samples: int = 2
         z = z_range(seed, a, b, generator.z_dim, dev)
         images, cap = generate(generator, z, capture=[layer])
         feats.append(features(images).double().cpu())
-        maxes.append(cap[layer].float().amax((2, 3)).cpu())
+        r = cap[layer].float()
+        maxes.append((r if basis is None else basis.encode(r)).amax((2, 3)).cpu())
         done += b - a
         if progress:
             progress(min(n_samples, done * world), n_samples)
@@ -169,7 +173,7 @@ def unit_fid(generator, layer: str, features: Callable, real, n_samples: int = 2
                    top=top, seconds=time.perf_counter() - t0)
 
 
-UNIT_FID_VERSION = "unit-fid-v1"    # bump when unit_fid() changes what it returns
+UNIT_FID_VERSION = "unit-fid-v1"    # bump when unit_fid() changes what it returns (a basis keys apart)
 
 
 def _stats_id(real) -> str:
@@ -183,17 +187,19 @@ def _stats_id(real) -> str:
 
 def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_000, top: int = 1_000,
                     seed: int = 0, batch_size: int = 100, progress: Callable | None = None,
-                    cache: bool = True, cached_only: bool = False) -> UnitFID | None:
+                    cache: bool = True, cached_only: bool = False, basis=None) -> UnitFID | None:
     """:func:`unit_fid`, stored in ``cache/unit_fid`` keyed by the generator's and the feature
-    network's weights, the real statistics, layer, samples, top and seed. ``cached_only=True``:
-    the stored result or None, computing nothing."""
+    network's weights, the real statistics, layer, samples, top, seed and the basis.
+    ``cached_only=True``: the stored result or None, computing nothing."""
     layer = resolve_layers(generator, [layer])[0]
+    basis = learned(basis, layer_units(generator, layer), layer)
     _check_unit_fid_args(n_samples, top, seed, batch_size)
     _check_real(real)
     gid, fid_ = _cache.model_fingerprint(generator), _cache.model_fingerprint(features)
     key = None if not (gid and fid_) else _cache.make_key(
         kind="unit_fid", version=UNIT_FID_VERSION, generator=gid, features=fid_, real=_stats_id(real),
-        layer=layer, n=int(n_samples), top=int(top), seed=int(seed))
+        layer=layer, n=int(n_samples), top=int(top), seed=int(seed),
+        **({"basis": basis.cache_key} if basis is not None else {}))
 
     def decode(arr, meta):
         if progress:
@@ -203,7 +209,7 @@ def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_0
 
     return _cache.cached(
         "unit_fid", key,
-        lambda: unit_fid(generator, layer, features, real, n_samples, top, seed, batch_size, progress),
+        lambda: unit_fid(generator, layer, features, real, n_samples, top, seed, batch_size, progress, basis=basis),
         lambda uf: ({"fid": uf.fid, "top_index": uf.top_index}, {"layer": layer, "seconds": uf.seconds}),
         decode, enabled=cache, cached_only=check_bool("cached_only", cached_only))
 
@@ -212,12 +218,16 @@ def cached_unit_fid(generator, layer: str, features, real, n_samples: int = 20_0
 @torch.no_grad()
 def repair_table(generator, layer: str, features: Callable, real, units: Sequence[int],
                  n_candidates: int = 10_000, n_eval: int = 1_000, random_draws: int = 3, seed: int = 0,
-                 batch_size: int = 100, progress: Callable | None = None, n_units: int | None = None):
+                 batch_size: int = 100, progress: Callable | None = None, n_units: int | None = None,
+                 basis=None):
     """FID of (a) the original images, (b) the flagged ``units`` ablated, (c) as many random
     units ablated (``random_draws`` draws; mean and spread), on the ``n_eval`` of
     ``n_candidates`` images where the flagged units activate most (sum of their spatial maxima,
-    each unit scaled by its median). Returns (table DataFrame, eval sample indices)."""
+    each unit scaled by its median). Returns (table DataFrame, eval sample indices). ``basis``:
+    ``units`` are that basis's features, ablated along their decoder directions, against as many
+    random features."""
     layer = resolve_layers(generator, [layer])[0]
+    basis = learned(basis, layer_units(generator, layer), layer)
     n_candidates = _count(n_candidates, "n_candidates", 2, MAX_SAMPLES, "use e.g. n_candidates=10000")
     n_eval = _count(n_eval, "n_eval", 2, MAX_SAMPLES, "use e.g. n_eval=1000 (at most n_candidates)")
     random_draws = _count(random_draws, "random_draws", 1, 1000, "use e.g. random_draws=3")
@@ -227,13 +237,16 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
     units = _unit_list(units, "units", layer, allow_empty=False)          # type and sign: before any work
     if n_units is not None:
         n_units = _count(n_units, "n_units", 1, 1 << 24, "pass the layer's number of units, or leave it out")
+    if basis is not None:
+        n_units = basis.n_features
     units = _unit_list(units, "units", layer, n_units or layer_shape(generator, layer)[0], allow_empty=False)
     dev = device_of(generator)
     maxes = []
     for a in range(0, n_candidates, batch_size):
         z = z_range(seed, a, min(n_candidates, a + batch_size), generator.z_dim, dev)
         _, cap = generate(generator, z, capture=[layer])
-        maxes.append(cap[layer].float().amax((2, 3)).cpu())
+        r = cap[layer].float()
+        maxes.append((r if basis is None else basis.encode(r)).amax((2, 3)).cpu())
     M = torch.cat(maxes)
     U = M.shape[1]
     scale = M[:, units].median(0).values.abs().clamp(min=1e-6)
@@ -252,17 +265,18 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
         st = FeatureStats()
         for a in range(0, len(pick), batch_size):
             z = z_at(seed, pick[a:a + batch_size], generator.z_dim, dev)
-            edits = [Edit(layer, abl)] if abl else []
+            edits = [Edit(layer, abl, basis=basis)] if abl else []
             st.update(features(generate(generator, z, edits)))
             done += len(z)
             if progress:
                 progress(done, total)
         fid[name] = frechet_distance(*st.mean_cov(), *real)
     rand = np.array([v for k, v in fid.items() if k.startswith("random")])
+    what = "units" if basis is None else "features"
     rows = [{"variant": "original", "fid": fid["original"], "spread": 0.0, "units": ""},
-            {"variant": f"{len(units)} flagged units ablated", "fid": fid[f"{len(units)} flagged units ablated"],
+            {"variant": f"{len(units)} flagged {what} ablated", "fid": fid[f"{len(units)} flagged units ablated"],
              "spread": 0.0, "units": " ".join(map(str, units))},
-            {"variant": f"{len(units)} random units ablated (mean of {random_draws})", "fid": float(rand.mean()),
+            {"variant": f"{len(units)} random {what} ablated (mean of {random_draws})", "fid": float(rand.mean()),
              "spread": float(rand.std(ddof=1)) if len(rand) > 1 else 0.0,
              "units": "; ".join(" ".join(map(str, v)) for k, v in variants.items() if k.startswith("random"))}]
     return pd.DataFrame(rows), pick

@@ -131,6 +131,9 @@ def _pool():
     return _POOL
 
 
+SPARSE_BELOW = 0.5     # count only the live maps when at most this share of (unit, sample) maps leave bin 0
+
+
 class LayerTally:
     """Streaming statistics of one layer (all summable or min/max/top-k mergeable).
 
@@ -154,6 +157,7 @@ class LayerTally:
         self.unit_off_f = (uo + (_MAGIC if self.magic else 0)).float().view(-1, 1, 1, 1)
         self.unit_off_i = uo.to(torch.int32).view(-1, 1, 1, 1)
         self.lo = self.width = None
+        self.sparse_below = SPARSE_BELOW if torch.device(device).type == "cpu" else 0.0   # (nonzero() syncs)
         self.vmin = torch.full((n_units,), math.inf, device=device)
         self.vmax = torch.full((n_units,), -math.inf, device=device)
         self.k = topk
@@ -211,8 +215,15 @@ class LayerTally:
         self.top_v, j = v.topk(k, dim=1)
         self.top_i = i.gather(1, j)
         s = slot_off.shape[-1]
-        step = max(1, max_elems // (self.u * s * s))
         unit_major = act.transpose(0, 1)                          # [U, n, h, w]
+        if self.sparse_below > 0:
+            # (unit, sample) maps that reach bin >= 1 somewhere: bilinear weights are convex, so a map
+            # whose every cell is <= lo (bin 0) stays there at full resolution
+            live = (unit_major * self.scale + self.offset > 0).flatten(2).any(2)          # [U, n]
+            if float(live.float().mean()) <= self.sparse_below:
+                self._update_sparse(unit_major, live, slot_off, max_elems)
+                return
+        step = max(1, max_elems // (self.u * s * s))
         for a in range(0, n, step):
             x = upsample(unit_major[:, a:a + step] * self.scale + self.offset, self.ry, self.rx)
             x = x.ceil_().clamp_(0, self.bins)                    # bin = #thresholds below
@@ -225,6 +236,35 @@ class LayerTally:
             for kk in range(so.shape[0]):
                 last = kk == so.shape[0] - 1
                 self._count(base.add_(so[kk:kk + 1]) if last else base + so[kk:kk + 1])
+
+    def _update_sparse(self, unit_major, live, slot_off, max_elems):
+        """The same counts as the dense path when few (unit, sample) maps leave bin 0 (sparse
+        features: an SAE's map is off in most samples). Bin 0 of every unit gets all the batch's
+        pixels of each slot; each pixel of a live map above bin 0 then moves one count from bin 0 to
+        its bin. Only the live maps are upsampled, and only their pixels above bin 0 are counted."""
+        n_sets = 2 * self.n_slots
+        b1 = self.bins + 1
+        so_all = slot_off.long()                                              # [n, K, S, S]: set * slots + slot
+        per_slot = torch.bincount(so_all.reshape(-1), minlength=n_sets)[:n_sets]
+        self.hist.view(self.u, n_sets, b1)[:, :, 0] += per_slot.view(1, -1)
+        uu_all, nn_all = live.nonzero(as_tuple=True)
+        s = slot_off.shape[-1]
+        step = max(1, max_elems // (s * s))
+        scale, offset = self.scale.view(-1), self.offset.view(-1)
+        for a in range(0, len(uu_all), step):
+            uu, nn = uu_all[a:a + step], nn_all[a:a + step]
+            low = unit_major[uu, nn] * scale[uu].view(-1, 1, 1) + offset[uu].view(-1, 1, 1)   # [p, h, w]
+            x = upsample(low, self.ry, self.rx).ceil_().clamp_(0, self.bins)
+            p_i, yy, xx = (x > 0).nonzero(as_tuple=True)
+            if not len(p_i):
+                continue
+            unit0 = uu[p_i] * self.block
+            at = unit0 + x[p_i, yy, xx].long()
+            samp = nn[p_i]
+            ones = torch.ones(len(p_i), dtype=self.hist.dtype, device=self.hist.device)
+            for kk in range(so_all.shape[1]):
+                ss = so_all[samp, kk, yy, xx] * b1
+                self.hist.index_add_(0, torch.cat([at + ss, unit0 + ss]), torch.cat([ones, -ones]))
 
 
 # ----------------------------------------------------------------------------- finalise

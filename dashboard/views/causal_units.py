@@ -17,6 +17,7 @@ from dashboard.common import (
     fix_for,
     generator,
     note_turn,
+    page_basis,
     pick_layer,
     pick_model,
     pick_samples,
@@ -34,6 +35,10 @@ name, G = pick_model()
 layer = pick_layer(G)
 n_dissect = pick_samples()
 seg = segmenter()
+kind, basis = page_basis(name, G, layer, "causal_basis", help="Find the causal units (the paper), PCA directions "
+                         "or sparse features: ACE then weighs each feature, moved along its own direction.")
+what = "features" if basis is not None else "units"
+bkey = basis.cache_key if basis is not None else "units"
 c1, c2, c3 = st.columns(3)
 concept = c1.selectbox("Concept", seg.labels[1:], index=seg.labels[1:].index("door") if "door" in seg.labels else 0)
 steps = c2.select_slider("Optimisation steps", [20, 50, 100, 200], value=50)
@@ -43,18 +48,19 @@ curve_n = c3.select_slider("Images for the ablation curve", [50, 100, 200, 500],
 def run_ace(layer, concept, steps, n_dissect):
     """ACE from core's disk cache (cache/ace: any session, the Paint page and scripts share it)."""
     bar = st.progress(0.0, text="Optimising alpha…")
-    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect,
+    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect, basis=basis,
                             progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
     bar.empty()
     return res, res.k
 
 
-key = (name, layer, concept, steps)
+key = (name, layer, concept, steps, bkey)
 try:        # a result computed before (by any session, the Paint page or a script) shows at once
-    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect, cached_only=True)
+    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect, cached_only=True,
+                            basis=basis)
 except ERRORS as e:
     fail(f"Cannot look up the causal units of {concept}", e, fix_for(e))
-if res is None and (st.button("Find causal units", type="primary") or st.session_state.get("ace_key") == key):
+if res is None and (st.button(f"Find causal {what}", type="primary", key="ace_run") or st.session_state.get("ace_key") == key):
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True) as box:
@@ -64,7 +70,8 @@ if res is None and (st.button("Find causal units", type="primary") or st.session
     except ERRORS as e:
         fail(f"Cannot find the causal units of {concept}", e, fix_for(e))
 if res is not None:
-    st.write(f"Top {res.top_n} causal units: `{', '.join(map(str, res.units))}` "
+    st.write(f"Top {res.top_n} causal {what}{f' ({basis.name})' if basis is not None else ''}: "
+             f"`{', '.join(map(str, res.units))}` "
              f"({len(res.losses)} steps, computed in {res.seconds:.0f} s; stored in `cache/ace`)")
     loss = go.Figure([go.Scatter(y=res.losses, mode="lines", name="per step", line=dict(color="#b0b8c8", width=1)),
                       go.Scatter(y=res.loss_trend(10), mode="lines", name="mean of the last 10 steps",
@@ -83,19 +90,20 @@ if res is not None:
             rankings = {"ace": res.ranking[:20].tolist(), "iou": (-res.init).argsort(kind="stable")[:20].tolist()}
             args = dict(counts=(1, 2, 5, 10, 20), n_samples=curve_n)
             try:
-                df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, **args)
+                df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, basis=basis,
+                                                  **args)
                 if df is None:
                     with st.status(f"Ablation curve over {curve_n} images…", expanded=True) as box:
                         note_turn(box)
                         bar = st.progress(0.0, text="Ablating…")
                         df = causal.cached_ablation_curve(
-                            G, seg, layer, concept, rankings,
+                            G, seg, layer, concept, rankings, basis=basis,
                             progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"), **args)
                         box.update(state="complete", expanded=False)
             except ERRORS as e:
                 fail("The ablation curve failed", e, fix_for(e))
             st.plotly_chart(px.line(df, x="n", y="removed", color="ranking", markers=True,
-                                    labels={"n": "units ablated", "removed": f"fraction of {concept} pixels removed"},
+                                    labels={"n": f"{what} ablated", "removed": f"fraction of {concept} pixels removed"},
                                     title=f"Fraction of {concept} pixels removed"), width="stretch")
             seconds = df.attrs.get("seconds")
             st.caption(("Stored result" if df.attrs.get("stored") else "Computed now")
@@ -105,14 +113,14 @@ if res is not None:
             args = dict(seeds=(0, 1, 2), counts=(1, 2, 5, 10, 20), n_samples=curve_n, ace_steps=steps,
                         n_dissect=n_dissect)
             try:
-                df = causal.curve_over_seeds(G, seg, layer, concept, cached_only=True, **args)
+                df = causal.curve_over_seeds(G, seg, layer, concept, cached_only=True, basis=basis, **args)
                 if df is None:
                     with st.status(f"ACE and ablation curves for 3 seeds over {curve_n} images each…",
                                    expanded=True) as box:
                         note_turn(box)
                         bar = st.progress(0.0, text="Seed 1 of 3…")
                         df = causal.curve_over_seeds(
-                            G, seg, layer, concept,
+                            G, seg, layer, concept, basis=basis,
                             progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} seeds done"), **args)
                         box.update(state="complete", expanded=False)
             except ERRORS as e:
@@ -122,7 +130,7 @@ if res is not None:
                                                      arrayminus=g.removed - g.ci_low))
                              for name, g in df.groupby("ranking")])
             fig.update_layout(title=f"Fraction of {concept} pixels removed: mean of 3 seeds, 95% interval",
-                              xaxis_title="units ablated", yaxis_title=f"fraction of {concept} pixels removed",
+                              xaxis_title=f"{what} ablated", yaxis_title=f"fraction of {concept} pixels removed",
                               height=380, margin=dict(t=40, b=10))
             st.plotly_chart(fig, width="stretch")
             st.caption(f"Seeds 0, 1, 2: each a fresh ACE ({steps} steps, from the IoU of one dissection of "
@@ -131,16 +139,18 @@ if res is not None:
     z = z_range(7, 0, 6, G.z_dim)
     with torch.no_grad():
         before = to_uint8(generate(G, z))
-        after = to_uint8(generate(G, z, [Edit(layer, res.units)]))
+        after = to_uint8(generate(G, z, [Edit(layer, res.units, basis=basis)]))
     st.image(list(before), width=104, caption=["before"] * 6, output_format="PNG")
-    st.image(list(after), width=104, caption=[f"{concept} units ablated"] * 6, output_format="PNG")
+    st.image(list(after), width=104, caption=[f"{concept} {what} ablated"] * 6, output_format="PNG")
 else:
-    st.info("Pick a concept and press **Find causal units** (its result is stored: any later visit shows it).")
+    st.info(f"Pick a concept and press **Find causal {what}** (its result is stored: any later visit shows it).")
 
 # ----------------------------------------------------------------------------- Fig. 9-10
 st.subheader("Removal table across scene types")
 st.caption(f"For each scene type's generator: the {concept} causal units at {layer} (ACE, {steps} steps), "
-           f"and the percent of {concept} pixels removed when they are ablated ({curve_n} images).")
+           f"and the percent of {concept} pixels removed when they are ablated ({curve_n} images)."
+           + (" In units: each generator's features are its own, so the table compares units."
+              if basis is not None else ""))
 
 
 n_seeds = st.select_slider("Seeds (a fresh ACE and fresh images each)", [1, 3], value=1, key="removal_seeds",

@@ -18,10 +18,9 @@ from dashboard.common import (
     concept_color,
     dissection,
     fail,
-    fitted_basis,
     fix_for,
     note_turn,
-    pick_basis,
+    page_basis,
     pick_layer,
     pick_model,
     pick_samples,
@@ -43,15 +42,9 @@ try:
 except ERRORS as e:
     fail(f"Cannot paint at {layer}", e, fix_for(e))
 
-kind = pick_basis("paint_basis", help="Paint with units (the paper), PCA directions or sparse features: the paint "
-                  "sets each chosen feature to its insertion value along its own direction. Fitted and dissected "
-                  "once per layer (Unit browser or here).")
-basis = fitted_basis(name, G, layer, kind, compute=False)
-if kind != "units" and basis is None:
-    st.info(f"The {kind.upper()} basis of {layer} is not fitted yet (once per layer, saved to `cache/`).")
-    if not st.button(f"Fit the {kind.upper()} basis", type="primary", key="paint_fit"):
-        st.stop()
-    basis = fitted_basis(name, G, layer, kind, compute=True)
+kind, basis = page_basis(name, G, layer, "paint_basis", help="Paint with units (the paper), PCA directions or "
+                         "sparse features: the paint sets each chosen feature to its insertion value along its own "
+                         "direction. Fitted and dissected once per layer (Unit browser or here).")
 what = "features" if basis is not None else "units"
 bkey = basis.cache_key if basis is not None else "units"
 

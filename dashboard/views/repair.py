@@ -9,7 +9,7 @@ from core.base.devices import for_serving
 from core.engine import repair
 from core.outputs.visualize import unit_strips
 from core.studies import evaluation
-from dashboard.common import ERRORS, device, fail, fix_for, note_turn, pick_layer, pick_model
+from dashboard.common import ERRORS, device, fail, fix_for, note_turn, page_basis, pick_layer, pick_model
 
 st.title("Artifact repair")
 st.caption("Unit FID (paper §4.2, supplement S-6.1): for each unit, the FID of the generated images where "
@@ -19,6 +19,11 @@ st.caption("Unit FID (paper §4.2, supplement S-6.1): for each unit, the FID of 
            "distribution, two sets of real scenes differ by about 0.01, the shipped town is about 0.07.")
 name, G = pick_model()
 layer = pick_layer(G)
+kind, basis = page_basis(name, G, layer, "repair_basis", help="Unit FID of the layer's units (the paper), of its PCA "
+                         "directions or of its sparse features (each ranked by its own feature map); ablating a "
+                         "feature removes it along its own direction.")
+bkey = basis.cache_key if basis is not None else "units"
+what, one = ("features", "feature") if basis is not None else ("units", "unit")
 c1, c2 = st.columns(2)
 n = c1.select_slider("Generated images", [500, 2000, 5000, 20000], value=500)
 top = c2.select_slider("Top images per unit", [50, 100, 250, 1000], value=50)
@@ -35,20 +40,20 @@ def features():
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def run_unit_fid(model, layer, n, top, _G):
+def run_unit_fid(model, layer, n, top, basis_key, _G, _basis):
     bar = st.progress(0.0, text="Generating…")
     real = evaluation.cached_real_stats(features(), _G.meta.get("scene", "town"), _G.resolution)
-    uf = repair.cached_unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n),
+    uf = repair.cached_unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n), basis=_basis,
                                 progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"))
     bar.empty()
     return uf, real
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def compare_fid(model, layer, n, chosen, n_units, _G, _real):
+def compare_fid(model, layer, n, chosen, n_units, basis_key, _G, _real, _basis):
     bar = st.progress(0.0, text="FID before and after ablating…")
     t, _ = repair.repair_table(_G, layer, features(), _real, list(chosen), n_candidates=n,
-                               n_eval=max(n // 5, 50), n_units=n_units,
+                               n_eval=max(n // 5, 50), n_units=n_units, basis=_basis,
                                progress=lambda d, total: bar.progress(min(d / total, 1.0), text=f"{d}/{total} images"))
     bar.empty()
     return t
@@ -59,24 +64,52 @@ def stored_unit_fid(layer, n, top):
     real = evaluation.cached_real_stats(features(), G.meta.get("scene", "town"), G.resolution, cached_only=True)
     if real is None:
         return None, None
-    return repair.cached_unit_fid(G, layer, features(), real, n_samples=n, top=min(top, n), cached_only=True), real
+    return repair.cached_unit_fid(G, layer, features(), real, n_samples=n, top=min(top, n), cached_only=True,
+                                  basis=basis), real
 
 
 try:
     uf, real = stored_unit_fid(layer, n, top)
 except ERRORS as e:
     fail("Reading the stored unit FID failed", e, fix_for(e))
-if uf is None and (st.button("Compute unit FID", type="primary")
-                   or st.session_state.get("ufid_key") == (name, layer, n, top)):
-    st.session_state["ufid_key"] = (name, layer, n, top)
+if uf is None and (st.button(f"Compute {one} FID", type="primary", key="ufid_run")
+                   or st.session_state.get("ufid_key") == (name, layer, n, top, bkey)):
+    st.session_state["ufid_key"] = (name, layer, n, top, bkey)
     try:
-        with st.status("Per-unit FID", expanded=True) as box:
+        with st.status(f"Per-{one} FID", expanded=True) as box:
             note_turn(box)
-            uf, real = run_unit_fid(name, layer, n, top, G)
+            uf, real = run_unit_fid(name, layer, n, top, bkey, G, basis)
             box.update(state="complete", expanded=False)     # its progress bar is gone: no empty box
     except ERRORS as e:
-        fail("Per-unit FID failed", e, fix_for(e))
-if uf is not None:
+        fail(f"Per-{one} FID failed", e, fix_for(e))
+if uf is not None and basis is not None:
+    table = uf.table().rename(columns={"unit": "feature"})
+    st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
+    st.caption(f"The 30 features ({basis.name}) of highest FID at {layer}: each over its top {uf.top} of "
+               f"{uf.n_samples} generated images (computed in {uf.seconds:.0f} s; stored in `cache/unit_fid`). "
+               "Flags are the lab's list of artifact *units*: switch the basis to units to flag.")
+    st.subheader("Candidates (highest feature FID)")
+    cands = uf.highest(8)
+    strips = unit_strips(G, layer, cands, [-1e9] * len(cands), uf.top_index[:6, cands].T, uf.seed, basis=basis)
+    for u in cands:
+        st.image(strips[u], caption=f"feature {u}: FID {uf.fid[u]:.3f}")
+    chosen = uf.highest(5)
+    fkey = (name, layer, n, tuple(chosen), bkey)
+    if st.button(f"Ablate the {len(chosen)} features of highest FID and compare FID", key="fidcmp_run") \
+            or st.session_state.get("fidcmp_key") == fkey:
+        st.session_state["fidcmp_key"] = fkey
+        try:
+            with st.status("FID before and after ablating", expanded=True) as box:
+                note_turn(box)
+                t = compare_fid(name, layer, n, tuple(chosen), len(uf.fid), bkey, G, real, basis)
+                box.update(state="complete", expanded=False)
+        except ERRORS as e:
+            fail("The FID comparison failed", e, fix_for(e))
+        st.dataframe(t, hide_index=True, width="stretch")
+        st.caption("FID in the toyworld feature space against 10,000 real scenes (lower is better): the generator "
+                   "as it is, with the features ablated along their directions, and with as many random features "
+                   "ablated. Kept for every session of this server.")
+elif uf is not None:
     table = uf.table()
     st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
     st.caption(f"The 30 units of highest unit FID at {layer}: each over its top {uf.top} of {uf.n_samples} "
@@ -121,7 +154,7 @@ if uf is not None:
         try:
             with st.status("FID before and after ablating", expanded=True) as box:
                 note_turn(box)
-                t = compare_fid(name, layer, n, tuple(chosen), n_units, G, real)
+                t = compare_fid(name, layer, n, tuple(chosen), n_units, bkey, G, real, None)
                 box.update(state="complete", expanded=False)
         except ERRORS as e:
             fail("The FID comparison failed", e, fix_for(e))
@@ -130,4 +163,4 @@ if uf is not None:
                    "real scenes differ by about 0.01): the generator as it is, with the chosen units ablated, and "
                    "with as many random units ablated. Kept for every session of this server.")
 else:
-    st.info("Press **Compute unit FID** (its result is stored: any later visit shows it).")
+    st.info(f"Press **Compute {one} FID** (its result is stored: any later visit shows it).")

@@ -14,9 +14,8 @@ from dashboard.common import (
     concept_color,
     dissection,
     fail,
-    fitted_basis,
     fix_for,
-    pick_basis,
+    page_basis,
     pick_layer,
     pick_model,
     pick_samples,
@@ -32,18 +31,12 @@ st.caption("Every unit of a layer with its label (paper §3.1), by the rule of t
 name, G = pick_model()
 layer = pick_layer(G)
 n = pick_samples()
-kind = pick_basis("units_basis")
+kind = st.session_state.get("units_basis", "units")
 if st.session_state.get("units_basis_shown", kind) != kind:      # another basis: its rows are other things
     for k in ("unit_pick", "units_concept_pick"):
         st.session_state.pop(k, None)
 st.session_state["units_basis_shown"] = kind
-basis = fitted_basis(name, G, layer, kind, compute=False)
-if kind != "units" and basis is None:
-    st.info(f"The {kind.upper()} basis of {layer} of {name} is not fitted yet (fitted once on 1,000 samples and "
-            "saved to `cache/`; a sparse dictionary takes a few minutes on 2 CPU cores, PCA seconds).")
-    if not st.button(f"Fit the {kind.upper()} basis", type="primary", key="units_fit"):
-        st.stop()
-    basis = fitted_basis(name, G, layer, kind, compute=True)
+kind, basis = page_basis(name, G, layer, "units_basis")
 what = "feature" if basis is not None else "unit"
 
 res = dissection(name, G, [layer], n, compute=False, basis=basis)

@@ -15,6 +15,7 @@ from dashboard.common import (
     dissection,
     fail,
     fix_for,
+    page_basis,
     parse_units,
     pick_layer,
     pick_model,
@@ -23,20 +24,25 @@ from dashboard.common import (
 
 st.title("What-if")
 st.caption("Ablate (set to 0) or insert (set to their insertion values k) any units you name, in a "
-           "rectangle of the layer's featuremap, and see eight images before and after. Edits travel with "
+           "rectangle of the layer's featuremap, and see eight images before and after. In a PCA or sparse-"
+           "feature basis the numbers are features, each edited along its own direction. Edits travel with "
            "this session's own computation: other users never see them.")
 name, G = pick_model()
 layer = pick_layer(G)
 seg = segmenter()
+kind, basis = page_basis(name, G, layer, "whatif_basis")
+bkey = basis.cache_key if basis is not None else "units"
+what = "features" if basis is not None else "units"
 
 
 @st.cache_data(show_spinner="Computing insertion constants…", max_entries=64)
-def constants(model: str, segmenter_key: str, layer: str, concept: str, _G, _seg):
+def constants(model: str, segmenter_key: str, layer: str, concept: str, basis_key: str, _G, _seg, _basis):
     """The same values as Paint's (100 samples, stored on disk; shipped for the zoo's models)."""
-    return cached_insertion_constants(_G, _seg, layer, concept, n_samples=100)
+    return cached_insertion_constants(_G, _seg, layer, concept, n_samples=100, basis=_basis)
 
 
-n_units, h, w = layer_shape(G, layer)          # probed once per model and layer
+n_layer_units, h, w = layer_shape(G, layer)    # probed once per model and layer
+n_units = basis.n_features if basis is not None else n_layer_units
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -50,7 +56,8 @@ def unedited(model: str, seed: int, _G):
 def default_concept(units_txt: str, options: list[str]) -> int:
     """The index of the concept most of the typed units are labelled with (the stored or shipped
     dissection), else of the first concept."""
-    res = dissection(name, G, [layer], st.session_state.get("shared_samples", default_samples()), compute=False)
+    res = dissection(name, G, [layer], st.session_state.get("shared_samples", default_samples()), compute=False,
+                     basis=basis)
     try:
         units = parse_units(units_txt, n_units, layer)
     except ERRORS:
@@ -68,32 +75,35 @@ def what_if():
     c1, c2, c3 = st.columns([1, 1, 2])
     mode = c1.radio("Edit", ["ablate", "insert"], horizontal=True)
     seed = int(c2.number_input("Seed", 0, 10**6, 0))
-    units_txt = c3.text_input("Units (comma separated)", "0, 1, 2, 3, 4")
+    units_txt = c3.text_input(f"{what.capitalize()} (comma separated)", "0, 1, 2, 3, 4", key=f"whatif_units-{kind}")
     concept = None
     if mode == "insert":
         options = list(seg.labels[1:])
-        if st.session_state.get("whatif_concept_for") != (name, layer, units_txt):   # new units: a new default
-            st.session_state["whatif_concept_for"] = (name, layer, units_txt)
+        if st.session_state.get("whatif_concept_for") != (name, layer, kind, units_txt):   # new units: a new default
+            st.session_state["whatif_concept_for"] = (name, layer, kind, units_txt)
             st.session_state["whatif_concept"] = options[default_concept(units_txt, options)]
         concept = st.selectbox("Insert values from concept", options, key="whatif_concept",
-                               help="The units are set to their mean activation where this concept is (insertion "
-                                    "values k, 100 samples). Default: the concept most of the chosen units are "
-                                    "labelled with in the stored dissection.")
+                               help=f"The {what} are set to their mean activation where this concept is "
+                                    f"(insertion values k, 100 samples). Default: the concept most of the chosen "
+                                    f"{what} are labelled with in the stored dissection.")
     rows = st.slider("Region rows", 0, h, (0, h))
     cols = st.slider("Region columns", 0, w, (0, w))
     try:
         units = parse_units(units_txt, n_units, layer)
         mask = np.zeros((h, w), np.float32)
         mask[rows[0]:rows[1], cols[0]:cols[1]] = 1
-        value = constants(G.cache_key, seg.cache_key, layer, concept, G, seg)[units] if mode == "insert" else None
+        value = (constants(G.cache_key, seg.cache_key, layer, concept, bkey, G, seg, basis)[units]
+                 if mode == "insert" else None)
         z = z_range(seed, 0, 8, G.z_dim)
         before = unedited(G.cache_key, seed, G)
         with torch.no_grad():
-            after = to_uint8(generate(G, z, [Edit(layer, units, mode, value, mask)]))
+            after = to_uint8(generate(G, z, [Edit(layer, units, mode, value, mask, basis=basis)]))
     except ERRORS as e:
         fail("Cannot apply this edit", e, fix_for(e), stop=False)
         return
-    st.caption(f"{layer} has {n_units} units on a {h}x{w} grid; the region covers {int(mask.sum())} cells.")
+    st.caption(f"{layer} has {n_layer_units} units on a {h}x{w} grid"
+               + (f" ({basis.name}: {n_units} features)" if basis is not None else "")
+               + f"; the region covers {int(mask.sum())} cells.")
     st.image(before, width=104, caption=[f"before #{i}" for i in range(8)])
     st.image(list(after), width=104, caption=[f"after #{i}" for i in range(8)], output_format="PNG")
 
