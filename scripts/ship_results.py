@@ -59,6 +59,11 @@ def plan(layers=("layer4", "layer6")) -> list[dict]:
     return items
 
 
+def _torch_version() -> str:
+    import torch
+    return torch.__version__
+
+
 def base_models() -> list[str]:
     """The base model of every toyworld scene type (its variants and snapshots share its scene)."""
     import core
@@ -195,7 +200,8 @@ def main(argv=None):
         index = {"made": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python scripts/ship_results.py "
                  + " ".join(argv if argv is not None else sys.argv[1:]), "items": items, "entries": n_entries, "not_shipped": skipped,
                  "bases": [f"{m} {layer}" for m in base_models() for layer in layers],
-                 "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1)}
+                 "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1),
+                 "torch": old_index.get("torch") if not rebuild & {"dissect", "insertion"} else _torch_version()}
         (staged / "index.json").write_text(json.dumps(index, indent=1) + "\n")
         old = DEST.with_name(DEST.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -99,6 +99,13 @@ def test_refit_gains_are_the_least_squares_ones_and_keep_every_feature_map(plant
     assert torch.equal(ref.decoder, raw.decoder)
     iou = [core.dissect(G, seg, "feat", 100, cache=False, resolution=16, basis=b).iou("feat") for b in (raw, ref)]
     assert np.allclose(iou[0], iou[1], atol=0.01) and np.abs(iou[0] - iou[1]).mean() < 1e-3
+    # bounded gains: every gain within [1 / max_gain, max_gain], and the fit no worse than no refit
+    capped = bases.refit_decoder(raw, x, max_gain=1.1)
+    gain = capped.encoder.norm(dim=1) / raw.encoder.norm(dim=1)
+    assert (gain <= 1.1 + 1e-4).all() and (gain >= 1 / 1.1 - 1e-4).all() and (gain > 1.09).any()
+    a_cap = capped.encode(x[:, :, None, None])[:, :, 0, 0]
+    got_cap = ((x - capped.decode(a_cap[:, :, None, None])[:, :, 0, 0]) ** 2).sum()
+    assert got * (1 - 1e-4) <= got_cap < before
     # mode="full": the whole decoder by least squares (a direct lstsq), reconstructing at least as well
     full = bases.refit_decoder(raw, x, mode="full")
     a_full = full.encode(x[:, :, None, None])[:, :, 0, 0]

@@ -406,7 +406,8 @@ def train_sae(x: torch.Tensor, n_features: int, k: int = 16, *, sparsity: str = 
 
 
 @torch.no_grad()
-def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: float = 1e-9, mode: str = "gains") -> Basis:
+def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: float = 1e-9, mode: str = "gains",
+                  max_gain: float = 4.0) -> Basis:
     """An L1 dictionary with a gain per feature and the decoder bias refitted by least squares on
     ``x`` [M, C]: ``min || x - sum_f g_f a_f(x) d_f - b ||^2`` over the gains g and the bias b, the
     features' activations a_f and directions d_f held fixed.
@@ -415,7 +416,9 @@ def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: floa
     little. The gains g_f > 0 are folded into the encoder (ReLU is positively homogeneous:
     ``ReLU(g pre) = g ReLU(pre)``), so every feature map is the old one times g_f: the same support,
     the same quantile thresholds and IoU, the same unit-norm directions. Features that never fire
-    on ``x`` keep their gain of 1.
+    on ``x`` keep their gain of 1. Gains are bounded to ``[1 / max_gain, max_gain]`` (a bound is held
+    and the other gains solved again): a feature that fires weakly and rarely would otherwise take a
+    gain of thousands, and its encoder row and bias magnitudes that float16 cannot hold.
 
     ``mode="full"`` refits the directions too (``min || x - A W - b ||^2`` over the whole decoder W,
     its rows' norms folded into the encoder the same way): it reconstructs more (town layer6: the
@@ -426,6 +429,7 @@ def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: floa
         raise InputError(f"refit_decoder needs an L1 sparse dictionary, got {basis.name}",
                          fix="refit only bases from train_sae(..., sparsity='l1')")
     check_choice("mode", mode, ("gains", "full"))
+    check_float("max_gain", max_gain, 1.0)
     x = x.detach().float()
     dev = x.device
     b = basis.to(dev)
@@ -442,7 +446,8 @@ def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: floa
         aa += (act.T @ act).double()
         ax += (act.T @ xb).double()
         s1 += act.sum(0).double()
-    # normal equations of min || X - sum_f g_f a_f d_f - bias ||^2 over the gains g and the bias
+    # normal equations of min || X - sum_f g_f a_f d_f - bias ||^2 over the gains g and the bias;
+    # gains outside [1 / max_gain, max_gain] are held at the bound and the rest solved again
     m = len(x)
     sys_ = torch.zeros(n_f + c, n_f + c, dtype=torch.float64, device=dev)
     sys_[:n_f, :n_f] = aa * (d @ d.T)
@@ -451,11 +456,20 @@ def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: floa
     sys_[n_f:, n_f:] = m * torch.eye(c, dtype=torch.float64, device=dev)
     rhs = torch.cat([(ax * d).sum(1), x.double().sum(0)])
     fired = aa.diagonal() > 0
-    diag = sys_.diagonal().clone()
-    sys_ += torch.diag(ridge * diag + torch.cat([(~fired).double(), torch.zeros(c, dtype=torch.float64, device=dev)]))
-    sol = torch.linalg.solve(sys_, rhs)
-    g, bias = sol[:n_f], sol[n_f:]
-    g = torch.where(fired & (g > 1e-6), g, torch.ones_like(g))        # never fired (or no use): unchanged
+    sys_ += torch.diag(ridge * sys_.diagonal())
+    held = torch.cat([~fired, torch.zeros(c, dtype=torch.bool, device=dev)])    # never fired: gain 1
+    value = torch.ones(n_f + c, dtype=torch.float64, device=dev)
+    for _ in range(8):
+        free = ~held
+        sol = value.clone()
+        sol[free] = torch.linalg.solve(sys_[free][:, free], rhs[free] - sys_[free][:, held] @ value[held])
+        g_all = sol[:n_f]
+        out = free[:n_f] & ((g_all > max_gain) | (g_all < 1 / max_gain))
+        if not bool(out.any()):
+            break
+        value[:n_f] = torch.where(out, g_all.clamp(1 / max_gain, max_gain), value[:n_f])
+        held[:n_f] |= out
+    g, bias = sol[:n_f].clamp(1 / max_gain, max_gain), sol[n_f:]
     enc = b.encoder.double()
     enc_bias = (b.enc_bias.double() + (bias - b.dec_bias.double()) @ enc.T) * g
     meta = dict(b.meta, refit="gains", refit_vectors=len(x))
