@@ -68,6 +68,24 @@ def stored_unit_fid(layer, n, top):
                                   basis=basis), real
 
 
+def fid_comparison(label: str, chosen, n_units: int, what: str):
+    """The button and table of FID before and after ablating ``chosen`` (units, or the basis's features)."""
+    fkey = (name, layer, n, tuple(chosen), bkey)
+    if not (st.button(label, key="fidcmp_run") or st.session_state.get("fidcmp_key") == fkey):
+        return
+    st.session_state["fidcmp_key"] = fkey
+    try:
+        with st.status("FID before and after ablating", expanded=True) as box:
+            note_turn(box)
+            t = compare_fid(name, layer, n, tuple(chosen), n_units, bkey, G, real, basis)
+            box.update(state="complete", expanded=False)
+    except ERRORS as e:
+        fail("The FID comparison failed", e, fix_for(e))
+    st.dataframe(t, hide_index=True, width="stretch")
+    st.caption("FID in the toyworld feature space against 10,000 real scenes (lower is better; two sets of real "
+               f"scenes differ by about 0.01): {what}. Kept for every session of this server.")
+
+
 try:
     uf, real = stored_unit_fid(layer, n, top)
 except ERRORS as e:
@@ -94,21 +112,9 @@ if uf is not None and basis is not None:
     for u in cands:
         st.image(strips[u], caption=f"feature {u}: FID {uf.fid[u]:.3f}")
     chosen = uf.highest(5)
-    fkey = (name, layer, n, tuple(chosen), bkey)
-    if st.button(f"Ablate the {len(chosen)} features of highest FID and compare FID", key="fidcmp_run") \
-            or st.session_state.get("fidcmp_key") == fkey:
-        st.session_state["fidcmp_key"] = fkey
-        try:
-            with st.status("FID before and after ablating", expanded=True) as box:
-                note_turn(box)
-                t = compare_fid(name, layer, n, tuple(chosen), len(uf.fid), bkey, G, real, basis)
-                box.update(state="complete", expanded=False)
-        except ERRORS as e:
-            fail("The FID comparison failed", e, fix_for(e))
-        st.dataframe(t, hide_index=True, width="stretch")
-        st.caption("FID in the toyworld feature space against 10,000 real scenes (lower is better): the generator "
-                   "as it is, with the features ablated along their directions, and with as many random features "
-                   "ablated. Kept for every session of this server.")
+    fid_comparison(f"Ablate the {len(chosen)} features of highest FID and compare FID", chosen, len(uf.fid),
+                   "the generator as it is, with the features ablated along their directions, and with as many "
+                   "random features ablated")
 elif uf is not None:
     table = uf.table()
     st.dataframe(table.head(30), hide_index=True, width="stretch", height=240)
@@ -148,19 +154,7 @@ elif uf is not None:
         col1.checkbox(f"unit {u}", key=key, on_change=toggle, args=(name, layer, u, fingerprint, n_units, key))
         col2.image(strips[u], caption=f"unit {u}: FID {uf.fid[u]:.3f}")
     chosen = sorted(flags) or uf.highest(5)
-    fkey = (name, layer, n, tuple(chosen))
-    if st.button(f"Ablate {len(chosen)} units and compare FID") or st.session_state.get("fidcmp_key") == fkey:
-        st.session_state["fidcmp_key"] = fkey
-        try:
-            with st.status("FID before and after ablating", expanded=True) as box:
-                note_turn(box)
-                t = compare_fid(name, layer, n, tuple(chosen), n_units, bkey, G, real, None)
-                box.update(state="complete", expanded=False)
-        except ERRORS as e:
-            fail("The FID comparison failed", e, fix_for(e))
-        st.dataframe(t, hide_index=True, width="stretch")
-        st.caption("FID in the toyworld feature space against 10,000 real scenes (lower is better; two sets of "
-                   "real scenes differ by about 0.01): the generator as it is, with the chosen units ablated, and "
-                   "with as many random units ablated. Kept for every session of this server.")
+    fid_comparison(f"Ablate {len(chosen)} units and compare FID", chosen, n_units,
+                   "the generator as it is, with the chosen units ablated, and with as many random units ablated")
 else:
     st.info(f"Press **Compute {one} FID** (its result is stored: any later visit shows it).")
