@@ -437,15 +437,7 @@ def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: floa
         return _refit_full(b, x, chunk, ridge)
     n_f, c = b.n_features, b.n_units
     d = b.decoder.double()
-    aa = torch.zeros(n_f, n_f, dtype=torch.float64, device=dev)      # A^T A
-    ax = torch.zeros(n_f, c, dtype=torch.float64, device=dev)        # A^T X
-    s1 = torch.zeros(n_f, dtype=torch.float64, device=dev)           # A^T 1
-    for a in range(0, len(x), chunk):
-        xb = x[a:a + chunk]
-        act = F.relu((xb - b.dec_bias) @ b.encoder.T + b.enc_bias)
-        aa += (act.T @ act).double()
-        ax += (act.T @ xb).double()
-        s1 += act.sum(0).double()
+    aa, ax, s1 = _moments(b, x, chunk)
     # normal equations of min || X - sum_f g_f a_f d_f - bias ||^2 over the gains g and the bias;
     # gains outside [1 / max_gain, max_gain] are held at the bound and the rest solved again
     m = len(x)
@@ -469,39 +461,50 @@ def refit_decoder(basis: Basis, x: torch.Tensor, chunk: int = 32768, ridge: floa
             break
         value[:n_f] = torch.where(out, g_all.clamp(1 / max_gain, max_gain), value[:n_f])
         held[:n_f] |= out
-    g, bias = sol[:n_f].clamp(1 / max_gain, max_gain), sol[n_f:]
+    return _folded(b, sol[:n_f].clamp(1 / max_gain, max_gain), sol[n_f:], d, "gains", len(x))
+
+
+def _moments(b: Basis, x: torch.Tensor, chunk: int):
+    """(A^T A, A^T X, A^T 1) in float64 of the feature activations A = encode(x), x [M, C], by chunks."""
+    n_f, dev = b.n_features, x.device
+    aa = torch.zeros(n_f, n_f, dtype=torch.float64, device=dev)
+    ax = torch.zeros(n_f, b.n_units, dtype=torch.float64, device=dev)
+    s1 = torch.zeros(n_f, dtype=torch.float64, device=dev)
+    for a in range(0, len(x), chunk):
+        xb = x[a:a + chunk]
+        act = b.encode(xb[:, :, None, None])[:, :, 0, 0]
+        aa += (act.T @ act).double()
+        ax += (act.T @ xb).double()
+        s1 += act.sum(0).double()
+    return aa, ax, s1
+
+
+def _folded(b: Basis, g: torch.Tensor, bias: torch.Tensor, directions: torch.Tensor, how: str, n: int) -> Basis:
+    """``b`` with gains ``g`` > 0 folded into its encoder (``ReLU(g pre) = g ReLU(pre)``; the encoder's
+    input shift kept across the new decoder bias ``bias``) and decoder rows ``directions``."""
     enc = b.encoder.double()
     enc_bias = (b.enc_bias.double() + (bias - b.dec_bias.double()) @ enc.T) * g
-    meta = dict(b.meta, refit="gains", refit_vectors=len(x))
-    return Basis("sae", b.n_units, decoder=b.decoder.float().cpu(), encoder=(enc * g[:, None]).float().cpu(),
+    return Basis("sae", b.n_units, decoder=directions.float().cpu(), encoder=(enc * g[:, None]).float().cpu(),
                  enc_bias=enc_bias.float().cpu(), dec_bias=bias.float().cpu(), k=b.k, sparsity=b.sparsity,
-                 threshold=b.threshold, meta=meta)
+                 threshold=b.threshold, meta=dict(b.meta, refit=how, refit_vectors=n))
 
 
 def _refit_full(b: Basis, x: torch.Tensor, chunk: int, ridge: float) -> Basis:
     """refit_decoder(mode="full"): the least-squares decoder and bias given the activations."""
     dev, n_f = x.device, b.n_features
-    gram = torch.zeros(n_f + 1, n_f + 1, dtype=torch.float64, device=dev)
-    rhs = torch.zeros(n_f + 1, b.n_units, dtype=torch.float64, device=dev)
-    for a in range(0, len(x), chunk):
-        xb = x[a:a + chunk]
-        act1 = torch.cat([F.relu((xb - b.dec_bias) @ b.encoder.T + b.enc_bias), torch.ones(len(xb), 1, device=dev)], 1)
-        gram += (act1.T @ act1).double()
-        rhs += (act1.T @ xb).double()
-    fired = gram.diagonal()[:n_f] > 0
-    diag = gram.diagonal().clone()
-    gram += torch.diag(ridge * diag + torch.cat([(~fired).double(), torch.zeros(1, dtype=torch.float64, device=dev)]))
+    aa, ax, s1 = _moments(b, x, chunk)
+    gram = torch.zeros(n_f + 1, n_f + 1, dtype=torch.float64, device=dev)        # [A 1]^T [A 1]
+    gram[:n_f, :n_f], gram[:n_f, n_f], gram[n_f, :n_f], gram[n_f, n_f] = aa, s1, s1, len(x)
+    rhs = torch.cat([ax, x.double().sum(0, keepdim=True)])
+    fired = aa.diagonal() > 0
+    gram += torch.diag(ridge * gram.diagonal() + torch.cat([(~fired).double(),
+                                                            torch.zeros(1, dtype=torch.float64, device=dev)]))
     sol = torch.linalg.solve(gram, rhs)
     dec, bias = sol[:n_f], sol[n_f]
     norm = dec.norm(dim=1)
     keep = fired & (norm > 1e-12)
     g = torch.where(keep, norm, torch.ones_like(norm))
-    d = torch.where(keep[:, None], dec / g[:, None], b.decoder.double())
-    enc = b.encoder.double()
-    enc_bias = (b.enc_bias.double() + (bias - b.dec_bias.double()) @ enc.T) * g
-    return Basis("sae", b.n_units, decoder=d.float().cpu(), encoder=(enc * g[:, None]).float().cpu(),
-                 enc_bias=enc_bias.float().cpu(), dec_bias=bias.float().cpu(), k=b.k, sparsity=b.sparsity,
-                 threshold=b.threshold, meta=dict(b.meta, refit="full", refit_vectors=len(x)))
+    return _folded(b, g, bias, torch.where(keep[:, None], dec / g[:, None], b.decoder.double()), "full", len(x))
 
 
 @torch.no_grad()
