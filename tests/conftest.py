@@ -7,7 +7,12 @@ import torch
 # The dashboard computes with one intra-op thread per session (dashboard/common.py), and its
 # import sets that for the whole process: in the test process, which runs one test at a time,
 # every core of the machine may work on it (speed only; results are the same up to float order).
-os.environ.setdefault("GANATOMY_TORCH_THREADS", str(min(os.cpu_count() or 1, 4)))
+# Under pytest-xdist (``-n N``) the N workers share the cores: each gets its share of them.
+_WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+_THREADS = max(1, min(os.cpu_count() or 1, 4) // _WORKERS)
+os.environ.setdefault("GANATOMY_TORCH_THREADS", str(_THREADS))
+if _WORKERS > 1:
+    torch.set_num_threads(_THREADS)
 # The results shipped with the zoo (core/weights/results) would answer many tests' "not computed
 # yet" paths: tests see an empty cache unless they turn them on (tests/test_shipped_results.py,
 # the fresh-clone browser test).

@@ -383,18 +383,18 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
 
 def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
     """Issue 20, results stay: with an ACE result stored (as the page's own button would store it,
-    at its defaults), Causal units shows it without a press; the ablation curve is computed once,
+    at its defaults, with the server's dissection samples set to the test's), Causal units shows it without a press; the ablation curve is computed once,
     and a rerun with the curve on shows the stored one: the page says so, the curve's cache entry
     is the same folder with the same files (the counter), and the rerun takes a fraction of the
     first computation (recorded, never compared with a limit)."""
     from playwright.sync_api import sync_playwright
 
     cache = tmp_path / "cache"
-    env = {k: v for k, v in os.environ.items() if k not in ("GANATOMY_SHIPPED_RESULTS", "GANATOMY_DASHBOARD_SAMPLES")}
-    env["GANATOMY_CACHE"] = str(cache)
+    env = {k: v for k, v in os.environ.items() if k != "GANATOMY_SHIPPED_RESULTS"}
+    env.update(GANATOMY_CACHE=str(cache), GANATOMY_DASHBOARD_SAMPLES=str(SAMPLES))
     prefill = ("import core; from core.engine import causal; "
                "G = core.load_generator('toyworld/town'); seg = core.load_segmenter('toyworld'); "
-               "causal.cached_ace(G, seg, 'layer4', 'door', n_steps=50, n_dissect=500)")
+               f"causal.cached_ace(G, seg, 'layer4', 'door', n_steps=50, n_dissect={SAMPLES})")
     subprocess.run([sys.executable, "-c", prefill], cwd=ROOT, env=env, check=True, timeout=GUARD_S)
     assert len(list((cache / "ace").iterdir())) == 1 and not (cache / "curve").exists()
     timings = {}

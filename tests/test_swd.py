@@ -101,4 +101,8 @@ def test_generator_quality_one_pass_equals_separate_fid_and_ms_swd():
     with torch.no_grad():
         st = FeatureStats().update(feats(G(z_range(0, 0, 60, G.z_dim))))
     assert q["fid"] == pytest.approx(frechet_distance(*st.mean_cov(), *real), rel=1e-6)
-    assert q["ms_swd"] == swd.ms_swd(real_p, swd.generator_patches(G, 40, batch=25))
+    # equal up to float order (a batch of 15 inside a batch of 25 may take another conv kernel); other
+    # samples would move it by orders of magnitude more
+    separate = swd.ms_swd(real_p, swd.generator_patches(G, 40, batch=25))
+    assert q["ms_swd"].keys() == separate.keys()
+    assert q["ms_swd"] == pytest.approx(separate, rel=1e-6)

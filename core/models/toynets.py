@@ -39,7 +39,7 @@ class _Encoder(nn.Module):
         self.d4 = nn.Sequential(_cbr(w3, w4, 2), _cbr(w4, w4), _cbr(w4, w4))
 
     def forward(self, x):
-        f1 = self.stem(x)
+        f1 = self.stem(x.contiguous(memory_format=torch.channels_last))
         f2 = self.d2(f1)
         f3 = self.d3(f2)
         f4 = self.d4(f3)
@@ -65,6 +65,8 @@ class ToySegmenter(nn.Module):
         self.u2 = _cbr(w3 + w2, w2)
         self.u1 = _cbr(w2 + w1, 32)
         self.head = nn.Sequential(nn.Conv2d(32, 4 * L, 1), nn.PixelShuffle(2))
+        self.to(memory_format=torch.channels_last)    # channels-last convs: ~30% faster on a CPU (weights
+        # loaded later are copied into these tensors and keep the layout); the logits leave contiguous
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits N x L x H x W at the input resolution."""
@@ -78,7 +80,7 @@ class ToySegmenter(nn.Module):
         if out.shape[-2:] != size:
             out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False,   # fp32 under autocast
                                 antialias=size[-1] < out.shape[-1])
-        return out
+        return out.contiguous()
 
     forward = logits
 
@@ -108,6 +110,7 @@ class ToyFeatures(nn.Module):
         self.scene_head = nn.Linear(dim, n_scenes)
         self.presence_head = nn.Linear(dim, n_concepts)
         self.coverage_head = nn.Linear(dim, n_concepts)
+        self.to(memory_format=torch.channels_last)    # as ToySegmenter's
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         f4 = self.enc(_to_native(images))[-1]
