@@ -254,8 +254,11 @@ def test_features_on_whatif_tracing_causal_units_and_repair(tmp_path, monkeypatc
     """Every page that shows units takes a basis. In the SAE basis: What-if edits features (the same
     numbers as units give other images), Tracing inserts features, Causal units asks ACE in that basis,
     Artifact repair ranks features by FID and ablates them."""
-    from core.engine import causal
+    import core
+    from core.engine import bases, causal
+    from core.studies import paint
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", "50")
     _small_bases(monkeypatch)
     at = _page("views/whatif.py")
     as_units = _urls(at)[1]
@@ -273,6 +276,19 @@ def test_features_on_whatif_tracing_causal_units_and_repair(tmp_path, monkeypatc
     assert not at.error, [e.value for e in at.error]
     assert at.text_input[0].label == "Features (comma separated)" and len(at.get("plotly_chart")) == 2
     assert any("features" in i.caption for img in _images(at) for i in img.proto.imgs)
+    # not dissected in this basis: features 0-4, and a button on the page that dissects them; then the
+    # default features are the concept's (core's dissection in the basis, the 5 of highest IoU)
+    assert at.text_input[0].value == "0, 1, 2, 3, 4"
+    at.button(key="trace_dissect").click().run()
+    assert not at.exception, at.exception
+    G = core.load_generator("toyworld/town")
+    res = core.dissect(G, core.load_segmenter("toyworld"), ["layer4"], 50, cached_only=True,
+                       basis=bases.cached_basis(G, "layer4", "sae", cached_only=True))
+    assert res is not None
+    want = ", ".join(map(str, paint.concept_units(res, "layer4", "door", 5)))
+    assert at.text_input[0].value == want != "0, 1, 2, 3, 4"
+    at.run()                                                            # a rerun: the stored dissection, no button
+    assert at.text_input[0].value == want and not [b for b in at.button if b.key == "trace_dissect"]
 
     asked = []
     real_ace = causal.cached_ace
