@@ -154,10 +154,14 @@ def section_causal(out, a, seg):
         chosen, _ = fit(G, layer, a)
         sae = chosen["sae"]
         for concept in CAUSAL.get(model, []):
+            if a.causal_concepts and concept not in a.causal_concepts:
+                continue
             c = seg.labels.index(concept)
             removed = {}
             for seed in a.causal_seeds:
                 for name, b in (("units", None), ("sae", sae)):
+                    if name not in a.causal_bases:
+                        continue
                     ace = causal.cached_ace(G, seg, layer, c, seed=seed, basis=b)
                     dis = core.dissect(G, seg, [layer], 400, basis=b)
                     iou_rank = np.argsort(-dis.iou(layer)[:, c], kind="stable")[:20].tolist()
@@ -167,15 +171,21 @@ def section_causal(out, a, seg):
                                                          basis=b)
                     for r in curve.itertuples():
                         removed.setdefault(f"{name}-{r.ranking}", []).append(100 * r.removed)
-            out.setdefault("causal", {}).setdefault(model, {})[concept] = {k: interval(v) for k, v in removed.items()}
+            # the bases not asked keep their figures from the file (--causal-bases)
+            out.setdefault("causal", {}).setdefault(model, {}).setdefault(concept, {}).update(
+                {k: interval(v) for k, v in removed.items()})
+            out["causal"][model][concept]["dictionary"] = {"name": sae.name, "refit": sae.meta.get("refit"),
+                                                           "cache_key": sae.cache_key}
             print(f"{model} {concept}: " + ", ".join(f"{k} {np.mean(v):.1f}%" for k, v in removed.items()), flush=True)
             save(out, a)
     if a.skip_context:
         return
     G = core.load_generator("toyworld/town")
     chosen, _ = fit(G, layer, a)
-    ctx = {}
+    ctx = out.get("context_door", {})
     for name, b in (("units", None), ("sae", chosen["sae"])):
+        if name not in a.causal_bases:
+            continue
         ace = causal.cached_ace(G, seg, layer, "door", basis=b)
         units = ace.ranking[:20].tolist()
         k = cached_insertion_constants(G, seg, layer, "door", basis=b)
@@ -215,6 +225,9 @@ def main(argv=None):
     ap.add_argument("--context-seeds", type=int, nargs="+", default=[4, 5, 6])
     ap.add_argument("--context-images", type=int, default=8)
     ap.add_argument("--skip-context", action="store_true", help="causal: leave out the door context study")
+    ap.add_argument("--causal-bases", nargs="+", default=["units", "sae"], choices=["units", "sae"],
+                    help="causal: the bases to measure; the others keep their figures from --out")
+    ap.add_argument("--causal-concepts", nargs="+", help="causal: only these concepts (the others keep theirs)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "bases.json")
     a = ap.parse_args(argv)
     out = json.loads(a.out.read_text()) if a.out.exists() else {}
