@@ -178,25 +178,46 @@ def section_causal(out, a, seg):
                                                            "cache_key": sae.cache_key}
             print(f"{model} {concept}: " + ", ".join(f"{k} {np.mean(v):.1f}%" for k, v in removed.items()), flush=True)
             save(out, a)
-    if a.skip_context:
-        return
+    if not a.skip_context:
+        section_context(out, a, seg)
+
+
+def section_context(out, a, seg):
+    """Door insertion by context (walls vs sky) on town layer4: the top 20 units or features by ACE (one
+    ACE, seed 0, or a fresh one per image seed) or by IoU (the 400-sample dissection, as Paint picks them), a 2x2-cell brush at
+    ``--context-scale`` x k, seeds ``--context-seeds`` of ``--context-images`` images each. The Paint
+    defaults (ACE, 3 x k) are stored as ``context_door[basis]``, others as ``[basis-ranking-xscale]``."""
+    layer = "layer4"
     G = core.load_generator("toyworld/town")
     chosen, _ = fit(G, layer, a)
     ctx = out.get("context_door", {})
     for name, b in (("units", None), ("sae", chosen["sae"])):
         if name not in a.causal_bases:
             continue
-        ace = causal.cached_ace(G, seg, layer, "door", basis=b)
-        units = ace.ranking[:20].tolist()
+        units_for = None
         k = cached_insertion_constants(G, seg, layer, "door", basis=b)
+        if a.context_ranking == "ace":
+            units = causal.cached_ace(G, seg, layer, "door", basis=b).ranking[:20].tolist()
+        elif a.context_ranking == "ace-fresh":       # ACE seed i for image seed i: the causal section's ACE runs
+            units = None
+
+            def units_for(i, seed, b=b, k=k):
+                u = causal.cached_ace(G, seg, layer, "door", seed=i, basis=b).ranking[:20].tolist()
+                return u, k[u]
+        else:
+            iou = core.dissect(G, seg, [layer], 400, basis=b).iou(layer)[:, seg.labels.index("door")]
+            units = np.argsort(-iou, kind="stable")[:20].tolist()
         bar = tqdm(desc=f"context {name}", unit="insertion")
-        res = context.context_over_seeds(G, seg, layer, units, k[units], "door", seeds=a.context_seeds,
-                                         n_images=a.context_images, brush=2, scale=3.0, basis=b,
+        res = context.context_over_seeds(G, seg, layer, units, None if units is None else k[units], "door",
+                                         seeds=a.context_seeds, units_for=units_for,
+                                         n_images=a.context_images, brush=2, scale=a.context_scale, basis=b,
                                          progress=lambda d, t: (setattr(bar, "total", t), bar.update(d - bar.n)))
         bar.close()
         s = res["summary"]
-        ctx[name] = s.to_dict(orient="records")
-        print(name, s[["context", "n", "added_px", "ci_low", "ci_high"]].to_string(index=False), flush=True)
+        key = name if (a.context_ranking, a.context_scale) == ("ace", 3.0) else \
+            f"{name}-{a.context_ranking}-x{a.context_scale:g}"
+        ctx[key] = s.to_dict(orient="records")
+        print(key, s[["context", "n", "added_px", "ci_low", "ci_high"]].to_string(index=False), flush=True)
     out["context_door"] = ctx
     save(out, a)
 
@@ -212,7 +233,8 @@ def main(argv=None):
     ap.add_argument("--models", nargs="+", default=["town", "room", "lake"])
     ap.add_argument("--layers", nargs="+", default=["layer4", "layer6"])
     ap.add_argument("--only", nargs="+", default=["dissect", "health", "causal"],
-                    choices=["dissect", "health", "causal"])
+                    choices=["dissect", "health", "causal", "context"],
+                    help="sections; causal includes context unless --skip-context")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="dissection seeds (fresh samples)")
     ap.add_argument("--samples", type=int, default=500, help="samples per dissection")
     ap.add_argument("--fit-samples", type=int, default=1000)
@@ -225,6 +247,10 @@ def main(argv=None):
     ap.add_argument("--context-seeds", type=int, nargs="+", default=[4, 5, 6])
     ap.add_argument("--context-images", type=int, default=8)
     ap.add_argument("--skip-context", action="store_true", help="causal: leave out the door context study")
+    ap.add_argument("--context-ranking", choices=["ace", "ace-fresh", "iou"], default="ace",
+                    help="context: the 20 units / features inserted, by ACE (seed 0; ace-fresh: ACE seed i for "
+                         "the i-th image seed) or by IoU")
+    ap.add_argument("--context-scale", type=float, default=3.0, help="context: inserted at this multiple of k")
     ap.add_argument("--causal-bases", nargs="+", default=["units", "sae"], choices=["units", "sae"],
                     help="causal: the bases to measure; the others keep their figures from --out")
     ap.add_argument("--causal-concepts", nargs="+", help="causal: only these concepts (the others keep theirs)")
@@ -237,7 +263,8 @@ def main(argv=None):
                                                             for k, v in vars(a).items()}})
     seg = core.load_segmenter("toyworld")
     for name in a.only:
-        {"dissect": section_dissect, "health": section_health, "causal": section_causal}[name](out, a, seg)
+        {"dissect": section_dissect, "health": section_health, "causal": section_causal,
+         "context": section_context}[name](out, a, seg)
     print(f"written to {a.out}")
 
 
