@@ -59,6 +59,33 @@ def test_segmenter_accuracy_floor_on_held_out_scenes(seg):
     assert min(ious.values()) > 0.35, sorted(ious.items(), key=lambda kv: kv[1])[:3]
 
 
+def test_toy_networks_compute_channels_last_and_return_plain_tensors(seg, feats):
+    """The shipped weights load into channels-last convolutions (faster on a CPU), and the outputs leave
+    in the plain layout, equal to the same network computed in the plain layout."""
+    import copy
+    cl = torch.channels_last
+    for net in (seg, feats):
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convs and all(m.weight.is_contiguous(memory_format=cl) for m in convs)
+    x = toyworld.render("town", 4, seed=3)[0]
+    with torch.no_grad():
+        out = seg.logits(x)
+        assert out.is_contiguous() and out.view(-1).numel() == out.numel()
+        plain = copy.deepcopy(seg).to(memory_format=torch.contiguous_format)
+        plain.enc.forward = lambda t, e=plain.enc: _plain_encoder(e, t)
+        ref = plain.logits(x)
+        assert not plain.enc.stem[1][0].weight.is_contiguous(memory_format=cl)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() > 0.999
+
+
+def _plain_encoder(enc, x):
+    f1 = enc.stem(x.contiguous())
+    f2 = enc.d2(f1)
+    f3 = enc.d3(f2)
+    return f1, f2, f3, enc.d4(f3)
+
+
 def test_segmenter_works_at_other_resolutions(seg):
     im, lb = toyworld.render("lake", 20, seed=8, size=64)
     pred = seg.segment(im)
