@@ -147,6 +147,12 @@ def section_health(out, a, seg):
             save(out, a)
 
 
+def iou_top20(G, seg, layer, c, basis):
+    """The 20 rows (units or features) of highest IoU for concept index ``c`` (the 400-sample dissection)."""
+    iou = core.dissect(G, seg, [layer], 400, basis=basis).iou(layer)[:, c]
+    return np.argsort(-iou, kind="stable")[:20].tolist()
+
+
 def section_causal(out, a, seg):
     layer = "layer4"
     for model in a.models:
@@ -163,8 +169,7 @@ def section_causal(out, a, seg):
                     if name not in a.causal_bases:
                         continue
                     ace = causal.cached_ace(G, seg, layer, c, seed=seed, basis=b)
-                    dis = core.dissect(G, seg, [layer], 400, basis=b)
-                    iou_rank = np.argsort(-dis.iou(layer)[:, c], kind="stable")[:20].tolist()
+                    iou_rank = iou_top20(G, seg, layer, c, b)
                     curve = causal.cached_ablation_curve(G, seg, layer, c, {"ace": ace.ranking[:20].tolist(),
                                                                             "iou": iou_rank},
                                                          counts=(20,), n_samples=a.curve_samples, seed=1000 + seed,
@@ -205,8 +210,7 @@ def section_context(out, a, seg):
                 u = causal.cached_ace(G, seg, layer, "door", seed=i, basis=b).ranking[:20].tolist()
                 return u, k[u]
         else:
-            iou = core.dissect(G, seg, [layer], 400, basis=b).iou(layer)[:, seg.labels.index("door")]
-            units = np.argsort(-iou, kind="stable")[:20].tolist()
+            units = iou_top20(G, seg, layer, seg.labels.index("door"), b)
         bar = tqdm(desc=f"context {name}", unit="insertion")
         res = context.context_over_seeds(G, seg, layer, units, None if units is None else k[units], "door",
                                          seeds=a.context_seeds, units_for=units_for,
