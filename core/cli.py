@@ -224,6 +224,7 @@ def cmd_dissect(a):
         res = dissect(G, seg, layers, a.samples, seed=a.seed, batch_size=a.batch_size, device=device,
                       progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
                       iou_threshold=a.iou_threshold, iqr_threshold=a.iqr_threshold, topk=a.topk,
+                      geometry=a.geometry,
                       cache=not a.no_cache, basis=chosen or None)
     except GanatomyError as e:
         _die(str(e))
@@ -398,6 +399,9 @@ def _main(argv=None):
     d.add_argument("--iou-threshold", type=float, default=0.05)
     d.add_argument("--iqr-threshold", type=float, default=0.01, help="interpretable also needs I/H above this")
     d.add_argument("--topk", type=int, default=20)
+    d.add_argument("--geometry", choices=["half-pixel", "aligned-corners"], default="half-pixel",
+                   help="how featuremaps are stretched to the segmentation: half-pixel centres (default; the "
+                        "2018 code's) or aligned corners (GANatomy before dissect-v3)")
     d.add_argument("--basis", choices=["units", "pca", "sae"], default="units",
                    help="what a row is: a unit (channel), a principal direction, or a sparse-dictionary feature "
                         "(fitted once per layer and cached; units.csv then has one row per feature)")

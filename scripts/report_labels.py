@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -34,13 +35,25 @@ def counts(res, layer, **opts) -> dict:
             "all_labels": {k: int(v) for k, v in u.concept.value_counts().items()}}
 
 
+def by_category(res, layer, seg) -> dict:
+    """Per category (object / stuff): the units interpretable when each is labelled within it."""
+    cats = core.label_categories(res.labels, seg)
+    u = res.units_by_category(layer, cats)
+    out = {}
+    for name in cats:
+        ok = u[f"{name}_interpretable"]
+        out[name] = {"interpretable": int(ok.sum()),
+                     "by_concept": {k: int(v) for k, v in u[ok][f"{name}_concept"].value_counts().items()}}
+    return out
+
+
 def measure(name, seg, layers, n, seed, bar) -> dict:
     G = core.load_generator(name)
     res = core.dissect(G, seg, layers, n, seed=seed, progress=lambda d, t: bar.set_postfix_str(f"{name} {d}/{t}"))
     out = {}
     for layer in layers:
         out[layer] = {"reference": counts(res, layer), "reference_accuracy_0.75": counts(res, layer, pixel_accuracy=0.75),
-                      "max-iou": counts(res, layer, labeling="max-iou")}
+                      "max-iou": counts(res, layer, labeling="max-iou"), "per_category": by_category(res, layer, seg)}
     return out
 
 
@@ -56,10 +69,15 @@ def main(argv=None):
     groups = studies.zoo_groups(core.list_models())
     t0 = time.perf_counter()
     report = {"samples": a.samples, "seed": a.seed, "segmenter": "toyworld",
-              "rules": {"reference": "the 2018 code: best I/H over quantile levels > 0 with agreement > 0.8, one "
-                                     "threshold per unit; interpretable: I/H > 0.01 and IoU > 0.05",
+              "command": "python scripts/report_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "code_version": core.engine.dissection.CODE_VERSION,
+              "geometry": "bilinear, half-pixel centres, border padding (the 2018 code's upsample_grid)",
+              "rules": {"reference": "the 2018 code: best I/H over quantile levels > 0 with agreement > 0.8 on the "
+                                     "threshold set, one threshold per unit; interpretable: the label's I/H > 0.01 "
+                                     "and IoU > 0.05, both on the IoU set at that threshold",
                         "reference_accuracy_0.75": "the same, and the label's pixel accuracy > 0.75 (Fig. 5)",
-                        "max-iou": "each concept at its own I/H threshold, label = highest IoU"},
+                        "max-iou": "each concept at its own I/H threshold, label = highest IoU; interpretable: "
+                                   "IoU > 0.05 and I/H > 0.01 on the IoU set"},
               "stuff": list(toyworld.STUFF), "scenes": {}}
     names = {scene: g["base"] for scene, g in groups.items()}
     if a.series:

@@ -32,11 +32,46 @@ def brute_iqr(a, b):
     return i / h if h > 0 else 0.0
 
 
-def test_interp_matrix_matches_interpolate():
-    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
-    ry, rx = interp_matrix(5, 13, dtype=torch.float64), interp_matrix(7, 13, dtype=torch.float64)
-    ref = F.interpolate(x, size=(13, 13), mode="bilinear", align_corners=True)
-    assert torch.allclose(upsample(x, ry, rx), ref, atol=1e-12)
+def grid_2018(data_shape, target_shape):
+    """The 2018 reference code's ``upsample_grid`` (netdissect/dissection.py, default scale and
+    offset), written out here independently: target pixel ``t`` reads the source at
+    ``(t - offset) / scale`` with ``scale = target / source`` and ``offset = scale / 2 - 1/2``,
+    in grid_sample's [-1, 1] coordinates of the source's corner pixels (align_corners=True, as
+    grid_sample behaved in 2018)."""
+    axes = []
+    for ts, ds in zip(target_shape, data_shape):
+        scale = ts / ds
+        offset = 0.5 * scale - 0.5
+        axes.append((torch.arange(ts, dtype=torch.float64) - offset) * (2 / (scale * (ds - 1))) - 1)
+    ty, tx = axes
+    return torch.stack((tx[None, :].expand(target_shape), ty[:, None].expand(target_shape)), 2)[None]
+
+
+@pytest.mark.parametrize("shape,size", [((5, 7), 13), ((8, 8), 32), ((4, 4), 32), ((16, 16), 32), ((3, 6), 9)])
+def test_interp_matrix_is_the_2018_geometry(shape, size):
+    """Half-pixel centres with border padding (the default): equal to F.interpolate with
+    align_corners=False and to the 2018 code's own grid fed to grid_sample with border padding;
+    the aligned-corners option to F.interpolate with align_corners=True; the two differ."""
+    x = torch.randn(2, 3, *shape, dtype=torch.float64)
+    ry, rx = interp_matrix(shape[0], size, dtype=torch.float64), interp_matrix(shape[1], size, dtype=torch.float64)
+    ours = upsample(x, ry, rx)
+    ref = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    grid = grid_2018(shape, (size, size)).expand(2, -1, -1, -1)
+    ref18 = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    assert torch.allclose(ours, ref18, atol=1e-12)
+    ay = interp_matrix(shape[0], size, dtype=torch.float64, geometry="aligned-corners")
+    ax = interp_matrix(shape[1], size, dtype=torch.float64, geometry="aligned-corners")
+    aligned = upsample(x, ay, ax)
+    assert torch.allclose(aligned, F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True),
+                          atol=1e-12)
+    assert (aligned - ours).abs().max() > 1e-3
+    # every row is a convex combination of at most two neighbouring cells
+    for m in (ry, rx):
+        assert torch.allclose(m.sum(1), torch.ones(size, dtype=torch.float64)) and (m >= 0).all()
+        assert ((m > 0).sum(1) <= 2).all()
+    with pytest.raises(ValueError, match="geometry"):
+        interp_matrix(4, 8, geometry="corners")
 
 
 def test_sampling_is_batch_independent():
@@ -46,8 +81,10 @@ def test_sampling_is_batch_independent():
     assert not torch.equal(z_range(8, 0, 10, 5), a[:10])
 
 
-@pytest.mark.parametrize("sparse_below", [0.0, 1.0], ids=["dense counting", "sparse counting"])
-def test_exact_against_brute_force(sparse_below, monkeypatch):
+@pytest.mark.parametrize("sparse_below,geometry", [(0.0, "half-pixel"), (1.0, "half-pixel"),
+                                                   (0.0, "aligned-corners")],
+                         ids=["dense counting", "sparse counting", "aligned corners"])
+def test_exact_against_brute_force(sparse_below, geometry, monkeypatch):
     """Every (unit, concept) threshold is the I/H argmax over the candidate thresholds computed
     by explicit counting on the even samples, and the IoU is the explicit count ratio on the
     odd samples. Tolerance: 1e-9 on IoU (floating-point ties at a threshold are the only
@@ -69,7 +106,7 @@ def test_exact_against_brute_force(sparse_below, monkeypatch):
     seg = SignSeg()
     n, size = 12, 8
     res = dissect(G, seg, ["layer2", "layer4"], n, seed=5, batch_size=5, resolution=size, bins=16,
-                  min_frequency=0.0, cache=False)
+                  min_frequency=0.0, cache=False, geometry=geometry)
     z = z_range(5, 0, n, G.z_dim)
     with hooks.Trace(G, capture=["layer2", "layer4"]) as tr:
         images = G(z)
@@ -80,7 +117,7 @@ def test_exact_against_brute_force(sparse_below, monkeypatch):
     checked = 0
     for layer in ["layer2", "layer4"]:
         up = F.interpolate(tr[layer].double(), size=(size, size), mode="bilinear",
-                           align_corners=True).numpy()
+                           align_corners=geometry == "aligned-corners").numpy()
         d = res.data[layer]
         for u in range(up.shape[1]):
             cands = d["lo"][u] + np.arange(16) * d["width"][u]
@@ -295,7 +332,7 @@ def test_multilabel_segmenter_counts_every_channel():
     lab = seg.segment(images)
     ys = (torch.arange(size) * lab.shape[-1]) // size
     lab = lab[:, :, ys][:, :, :, ys].numpy()
-    up = F.interpolate(tr["layer3"].double(), size=(size, size), mode="bilinear", align_corners=True).numpy()
+    up = F.interpolate(tr["layer3"].double(), size=(size, size), mode="bilinear", align_corners=False).numpy()
     even, odd = np.arange(n) % 2 == 0, np.arange(n) % 2 == 1
     d = res.data["layer3"]
     for u in range(up.shape[1]):
@@ -362,3 +399,13 @@ def test_bf16_autocast_stays_within_the_stated_tolerance():
     assert "precision" not in core.DissectOptions().key() and core.DissectOptions(precision="bf16").key()["precision"] == "bf16"
     with pytest.raises(ValueError, match="precision"):
         core.DissectOptions(precision="fp8")
+
+
+def test_geometry_option_is_checked_and_keyed():
+    """The geometry is an option like any other: a wrong name is refused naming it and its
+    choices; the default (the 2018 code's) leaves the key as it was, the other one is in it."""
+    from core.engine.dissection import DissectOptions
+    with pytest.raises(core.InputError, match="geometry must be one of half-pixel, aligned-corners"):
+        DissectOptions(geometry="corners")
+    assert "geometry" not in DissectOptions().key()
+    assert DissectOptions(geometry="aligned-corners").key()["geometry"] == "aligned-corners"

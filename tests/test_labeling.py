@@ -32,7 +32,9 @@ def _iqr(n11, m, nc, total):
 
 
 def brute_force_reference(x_thr, lab_thr, x_iou, lab_iou, n_labels, freq, min_frequency=1e-3, among=None):
-    """Per unit (label index, threshold, label IoU, label I/H) by the reference rule.
+    """Per unit (label index, threshold, label IoU, label I/H on the threshold set, label I/H on
+    the IoU set) by the reference rule: the unit is interpretable when the last and the IoU (both
+    on the IoU set at its one threshold, as the 2018 code's ``iou_iqr`` and ``iou``) pass.
     x_*: [U, P] upsampled activations; lab_*: [P] labels; freq: pixel frequency per label.
     ``among``: a list of label-index sets; then one such list per set, the label chosen within it."""
     scored = [c for c in range(1, n_labels) if freq[c] >= min_frequency]
@@ -65,7 +67,8 @@ def brute_force_reference(x_thr, lab_thr, x_iou, lab_iou, n_labels, freq, min_fr
             mask = x_iou[u] > t if np.isfinite(t) else np.zeros(tot_i, bool)
             inter = (mask & onehot_i[j]).sum()
             union = mask.sum() + nc_i[j] - inter
-            out.append((scored[j], t, inter / union if union else 0.0, best[j]))
+            q_iou = float(_iqr(inter, mask.sum(), nc_i[j], tot_i))
+            out.append((scored[j], t, inter / union if union else 0.0, best[j], q_iou))
     return outs[0] if among is None else outs
 
 
@@ -74,7 +77,7 @@ def _sets(G, seg, layer, n, seed=0, size=None):
     ``size`` (default half the image size), built without core's dissection code."""
     images, cap = generate(G, z_range(seed, 0, n, G.z_dim), capture=[layer])
     size = size or images.shape[-1] // 2
-    up = F.interpolate(cap[layer].double(), size=(size, size), mode="bilinear", align_corners=True)
+    up = F.interpolate(cap[layer].double(), size=(size, size), mode="bilinear", align_corners=False)
     pick = torch.arange(size) * images.shape[-1] // size                   # nearest: pixel (i * H) // S
     lab = seg.segment(images)[:, pick][:, :, pick]
     x = up.permute(1, 0, 2, 3).numpy()                                     # [U, N, S, S]
@@ -101,11 +104,16 @@ def test_reference_labels_agree_with_a_brute_force_reimplementation(town):
     agree = (want == got).mean()
     assert agree >= 0.95, f"reference labels agree for {agree:.1%} of units"
     same = want == got
-    bf_iou = np.array([i for _, _, i, _ in bf])
-    bf_iqr = np.array([q for *_, q in bf])
-    # where the label agrees, the IoU and I/H agree closely (the threshold is a nearby bin edge)
+    bf_iou = np.array([b[2] for b in bf])
+    bf_iqr_thr, bf_iqr = np.array([b[3] for b in bf]), np.array([b[4] for b in bf])
+    # where the label agrees, the IoU and both I/H agree closely (the threshold is a nearby bin edge)
     assert np.corrcoef(bf_iou[same], units.iou.to_numpy()[same])[0, 1] > 0.97
     assert np.corrcoef(bf_iqr[same], units.iqr.to_numpy()[same])[0, 1] > 0.97
+    assert np.corrcoef(bf_iqr_thr[same], units.iqr_threshold_set.to_numpy()[same])[0, 1] > 0.97
+    # interpretable as the 2018 code decides it: I/H and IoU on the IoU set at the unit's threshold
+    bf_interp = (bf_iqr > 0.01) & (bf_iou > 0.05)
+    assert (bf_interp == units.interpretable.to_numpy()).mean() >= 0.95
+    assert not np.allclose(units.iqr, units.iqr_threshold_set)       # two measurements, two columns
     # the two rules differ on this model: the max-IoU rule gives larger concepts more units
     max_iou = res.units("layer4", labeling="max-iou")
     assert (max_iou.concept != units.concept).mean() > 0.3
@@ -183,7 +191,8 @@ def test_reference_labels_match_the_brute_force_on_planted_units():
     step = (x_t.max(1) - x_t.min(1)) / 1024
     for j in range(2):
         assert abs(u.threshold[j] - bf[j][1]) <= 1.5 * step[j]
-        assert u.iou[j] == pytest.approx(bf[j][2], abs=0.02) and u.iqr[j] == pytest.approx(bf[j][3], abs=0.07)
+        assert u.iou[j] == pytest.approx(bf[j][2], abs=0.02) and u.iqr[j] == pytest.approx(bf[j][4], abs=0.07)
+        assert u.iqr_threshold_set[j] == pytest.approx(bf[j][3], abs=0.07)
 
 
 def test_labeling_options_and_refusals(town):
@@ -242,7 +251,7 @@ if __name__ == "__main__":          # the agreement on more samples: python test
     bf = brute_force_reference(x_t, l_t, x_i, l_i, len(seg.labels), freq)
     want = np.array([res.labels[c] for c, *_ in bf])
     same = want == units.concept.to_numpy()
-    bf_ok = np.array([(q > 0.01) and (i > 0.05) for _, _, i, q in bf])
+    bf_ok = np.array([(b[4] > 0.01) and (b[2] > 0.05) for b in bf])
     print(f"toyworld/town {layer}, {n} samples: same label for {same.mean():.1%} of {len(same)} units; "
           f"interpretable {int(units.interpretable.sum())} (brute force {int(bf_ok.sum())}); "
           f"IoU correlation where the labels agree "

@@ -52,6 +52,7 @@ from core.base.validate import (
 )
 from core.engine.bases import Basis, check_basis, learned
 from core.engine.tally import (  # noqa: F401
+    GEOMETRIES,
     QUANTILE_LEVELS,
     LayerTally,
     add_counts,
@@ -66,7 +67,8 @@ from core.engine.tally import (  # noqa: F401
 __all__ = ["dissect", "Dissection", "DissectOptions", "CODE_VERSION", "LABELINGS", "interp_matrix",
            "upsample", "part_labels", "information_quality", "label_categories"]
 
-CODE_VERSION = "dissect-v2"   # v2: the reference labelling arrays (ref_*)
+CODE_VERSION = "dissect-v3"   # v2: the reference labelling arrays (ref_*); v3: the 2018 geometry (half-pixel
+                              # centres) and the IoU set's I/H at the unit's threshold (ref_iqr_iou_set)
 LABELINGS = ("reference", "max-iou")
 PARTS = ("t", "b", "l", "r")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -85,6 +87,9 @@ class DissectOptions:
     max_hist_bytes: int = 6 << 30   # refuse (with advice) rather than exhaust memory
     precision: str = "fp32"         # the generator's and segmenter's forward: fp32, or autocast bf16 / fp16
                                     # (the statistics stay exact counts of what that forward produced)
+    geometry: str = "half-pixel"    # how a featuremap is stretched to the segmentation: half-pixel centres,
+                                    # border padding (the 2018 code's; F.interpolate(align_corners=False)),
+                                    # or "aligned-corners" (GANatomy before dissect-v3)
 
     def __post_init__(self):
         if self.resolution is not None:
@@ -99,12 +104,14 @@ class DissectOptions:
         check_int("topk", self.topk, 0, what="a whole number of samples >= 0 (default 20)")
         check_int("max_hist_bytes", self.max_hist_bytes, 1)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("geometry", self.geometry, GEOMETRIES)
 
     def key(self) -> dict:
-        """The options a result depends on (fp32, the default precision, is left out: keys made
-        before the option existed stay valid)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if not (k == "precision" and
-                                                                              self.precision == "fp32")}
+        """The options a result depends on (the default precision and geometry are left out: keys
+        made before those options existed keep their form)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__
+                if not (k == "precision" and self.precision == "fp32")
+                and not (k == "geometry" and self.geometry == "half-pixel")}
 
 
 # ----------------------------------------------------------------------------- labels
@@ -233,17 +240,21 @@ class Dissection:
     def units(self, layer, exclude=None, *, labeling: str = "reference", pixel_accuracy: float | None = None,
               concepts=None) -> pd.DataFrame:
         """One row per unit: its concept, IoU, threshold, I/H, pixel accuracy, and whether it is
-        interpretable (``label`` is ``""`` when not).
+        interpretable (``label`` is ``""`` when not). ``iou``, ``iqr`` and ``accuracy`` are measured
+        on the IoU set at the unit's threshold (they decide interpretability, as in the 2018 code);
+        ``iqr_threshold_set`` and ``iou_threshold_set`` are the same on the threshold set (where the
+        threshold was chosen: ``iqr_threshold_set`` is the I/H the threshold maximised).
 
         ``labeling``:
 
         - ``"reference"`` (default): the rule of the paper's 2018 code (``shared/reference/
           method.md``): the concept whose best I/H over the unit's quantile levels (levels > 0 with
-          pixel agreement > 0.8) is highest; the unit keeps that one threshold. Interpretable when
-          that I/H > ``iqr_threshold`` (0.01) and the IoU > ``iou_threshold`` (0.05).
+          pixel agreement > 0.8) on the threshold set is highest; the unit keeps that one threshold.
+          Interpretable when, on the IoU set at that threshold, the label's I/H > ``iqr_threshold``
+          (0.01) and its IoU > ``iou_threshold`` (0.05).
         - ``"max-iou"``: each concept at its own unconstrained I/H threshold, the label the
           concept of highest IoU (large concepts tend to win). Interpretable when that IoU >
-          ``iou_threshold`` and that concept's I/H > ``iqr_threshold``.
+          ``iou_threshold`` and that concept's I/H on the IoU set > ``iqr_threshold``.
 
         ``pixel_accuracy``: also ask the label's pixel accuracy (agreement of mask and concept on
         the IoU set) above this (the paper's Fig. 5 uses 0.75). ``concepts``: label only among
@@ -278,18 +289,22 @@ class Dissection:
         if labeling == "reference":
             score = np.where(allowed, d["ref_iqr"], -1.0)
             best = score.argmax(1)
-            # the unit's one threshold: its label's best level (among ``concepts``, the chosen one's)
-            iou, iqr, thr = d["ref_iou"][r, best], d["ref_iqr"][r, best], d["ref_thresholds"][r, best]
+            # the unit's one threshold: its label's best level (among ``concepts``, the chosen one's);
+            # IoU and I/H at it on the IoU set decide, as the 2018 code's ``iou`` and ``iou_iqr``
+            iou, thr = d["ref_iou"][r, best], d["ref_thresholds"][r, best]
+            iqr, iqr_thr_set = d["ref_iqr_iou_set"][r, best], d["ref_iqr"][r, best]
+            iou_thr_set = d["ref_iou_thr_set"][r, best]
             acc = d["ref_accuracy"][r, best]
             precision = np.full(len(r), np.nan)
-            ok = (iqr > self.options.iqr_threshold) & (iou > self.options.iou_threshold)
         else:
             masked = np.where(allowed, d["iou"], -1.0)
             best = masked.argmax(1)
-            iou, iqr, thr = d["iou"][r, best], d["iqr"][r, best], d["threshold"][r, best]
+            iou, thr = d["iou"][r, best], d["threshold"][r, best]
+            iqr, iqr_thr_set = d["iqr_iou_set"][r, best], d["iqr"][r, best]
+            iou_thr_set = d["iou_thr_set"][r, best]
             acc = np.full(len(r), np.nan)
             precision = d["precision"][r, best]
-            ok = (iou > self.options.iou_threshold) & (iqr > self.options.iqr_threshold)
+        ok = (iqr > self.options.iqr_threshold) & (iou > self.options.iou_threshold)
         if pixel_accuracy is not None:
             ok &= acc > pixel_accuracy
         if exclude is not None:
@@ -305,9 +320,10 @@ class Dissection:
             "iou": iou,
             "threshold": thr,
             "iqr": iqr,
+            "iqr_threshold_set": iqr_thr_set,
             "accuracy": acc,
             "precision": precision,
-            "iou_threshold_set": d["iou_thr_set"][r, best],
+            "iou_threshold_set": iou_thr_set,
             "interpretable": ok,
             "top_value": d["top_values"][:, 0] if d["top_values"].shape[1] else np.nan,
         })
@@ -585,7 +601,8 @@ def _new_counts(plan: _Plan, n_slots: int) -> _Counts:
         raise BudgetError(f"the histograms for {len(plan.layers)} layers would take {need / 2**30:.1f} GiB "
                           f"(limit {opts.max_hist_bytes / 2**30:.1f} GiB): dissect fewer layers per call, "
                           f"lower bins= (now {opts.bins}) or raise max_hist_bytes=")
-    tallies = {name: LayerTally(name, *plan.shapes[name], plan.size, opts.bins, n_slots, opts.topk, plan.device)
+    tallies = {name: LayerTally(name, *plan.shapes[name], plan.size, opts.bins, n_slots, opts.topk, plan.device,
+                                 geometry=opts.geometry)
                for name in plan.layers}
     return _Counts(tallies, torch.zeros(2 * n_slots, dtype=torch.int64, device=plan.device),
                    torch.zeros(2, dtype=torch.float64, device="cpu"), n_slots)

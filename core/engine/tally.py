@@ -6,7 +6,9 @@ For each layer the statistics are a single histogram on the generator's device::
 
 Each unit's featuremap is scaled so that its candidate thresholds become the integers
 0 … B-1 (``t_k = lo_u + k * width_u``; ``lo``/``width`` fixed from the first batch), upsampled
-bilinearly (aligned corners) to the dissection resolution with two small matmuls, and binned
+bilinearly to the dissection resolution with two small matmuls (half-pixel centres and border
+padding, the 2018 reference code's ``upsample_grid`` + ``grid_sample`` geometry; aligned corners only
+on request), and binned
 with ``ceil``: a pixel lands in bin ``b`` = number of candidate thresholds strictly below it.
 Reverse cumulative sums then give, for every candidate threshold, the exact joint counts of
 (activation > t) and each concept — the 2x2 tables the information-quality ratio I/H needs.
@@ -30,8 +32,8 @@ from core.base.errors import BudgetError
 from core.base.hooks import Trace
 from core.base.sampling import z_range
 
-__all__ = ["add_counts", "LayerTally", "interp_matrix", "upsample", "information_quality", "finalise_layer",
-           "merge_distributed", "sample_batches", "reference_labels", "QUANTILE_LEVELS",
+__all__ = ["add_counts", "LayerTally", "interp_matrix", "GEOMETRIES", "upsample", "information_quality",
+           "finalise_layer", "merge_distributed", "sample_batches", "reference_labels", "QUANTILE_LEVELS",
            "REFERENCE_FRACTIONS", "REFERENCE_MIN_AGREEMENT"]
 
 QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999, 1.0)
@@ -57,14 +59,31 @@ def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int
 
 # ----------------------------------------------------------------------------- small pieces
 
-def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """[n_out, n_in] matrix of 1-D linear interpolation with aligned corners
-    (``F.interpolate(..., mode='bilinear', align_corners=True)`` along one axis)."""
+GEOMETRIES = ("half-pixel", "aligned-corners")
+
+
+def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32,
+                  geometry: str = "half-pixel") -> torch.Tensor:
+    """[n_out, n_in] matrix of 1-D linear interpolation from ``n_in`` cells to ``n_out`` pixels.
+
+    ``geometry="half-pixel"`` (default; the 2018 reference code's): cell ``i`` is centred on output
+    coordinate ``(i + 0.5) * n_out / n_in - 0.5``, so output pixel ``j`` reads the input at
+    ``(j + 0.5) * n_in / n_out - 0.5``, clamped to ``[0, n_in - 1]`` (border padding) --
+    ``F.interpolate(..., mode='bilinear', align_corners=False)`` along one axis, and the 2018
+    ``upsample_grid`` + ``grid_sample(padding_mode='border')``. ``"aligned-corners"``: the first and
+    last cells sit on the first and last pixels (``align_corners=True``; shifts a mask by up to
+    about a third of a cell against the reference)."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     m = torch.zeros(n_out, n_in, dtype=torch.float64, device="cpu")
     if n_in == 1:
         m[:, 0] = 1.0
     else:
-        pos = torch.arange(n_out, dtype=torch.float64, device="cpu") * ((n_in - 1) / max(n_out - 1, 1))
+        j = torch.arange(n_out, dtype=torch.float64, device="cpu")
+        if geometry == "half-pixel":
+            pos = ((j + 0.5) * (n_in / n_out) - 0.5).clamp(0, n_in - 1)
+        else:
+            pos = j * ((n_in - 1) / max(n_out - 1, 1))
         i0 = pos.floor().clamp(max=n_in - 2).long()
         frac = pos - i0
         rows = torch.arange(n_out, device="cpu")
@@ -141,7 +160,7 @@ class LayerTally:
     contiguous block of ``2 * slots * (bins + 1)`` counters (cache-resident), and units can be
     counted in parallel threads without sharing counters."""
 
-    def __init__(self, name, n_units, fh, fw, size, bins, n_slots, topk, device):
+    def __init__(self, name, n_units, fh, fw, size, bins, n_slots, topk, device, geometry="half-pixel"):
         self.name, self.u, self.bins, self.n_slots = name, n_units, bins, n_slots
         self.block = 2 * n_slots * (bins + 1)               # counters per unit
         n = n_units * self.block
@@ -149,8 +168,8 @@ class LayerTally:
             raise BudgetError(f"layer {name}: {n_units} units x {bins} bins x {n_slots} label slots is "
                              f"too large for one histogram; lower bins= or turn parts off")
         self.hist = torch.zeros(n, dtype=torch.int64, device=device)
-        self.ry = None if fh == size else interp_matrix(fh, size, device)
-        self.rx = None if fw == size else interp_matrix(fw, size, device)
+        self.ry = None if fh == size else interp_matrix(fh, size, device, geometry=geometry)
+        self.rx = None if fw == size else interp_matrix(fw, size, device, geometry=geometry)
         uo = torch.arange(n_units, device=device, dtype=torch.float64) * self.block
         # exact float->int via the 2**23 trick when every index fits below 2**23
         self.magic = n < 2 ** 23
@@ -346,6 +365,7 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
     return {**ref,
         "iou": full(ratio(n11b, mb + nc[1].view(-1, 1) - n11b)),
         "iqr": full(at(iqr_a)),
+        "iqr_iou_set": full(information_quality(n11b, mb, nc[1].view(-1, 1), totals[1])),
         "threshold": full(lo.view(1, -1) + kbest.double() * width.view(1, -1), math.nan),
         "precision": full(ratio(n11b, mb)),
         "iou_thr_set": full(ratio(n11a, ma + nc[0].view(-1, 1) - n11a)),
@@ -368,8 +388,11 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
     pixel agreement P(m and c) + P(not m and not c) exceeds 0.8; each concept's best I/H over
     the levels left is its score. The unit's label is the concept of the highest score and the
     unit keeps ONE threshold: that concept's best level. Returned per (unit, concept): the
-    concept's score (``ref_iqr``), the IoU and pixel agreement on the IoU set at the concept's
-    own best level (``ref_iou``, ``ref_accuracy``: for the label, that is the unit's threshold)
+    concept's score (``ref_iqr``: the threshold set's best I/H), the IoU, pixel agreement and I/H
+    on the IoU set at the concept's own best level (``ref_iou``, ``ref_accuracy``,
+    ``ref_iqr_iou_set``: for the label, at the unit's threshold -- the 2018 code's ``iou`` and
+    ``iou_iqr``, which decide whether the unit is interpretable; ``ref_iou_thr_set``: the IoU on the
+    threshold set at that level)
     and that level (``ref_thresholds``). The unit's label is the argmax of ``ref_iqr`` and its one
     threshold that concept's entry of ``ref_thresholds`` (``Dissection.units`` reads them so).
     Arguments are :func:`finalise_layer`'s intermediate counts over the scored concepts ``sc``
@@ -391,22 +414,23 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
     ok = candidate.unsqueeze(0) & (agree > REFERENCE_MIN_AGREEMENT)
     score_all = torch.where(ok, iqr, torch.zeros_like(iqr))
     score, k_best = score_all.max(-1)                                          # [C', U]
-    t1 = totals[1]
-
-    def on_iou_set(k):                                                         # k: [C', U] level indices
+    def on_set(k, j):                                                         # k: [C', U] level indices; j: set
         idx = k.unsqueeze(-1)
-        a = n11[1].gather(-1, idx).squeeze(-1)
-        mm = m[1].unsqueeze(0).expand(n_c, -1, -1).gather(-1, idx).squeeze(-1)
-        c = nc[1].view(-1, 1)
+        a = n11[j].gather(-1, idx).squeeze(-1)
+        mm = m[j].unsqueeze(0).expand(n_c, -1, -1).gather(-1, idx).squeeze(-1)
+        c, t = nc[j].view(-1, 1), totals[j]
         union = mm + c - a
         iou_ = torch.where(union > 0, a / union.clamp(min=1), torch.zeros_like(a))
-        return iou_, (a + (t1 - mm - c + a)) / t1
+        return iou_, (a + (t - mm - c + a)) / t, information_quality(a, mm, c, t)
 
-    iou_own, acc_own = on_iou_set(k_best)
+    iou_own, acc_own, iqr_own = on_set(k_best, 1)
+    iou_thr_set = on_set(k_best, 0)[0]
     if n_c == 0:                                   # nothing scored: no label, no threshold
         zero = np.zeros((u, n_labels_ext))
-        return {"ref_iqr": zero, "ref_iou": zero, "ref_accuracy": zero, "ref_thresholds": zero}
+        return {"ref_iqr": zero, "ref_iou": zero, "ref_accuracy": zero, "ref_thresholds": zero,
+                "ref_iqr_iou_set": zero, "ref_iou_thr_set": zero}
     return {"ref_iqr": full(score), "ref_iou": full(iou_own), "ref_accuracy": full(acc_own),
+            "ref_iqr_iou_set": full(iqr_own), "ref_iou_thr_set": full(iou_thr_set),
             "ref_thresholds": full(lo.view(1, -1) + k_best.double() * width.view(1, -1))}
 
 

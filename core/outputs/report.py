@@ -124,7 +124,7 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
             _, top_i = res.topk(layer)
             strips = unit_strips(generator, layer, best.unit.tolist(), best.threshold.tolist(),
                                  top_i[best.unit.to_numpy(), :strip_len], res.seed,
-                                 basis=(bases or {}).get(layer))
+                                 basis=(bases or {}).get(layer), geometry=res.options.geometry)
         counts = res.concept_counts(layer, **_opts(unit_options, layer))
         parts.append(f"<h2>{html.escape(layer)}</h2><p>{int(u.interpretable.sum())} of {len(u)} units "
                      f"interpretable; concepts: " + ", ".join(f"{html.escape(str(k))} ({v})"

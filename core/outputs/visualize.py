@@ -13,7 +13,8 @@ from core.base.devices import device_of
 from core.base.errors import InputError
 from core.base.hooks import Trace, resolve_layers
 from core.base.sampling import z_at, z_range
-from core.base.validate import check_int, check_samples, unit_list
+from core.base.validate import check_choice, check_int, check_samples, unit_list
+from core.engine.tally import GEOMETRIES
 
 __all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "signed_change", "png_bytes", "data_uri",
            "activation_histograms"]
@@ -25,10 +26,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def unit_masks(acts: torch.Tensor, thresholds, size: int) -> torch.Tensor:
-    """acts [N, U, h, w], thresholds [U] -> bool masks [N, U, size, size] (bilinear, aligned
-    corners, as in dissection)."""
-    up = F.interpolate(acts.float(), size=(size, size), mode="bilinear", align_corners=True)
+def unit_masks(acts: torch.Tensor, thresholds, size: int, geometry: str = "half-pixel") -> torch.Tensor:
+    """acts [N, U, h, w], thresholds [U] -> bool masks [N, U, size, size]: bilinear in the
+    dissection's geometry (``"half-pixel"``: centres at half pixels, border padding, the 2018
+    code's; ``"aligned-corners"``: a dissection made with that option)."""
+    check_choice("geometry", geometry, GEOMETRIES)
+    up = F.interpolate(acts.float(), size=(size, size), mode="bilinear", align_corners=geometry == "aligned-corners")
     t = torch.as_tensor(np.asarray(thresholds, dtype=np.float32), device=up.device).view(1, -1, 1, 1)
     return up > t
 
@@ -50,10 +53,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, dim: float = 0.25,
 
 @torch.no_grad()
 def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarray, seed: int,
-                batch_size: int = 32, gap: int = 2, basis=None) -> dict[int, np.ndarray]:
+                batch_size: int = 32, gap: int = 2, basis=None, geometry: str = "half-pixel") -> dict[int, np.ndarray]:
     """One strip per unit: its top samples side by side (uint8 [H, k*(W+gap)-gap, 3]).
     ``sample_index[j]`` are the sample indices for ``units[j]``; one generator pass serves all.
-    ``basis``: ``units`` are that basis's features (masks from their feature maps)."""
+    ``basis``: ``units`` are that basis's features (masks from their feature maps). ``geometry``:
+    the dissection's (:func:`unit_masks`)."""
+    check_choice("geometry", geometry, GEOMETRIES)
     layer = resolve_layers(generator, [layer])[0]
     units = unit_list(units, "units")
     if len(np.asarray(thresholds).reshape(-1)) != len(units):
@@ -81,7 +86,7 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
             if s < 0:
                 continue
             im = imgs[int(s)]
-            m = unit_masks(acts[int(s)][None, u:u + 1], [thresholds[j]], im.shape[-1])[0, 0].cpu().numpy()
+            m = unit_masks(acts[int(s)][None, u:u + 1], [thresholds[j]], im.shape[-1], geometry)[0, 0].cpu().numpy()
             tiles.append(overlay(to_uint8(im[None])[0], m))
         if not tiles:
             continue

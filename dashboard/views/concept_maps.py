@@ -23,7 +23,8 @@ from dashboard.common import (
 
 st.title("Concept maps")
 st.caption("Units per concept for every scene type and layer: each bar counts the units labelled with "
-           "that concept (interpretable: I/H above 0.01 and IoU above 0.05), coloured by concept, sorted. "
+           "that concept (interpretable: I/H above 0.01 and IoU above 0.05, on held-out samples at the unit's "
+           "threshold), coloured by concept, sorted. "
            "Hover for counts and mean IoU; click a bar to browse those units.")
 
 models_all = zoo()

@@ -25,7 +25,8 @@ from dashboard.common import (
 st.title("Unit browser")
 st.caption("Every unit of a layer with its label (paper §3.1), by the rule of the paper's 2018 code: the "
            "concept whose mask agreement with the unit's thresholded, upsampled activation has the highest "
-           "information quality (I/H); the IoU is measured on held-out samples. Pick a unit for its "
+           "information quality (I/H); the IoU and I/H that make it interpretable are measured on held-out "
+           "samples at that threshold. Pick a unit for its "
            "top-activating images (mask outlined), its label in each category, its IoU with each concept and "
            "its activation histogram.")
 name, G = pick_model()
@@ -106,9 +107,10 @@ if len(categories) > 1:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def strip(model, layer, unit, n, threshold, basis_key, _G, _res, _basis):
+def strip(model, layer, unit, n, threshold, basis_key, geometry, _G, _res, _basis):
     _, top_i = _res.topk(layer)
-    return unit_strips(_G, layer, [unit], [threshold], top_i[[unit], :8], _res.seed, basis=_basis)[unit]
+    return unit_strips(_G, layer, [unit], [threshold], top_i[[unit], :8], _res.seed, basis=_basis,
+                       geometry=geometry)[unit]
 
 
 @st.cache_data(show_spinner="Activation histograms…", max_entries=16)
@@ -118,7 +120,8 @@ def histograms(model, layer, basis_key, _G, _basis):
 
 key = basis.cache_key if basis is not None else "units"
 try:
-    st.image(strip(name, layer, unit, n, float(units.threshold[unit]), key, G, res, basis), width="stretch",
+    st.image(strip(name, layer, unit, n, float(units.threshold[unit]), key, res.options.geometry, G, res, basis),
+             width="stretch",
              caption=f"{what.capitalize()} {unit}: its top-activating samples, darkened outside the thresholded "
                      f"mask (outlined at activation > {units.threshold[unit]:.3f})")
     counts, edges = histograms(name, layer, key, G, basis)
