@@ -219,9 +219,12 @@ class Dissection:
         return self._layer(layer)["iou"]
 
     def thresholds(self, layer) -> np.ndarray:
+        """[n_units, len(labels)] each pair's own threshold: the argmax of I/H on the threshold set."""
         return self._layer(layer)["threshold"]
 
     def iqr(self, layer) -> np.ndarray:
+        """[n_units, len(labels)] each pair's best I/H, on the threshold set (where the threshold was
+        chosen; :meth:`units` reports the I/H on the IoU set, which decides interpretability)."""
         return self._layer(layer)["iqr"]
 
     def frequency(self, layer=None) -> np.ndarray:
