@@ -70,7 +70,7 @@ def test_interp_matrix_is_the_2018_geometry(shape, size):
     for m in (ry, rx):
         assert torch.allclose(m.sum(1), torch.ones(size, dtype=torch.float64)) and (m >= 0).all()
         assert ((m > 0).sum(1) <= 2).all()
-    with pytest.raises(ValueError, match="geometry"):
+    with pytest.raises(core.InputError, match="geometry must be one of half-pixel, aligned-corners"):
         interp_matrix(4, 8, geometry="corners")
 
 

@@ -31,6 +31,7 @@ import torch
 from core.base.errors import BudgetError
 from core.base.hooks import Trace
 from core.base.sampling import z_range
+from core.base.validate import check_choice
 
 __all__ = ["add_counts", "LayerTally", "interp_matrix", "GEOMETRIES", "upsample", "information_quality",
            "finalise_layer", "merge_distributed", "sample_batches", "reference_labels", "QUANTILE_LEVELS",
@@ -73,8 +74,7 @@ def interp_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32,
     ``upsample_grid`` + ``grid_sample(padding_mode='border')``. ``"aligned-corners"``: the first and
     last cells sit on the first and last pixels (``align_corners=True``; shifts a mask by up to
     about a third of a cell against the reference)."""
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    check_choice("geometry", geometry, GEOMETRIES)
     m = torch.zeros(n_out, n_in, dtype=torch.float64, device="cpu")
     if n_in == 1:
         m[:, 0] = 1.0

@@ -1,9 +1,10 @@
 """Compare GANatomy's per-unit labels with the 2018 reference code's (labels_2018.json, from run_2018.py).
 
-    python scripts/reference_2018/compare.py --tag v3 [--repo .] [--geometry aligned-corners]
+    python scripts/reference_2018/compare.py --tag v3 [--geometry aligned-corners]
+    cd other-checkout && PYTHONPATH=. python /path/to/compare.py --tag old     # another commit's core
 
-Runs core.dissect(G, seg, ["layer4", "layer6"], 2000, seed=0, cache=False) from --repo (first on
-sys.path) and reports per layer: (a) same concept (best label, interpretable or not) for all units,
+Runs core.dissect(G, seg, ["layer4", "layer6"], 2000, seed=0, cache=False) with the core Python
+imports (the installed one, or PYTHONPATH's) and reports per layer: (a) same concept (best label, interpretable or not) for all units,
 (b) same label where both call the unit interpretable, (c) interpretable counts, (d) same
 interpretable flag, (e) per-concept counts of interpretable units side by side, (f) the disagreeing
 units with both sides' label / IoU / I-H. Writes compare_<tag>.json beside --ref.
@@ -11,7 +12,6 @@ units with both sides' label / IoU / I-H. Writes compare_<tag>.json beside --ref
 import argparse
 import json
 import os
-import sys
 import time
 from collections import Counter
 
@@ -21,7 +21,6 @@ OUT = os.path.join(ROOT, "cache", "reference_2018")
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repo", default=ROOT)
     ap.add_argument("--tag", default="run")
     ap.add_argument("--ref", default=os.path.join(OUT, "labels_2018.json"))
     ap.add_argument("--n", type=int, default=2000)
@@ -31,14 +30,10 @@ def main():
     ap.add_argument("--geometry", default=None, help="pass geometry= to core.dissect (repos that have the option)")
     ap.add_argument("--max-list", type=int, default=400, help="disagreeing units printed per layer")
     args = ap.parse_args()
-    repo = os.path.abspath(args.repo)
-    sys.path.insert(0, repo)
-    for m in [m for m in sys.modules if m == "core" or m.startswith("core.")]:
-        del sys.modules[m]
     import torch
     torch.set_num_threads(args.threads)
     import core
-    assert os.path.abspath(core.__file__).startswith(repo), core.__file__
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))
 
     with open(args.ref) as f:
         ref = json.load(f)

@@ -10,8 +10,10 @@ It mirrors `python -m netdissect --gan --quantile_threshold iqr` (GeneratorSegRu
 at half the image resolution via segment_batch(downsample=2), examples 20, iou_threshold 0.05,
 iqr_threshold 0.01), with make_images=False and num_workers=0.
 
-    python scripts/reference_2018/run_2018.py --netdissect /path/to/patched/gandissect \
+    PYTHONPATH=/path/to/patched/gandissect python scripts/reference_2018/run_2018.py \
         [--out cache/reference_2018/out] [--n 2000] [--seed 0] [--rng-seed 1]
+
+(the folder on PYTHONPATH holds the patched 2018 ``netdissect`` package; GANatomy is the installed one).
 
 Writes the 2018 outdir (dissect.json, per-layer npz) and labels_2018.json (--labels-json).
 """
@@ -19,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 
 import torch
@@ -69,9 +70,6 @@ class ToySegmenter2018:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--netdissect", required=True,
-                    help="the folder holding the patched 2018 `netdissect` package (and its dependencies)")
-    ap.add_argument("--repo", default=ROOT)
     ap.add_argument("--out", default=os.path.join(OUT, "out"))
     ap.add_argument("--labels-json", default=os.path.join(OUT, "labels_2018.json"))
     ap.add_argument("--n", type=int, default=2000)
@@ -81,8 +79,6 @@ def main():
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="reuse a previous outdir's cached npz files")
     args = ap.parse_args()
-    sys.path.insert(0, os.path.abspath(args.netdissect))
-    sys.path.insert(1, args.repo)
     from netdissect import GeneratorSegRunner, InstrumentedModel, dissect
     from netdissect.progress import verbose_progress
     from torch.utils.data import TensorDataset

@@ -31,8 +31,9 @@ def dissection() -> Dissection:
     labels = list(segmenter().labels)
     u, n = 4, len(labels)
     z2 = np.zeros((u, n))
-    data = {"iou": z2, "iqr": z2, "threshold": z2, "precision": z2, "iou_thr_set": z2, "ref_iqr": z2,
-            "ref_iou": z2, "ref_accuracy": z2, "ref_thresholds": z2, "top_values": np.zeros((u, 2)),
+    data = {"iou": z2, "iqr": z2, "iqr_iou_set": z2, "threshold": z2, "precision": z2, "iou_thr_set": z2,
+            "ref_iqr": z2, "ref_iqr_iou_set": z2, "ref_iou_thr_set": z2, "ref_iou": z2, "ref_accuracy": z2,
+            "ref_thresholds": z2, "top_values": np.zeros((u, 2)),
             "top_index": np.zeros((u, 2), int), "frequency": np.zeros(n), "quantiles": np.zeros((u, 9))}
     return Dissection(labels=labels, layers=["layer4"], n_samples=2, seed=0, options=DissectOptions(),
                       data={"layer4": data})
