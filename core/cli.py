@@ -383,7 +383,7 @@ def _main(argv=None):
     f.set_defaults(fn=cmd_fetch)
     d = sub.add_parser("dissect", help="dissect generator layers against a segmenter")
     d.add_argument("--model", default="toyworld/town",
-                   help="shipped / published / added name, or a ProGAN, StyleGAN2 or BigGAN checkpoint path")
+                   help="shipped / published / added name, or a ProGAN, StyleGAN2, BigGAN or DCGAN checkpoint path")
     d.add_argument("--arch", default=None, choices=list(architectures("generator")),
                    help="architecture of a checkpoint path (default: detected from its keys)")
     d.add_argument("--download", action="store_true",

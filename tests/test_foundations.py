@@ -198,9 +198,10 @@ def test_a_new_architecture_registers_once_and_loads_by_path(tmp_path):
             archs.register_architecture("other", "generator", load, fallback=True)
     finally:
         archs._ARCHS.pop("tinygan", None)
-    assert set(archs.architectures("generator")) == {"progan", "stylegan2", "biggan"}
+    assert set(archs.architectures("generator")) == {"progan", "stylegan2", "biggan", "dcgan"}
     assert list(archs.architectures("segmenter")) == ["segformer"]
-    with pytest.raises(errors.UnknownNameError, match="unknown arch 'mygan'; known: biggan, progan, segformer, stylegan2"):
+    with pytest.raises(errors.UnknownNameError,
+                       match="unknown arch 'mygan'; known: biggan, dcgan, progan, segformer, stylegan2"):
         archs.kind_of("mygan")
 
 

@@ -7,7 +7,7 @@ is imported, here. Detection rules are disjoint and the fallback (ProGAN) is exp
 order of registration does not matter.
 """
 from core.base.errors import DownloadError, MissingPackageError, MissingWeightsError
-from core.models import biggan, inception, progan, segformer, stylegan2, toynets  # noqa: F401  (they register)
+from core.models import biggan, dcgan, inception, progan, segformer, stylegan2, toynets  # noqa: F401  (they register)
 from core.models.catalog import (
     MODELS_ENV,
     PUBLISHED,

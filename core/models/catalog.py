@@ -276,7 +276,7 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
              replace: bool = False, added_by: str = "") -> dict:
     """Add a model by local path under ``name`` (listed by :func:`status`, loadable by name).
 
-    ``arch``: one of ``progan``, ``stylegan2``, ``biggan``, ``segformer`` (detected when None).
+    ``arch``: one of ``progan``, ``stylegan2``, ``biggan``, ``dcgan``, ``segformer`` (detected when None).
     With ``check`` (default) the model is loaded once first, so a broken file is refused with
     the reason. A ``name`` someone already added is refused (saying who added it and when)
     unless ``replace=True``. ``added_by``: the adder's display name, shown beside the model.
