@@ -3,6 +3,7 @@ concept colours and error reporting (no math here: pages call core)."""
 from __future__ import annotations
 
 import os
+import re
 import traceback
 
 import streamlit as st
@@ -127,6 +128,18 @@ def zoo() -> dict[str, dict]:
 ERRORS = (Exception,)
 
 
+_MARKDOWN = re.compile(r"([\\`*\[\]<>!~$|#{}])|(:)(?=[A-Za-z/])|(?<=www)(\.)")
+
+
+def plain(text) -> str:
+    """``text`` as it was typed when Streamlit renders it as markdown: every character that would
+    make a link (also a bare ``http://`` or ``www.`` one), an image, bold, code, a heading, maths, a
+    colour or an icon is escaped (a display name or a file name with ``![x](http://...)`` in it shows
+    those characters, and no browser fetches anything). Underscores are left as they are: inside a
+    word (paths, setting names) markdown keeps them, and they never make a link."""
+    return _MARKDOWN.sub(lambda m: "\\" + next(g for g in m.groups() if g), str(text))
+
+
 def fix_for(error: BaseException) -> str | None:
     """What the user can do about ``error``: its own fix, else one by its type; None for a bug."""
     if not isinstance(error, GanatomyError):
@@ -156,10 +169,12 @@ def fail(what: str, error: BaseException, fix: str | None = None, stop: bool = T
         if error.fix and cause.endswith(f" ({error.fix})"):       # the fix is shown once, below
             cause = cause[: -len(error.fix) - 3]
         fix = fix or fix_for(error)
-        st.error(f"**{what}.** {cause}" + (f"\n\n**Fix:** {fix}" if fix else ""), icon=":material/error:")
+        # messages carry what users typed (paths, file names, display names): shown as text, never as markdown
+        st.error(f"**{plain(what)}.** {plain(cause)}" + (f"\n\n**Fix:** {fix}" if fix else ""),
+                 icon=":material/error:")
     else:
-        st.error(f"**{what}: this is a bug in GANatomy**, not something you did. "
-                 f"`{type(error).__name__}: {str(error)[:300]}`. Please report it with the details below.",
+        st.error(f"**{plain(what)}: this is a bug in GANatomy**, not something you did. "
+                 f"{plain(type(error).__name__ + ': ' + str(error)[:300])}. Please report it with the details below.",
                  icon=":material/bug_report:")
         with st.expander("Details for a bug report"):
             st.code("".join(traceback.format_exception(error)), language="text")

@@ -95,10 +95,23 @@ def test_lists_models_and_where_missing_files_go(page, tmp_path, net_calls):
     assert str(tmp_path / "models") in at.error[0].value
 
 
-def test_add_by_path_then_listed_available(page, tmp_path):
+def test_add_by_path_then_listed_available(page, tmp_path, monkeypatch):
     torch.manual_seed(0)
     p = tmp_path / "tiny.pt"
     torch.save(core.ProGAN(32, (16, 8)).state_dict(), p)
+    at = page()
+    # outside the server's model folders (by default the models folder): refused, one message for
+    # "not allowed" and "not there", nothing read, no byte of the file quoted
+    at.text_input(key="add_name").set_value("lab/tiny")
+    for typed in (str(p), str(tmp_path / "nothing.pt"), "/etc/passwd"):
+        at.text_input(key="add_path").set_value(typed)
+        at.button(key="add_path_button").click().run()
+        assert not at.exception, at.exception
+        assert at.error and "is not a model file this server may read (it is not there, or not under the model " \
+            "folders)" in at.error[0].value, [e.value for e in at.error]
+        assert "root:" not in at.error[0].value
+    assert "lab/tiny" not in core.models.user_models()
+    monkeypatch.setenv("GANATOMY_MODEL_ROOTS", str(tmp_path))
     at = page()
     at.text_input(key="add_name").set_value("lab/tiny")
     at.text_input(key="add_path").set_value(str(p))

@@ -28,6 +28,7 @@ def lab(tmp_path, monkeypatch):
     """A fresh models folder and cache; returns a factory of distinct tiny ProGAN checkpoints."""
     monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANATOMY_MODEL_ROOTS", str(tmp_path))         # the checkpoints below are added by path
 
     def weights(seed: int) -> Path:
         torch.manual_seed(seed)
@@ -224,3 +225,33 @@ def test_uploads_have_a_quota(monkeypatch, tmp_path):
         published.add_upload(data + b"", "g2.pt", "lab/two")
     assert sorted(published.user_models()) == ["lab/one"]
     assert len(list((tmp_path / "models" / "uploads").iterdir())) == 1
+
+
+def test_display_names_and_file_names_show_as_typed_and_look_alike_names_are_refused(lab):
+    """Text is text (issue #33): a display name or a file name carrying markdown (a live link, an
+    image every visitor's browser would fetch, emphasis, an icon) is shown with those characters
+    escaped; a model name with a Cyrillic or full-width letter beside an ASCII one is refused."""
+    from dashboard.common import plain
+    evil = "![x](http://evil.example/p.png) [here](https://evil.example) **b** :red[r] www.evil.example `c`"
+    shown = plain(evil)
+    for live in ("![x](", "[here](", "**b**", ":red[", "www.evil", "`c`", "http://", "https://"):
+        assert live not in shown, (live, shown)
+    assert shown.replace("\\", "") == evil                     # nothing dropped: every character shows
+    assert plain("lab/church-v2 (added by ann)") == "lab/church-v2 (added by ann)"
+    at = AppTest.from_file(APP, default_timeout=120).switch_page("views/models.py").run()
+    at.text_input(key="display_name_input").set_value(evil)
+    at.text_input(key="add_name").set_value("lab/church")
+    at.text_input(key="add_path").set_value(str(lab(1)))
+    at.button(key="add_path_button").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    notice = at.success[0].value
+    assert "![x](" not in notice and "\\!\\[x\\]" in notice and "lab/church" in notice
+    assert all("![x](" not in c.value and "[here](" not in c.value for c in at.caption)
+    up = lab(2)
+    at.text_input(key="add_name").set_value("lab/other")
+    at.file_uploader(key="upload").set_value(("![y](http://evil.example/q.png).pt", b"not weights", "x")).run()
+    at.button(key="add_upload_button").click().run()
+    assert at.error and "![y](" not in at.error[0].value and "\\!\\[y\\]" in at.error[0].value
+    for look_alike in ("lab/\u0441hurch", "lab/\uff43hurch", "l\u0430b/church"):      # Cyrillic с, full-width c, Cyrillic а
+        with pytest.raises(core.InputError, match="must be ASCII letters"):
+            published.register(look_alike, str(up), added_by="bob")

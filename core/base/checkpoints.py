@@ -1,10 +1,16 @@
 """Safe checkpoint loading: ``torch.load(weights_only=True)`` (or ``safetensors``) with errors
 that name the file, and a pre-flight before any model is built from what a file holds.
 
-The pre-flight (:func:`check_weights`, run by :func:`load_checkpoint` and :func:`read_weights`):
+The pre-flight (:func:`check_declared` before ``torch.load``, :func:`check_weights` after it, run by
+:func:`load_checkpoint` and :func:`read_weights`):
 
 - the file is recognised by its first bytes (a zip or pickle PyTorch file, or a safetensors
   file); anything else is refused as not a weights file, never handed to the unpickler;
+- before ``torch.load`` allocates anything, what a torch file declares (its pickle's storages and
+  their sizes, read with an unpickler that builds nothing; a zip's records and their inflated
+  sizes, from its directory) must fit the budget, at most ``MAX_TENSORS`` storages, and the file's
+  own size: torch.save stores every byte it declares, so a small file that declares gigabytes
+  (compressed records, a forged pickle) is refused in milliseconds;
 - what the tensors claim (values and bytes, by shape: a 2 KB file can hold a stride-0 view of
   5000 x 5000 x 4 x 4) must fit the size budget of :mod:`core.base.budget`; a safetensors header
   must describe exactly the bytes the file stores;
@@ -33,6 +39,7 @@ from core.base.packages import require
 
 __all__ = [
     "CheckpointError",
+    "check_declared",
     "check_fits",
     "check_weights",
     "load_checkpoint",
@@ -63,14 +70,6 @@ def sniff(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _preview(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if all(32 <= b < 127 for b in head):
-        return repr(head.decode("ascii"))
-    return "0x" + head.hex(" ")
-
-
 def _check_file(p: Path) -> None:
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} does not exist: check the path, or put the "
@@ -85,8 +84,138 @@ def _check_file(p: Path) -> None:
 
 
 def _not_weights(p: Path) -> CheckpointError:
-    return CheckpointError(f"checkpoint {p} is not a PyTorch or safetensors weights file (it begins "
-                           f"{_preview(p)}); {_FIX_FILE}")
+    return CheckpointError(f"checkpoint {p} is not a PyTorch or safetensors weights file (its first bytes "
+                           f"are not those of a zip, a pickle or a safetensors file); {_FIX_FILE}")
+
+
+# ----------------------------------------------------------------------------- what a torch file declares
+
+MAX_TENSORS = 50_000                 # storages in one file (the largest published checkpoints hold a few thousand)
+MAX_PICKLE = 64 * 2 ** 20            # a state dict's pickle (names, shapes): about 100 bytes a tensor
+_SLACK = 2 ** 20                     # headers, names, alignment: what a file may declare beyond its own size
+_ELEMENT = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1,
+            "Byte": 1, "Bool": 1, "ComplexFloat": 8, "ComplexDouble": 16, "Untyped": 1, "QInt8": 1, "QUInt8": 1,
+            "QInt32": 4, "QUInt4x2": 1, "QUInt2x4": 1, "Float8_e4m3fn": 1, "Float8_e5m2": 1}
+
+
+class _Stub(dict):
+    """Whatever a pickle names (a class, a function) while only its declarations are read: it
+    accepts any arguments and state and does nothing, so no code from the file runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __call__(self, *args, **kwargs):
+        return _Stub()
+
+    def __setstate__(self, state):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
+class _StorageType:
+    def __init__(self, name: str):
+        self.element = _ELEMENT.get(name[:-len("Storage")], 8)     # unknown types: the widest, 8 bytes
+
+
+class _Declarations(pickle.Unpickler):
+    """Reads a torch pickle for the storages it declares (key -> bytes), building nothing."""
+
+    def __init__(self, f):
+        super().__init__(f)
+        self.storages: dict[str, int] = {}           # key -> declared bytes
+        self.values: dict[str, int] = {}             # key -> declared values
+
+    def find_class(self, module, name):
+        if module.startswith("torch") and name.endswith("Storage"):
+            return _StorageType(name)
+        return _Stub
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            typ, key, numel = pid[1], str(pid[2]), pid[4]
+            element = typ.element if isinstance(typ, _StorageType) else 8
+            if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
+                raise CheckpointError("a storage declares no valid size")
+            self.storages[key] = max(self.storages.get(key, 0), numel * element)
+            self.values[key] = max(self.values.get(key, 0), numel)
+        return _Stub()
+
+
+def _declared_zip(p: Path) -> tuple[_Declarations, dict]:
+    """(the storages its pickle declares, stored bytes per data record) of a torch zip file, from
+    its central directory and its pickle; nothing is inflated but the pickle, itself bounded."""
+    import zipfile
+    with zipfile.ZipFile(p) as z:
+        infos = z.infolist()
+        if len(infos) > MAX_TENSORS + 16:
+            raise CheckpointError(f"checkpoint {p} holds {len(infos):,} records, more than a weights file "
+                                  f"holds (at most {MAX_TENSORS:,} tensors are read)")
+        pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+        if len(pkl) != 1:
+            raise CheckpointError(f"checkpoint {p} is a zip file but not a PyTorch one (no data.pkl); {_FIX_FILE}")
+        if pkl[0].file_size > MAX_PICKLE:
+            raise CheckpointError(f"checkpoint {p} has a pickle of {pkl[0].file_size:,} bytes, more than any "
+                                  f"state dict needs ({MAX_PICKLE:,})")
+        total = sum(i.file_size for i in infos)
+        records = {i.filename.rsplit("/data/", 1)[1]: i.file_size for i in infos if "/data/" in i.filename}
+        if total > p.stat().st_size + _SLACK:
+            raise CheckpointError(f"checkpoint {p} expands from {p.stat().st_size:,} to {total:,} bytes: its records "
+                                  "are compressed, which torch.save never does (a file built to fill memory, or "
+                                  "re-packed)", fix="save the weights again with torch.save(model.state_dict(), path)")
+        with z.open(pkl[0]) as f:
+            d = _Declarations(f)
+            d.load()
+    return d, records
+
+
+def _declared_legacy(p: Path) -> _Declarations:
+    """The storages a torch file in the legacy (before 1.6) format declares: after its magic
+    number, protocol and system pickles, the one that declares them."""
+    with open(p, "rb") as f:
+        for _ in range(3):
+            _Declarations(f).load()
+        d = _Declarations(f)
+        d.load()
+    return d
+
+
+def check_declared(p: Path, kind: str) -> None:
+    """The pre-flight of a torch file before ``torch.load`` allocates anything: what its pickle
+    declares (storages and their sizes) must fit the size budget, MAX_TENSORS and the file itself
+    (torch.save stores every byte it declares: a file that declares more is compressed or forged,
+    and would fill memory from a small upload)."""
+    try:
+        if kind == "zip":
+            d, records = _declared_zip(p)
+        else:
+            d, records = _declared_legacy(p), {}
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001  (a malformed pickle or zip: said as unreadable, torch is never reached)
+        raise CheckpointError(f"checkpoint {p} cannot be read, it looks truncated or is not a PyTorch file "
+                              f"({type(e).__name__}); fetch or save it again") from None
+    storages = d.storages
+    if len(storages) > MAX_TENSORS:
+        raise CheckpointError(f"checkpoint {p} declares {len(storages):,} tensors, more than a weights file holds "
+                              f"(at most {MAX_TENSORS:,} are read)")
+    nbytes = sum(storages.values())
+    check_size(f"checkpoint {p}", "its storages declare", sum(d.values.values()), nbytes)
+    size = p.stat().st_size
+    if nbytes > size + _SLACK:
+        raise CheckpointError(f"checkpoint {p} declares {nbytes:,} bytes of tensors but holds {size:,}: it is "
+                              "compressed or forged (torch.save stores what it declares)",
+                              fix="save the weights again with torch.save(model.state_dict(), path)")
+    short = [k for k, b in storages.items() if k in records and records[k] != b]
+    if short:
+        k = short[0]
+        raise CheckpointError(f"checkpoint {p} declares {storages[k]:,} bytes for tensor storage {k} but its record "
+                              f"holds {records[k]:,}: the file is damaged or forged; fetch or save it again")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu", safe_types: tuple = (), check: bool = True):
@@ -106,6 +235,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", safe_types: tup
                               "core.base.checkpoints.read_weights or a model loader (core.load_generator)")
     if kind is None:
         raise _not_weights(p)
+    check_declared(p, kind)
     try:
         if safe_types:
             with torch.serialization.safe_globals(list(safe_types)):
@@ -292,15 +422,32 @@ def check_fits(build: Callable[[], torch.nn.Module], state: dict, path,
     ``meta`` device (no memory) so that nothing is allocated for a file that does not fit."""
     with torch.device("meta"):
         model = build()
-    err = _mismatch(_shapes(model.state_dict()), state, path, type(model).__name__, optional)
+    own = model.state_dict()
+    err = _mismatch(_shapes(own), state, path, type(model).__name__, optional) or _kinds(own, state, path)
     if err is not None:
         raise err
 
 
+def _kinds(own: dict, state: dict, path) -> CheckpointError | None:
+    """Refusal of weights whose kind of number cannot be the model's: a floating parameter or buffer
+    read from an integer, boolean or complex tensor (converting would silently change the values:
+    a complex weight loses its imaginary part, an int8 one its scale)."""
+    bad = [f"{k} ({state[k].dtype})".replace("torch.", "") for k in own
+           if k in state and isinstance(state[k], torch.Tensor) and own[k].is_floating_point()
+           and not state[k].is_floating_point()]
+    if not bad:
+        return None
+    return CheckpointError(f"checkpoint {path} holds weights that are not real floating-point numbers where the model "
+                           f"has float weights: {_few(bad)}",
+                           fix="save the model's float weights (float32, float16 or bfloat16) with "
+                               "torch.save(model.state_dict(), path)")
+
+
 def load_state_into(model: torch.nn.Module, state: dict, path: str | os.PathLike) -> None:
-    """Strictly load ``state`` into ``model``; on mismatch, name the file and the keys."""
+    """Strictly load ``state`` into ``model``; on mismatch (keys, shapes, a floating weight given
+    as integers, booleans or complex numbers), name the file and the keys."""
     own = model.state_dict()
-    err = _mismatch(_shapes(own), state, path, type(model).__name__)
+    err = _mismatch(_shapes(own), state, path, type(model).__name__) or _kinds(own, state, path)
     if err is not None:
         raise err
     model.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v

@@ -70,6 +70,21 @@ def models_dir() -> Path:
     return Path(env) if env else cache_root() / "models"
 
 
+ROOTS_ENV = "GANATOMY_MODEL_ROOTS"
+
+
+def model_roots() -> list[Path]:
+    """The folders a shared server's "Add by path" may read (``$GANATOMY_MODEL_ROOTS``, folders
+    separated by ``os.pathsep``; default: the models folder), resolved."""
+    env = os.environ.get(ROOTS_ENV, "")
+    roots = [Path(r).expanduser() for r in env.split(os.pathsep) if r.strip()] or [models_dir()]
+    return [r.resolve() for r in roots]
+
+
+def _within(p: Path, roots) -> bool:
+    return any(p == r or r in p.parents for r in roots)
+
+
 # ----------------------------------------------------------------------------- published models
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ def register_published(s: Spec) -> Spec:
 # Uploads are stored under a name made of the model name's safe form and the content's hash:
 # a second upload never writes over the file another name (or an earlier upload) points at.
 
-_PART = r"[^\W_][\w.\-]*"           # a letter or digit, then letters, digits, '_', '.', '-'
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"   # an ASCII letter or digit, then those, '_', '.', '-' (no look-alikes)
 _NAME = re.compile(rf"^{_PART}(/{_PART})?$")
 MAX_NAME = 100                         # characters of a model name (and of a display name)
 _SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -190,7 +205,7 @@ def _check_new_name(name) -> None:
         raise InputError(f"model name {name[:40]!r}… is {len(name)} characters long; at most {MAX_NAME}",
                          fix="choose a shorter name such as 'lab/church-v2'")
     if not _NAME.match(name) or ".." in name:
-        raise InputError(f"model name {name!r} must be letters, digits, '.', '-', '_' with at most one "
+        raise InputError(f"model name {name!r} must be ASCII letters, digits, '.', '-', '_' with at most one "
                          "'/', each part starting with a letter or digit (no '..')", fix=_NAME_FIX)
     if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
         raise InputError(f"model name {name!r} is a built-in model name",
@@ -273,14 +288,16 @@ def _check_options(options) -> dict:
 
 
 def register(name: str, path, arch: str | None = None, options: dict | None = None, check: bool = True, *,
-             replace: bool = False, added_by: str = "") -> dict:
+             replace: bool = False, added_by: str = "", roots=None) -> dict:
     """Add a model by local path under ``name`` (listed by :func:`status`, loadable by name).
 
     ``arch``: one of ``progan``, ``stylegan2``, ``biggan``, ``dcgan``, ``segformer`` (detected when None).
     With ``check`` (default) the model is loaded once first, so a broken file is refused with
     the reason. A ``name`` someone already added is refused (saying who added it and when)
     unless ``replace=True``. ``added_by``: the adder's display name, shown beside the model.
-    Returns the registry entry."""
+    ``roots``: folders the path must lie in, after symlinks are resolved (a shared server passes
+    :func:`model_roots`); a path outside them or not there gets one message, which tells neither
+    apart, and nothing outside them is opened. Returns the registry entry."""
     _check_new_name(name)
     replace = _check_flag(replace, "replace")
     added_by = _check_added_by(added_by)
@@ -290,6 +307,13 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
                               fix="give the path of a weights file (or of a SegFormer folder)")
     _check_free(name, replace)
     p = Path(path).expanduser().resolve()
+    if roots is not None:
+        allowed = [Path(r).expanduser().resolve() for r in roots]
+        if not _within(p, allowed) or not p.exists():
+            raise CheckpointError(f"{path} is not a model file this server may read (it is not there, or not "
+                                  f"under the model folders)",
+                                  fix=f"put the file under {', '.join(str(r) for r in allowed)} (the server's "
+                                      f"{ROOTS_ENV}), or upload it")
     if not p.exists():
         raise CheckpointError(f"{p} does not exist: give the path of a weights file (or a SegFormer folder)")
     if arch is not None:

@@ -12,7 +12,7 @@ from core.base import sharing
 from core.base.protocols import check_segmenter
 from core.models import zoo_table
 from core.models.catalog import MAX_NAME
-from dashboard.common import ERRORS, device, fail, fix_for, generator, segmenter
+from dashboard.common import ERRORS, device, fail, fix_for, generator, plain, segmenter
 
 st.title("Models")
 st.caption(f"Weights of published and added models live in `{published.models_dir()}` "
@@ -80,7 +80,7 @@ if users:
         "added by": r["added_by"] or "an unknown user", "added at (UTC)": r["added_at"], "file": r["path"]}
         for r in users]), hide_index=True, width="stretch")
     for r in users:
-        st.caption(f"**{r['name']}**: {r['source']}")
+        st.caption(f"**{plain(r['name'])}**: {plain(r['source'])}")
     gone = st.selectbox("Unregister a model (for everyone)", [r["name"] for r in users], key="remove_model")
     typed = st.text_input(f"Type {gone} to confirm", key="remove_confirm",
                           help="A model belongs to whoever added it: removing it removes it for every user.")
@@ -91,7 +91,7 @@ if users:
             refuse(f"{gone} was not unregistered", e)
         else:
             generator.clear()      # no session is handed the removed model from the shared cache
-            st.session_state["models_notice"] = f"Unregistered **{gone}** (asked by {me})."
+            st.session_state["models_notice"] = f"Unregistered **{plain(gone)}** (asked by {plain(me)})."
             st.rerun()
 
 missing = [r for r in rows if not r["available"]]
@@ -135,7 +135,8 @@ taken = next((r for r in users if r["name"] == new_name), None)
 replace = st.checkbox("Replace the existing model of this name (for everyone)", key="add_replace",
                       disabled=taken is None)
 if taken is not None:
-    st.warning(f"**{new_name}** is taken: {taken['source']}. Adding under this name is refused unless you tick "
+    st.warning(f"**{plain(new_name)}** is taken: {plain(taken['source'])}. Adding under this name is refused unless "
+               "you tick "
                "**Replace** (its weights file is kept; the name then points at yours).")
 options = {}
 if arch in ("stylegan2", "biggan"):
@@ -156,20 +157,24 @@ def add(what: str, fn):
         return
     if entry.get("replaced"):
         generator.clear()           # sessions load the new weights under the name, not the cached old ones
-    st.session_state["models_notice"] = (f"Added **{new_name}** as {me}: {entry['arch']} {entry['kind']} from "
-                                         f"`{entry['path']}`. Load it with `core.load_{entry['kind']}({new_name!r})`.")
+    load = f"core.load_{entry['kind']}({new_name!r})"
+    st.session_state["models_notice"] = (f"Added **{plain(new_name)}** as {plain(me)}: {entry['arch']} {entry['kind']} "
+                                         f"from {plain(entry['path'])}. Load it with {plain(load)}.")
     st.rerun()                      # list it in the table above
 
 
 by_path, by_upload = st.tabs(["Local path", "Upload"])
 with by_path:
-    path = st.text_input("Path of a weights file (or of a SegFormer folder)", key="add_path").strip()
+    path = st.text_input("Path of a weights file (or of a SegFormer folder)", key="add_path",
+                         help="Only files under the server's model folders can be added by path "
+                              "(GANATOMY_MODEL_ROOTS; by default the models folder); upload any other.").strip()
     if st.button("Add by path", key="add_path_button"):
         if not path:
             st.error("Give the path of the weights file.", icon="⚠️")
         else:
             add(path, lambda: published.register(new_name, path, arch=arch, options=options,
-                                                 replace=replace and taken is not None, added_by=me))
+                                                 replace=replace and taken is not None, added_by=me,
+                                                 roots=published.model_roots()))
 with by_upload:
     up = st.file_uploader("Weights file", type=["pt", "pth", "bin", "ckpt", "safetensors"], key="upload")
     if st.button("Add upload", key="add_upload_button", disabled=up is None):

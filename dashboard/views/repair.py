@@ -9,7 +9,7 @@ from core.base.devices import for_serving
 from core.engine import repair
 from core.outputs.visualize import unit_strips
 from core.studies import evaluation
-from dashboard.common import ERRORS, device, fail, fix_for, note_turn, page_basis, pick_layer, pick_model
+from dashboard.common import ERRORS, device, fail, fix_for, note_turn, page_basis, pick_layer, pick_model, plain
 
 st.title("Artifact repair")
 st.caption("Unit FID (paper §4.2, supplement S-6.1): for each unit, the FID of the generated images where "
@@ -134,8 +134,8 @@ elif uf is not None:
                 "re-shipped since): unit numbers do not carry over between trainings, so they start unflagged.")
     who = "; ".join(f"unit {u} by {d['by'] or 'an unknown user'}" + (f" at {d['at']}" if d["at"] else "")
                     for u, d in details.items())
-    st.caption((f"Flagged for these weights: {who}. " if who else "No units flagged for these weights yet. ")
-               + f"You flag as **{me}** (your name is set on the Models page); flags are shared with everyone.")
+    st.caption((f"Flagged for these weights: {plain(who)}. " if who else "No units flagged for these weights yet. ")
+               + f"You flag as **{plain(me)}** (your name is set on the Models page); flags are shared with everyone.")
 
     def toggle(model, lay, unit, fp, size, key):
         try:
