@@ -35,6 +35,7 @@ def lab(tmp_path, monkeypatch):
         p = tmp_path / f"g{seed}.pt"
         torch.save(core.ProGAN(32, (16, 8)).state_dict(), p)
         return p
+    weights.monkeypatch = monkeypatch
     return weights
 
 
@@ -55,7 +56,12 @@ def test_a_second_upload_under_a_taken_name_keeps_the_first_users_weights(lab):
     assert published.user_models()["lab/church"]["path"] == a["path"]
     ann = core.load_generator("lab/church").state_dict()
     assert all(torch.equal(ann[k], v) for k, v in torch.load(first).items())
-    # asked to replace: the name points at bob's weights, ann's file is still whole
+    # bob asking to replace ann's model is refused: only its owner (or an admin) may
+    with pytest.raises(core.InputError, match=r"added by ann.*only they \(or an admin, GANATOMY_ADMINS\)"):
+        published.add_upload(second.read_bytes(), "church.pt", "lab/church", replace=True, added_by="bob")
+    assert published.user_models()["lab/church"]["path"] == a["path"]
+    # an admin asks to replace: the name points at bob's weights, ann's file is still whole
+    lab.monkeypatch.setenv("GANATOMY_ADMINS", "root, bob")
     b = published.add_upload(second.read_bytes(), "church.pt", "lab/church", replace=True, added_by="bob")
     assert b["path"] != a["path"] and sha(b["path"]) == sha(second)
     assert sha(a["path"]) == before
@@ -68,6 +74,15 @@ def test_a_second_upload_under_a_taken_name_keeps_the_first_users_weights(lab):
     with pytest.raises(core.InputError, match="added by bob"):
         published.register("lab/church", first, added_by="cy")
     assert published.user_models()["lab/church"]["path"] == b["path"]
+    # cy cannot remove it; bob's removal brings ann's model back, her file untouched
+    with pytest.raises(core.InputError, match="only they"):
+        published.unregister("lab/church", confirm="lab/church", by="cy")
+    published.unregister("lab/church", confirm="lab/church", by="bob")
+    back = published.user_models()["lab/church"]
+    assert back["path"] == a["path"] and back["added_by"] == "ann" and sha(a["path"]) == before
+    assert not Path(b["path"]).exists()                              # bob's upload went with his entry
+    ann = core.load_generator("lab/church").state_dict()
+    assert all(torch.equal(ann[k], v) for k, v in torch.load(first).items())
 
 
 def test_two_sessions_adding_one_name_at_once_exactly_one_wins(lab):
@@ -125,8 +140,14 @@ def test_flags_from_two_sessions_merge_per_unit(lab, tmp_path):
     assert repair.flag_units(m, layer, [3], fp, by="A") == [3]
     assert repair.flag_units(m, layer, [5], fp, by="B") == [3, 5]
     assert repair.unflag_units(m, layer, [], fp, by="B") == [3, 5]         # B unflags nothing
+    with pytest.raises(core.InputError, match=r"units \[3\] were flagged by A; only who flagged a unit"):
+        repair.unflag_units(m, layer, [3, 5], fp, by="B")                 # B cannot unflag A's unit
+    assert repair.load_flags(m, layer, fp) == [3, 5]                     # (nor, then, its own in that call)
     assert repair.unflag_units(m, layer, [3], fp, by="A") == [5]
     assert repair.load_flags(m, layer, fp) == [5]
+    lab.monkeypatch.setenv("GANATOMY_ADMINS", "pi")
+    assert repair.flag_units(m, layer, [7], fp, by="A") == [5, 7]
+    assert repair.unflag_units(m, layer, [7], fp, by="pi") == [5]        # an admin can
     assert repair.flag_details(m, layer, fp)[5]["by"] == "B"
     # many sessions at once, each flagging its own unit: nobody's flag is lost
     go = threading.Barrier(8)
@@ -202,7 +223,14 @@ def test_models_page_says_who_added_a_model_and_refuses_a_taken_name(lab, tmp_pa
     at.button(key="add_path_button").click().run()
     assert at.error and "added by ann" in at.error[0].value and "Replace" in at.error[0].value
     assert published.user_models()["lab/church"]["path"] == str(p.resolve())
-    # unregister asks for the name first
+    # bob cannot unregister ann's model, even confirmed
+    at.text_input(key="remove_confirm").set_value("lab/church")
+    at.button(key="remove_button").click().run()
+    assert at.error and "only they" in at.error[0].value and "added by ann" in at.error[0].value
+    assert "lab/church" in published.user_models()
+    # ann can; unregister asks for the name first
+    at = page()
+    at.text_input(key="display_name_input").set_value("ann").run()
     at.button(key="remove_button").click().run()
     assert at.error and "not confirmed" in at.error[0].value
     assert "lab/church" in published.user_models()

@@ -39,13 +39,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
+import inspect
 import io
 import json
 import os
 import re
 import shutil
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -66,7 +69,7 @@ except ImportError:                    # pragma: no cover - Windows
 from core.base.errors import ArgumentTypeError, CacheError, InputError
 from core.base.validate import check_bool
 
-__all__ = ["FORMAT", "file_lock", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
+__all__ = ["FORMAT", "code_hash", "file_lock", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
            "atomic_write_text", "cache_root", "cached", "shipped_root", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
            "save", "take_notices", "weights_hash"]
 
@@ -164,15 +167,59 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()[:24]
 
 
+def code_hash(obj) -> str:
+    """A hash of the source code of the classes ``obj`` is built from (its own class and every
+    submodule's), each read as the whole module that defines it; classes of ``torch`` and of
+    GANatomy itself are left out (they are versioned with the package). ``""`` when there is no
+    such class: a model whose code changes (a fixed ``forward`` under the same class name) then
+    gets a new key instead of the results of the old code."""
+    classes = {type(m) for m in obj.modules()} if isinstance(obj, torch.nn.Module) else {type(obj)}
+    mods = sorted({c.__module__ for c in classes
+                   if c.__module__.split(".")[0] not in ("torch", "core", "builtins", "torchvision")})
+    if not mods:
+        return ""
+    h = hashlib.sha256()
+    for name in mods:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        try:
+            stamp = os.stat(path).st_mtime_ns if path else 0           # an edited, reloaded file: new source
+        except OSError:
+            stamp = 0
+        own = tuple(sorted((c for c in classes if c.__module__ == name), key=lambda c: c.__qualname__))
+        h.update(name.encode())
+        h.update(_module_source(name, own, stamp).encode())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=256)
+def _module_source(name: str, classes: tuple, _stamp: int) -> str:
+    """The source of module ``name`` or, where it has none on disk (a notebook's cell), of
+    ``classes`` themselves (the class objects are in the cache key: a class defined again is new)."""
+    try:
+        return inspect.getsource(sys.modules.get(name))
+    except (OSError, TypeError):
+        pass
+    parts = []
+    for cls in classes:
+        try:
+            parts.append(inspect.getsource(cls))
+        except (OSError, TypeError):
+            parts.append(cls.__qualname__)
+    return "\n".join(parts)
+
+
 def model_fingerprint(obj) -> str | None:
     """A cache identity for a generator or segmenter: its ``cache_key`` attribute when it
-    defines one, else the hash of its weights when it is a module; ``None`` (do not cache)
-    for anything whose behaviour cannot be pinned down."""
+    defines one, else the hash of its weights and (for classes outside torch and GANatomy) of its
+    code when it is a module; ``None`` (do not cache) for anything whose behaviour cannot be
+    pinned down."""
     key = getattr(obj, "cache_key", None)
     if isinstance(key, str) and key:
         return key
     if isinstance(obj, torch.nn.Module):
-        return f"{type(obj).__name__}:{weights_hash(obj)}"
+        code = code_hash(obj)
+        return f"{type(obj).__name__}:{weights_hash(obj)}" + (f":code-{code}" if code else "")
     return None
 
 

@@ -26,7 +26,7 @@ from core.base.devices import device_of
 from core.base.errors import ProtocolError
 
 __all__ = ["Generator", "Segmenter", "ProtocolError", "check_generator", "check_segmenter",
-           "check_segmentation"]
+           "check_segmentation", "check_finite", "model_name"]
 
 
 @runtime_checkable
@@ -75,6 +75,45 @@ def check_generator(gen, probe: bool = True, n: int = 2) -> None:
         raise ProtocolError(f"generator forward(z) returned non-finite images: {bad:,} of {out.numel():,} "
                             f"values are NaN or inf ({nan:,} NaN) for z of shape ({n}, {z_dim}); its weights "
                             "overflow or are broken")
+
+
+def model_name(model) -> str:
+    """How a message names a model: its catalog name or file when it was loaded by GANatomy, else its class."""
+    for attr in ("name", "source"):
+        v = getattr(model, attr, None)
+        if isinstance(v, str) and v:
+            return v
+    return type(model).__name__
+
+
+def check_finite(generator, images: torch.Tensor, outputs: dict | None = None, *, seed: int | None = None,
+                 indices=None) -> None:
+    """Refuse (:class:`ProtocolError`) a batch whose images, or captured layer ``outputs``, hold NaN
+    or inf: the message names the model, the samples (``indices`` of ``seed``, else positions in the
+    batch) and the first layer that went non-finite, so nothing non-finite is counted, cached or
+    drawn. One reduction per tensor (a host sync per batch on an accelerator)."""
+    bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
+    layers = []
+    for name, out in (outputs or {}).items():
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            b = ~torch.isfinite(out.detach()).flatten(1).all(1)
+            if bool(b.any()):
+                layers.append(name)
+                bad = bad | b.to(bad.device)
+    if not bool(bad.any()):
+        return
+    rows = torch.nonzero(bad).view(-1).tolist()
+    if indices is not None:
+        idx = [int(indices[r]) for r in rows]
+        which = (f"samples {', '.join(map(str, idx[:8]))}{' …' if len(idx) > 8 else ''} of seed {seed} "
+                 f"(z = core.base.sampling.z_at({seed}, {idx[:8]}, {generator.z_dim}))")
+    else:
+        which = f"images {', '.join(map(str, rows[:8]))}{' …' if len(rows) > 8 else ''} of the batch"
+    at = f" (first at layer {layers[0]!r})" if layers else ""
+    raise ProtocolError(f"generator {model_name(generator)} returned NaN or inf for {which}{at}; nothing from this "
+                        f"batch was counted, cached or drawn",
+                        fix="the model overflows or is broken for these codes: fix its forward or weights (a fixed "
+                            "model gets fresh results), or use other samples")
 
 
 def check_segmentation(seg: torch.Tensor, n: int, n_labels: int, what="segment(images)") -> None:

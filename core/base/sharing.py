@@ -20,11 +20,26 @@ import torch
 from core.base.devices import module_device
 from core.base.errors import BudgetError, InputError
 
-__all__ = ["JOBS_ENV", "CPU_JOBS_ENV", "job_limit", "long_job", "long_computation", "fit_batch",
-           "is_out_of_memory", "busy"]
+__all__ = ["JOBS_ENV", "CPU_JOBS_ENV", "ADMINS_ENV", "job_limit", "long_job", "long_computation", "fit_batch",
+           "is_out_of_memory", "busy", "admins", "may_change"]
 
 JOBS_ENV = "GANATOMY_GPU_JOBS"
 CPU_JOBS_ENV = "GANATOMY_CPU_JOBS"
+ADMINS_ENV = "GANATOMY_ADMINS"
+
+
+def admins() -> set[str]:
+    """The display names that may change anyone's work (``$GANATOMY_ADMINS``, comma separated)."""
+    return {" ".join(a.split()) for a in os.environ.get(ADMINS_ENV, "").split(",") if a.strip()}
+
+
+def may_change(owner: str | None, by: str | None) -> bool:
+    """Whether ``by`` may replace, remove or unflag what ``owner`` added: the owner (display names
+    compared with their spaces collapsed) or an admin. A shared server without login knows only the
+    names sessions give themselves: this keeps users from undoing each other's work by accident; with
+    ``GANATOMY_LOGIN=1`` the names come from the login."""
+    norm = lambda x: " ".join(str(x or "").split()) or "anonymous"      # noqa: E731
+    return norm(owner) == norm(by) or norm(by) in admins()
 
 _LOCK = threading.Lock()
 _SLOTS: dict[tuple[str, int], tuple[int, threading.Semaphore]] = {}

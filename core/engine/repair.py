@@ -29,7 +29,7 @@ from core.base.distributed import batches, gather_batches, rank_world
 from core.base.errors import InputError, UnitIndexError
 from core.base.hooks import layer_shape, layer_units, resolve_layers
 from core.base.sampling import z_at, z_range
-from core.base.sharing import long_computation
+from core.base.sharing import ADMINS_ENV, long_computation, may_change
 from core.base.validate import check_bool
 from core.engine.bases import learned
 from core.engine.fid import FeatureStats, frechet_distance
@@ -472,7 +472,9 @@ def save_flags(model: str, layer: str, units: Sequence[int] | None = None, finge
     """Flag (``add``) or unflag (``remove``) units of (model, layer) for the lab (``cache/flags``),
     with the weights' ``fingerprint`` so that later weights under the same name do not inherit
     them, and ``by`` (who flagged: a display name). Only the units given change: everyone
-    else's flags stay as they are, however many sessions save at once.
+    else's flags stay as they are, however many sessions save at once; a ``remove`` with ``by``
+    (what sessions send) may unflag only ``by``'s own flags, unless ``by`` is an admin
+    (``$GANATOMY_ADMINS``).
 
     ``units`` (the whole set) is for a script that owns the flags: the units not in it are
     unflagged, the others flagged. Sessions that share flags send only their changes
@@ -499,6 +501,14 @@ def save_flags(model: str, layer: str, units: Sequence[int] | None = None, finge
         if whole is not None:            # the whole set: what differs from these weights' flags
             on = set(_replay(events, fingerprint) if fingerprint else _applying(events, None))
             add, remove = sorted(set(whole) - on), sorted(on - set(whole))
+        elif remove and by:              # a session unflags only its own flags (or an admin anyone's)
+            current = _applying(events, fingerprint)
+            theirs = {u: current[u].get("by") or "" for u in remove
+                      if u in current and not may_change(current[u].get("by"), by)}
+            if theirs:
+                raise InputError(f"units {sorted(theirs)} were flagged by {', '.join(sorted(set(theirs.values())))}; "
+                                 f"only who flagged a unit (or an admin, {ADMINS_ENV}) can unflag it; you are {by!r}",
+                                 fix="ask who flagged them, or leave them flagged")
         new = ([{"unit": u, "action": "add", "by": by, "at": at, "fingerprint": fingerprint} for u in add]
                + [{"unit": u, "action": "remove", "by": by, "at": at, "fingerprint": fingerprint} for u in remove])
         if new:

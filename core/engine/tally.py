@@ -30,6 +30,7 @@ import torch
 
 from core.base.errors import BudgetError
 from core.base.hooks import Trace
+from core.base.protocols import check_finite
 from core.base.sampling import z_range
 from core.base.validate import check_choice
 
@@ -47,7 +48,9 @@ def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int
     samples ``0 .. n_samples-1`` (batch ``b`` goes to process ``b % world``); sample ``i`` is
     ``generator(core.base.sampling.z_range(seed, i, i+1))``, run without gradients (the grad
     mode is never held across a ``yield``: the caller's code runs in its own mode). ``autocast``:
-    run the generator under autocast to that dtype (bf16 / fp16), else in its own precision."""
+    run the generator under autocast to that dtype (bf16 / fp16), else in its own precision. A batch
+    whose images or captured layers hold NaN or inf is refused (:func:`core.base.protocols.check_finite`),
+    naming the samples, before anything counts it."""
     n_batches = (n_samples + batch_size - 1) // batch_size
     for b in range(rank, n_batches, world):
         start, stop = b * batch_size, min(n_samples, (b + 1) * batch_size)
@@ -55,7 +58,9 @@ def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int
         with torch.no_grad(), Trace(generator, capture=layers) as tr, \
                 torch.autocast(dev.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             images = generator(z_range(seed, start, stop, generator.z_dim, device))
-        yield start, stop, images, {name: tr[name] for name in layers}
+        outputs = {name: tr[name] for name in layers}
+        check_finite(generator, images, outputs, seed=seed, indices=range(start, stop))
+        yield start, stop, images, outputs
 
 
 # ----------------------------------------------------------------------------- small pieces

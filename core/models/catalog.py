@@ -33,6 +33,7 @@ from core.base.errors import (
 )
 from core.base.packages import packages_ok
 from core.base.protocols import check_generator, check_segmenter
+from core.base.sharing import ADMINS_ENV, may_change
 from core.models.registry import (
     architectures,
     detect_arch,
@@ -257,8 +258,12 @@ def _store(name: str, entry: dict, replace: bool, place=None) -> dict:
         if old is not None:
             if not replace:
                 _refuse_taken(name, old)
+            if not may_change(old.get("added_by"), entry.get("added_by")):
+                raise InputError(f"model name {name!r} was {_who(old)}: only they (or an admin, {ADMINS_ENV}) can "
+                                 f"replace it; you are {entry.get('added_by')!r}",
+                                 fix="choose another name (or ask its owner)")
             history = list(old.get("replaced", []))
-            history.append({k: old.get(k) for k in ("path", "arch", "kind", "added_by", "added_at")})
+            history.append({k: old.get(k) for k in ("path", "arch", "kind", "options", "added_by", "added_at")})
             entry = {**entry, "replaced": history}
         if place is not None:
             place()
@@ -325,10 +330,13 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     return _store(name, entry, replace)
 
 
-def unregister(name: str, confirm: str | None = None) -> None:
+def unregister(name: str, confirm: str | None = None, *, by: str | None = None) -> None:
     """Remove the user-added model ``name`` for everyone. It must be confirmed by giving the
-    name again (``confirm=name``): a model belongs to whoever added it. Upload files no other
-    entry refers to are deleted with it."""
+    name again (``confirm=name``): a model belongs to whoever added it, and with ``by`` (the
+    remover's display name; the dashboard always gives it) only its owner or an admin
+    (``$GANATOMY_ADMINS``) may remove it. When the entry had replaced an earlier one, that one is
+    the name's model again (a replacement never deletes the first owner's file); the removed
+    entry's upload file is deleted when nothing refers to it any more."""
     if not isinstance(name, str):
         raise ArgumentTypeError(f"model name must be a string, got {type(name).__name__} {name!r}",
                                 fix="give the name of a model you added, e.g. unregister('lab/x', confirm='lab/x')")
@@ -340,16 +348,23 @@ def unregister(name: str, confirm: str | None = None) -> None:
         if name not in data:
             raise UnknownNameError(f"model name {name!r} is not a user-added model; added: "
                                    f"{', '.join(data) or 'none'}", fix="give the name of one of those")
+        if by is not None and not may_change(data[name].get("added_by"), by):
+            raise InputError(f"model {name!r} was {_who(data[name])}: only they (or an admin, {ADMINS_ENV}) can "
+                             f"unregister it; you are {by!r}", fix="ask its owner")
         if confirm != name:
             raise InputError(f"unregister({name!r}) removes a model {_who(data[name])} for everyone; "
                              f"it was not confirmed (confirm={confirm!r})",
                              fix=f"confirm by passing confirm={name!r} (on the Models page: type the name)")
         gone = data.pop(name)
+        history = list(gone.get("replaced", []))
+        if history:                              # the model it replaced is the name's model again
+            back = history.pop()
+            data[name] = {**back, "options": back.get("options") or {}, **({"replaced": history} if history else {})}
         _write_registry(data)
         kept = {e.get("path") for e in data.values()} | {h.get("path") for e in data.values()
                                                          for h in e.get("replaced", [])}
     up = (models_dir() / "uploads").resolve()
-    for p in {gone.get("path"), *(h.get("path") for h in gone.get("replaced", []))} - kept:
+    for p in {gone.get("path")} - kept:
         if p and Path(p).parent == up:
             Path(p).unlink(missing_ok=True)
 

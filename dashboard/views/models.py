@@ -83,10 +83,11 @@ if users:
         st.caption(f"**{plain(r['name'])}**: {plain(r['source'])}")
     gone = st.selectbox("Unregister a model (for everyone)", [r["name"] for r in users], key="remove_model")
     typed = st.text_input(f"Type {gone} to confirm", key="remove_confirm",
-                          help="A model belongs to whoever added it: removing it removes it for every user.")
+                          help="A model belongs to whoever added it: only they (or an admin) can remove it, and "
+                               "removing it removes it for every user (a model it had replaced comes back).")
     if st.button(f"Unregister {gone}", key="remove_button"):
         try:
-            published.unregister(gone, confirm=typed.strip())
+            published.unregister(gone, confirm=typed.strip(), by=me)
         except ERRORS as e:        # not confirmed, or gone already: say how
             refuse(f"{gone} was not unregistered", e)
         else:
@@ -135,9 +136,9 @@ taken = next((r for r in users if r["name"] == new_name), None)
 replace = st.checkbox("Replace the existing model of this name (for everyone)", key="add_replace",
                       disabled=taken is None)
 if taken is not None:
-    st.warning(f"**{plain(new_name)}** is taken: {plain(taken['source'])}. Adding under this name is refused unless "
-               "you tick "
-               "**Replace** (its weights file is kept; the name then points at yours).")
+    st.warning(f"**{plain(new_name)}** is taken: {plain(taken['source'])}. Only its owner (or an admin) can add "
+               "under this name, by ticking **Replace**: the file it replaces is kept, and unregistering the "
+               "replacement brings it back.")
 options = {}
 if arch in ("stylegan2", "biggan"):
     o1, o2 = st.columns(2)

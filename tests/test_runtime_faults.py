@@ -1,0 +1,84 @@
+"""Models that misbehave at run time (issue #33): a generator that returns NaN for some codes is
+stopped with an error naming the model and the samples, in dissection (nothing cached) and in
+every edit (What-if, Paint); a model whose code changes under the same class name and weights
+never reuses the results of the old code."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import core
+from core.base import cache
+from core.base.sampling import z_range
+from tests.planted import ColorSegmenter, PlantedGenerator
+
+
+class NaNForSome(PlantedGenerator):
+    """The planted generator, but NaN (from layer 'units' on) for codes whose first value is > 1.5."""
+
+    def forward(self, z):
+        out = super().forward(z)
+        bad = (z[:, 0] > 1.5).view(-1, 1, 1, 1)
+        return torch.where(bad, torch.full_like(out, float("nan")), out)
+
+
+def test_a_generator_that_returns_nan_for_some_codes_is_stopped_and_nothing_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    G = NaNForSome()
+    z = z_range(0, 0, 64, G.z_dim)
+    bad = torch.nonzero(z[:, 0] > 1.5).view(-1).tolist()
+    assert bad and bad[0] < 64                                  # the probe's fixed codes may miss them
+    core.check_generator(G)
+    layer = core.hooks.layer_names(G)[0]
+    with pytest.raises(core.ProtocolError) as e:
+        core.dissect(G, ColorSegmenter(), [layer], 64, seed=0, batch_size=8)
+    msg = str(e.value)
+    assert "returned NaN or inf" in msg and f"samples {bad[0]}" in msg and "seed 0" in msg and "NaNForSome" in msg
+    assert not list((tmp_path / "cache").rglob("manifest.json"))          # nothing cached
+    with pytest.raises(core.ProtocolError, match=r"images \d+.* of the batch"):
+        core.generate(G, z[bad[0]:bad[0] + 2])
+    edit = core.Edit(layer, [0], "ablate", None, torch.ones(4, 4))
+    with pytest.raises(core.ProtocolError, match="returned NaN or inf"):
+        core.generate(G, z[bad[0]:bad[0] + 1], [edit])
+    ok = torch.nonzero(z[:, 0] <= 1.5).view(-1)[:4]
+    assert torch.isfinite(core.generate(G, z[ok], [edit])).all()          # the other codes still work
+
+
+def test_changed_code_under_the_same_class_name_and_weights_gets_a_new_key(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = tmp_path / "usergan.py"
+
+    def write(scale):
+        src.write_text(textwrap.dedent(f"""
+            import torch
+            class UserGAN(torch.nn.Module):
+                z_dim = 4
+                def __init__(self):
+                    super().__init__()
+                    self.layer1 = torch.nn.Linear(4, 48)
+                def forward(self, z):
+                    return torch.tanh({scale} * self.layer1(z)).view(-1, 3, 4, 4)
+            """))
+    write(1.0)
+    import usergan
+    torch.manual_seed(0)
+    a = usergan.UserGAN()
+    key_a = cache.model_fingerprint(a)
+    same = usergan.UserGAN()
+    same.load_state_dict(a.state_dict())
+    assert cache.model_fingerprint(same) == key_a and ":code-" in key_a      # same code, same weights: same key
+    write(2.0)                                      # the forward is fixed, the class name and weights stay
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))        # (a second write can share a timestamp)
+    importlib.reload(usergan)
+    b = usergan.UserGAN()
+    b.load_state_dict(a.state_dict())
+    assert cache.weights_hash(a) == cache.weights_hash(b)
+    assert cache.model_fingerprint(b) != key_a
+    assert cache.code_hash(core.load_generator("toyworld/town")) == ""   # GANatomy's own classes: versioned
+    sys.modules.pop("usergan", None)
