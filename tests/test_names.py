@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -252,7 +253,34 @@ def test_uploads_have_a_quota(monkeypatch, tmp_path):
     with pytest.raises(core.BudgetError, match=r"quota.*GANATOMY_UPLOAD_QUOTA_MB"):
         published.add_upload(data + b"", "g2.pt", "lab/two")
     assert sorted(published.user_models()) == ["lab/one"]
-    assert len(list((tmp_path / "models" / "uploads").iterdir())) == 1
+    up = tmp_path / "models" / "uploads"
+    assert len([p for p in up.iterdir() if not p.name.startswith(".")]) == 1
+    assert not list(up.glob(".upload-*"))
+    # two uploads at once when only one fits: the quota is checked under its lock, exactly one wins
+    published.unregister("lab/one", confirm="lab/one")
+    for attempt in range(3):
+        go = threading.Barrier(2)
+        won, refused = [], []
+
+        def add(i):
+            go.wait()
+            try:
+                won.append(published.add_upload(data + bytes([i, attempt]), f"g{i}.pt", f"lab/r{attempt}-{i}"))
+            except core.BudgetError:
+                refused.append(i)
+        threads = [threading.Thread(target=add, args=(i,)) for i in range(2)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert len(won) == 1 and len(refused) == 1, (won, refused)
+        published.unregister(next(iter(published.user_models())), confirm=next(iter(published.user_models())))
+    # what a killed upload left (an hour old) is swept, never counted against the quota for good
+    stale = up / ".upload-deadbeef0000.pt"
+    stale.write_bytes(data)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = up / ".upload-cafe00000000.pt"                     # one still being written: counts, kept
+    fresh.write_bytes(b"x")
+    published.add_upload(data, "g.pt", "lab/after")
+    assert not stale.exists() and fresh.exists()
 
 
 def test_display_names_and_file_names_show_as_typed_and_look_alike_names_are_refused(lab):

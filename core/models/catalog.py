@@ -16,12 +16,13 @@ import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
+from core.base.cache import STALE_SECONDS, atomic_write_text, cache_root, file_lock, safe_name
 from core.base.errors import (
     ArgumentTypeError,
     BudgetError,
@@ -416,12 +417,17 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
     data = bytes(data)
     digest = hashlib.sha256(data).hexdigest()
     up = models_dir() / "uploads"
-    _check_quota(up, len(data), filename)
     final = up / f"{safe_name(name)}-{digest[:16]}{suffix}"
     tmp = up / f".upload-{uuid.uuid4().hex[:12]}{suffix}"
     try:
         up.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
+        # the quota is checked and the bytes written in one step under its lock: of two uploads that
+        # only fit one at a time, the second sees the first's file and is refused
+        with file_lock(up / ".quota.lock", "the uploads folder",
+                       f"make {up} writable or set ${MODELS_ENV} to a folder that is"):
+            _sweep_uploads(up)
+            _check_quota(up, len(data), filename)
+            tmp.write_bytes(data)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise CacheError(f"upload {filename!r} cannot be stored in {up} ({e.strerror or e})",
@@ -458,6 +464,18 @@ def upload_quota_bytes() -> int:
         raise InputError(f"${QUOTA_ENV} must be a number of megabytes, got {raw!r}",
                          fix=f"set it to e.g. {DEFAULT_QUOTA_MB}, or unset it") from None
     return int(max(mb, 0) * 2 ** 20)
+
+
+def _sweep_uploads(up: Path) -> None:
+    """Remove what killed uploads left: ``.upload-*`` files older than STALE_SECONDS (a live upload
+    is written and checked well within that), so they never count against the quota for good."""
+    now = time.time()
+    for f in up.glob(".upload-*"):
+        try:
+            if f.is_file() and not f.is_symlink() and now - f.stat().st_mtime > STALE_SECONDS:
+                f.unlink()
+        except OSError:
+            pass
 
 
 def _check_quota(up: Path, size: int, filename: str) -> None:
