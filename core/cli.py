@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,6 +109,13 @@ def _check_out(out: str):
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise InputError(f"--out {out!r} is a file, not a directory", fix="give --out a new or existing directory")
+    try:                                  # writable, checked before anything is computed
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".ganatomy-write-check-"):
+            pass
+    except OSError as e:
+        raise InputError(f"--out {out!r} cannot be written ({e.strerror or e})",
+                         fix="give --out a directory you can write to") from None
 
 
 def _check_dissect_flags(a):
@@ -447,8 +455,45 @@ def _main(argv=None):
     c.add_argument("--device", default=None)
     c.add_argument("--out", required=True)
     c.set_defaults(fn=cmd_context)
+    v = sub.add_parser("serve", help="serve the dashboard with the repository's settings, wherever it is started "
+                                     "(address, upload cap, file watcher: .streamlit/config.toml)")
+    v.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    v.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                   help="more Streamlit flags after --, e.g. -- --server.port 8600")
+    v.set_defaults(fn=cmd_serve)
     a = ap.parse_args(argv)
     a.fn(a)
+
+
+def serve_command(extra=()) -> tuple[list[str], Path]:
+    """(the command, the folder to run it in) that serves the dashboard: Streamlit reads
+    ``.streamlit/config.toml`` and ``secrets.toml`` from the folder it starts in, so it starts in
+    the repository, and the config's settings are also given as flags (they hold even if Streamlit's
+    search changes)."""
+    import tomllib
+    root = Path(__file__).resolve().parents[1]
+    app = root / "dashboard" / "app.py"
+    if not app.is_file():
+        raise InputError(f"the dashboard is not here ({app}): `ganatomy serve` needs the repository (a clone, "
+                         "installed with pip install -e .)", fix="run it from a clone of the repository")
+    flags = []
+    cfg = root / ".streamlit" / "config.toml"
+    if cfg.is_file():
+        for section, opts in tomllib.loads(cfg.read_text()).items():
+            for key, value in (opts.items() if isinstance(opts, dict) else ()):
+                if isinstance(value, (str, int, float, bool)):
+                    flags.append(f"--{section}.{key}={str(value).lower() if isinstance(value, bool) else value}")
+    extra = [x for x in extra if x != "--"]
+    return [sys.executable, "-m", "streamlit", "run", str(app), *flags, *extra], root
+
+
+def cmd_serve(a):
+    cmd, root = serve_command(a.streamlit_args)
+    if a.dry_run:
+        print(f"cd {root} && " + " ".join(cmd))
+        return
+    os.chdir(root)
+    os.execv(cmd[0], cmd)
 
 
 if __name__ == "__main__":

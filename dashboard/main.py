@@ -5,6 +5,7 @@ resources of dashboard/common.py.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,6 +25,20 @@ st.set_page_config(page_title="GANatomy", page_icon="🔬", layout="wide")
 if os.environ.get("GANATOMY_LOGIN") == "1" and not st.user.get("is_logged_in", False):
     # a lab server that asks who you are: Streamlit's OIDC login (README, "Share it with your lab")
     st.title("GANatomy")
+    missing = []
+    if importlib.util.find_spec("authlib") is None:
+        missing.append("the package Authlib (`pip install Authlib`)")
+    try:
+        has_auth = "auth" in st.secrets
+    except Exception:  # noqa: BLE001  (no secrets file at all, or one that does not parse)
+        has_auth = False
+    if not has_auth:
+        missing.append("an `[auth]` section in `.streamlit/secrets.toml` (the identity provider)")
+    if missing:                          # said plainly, instead of a traceback on "Log in"
+        st.error("This server is started with `GANATOMY_LOGIN=1` but cannot log anyone in: it lacks "
+                 + " and ".join(missing) + ". The server's administrator adds them and restarts it (README, "
+                 "\"Share it with your lab\").", icon=":material/lock:")
+        st.stop()
     st.write("This lab's dashboard asks you to log in first (the identity provider is set in "
              "`.streamlit/secrets.toml`, section `[auth]`).")
     st.button("Log in", on_click=st.login, type="primary")

@@ -82,3 +82,33 @@ def test_changed_code_under_the_same_class_name_and_weights_gets_a_new_key(tmp_p
     assert cache.model_fingerprint(b) != key_a
     assert cache.code_hash(core.load_generator("toyworld/town")) == ""   # GANatomy's own classes: versioned
     sys.modules.pop("usergan", None)
+
+
+def test_a_registry_that_cannot_be_written_leaves_no_orphan_file(tmp_path, monkeypatch):
+    from core.models import catalog
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
+    torch.save(core.ProGAN(8, (8, 4)).state_dict(), tmp_path / "g.pt")
+
+    def full_disk(data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(catalog, "_write_registry", full_disk)
+    with pytest.raises(core.CacheError, match="could not be registered.*No space left on device.*nothing was added"):
+        catalog.add_upload((tmp_path / "g.pt").read_bytes(), "g.pt", "lab/g")
+    up = tmp_path / "models" / "uploads"
+    assert [p.name for p in up.iterdir() if not p.name.startswith(".quota")] == []
+    assert catalog.user_models() == {}
+
+
+def test_a_quarantine_that_links_outside_the_cache_is_never_pruned(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    for i in range(cache.QUARANTINE_KEEP + 5):
+        (outside / f"thesis-{i}.tex").write_text("work")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / cache.QUARANTINE).symlink_to(outside)
+    d = tmp_path / "cache" / "dissect" / "k"
+    d.mkdir(parents=True)
+    state, err = cache._move_aside(d, "dissect", "k", os.lstat(d).st_ino)
+    assert state == "failed" and "is a link" in str(err)
+    assert len(list(outside.iterdir())) == cache.QUARANTINE_KEEP + 5 and d.exists()

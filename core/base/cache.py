@@ -437,6 +437,8 @@ def _move_aside(d: Path, kind: str, key: str, ino: int | None) -> tuple[str, Pat
     qdir = cache_root() / QUARANTINE
     try:
         qdir.mkdir(parents=True, exist_ok=True)
+        if qdir.is_symlink() or not qdir.is_dir():     # never prune (or move into) a folder outside the cache
+            return "failed", OSError(errno.EPERM, f"{qdir} is a link or not a folder; remove it")
         with _quarantine_lock(qdir):
             try:
                 if os.lstat(d).st_ino != ino:
@@ -454,7 +456,7 @@ def _move_aside(d: Path, kind: str, key: str, ino: int | None) -> tuple[str, Pat
     with contextlib.suppress(OSError):
         kept = sorted(qdir.iterdir(), key=lambda p: p.lstat().st_mtime)
         for old in [p for p in kept if p.name != ".lock"][:-QUARANTINE_KEEP]:
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() and not old.is_symlink() else old.unlink()
     return "moved", q
 
 

@@ -251,8 +251,9 @@ def _now() -> str:
 def _store(name: str, entry: dict, replace: bool, place=None) -> dict:
     """Write ``entry`` under ``name``: the check that the name is free and the write are one
     step under the registry lock (``place()``, run in that step once the name is free, puts an
-    upload's file in place). A replaced entry is kept in ``entry['replaced']`` (its file stays
-    where it is: sessions that loaded it still refer to it)."""
+    upload's file in place and returns how to take it back, should the registry not be written). A
+    replaced entry is kept in ``entry['replaced']`` (its file stays where it is: sessions that loaded
+    it still refer to it)."""
     with _registry_locked():
         data = user_models()
         old = data.get(name)
@@ -266,10 +267,16 @@ def _store(name: str, entry: dict, replace: bool, place=None) -> dict:
             history = list(old.get("replaced", []))
             history.append({k: old.get(k) for k in ("path", "arch", "kind", "options", "added_by", "added_at")})
             entry = {**entry, "replaced": history}
-        if place is not None:
-            place()
+        undo = place() if place is not None else None
         data[name] = entry
-        _write_registry(data)
+        try:
+            _write_registry(data)
+        except OSError as e:                   # registry and file are one step: no orphan file is left
+            if undo is not None:
+                undo()
+            raise CacheError(f"model {name!r} could not be registered: the registry in {models_dir()} cannot be "
+                             f"written ({e.strerror or e}); nothing was added",
+                             fix=f"free some disk space, or set ${MODELS_ENV} to a writable folder") from None
     return entry
 
 
@@ -444,8 +451,9 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
         def place():
             if final.is_file() and _sha256(final) == digest:
                 tmp.unlink()         # these very bytes are already stored: leave that file untouched
-            else:
-                os.replace(tmp, final)
+                return None
+            os.replace(tmp, final)
+            return lambda: final.unlink(missing_ok=True)
         return _store(name, entry, replace, place)      # the first of two racing adds wins
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.base.cache import atomic_write_text
 from core.base.errors import ArgumentTypeError, InputError, UnknownNameError
 from core.base.validate import check_int
 from core.engine.dissection import Dissection
@@ -97,7 +98,7 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
     if categories:
         summary["categories"] = {k: list(v) for k, v in categories.items()}
         summary["by_category"] = {ly: t.to_dict(orient="records") for ly, t in by_cat.items()}
-    paths["json"].write_text(json.dumps(summary, indent=1, default=float))
+    atomic_write_text(paths["json"], json.dumps(summary, indent=1, default=float))      # whole, or not at all
     tables = []
     names = res.meta.get("bases", {})
     for ly in res.layers:
@@ -105,7 +106,7 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
         if categories:
             t = t.merge(by_cat[ly], on="unit")
         tables.append(t)
-    pd.concat(tables, ignore_index=True).to_csv(paths["csv"], index=False)
+    atomic_write_text(paths["csv"], pd.concat(tables, ignore_index=True).to_csv(index=False))
     rule = unit_options.get("labeling", "reference")
 
     parts = [f"<!doctype html><meta charset='utf-8'><title>Dissection of {html.escape(res.model)}</title>",
@@ -147,7 +148,7 @@ def write_outputs(res: Dissection, out_dir, generator=None, strip_units: int = 4
             parts.append(f"<tr><td>{row.unit}</td><td>{label}</td><td>{bar}{row.iou:.3f}</td>"
                          f"<td>{row.threshold:.3g}</td><td>{img}</td></tr>")
         parts.append("</table>")
-    paths["html"].write_text("\n".join(parts))
+    atomic_write_text(paths["html"], "\n".join(parts))
     return paths
 
 

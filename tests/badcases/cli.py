@@ -95,6 +95,8 @@ CASES = [
          "new or existing directory"),
     Case("cli:dissect-out-empty", lambda: cli("dissect", "--out", " "), E.InputError, ("--out",),
          "a directory to write to"),
+    Case("cli:dissect-out-unwritable", lambda: cli("dissect", "--out", __file__ + "/sub"), E.InputError,
+         ("--out", "cannot be written"), "a directory you can write to"),    # said before anything is computed
     # ---------------------------------------------------------------- dissect: names (after loading, before work)
     Case("cli:dissect-model-unknown", lambda: dis("--model", "toyworld/castle", "--samples", "8"), E.InputError,
          ("toyworld/castle",), "toyworld/town"),
