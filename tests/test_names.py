@@ -104,7 +104,7 @@ def test_two_sessions_adding_one_name_at_once_exactly_one_wins(lab):
     assert len(won) == 1 and len(refused) == 1 and "is taken" in refused[0]
     i, entry = won[0]
     assert published.user_models()["lab/race"]["added_by"] == f"s{i}" and sha(entry["path"]) == sha(files[i])
-    uploads = [p for p in (Path(entry["path"]).parent).iterdir() if not p.name.startswith(".registry")]
+    uploads = [p for p in (Path(entry["path"]).parent).iterdir() if not p.name.startswith((".registry", ".quota"))]
     assert uploads == [Path(entry["path"])]                      # the loser left nothing behind
 
 
@@ -311,3 +311,19 @@ def test_display_names_and_file_names_show_as_typed_and_look_alike_names_are_ref
     for look_alike in ("lab/\u0441hurch", "lab/\uff43hurch", "l\u0430b/church"):      # Cyrillic с, full-width c, Cyrillic а
         with pytest.raises(core.InputError, match="must be ASCII letters"):
             published.register(look_alike, str(up), added_by="bob")
+
+
+def test_an_upload_streams_from_its_file_object_and_stores_the_same_bytes(lab, tmp_path):
+    """add_upload takes the uploaded file itself (what the Models page passes): written to disk in
+    chunks, the same bytes and hash as from bytes; a file read to its end counts as empty."""
+    src = lab(3)
+    with open(src, "rb") as f:
+        entry = published.add_upload(f, "g.pt", "lab/streamed", added_by="ann")
+    assert sha(entry["path"]) == sha(src) == entry["sha256"]
+    assert isinstance(core.load_generator("lab/streamed"), core.ProGAN)
+    with open(src, "rb") as f:
+        f.read()
+        with pytest.raises(core.CheckpointError, match="is empty"):
+            published.add_upload(f, "g.pt", "lab/empty")
+    with pytest.raises(core.ArgumentTypeError, match="bytes or a binary file"):
+        published.add_upload("not bytes", "g.pt", "lab/str")

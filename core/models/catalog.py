@@ -12,6 +12,7 @@ loads a model except to check a file a user adds (safely, see :mod:`core.base.ch
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -385,13 +386,45 @@ def _check_upload(data, filename) -> str:
     if suffix not in _SUFFIXES:
         raise CheckpointError(f"upload {filename!r}: expected a .pt, .pth, .bin, .ckpt or .safetensors weights file",
                               fix="upload the weights file itself (suffix .pt, .pth, .bin, .ckpt or .safetensors)")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ArgumentTypeError(f"data of upload {filename!r} must be bytes, got {type(data).__name__}",
-                                fix="pass the file's contents, e.g. Path('church.pt').read_bytes()")
-    if not len(data):
+    if not (isinstance(data, (bytes, bytearray, memoryview)) or _is_stream(data)):
+        raise ArgumentTypeError(f"data of upload {filename!r} must be bytes or a binary file opened for reading, "
+                                f"got {type(data).__name__}",
+                                fix="pass the file's contents, e.g. Path('church.pt').read_bytes(), or the open file")
+    if not _size(data):
         raise CheckpointError(f"upload {filename!r} is empty (0 bytes)",
                               fix="upload the file again; the copy that arrived has no contents")
     return suffix
+
+
+def _is_stream(data) -> bool:
+    return all(callable(getattr(data, m, None)) for m in ("read", "seek", "tell"))
+
+
+def _size(data) -> int:
+    if not _is_stream(data):
+        return len(data)
+    at = data.tell()
+    data.seek(0, os.SEEK_END)
+    size = data.tell() - at
+    data.seek(at)
+    return size
+
+
+def _write_chunks(tmp: Path, data, chunk: int = 1 << 20) -> str:
+    """Write ``data`` (bytes, or a file object read from where it stands) to ``tmp`` in chunks,
+    never holding another whole copy; returns its SHA-256."""
+    h = hashlib.sha256()
+    view = memoryview(data) if not _is_stream(data) else None
+    with open(tmp, "wb") as f:
+        i = 0
+        while True:
+            block = view[i:i + chunk] if view is not None else data.read(chunk)
+            if not len(block):
+                break
+            h.update(block)
+            f.write(block)
+            i += len(block)
+    return h.hexdigest()
 
 
 def _as_users_file(e: GanatomyError, tmp: Path, filename: str) -> GanatomyError:
@@ -403,9 +436,12 @@ def _as_users_file(e: GanatomyError, tmp: Path, filename: str) -> GanatomyError:
     return type(e)(sub(str(e)), fix=sub(e.fix))
 
 
-def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
+def add_upload(data, filename: str, name: str, arch: str | None = None,
                options: dict | None = None, *, replace: bool = False, added_by: str = "") -> dict:
     """Store uploaded weights under ``models_dir()/uploads/`` and register them as ``name``.
+
+    ``data``: the file's bytes, or the file object itself (Streamlit's uploaded file, an open
+    file), streamed to disk in chunks under the uploads quota's lock, never copied whole.
 
     The bytes go to a temporary file that is loaded (safely) and checked before it is renamed
     into place; anything broken — truncated, another architecture, a pickle with code — is
@@ -421,10 +457,8 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
     _check_free(name, replace)
     if arch is not None:
         kind_of(arch)
-    data = bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
+    size = _size(data)
     up = models_dir() / "uploads"
-    final = up / f"{safe_name(name)}-{digest[:16]}{suffix}"
     tmp = up / f".upload-{uuid.uuid4().hex[:12]}{suffix}"
     try:
         up.mkdir(parents=True, exist_ok=True)
@@ -433,12 +467,14 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
         with file_lock(up / ".quota.lock", "the uploads folder",
                        f"make {up} writable or set ${MODELS_ENV} to a folder that is"):
             _sweep_uploads(up)
-            _check_quota(up, len(data), filename)
-            tmp.write_bytes(data)
+            _check_quota(up, size, filename)
+            digest = _write_chunks(tmp, data)             # streamed: no second copy in memory
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise CacheError(f"upload {filename!r} cannot be stored in {up} ({e.strerror or e})",
                          fix=f"free some disk space or set ${MODELS_ENV} to a writable folder") from None
+    final = up / f"{safe_name(name)}-{digest[:16]}{suffix}"
     try:
         try:
             arch = _inspect(tmp, arch, opts)
@@ -456,7 +492,8 @@ def add_upload(data: bytes, filename: str, name: str, arch: str | None = None,
             return lambda: final.unlink(missing_ok=True)
         return _store(name, entry, replace, place)      # the first of two racing adds wins
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 QUOTA_ENV = "GANATOMY_UPLOAD_QUOTA_MB"

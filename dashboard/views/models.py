@@ -178,10 +178,13 @@ with by_path:
                                                  roots=published.model_roots()))
 with by_upload:
     up = st.file_uploader("Weights file", type=["pt", "pth", "bin", "ckpt", "safetensors"], key="upload")
+    def store_upload():
+        up.seek(0)                  # the uploaded file is streamed to disk from its start, not copied
+        return published.add_upload(up, up.name, new_name, arch=arch, options=options,
+                                    replace=replace and taken is not None, added_by=me)
+
     if st.button("Add upload", key="add_upload_button", disabled=up is None):
-        add(f"Upload {up.name}", lambda: published.add_upload(up.getvalue(), up.name, new_name, arch=arch,
-                                                                options=options, replace=replace and taken is not None,
-                                                                added_by=me))
+        add(f"Upload {up.name}", store_upload)
 
 # ----------------------------------------------------------------------------- segmenter
 st.subheader("Segmenter")
