@@ -308,7 +308,7 @@ def test_display_names_and_file_names_show_as_typed_and_look_alike_names_are_ref
     at.file_uploader(key="upload").set_value(("![y](http://evil.example/q.png).pt", b"not weights", "x")).run()
     at.button(key="add_upload_button").click().run()
     assert at.error and "![y](" not in at.error[0].value and "\\!\\[y\\]" in at.error[0].value
-    for look_alike in ("lab/\u0441hurch", "lab/\uff43hurch", "l\u0430b/church"):      # Cyrillic с, full-width c, Cyrillic а
+    for look_alike in ("lab/\u0441hurch", "lab/\uff43hurch", "l\u0430b/church"):    # Cyrillic, full-width, Cyrillic
         with pytest.raises(core.InputError, match="must be ASCII letters"):
             published.register(look_alike, str(up), added_by="bob")
 

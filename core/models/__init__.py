@@ -50,7 +50,8 @@ from core.models.zoo import (
 )
 
 __all__ = ["card_quality", "Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
-           "register_architecture", "MODELS_ENV", "PUBLISHED", "ROOTS_ENV", "model_roots", "Source", "Spec", "add_upload",
+           "register_architecture", "MODELS_ENV", "PUBLISHED", "ROOTS_ENV", "model_roots", "Source", "Spec",
+           "add_upload",
            "available_generators", "available_segmenters", "is_known", "missing_message", "models_dir",
            "register", "register_published", "spec", "status", "unregister", "user_models", "download_url",
            "fetch", "sha256_file", "check_url", "pins", "unverified", "checkpoint_series", "images_seen", "list_models", "load_features",

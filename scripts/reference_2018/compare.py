@@ -4,7 +4,8 @@
     cd other-checkout && PYTHONPATH=. python /path/to/compare.py --tag old     # another commit's core
 
 Runs core.dissect(G, seg, ["layer4", "layer6"], 2000, seed=0, cache=False) with the core Python
-imports (the installed one, or PYTHONPATH's) and reports per layer: (a) same concept (best label, interpretable or not) for all units,
+imports (the installed one, or PYTHONPATH's) and reports per layer: (a) same concept (best label,
+interpretable or not) for all units,
 (b) same label where both call the unit interpretable, (c) interpretable counts, (d) same
 interpretable flag, (e) per-concept counts of interpretable units side by side, (f) the disagreeing
 units with both sides' label / IoU / I-H. Writes compare_<tag>.json beside --ref.
@@ -89,7 +90,8 @@ def main():
         summary.append((layer, rec))
 
         print(f"\n=== {layer}: {n} units ===")
-        print(f"(a) same concept, all units:              {rec['a_same_concept']}/{n} = {rec['a_same_concept_pct']:.1f}%")
+        print(f"(a) same concept, all units:              {rec['a_same_concept']}/{n} = "
+              f"{rec['a_same_concept_pct']:.1f}%")
         print(f"(b) same concept, both interpretable:     {same_both}/{sum(both)} = {rec['b_pct']:.1f}%")
         print(f"(c) interpretable units:                  2018 {sum(r_int)}   GANatomy {sum(g_int)}")
         print(f"(d) same interpretable flag:              {same_flag}/{n} = {rec['d_same_flag_pct']:.1f}%")
@@ -101,7 +103,8 @@ def main():
               f"{'GANatomy':<10} {'int':>3} {'iou':>6} {'iqr':>6}")
         for d in disagree[:args.max_list]:
             print(f"    {d['unit']:>4}  {d['ref_label']:<10} {'y' if d['ref_interp'] else '-':>3} "
-                  f"{d['ref_iou']:6.3f} {d['ref_iqr']:6.3f}   {d['gan_label']:<10} {'y' if d['gan_interp'] else '-':>3} "
+                  f"{d['ref_iou']:6.3f} {d['ref_iqr']:6.3f}   {d['gan_label']:<10} "
+                  f"{'y' if d['gan_interp'] else '-':>3} "
                   f"{d['gan_iou']:6.3f} {d['gan_iqr']:6.3f}")
 
     print(f"\nsummary [{args.tag}]  layer: (a) same concept | (b) same label both interp | (c) interp 2018/GANatomy "
