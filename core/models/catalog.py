@@ -464,7 +464,7 @@ def add_upload(data, filename: str, name: str, arch: str | None = None,
         up.mkdir(parents=True, exist_ok=True)
         # the quota is checked and the bytes written in one step under its lock: of two uploads that
         # only fit one at a time, the second sees the first's file and is refused
-        with file_lock(up / ".quota.lock", "the uploads folder",
+        with file_lock(up.parent / ".uploads-quota.lock", "the uploads folder",
                        f"make {up} writable or set ${MODELS_ENV} to a folder that is"):
             _sweep_uploads(up)
             _check_quota(up, size, filename)
