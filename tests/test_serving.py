@@ -101,3 +101,58 @@ def test_ganatomy_serve_uses_the_repositorys_settings_from_any_folder(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_the_reaper_closes_departed_sessions_and_drops_their_staged_uploads(monkeypatch):
+    """dashboard/app.py's reaper, on stand-ins of Streamlit's session and upload managers: a session
+    gone for nearly the TTL is closed, staged files nobody live owns are dropped, a live or recently
+    departed session keeps its files, and anything unexpected turns the reaper off, never raises."""
+    import types
+
+    from streamlit import config
+    from streamlit.runtime import Runtime
+
+    import dashboard.app as app
+
+    def info(sid):
+        return types.SimpleNamespace(session=types.SimpleNamespace(id=sid))
+
+    class Sessions:
+        def __init__(self):
+            self.active, self.stored, self.closed = ["live"], ["gone", "recent"], []
+            self._session_storage = types.SimpleNamespace(list=lambda: [info(s) for s in self.stored])
+
+        def list_active_sessions(self):
+            return [info(s) for s in self.active]
+
+        def close_session(self, sid):
+            self.closed.append(sid)
+            self.stored.remove(sid)
+
+    class Files:
+        def __init__(self):
+            self.file_storage = {"live": {"f": 1}, "gone": {"f": 1}, "recent": {"f": 1}, "orphan": {"f": 1}}
+
+        def remove_session_files(self, sid):
+            self.file_storage.pop(sid)
+
+    sessions, files = Sessions(), Files()
+    rt = types.SimpleNamespace(_session_mgr=sessions, uploaded_file_mgr=files)
+    monkeypatch.setattr(Runtime, "instance", classmethod(lambda cls: rt))
+    monkeypatch.setattr(config, "get_option", lambda name: 120 if name == "server.disconnectedSessionTTL" else None)
+    clock = [1000.0]
+    monkeypatch.setattr(app.time, "monotonic", lambda: clock[0])
+    reaper = app._Reaper()
+    reaper.tick()                                               # "gone" and "recent" seen leaving now
+    assert sessions.closed == [] and set(files.file_storage) == {"live", "gone", "recent"}   # the orphan goes
+    clock[0] += 60
+    reaper.gone_since["recent"] = clock[0]                      # "recent" left only now
+    reaper.tick()
+    assert sessions.closed == []
+    clock[0] += 31                                             # 91 s > TTL - 2 ticks for "gone"
+    reaper.tick()
+    assert sessions.closed == ["gone"] and set(files.file_storage) == {"live", "recent"}
+    rt._session_mgr = None                                     # Streamlit changed: off, one log line, no raise
+    reaper.tick()
+    assert reaper.off
+    reaper.tick()
