@@ -69,9 +69,9 @@ except ImportError:                    # pragma: no cover - Windows
 from core.base.errors import ArgumentTypeError, CacheError, InputError
 from core.base.validate import check_bool
 
-__all__ = ["FORMAT", "code_hash", "file_lock", "QUARANTINE", "STALE_SECONDS", "CacheWarning", "atomic_path", "atomic_write_bytes",
-           "atomic_write_text", "cache_root", "cached", "shipped_root", "load", "lookup", "make_key", "model_fingerprint", "safe_name",
-           "save", "take_notices", "weights_hash"]
+__all__ = ["FORMAT", "code_hash", "file_lock", "remove_stale", "QUARANTINE", "STALE_SECONDS", "CacheWarning",
+           "atomic_path", "atomic_write_bytes", "atomic_write_text", "cache_root", "cached", "shipped_root", "load",
+           "lookup", "make_key", "model_fingerprint", "safe_name", "save", "take_notices", "weights_hash"]
 
 T = TypeVar("T")
 
@@ -231,7 +231,7 @@ def safe_name(name: str) -> str:
 
 # ----------------------------------------------------------------------------- atomic writes
 
-def _remove_stale(folder: Path, is_stale: Callable[[str], bool]) -> None:
+def remove_stale(folder: Path, is_stale: Callable[[str], bool]) -> None:
     """Remove what killed runs left in ``folder``: names ``is_stale`` accepts, older than STALE_SECONDS."""
     now = time.time()
     try:
@@ -259,7 +259,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     error it is removed. ``.part-`` files of killed runs (older than STALE_SECONDS) beside it go."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path.parent, lambda n: n.startswith(".") and ".part-" in n)
+    remove_stale(path.parent, lambda n: n.startswith(".") and ".part-" in n)
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
@@ -580,7 +580,7 @@ def _publish(d: Path, kind: str, key: str, files: dict[str, bytes]) -> Path:
     """Write ``files`` into a temporary directory and rename it to ``d``; the first complete entry
     wins. Raises OSError when the cache cannot be written."""
     d.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(d.parent, lambda n: n.startswith(".tmp-"))
+    remove_stale(d.parent, lambda n: n.startswith(".tmp-"))
     tmp = d.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.mkdir(tmp)
     try:

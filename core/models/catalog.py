@@ -17,13 +17,12 @@ import hashlib
 import json
 import os
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.base.cache import STALE_SECONDS, atomic_write_text, cache_root, file_lock, safe_name
+from core.base.cache import atomic_write_text, cache_root, file_lock, remove_stale, safe_name
 from core.base.errors import (
     ArgumentTypeError,
     BudgetError,
@@ -466,7 +465,7 @@ def add_upload(data, filename: str, name: str, arch: str | None = None,
         # only fit one at a time, the second sees the first's file and is refused
         with file_lock(up.parent / ".uploads-quota.lock", "the uploads folder",
                        f"make {up} writable or set ${MODELS_ENV} to a folder that is"):
-            _sweep_uploads(up)
+            remove_stale(up, lambda n: n.startswith(".upload-"))    # killed uploads: never counted for good
             _check_quota(up, size, filename)
             digest = _write_chunks(tmp, data)             # streamed: no second copy in memory
     except OSError as e:
@@ -509,18 +508,6 @@ def upload_quota_bytes() -> int:
         raise InputError(f"${QUOTA_ENV} must be a number of megabytes, got {raw!r}",
                          fix=f"set it to e.g. {DEFAULT_QUOTA_MB}, or unset it") from None
     return int(max(mb, 0) * 2 ** 20)
-
-
-def _sweep_uploads(up: Path) -> None:
-    """Remove what killed uploads left: ``.upload-*`` files older than STALE_SECONDS (a live upload
-    is written and checked well within that), so they never count against the quota for good."""
-    now = time.time()
-    for f in up.glob(".upload-*"):
-        try:
-            if f.is_file() and not f.is_symlink() and now - f.stat().st_mtime > STALE_SECONDS:
-                f.unlink()
-        except OSError:
-            pass
 
 
 def _check_quota(up: Path, size: int, filename: str) -> None:
