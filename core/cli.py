@@ -32,11 +32,10 @@ from core.base.validate import (
     concept_index,
     unit_list,
 )
-from core.engine.bases import cached_basis
-from core.engine.causal import cached_ace
+from core.engine.bases import fit_basis
 from core.engine.dissection import dissect, label_categories
-from core.engine.intervention import cached_insertion_constants
-from core.engine.repair import cached_unit_fid
+from core.engine.intervention import insertion_constants
+from core.engine.repair import unit_fid
 from core.models import (
     architectures,
     card_quality,
@@ -50,6 +49,7 @@ from core.models import (
 )
 from core.outputs.report import write_outputs
 from core.studies import context, evaluation
+from core.studies.units import concept_units
 
 __all__ = ["main"]
 
@@ -225,9 +225,9 @@ def cmd_dissect(a):
         if a.basis != "units":
             for layer in resolve_layers(G, layers):
                 fit = _LazyBar(desc=f"{a.basis} {layer}", unit="step", disable=rank != 0)
-                chosen[layer] = cached_basis(G, layer, a.basis, n_samples=a.basis_samples, expansion=a.sae_expansion,
-                                             l1=a.sae_l1, steps=a.sae_steps, cache=not a.no_cache,
-                                             progress=lambda s, t, loss, fit=fit: fit.set(s, t))
+                chosen[layer] = fit_basis(G, layer, a.basis, n_samples=a.basis_samples, expansion=a.sae_expansion,
+                                          l1=a.sae_l1, steps=a.sae_steps, cache=not a.no_cache,
+                                          progress=lambda s, t, loss, fit=fit: fit.set(s, t))
                 fit.close()
         res = dissect(G, seg, layers, a.samples, seed=a.seed, batch_size=a.batch_size, device=device,
                       progress=progress, resolution=a.resolution, bins=a.bins, parts=a.parts,
@@ -271,17 +271,13 @@ def cmd_context(a):
                              f"grid is {h}x{w}), got {a.brush}", fix=f"give --brush from 1 to {min(h, w)}")
         if a.units:
             units, ranking = check_units(a.units, n_units, layer), "given"
-        elif a.ranking == "ace":
-            bar = _LazyBar(desc=f"ACE {a.concept}")
-            res = cached_ace(G, seg, layer, c, n_steps=a.ace_steps, n_dissect=a.dissect_samples,
-                             progress=lambda s, t, loss: bar.set(s, t), sampling=a.ace_sampling)
-            bar.close()
-            units, ranking = [int(u) for u in res.ranking[:a.n_units]], \
-                f"ACE ({a.ace_steps} steps, sampling {a.ace_sampling})"
         else:
-            dis = dissect(G, seg, [layer], a.dissect_samples)
-            units, ranking = [int(u) for u in np.argsort(-dis.iou(layer)[:, c], kind="stable")[:a.n_units]], "IoU"
-        k = cached_insertion_constants(G, seg, layer, c, n_samples=a.k_samples)
+            bar = _LazyBar(desc=f"{a.ranking.upper()} {a.concept}")
+            units = concept_units(G, seg, layer, c, ranking=a.ranking, n=a.n_units, dissect_samples=a.dissect_samples,
+                                  n_steps=a.ace_steps, sampling=a.ace_sampling, progress=bar.set)
+            bar.close()
+            ranking = f"ACE ({a.ace_steps} steps, sampling {a.ace_sampling})" if a.ranking == "ace" else "IoU"
+        k = insertion_constants(G, seg, layer, c, n_samples=a.k_samples).numpy()
         quantiles = dissect(G, seg, [layer], a.dissect_samples).quantiles(layer) if a.scale == "p99" else None
         value, scale = context.unit_values(k, units, "p99" if a.scale == "p99" else float(a.scale), quantiles)
         bar = _LazyBar(desc="context", unit="insertion")
@@ -296,10 +292,9 @@ def cmd_context(a):
 
             def units_for(i, seed):
                 fit = _LazyBar(desc=f"ACE {a.concept} (seed {i})")
-                r = cached_ace(G, seg, layer, c, n_steps=a.ace_steps, n_dissect=a.dissect_samples, seed=i,
-                               progress=lambda s, t, loss: fit.set(s, t), sampling=a.ace_sampling)
+                u = concept_units(G, seg, layer, c, n=a.n_units, dissect_samples=a.dissect_samples, seed=i,
+                                  n_steps=a.ace_steps, sampling=a.ace_sampling, progress=fit.set)
                 fit.close()
-                u = [int(x) for x in r.ranking[:a.n_units]]
                 return u, context.unit_values(k, u, "p99" if a.scale == "p99" else float(a.scale), quantiles)[0]
             ranking = f"ACE ({a.ace_steps} steps, sampling {a.ace_sampling}), a fresh one per seed (ACE seeds " \
                       f"0..{len(a.seeds) - 1})"
@@ -358,11 +353,11 @@ def _high_fid_units(G, layers, limit: float, device, n: int, bases: dict | None 
     feats = load_features("toyworld", device=device)
     scene = (getattr(G, "meta", None) or {}).get("scene", "town")
     size = int(G(torch.zeros(1, G.z_dim, device=device)).shape[-1])
-    real = evaluation.cached_real_stats(feats, scene, size, n=n, device=device)
+    real = evaluation.scene_stats(feats, scene, size, n=n, device=device)
     out = {}
     for layer in tqdm(layers, desc="unit FID"):
         basis = (bases or {}).get(layer)
-        uf = cached_unit_fid(G, layer, feats, real, n_samples=n, top=n // 10, basis=basis)
+        uf = unit_fid(G, layer, feats, real, n_samples=n, top=n // 10, basis=basis)
         out[layer] = [int(u) for u in np.nonzero(uf.fid > limit)[0]]
         what = "features" if basis is not None and basis.kind != "units" else "units"
         print(f"{layer}: {len(out[layer])} {what} with FID above {limit} left out of labelling", file=sys.stderr)

@@ -284,13 +284,13 @@ def fitted_basis(name: str, G, layer: str, kind: str, compute: bool):
     if kind == "units":
         return None
     try:
-        b = bases.cached_basis(G, layer, kind, cached_only=True)
+        b = bases.fit_basis(G, layer, kind, cached_only=True)
         if b is not None or not compute:
             return b
         with st.status(f"Fitting {BASIS_NAMES[kind]} of {layer} of {name}…", expanded=True) as box:
             note_turn(box)
             bar = st.progress(0.0, text="Collecting activations…")
-            b = bases.cached_basis(G, layer, kind, progress=lambda s, t, loss: bar.progress(
+            b = bases.fit_basis(G, layer, kind, progress=lambda s, t, loss: bar.progress(
                 min(s / t, 1.0), text=f"step {s}/{t} · loss {loss:.3f}"))
             box.update(label=f"Fitted {b.name} for {layer} of {name} (saved to cache/)", state="complete",
                        expanded=False)

@@ -13,23 +13,21 @@ t-interval; and the ACE time per concept and the what-if latency on this machine
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
-import torch
 from report_causal import what_if_ms
 
 import core
+from core.base import provenance
 from core.engine import causal
+from core.studies import over_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def interval(values) -> dict:
-    m, low, high = causal.mean_interval(values)
+    m, low, high = over_seeds.mean_interval(values)
     return {"mean": m, "ci_low": low, "ci_high": high, "values": [float(x) for x in values]}
 
 
@@ -48,12 +46,10 @@ def main(argv=None):
     ap.add_argument("--curve-samples", type=int, default=100)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "ace.json")
     a = ap.parse_args(argv)
+    started = provenance.stamp(None if argv is None else [__file__, *argv])
     G, seg = core.load_generator(a.model), core.load_segmenter("toyworld")
-    load0 = os.getloadavg()[0]
     out = {"model": a.model, "layer": a.layer, "seeds": a.seeds, "ace_steps": a.ace_steps, "ace_batch_size": a.batch_size, "counts": a.counts,
-           "curve_samples": a.curve_samples, "dissect_samples": a.dissect_samples,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-           "concepts": {}}
+           "curve_samples": a.curve_samples, "dissect_samples": a.dissect_samples, "concepts": {}}
     for concept in a.concepts:
         c = seg.labels.index(concept)
         curves, seconds = {}, {s: [] for s in a.samplings}
@@ -79,9 +75,7 @@ def main(argv=None):
     k = core.insertion_constants(G, seg, a.layer, a.concepts[0], n_samples=100)
     ms, _ = what_if_ms(G, a.layer, rankings[f"ace-{a.samplings[0]}"][:20], k)
     out["what_if_ms_median"] = round(ms, 1)
-    out["load_average_1min"] = {"start": load0, "end": os.getloadavg()[0]}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1, default=float) + "\n")
+    provenance.write_report(a.out, out, started=started)
     for concept, d in out["concepts"].items():
         rows = {(r["ranking"], r["n"]): r for r in d["removed"]}
         for name in sorted({r["ranking"] for r in d["removed"]}):

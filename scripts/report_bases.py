@@ -20,38 +20,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 import core
 from core import toyworld
+from core.base import provenance
 from core.base.hooks import layer_units
 from core.engine import bases, causal
-from core.engine.intervention import cached_insertion_constants
-from core.studies import context, evaluation
+from core.engine.intervention import insertion_constants
+from core.studies import context, evaluation, over_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 CAUSAL = {"town": ["door", "window", "tree"], "room": ["bed"], "lake": ["boat"]}
 
 
 def interval(values) -> dict:
-    m, lo, hi = causal.mean_interval([float(v) for v in values])
+    m, lo, hi = over_seeds.mean_interval([float(v) for v in values])
     return {"mean": m, "ci_low": lo, "ci_high": hi, "values": [float(v) for v in values]}
 
 
 def fit(G, layer, a):
     t = time.perf_counter()
-    sae = bases.cached_basis(G, layer, "sae", n_samples=a.fit_samples, steps=a.sae_steps,
+    sae = bases.fit_basis(G, layer, "sae", n_samples=a.fit_samples, steps=a.sae_steps,
                              progress=None)
     sae_s = sae.meta.get("seconds", time.perf_counter() - t)
-    pca = bases.cached_basis(G, layer, "pca", n_samples=a.fit_samples)
+    pca = bases.fit_basis(G, layer, "pca", n_samples=a.fit_samples)
     return {"units": None, "pca": pca, "sae": sae}, sae_s
 
 
@@ -108,7 +105,7 @@ def section_health(out, a, seg):
     keys = ("fvu", "mean_l0", "dead", "dense", "fid_spliced")
     for model in a.models:
         G = core.load_generator(f"toyworld/{model}")
-        real = evaluation.cached_real_stats(feats, model, G.resolution)
+        real = evaluation.scene_stats(feats, model, G.resolution)
         base_fid = evaluation.generator_fid(G, feats, real, n=a.fid_samples, seed=11)
         for layer in a.layers:
             chosen, sae_s = fit(G, layer, a)
@@ -116,7 +113,7 @@ def section_health(out, a, seg):
             row = {"sae_train_seconds": round(float(sae_s), 1), "fid_original": base_fid}
             per_seed = []
             for seed in a.sae_seeds:
-                b = chosen["sae"] if seed == 0 else bases.cached_basis(
+                b = chosen["sae"] if seed == 0 else bases.fit_basis(
                     G, layer, "sae", n_samples=a.fit_samples, steps=a.sae_steps, seed=seed)
                 h = bases.basis_health(b, held)
                 h["fid_spliced"] = evaluation.generator_fid(bases.Spliced(G, layer, b), feats, real,
@@ -168,9 +165,9 @@ def section_causal(out, a, seg):
                 for name, b in (("units", None), ("sae", sae)):
                     if name not in a.causal_bases:
                         continue
-                    ace = causal.cached_ace(G, seg, layer, c, seed=seed, basis=b)
+                    ace = causal.ace(G, seg, layer, c, seed=seed, basis=b)
                     iou_rank = iou_top20(G, seg, layer, c, b)
-                    curve = causal.cached_ablation_curve(G, seg, layer, c, {"ace": ace.ranking[:20].tolist(),
+                    curve = causal.ablation_curve(G, seg, layer, c, {"ace": ace.ranking[:20].tolist(),
                                                                             "iou": iou_rank},
                                                          counts=(20,), n_samples=a.curve_samples, seed=1000 + seed,
                                                          basis=b)
@@ -200,14 +197,14 @@ def section_context(out, a, seg):
         if name not in a.causal_bases:
             continue
         units_for = None
-        k = cached_insertion_constants(G, seg, layer, "door", basis=b)
+        k = insertion_constants(G, seg, layer, "door", basis=b).numpy()
         if a.context_ranking == "ace":
-            units = causal.cached_ace(G, seg, layer, "door", basis=b).ranking[:20].tolist()
+            units = causal.ace(G, seg, layer, "door", basis=b).ranking[:20].tolist()
         elif a.context_ranking == "ace-fresh":       # ACE seed i for image seed i: the causal section's ACE runs
             units = None
 
             def units_for(i, seed, b=b, k=k):
-                u = causal.cached_ace(G, seg, layer, "door", seed=i, basis=b).ranking[:20].tolist()
+                u = causal.ace(G, seg, layer, "door", seed=i, basis=b).ranking[:20].tolist()
                 return u, k[u]
         else:
             units = iou_top20(G, seg, layer, seg.labels.index("door"), b)
@@ -227,9 +224,8 @@ def section_context(out, a, seg):
 
 
 def save(out, a):
-    out["load_1min_end"] = os.getloadavg()[0]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1, default=float) + "\n")
+    """Into --out, keeping the sections this run does not compute (and the stamps of the runs that did)."""
+    provenance.write_report(a.out, out, started=a.started, part=" ".join(a.only))
 
 
 def main(argv=None):
@@ -261,10 +257,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "bases.json")
     a = ap.parse_args(argv)
     out = json.loads(a.out.read_text()) if a.out.exists() else {}
-    out.update({"command": "python " + " ".join(sys.argv), "machine": {
-        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
-        "load_1min_start": os.getloadavg()[0], "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                                            for k, v in vars(a).items()}})
+    out["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    a.started = provenance.stamp(None if argv is None else [__file__, *argv])
     seg = core.load_segmenter("toyworld")
     for name in a.only:
         {"dissect": section_dissect, "health": section_health, "causal": section_causal,

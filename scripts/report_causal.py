@@ -13,16 +13,14 @@ of one what-if (8 images, one edit) and the ACE optimisation time per concept.
     python scripts/report_causal.py --table-only          # only the removal table (a generator was re-shipped)
 
 times one ACE optimisation (the first concept) and the what-if alone, with the load average
-before and after, and merges them into the report as ``quiet_timings`` (the full report runs
+before and after (the report's stamp), and merges them into the report as ``quiet_timings`` (the full report runs
 many things at once and its own timings are only indicative).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -30,12 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
 import core
-from core import training
+from core.base import provenance
 from core.base.sampling import z_range
 from core.engine import causal
+from core.studies import over_seeds
 from core.engine.intervention import Edit, generate, insertion_constants
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def what_if_ms(G, layer, units, k, repeats=30):
@@ -53,23 +53,16 @@ def what_if_ms(G, layer, units, k, repeats=30):
     return statistics.median(times), times
 
 
-def speed_only(a, G, seg, dis):
+def speed_only(a, G, seg, dis, started):
     concept = a.concepts[0]
     k = insertion_constants(G, seg, a.layer, concept, n_samples=200)
-    load0 = os.getloadavg()[0]
     res = causal.ace(G, seg, a.layer, concept, n_steps=a.ace_steps, iou=dis.iou(a.layer)[:, seg.labels.index(concept)],
                      k=k, progress=lambda s, n, loss: None)
     ms, times = what_if_ms(G, a.layer, res.units, k)
     quiet = {"model": a.model, "layer": a.layer, "threads": torch.get_num_threads(),
              f"ace_seconds_{concept}_{a.ace_steps}_steps": round(res.seconds, 1),
-             "what_if_ms_median": round(ms, 1), "what_if_ms_p90": round(float(np.percentile(times, 90)), 1),
-             "load_average_1min_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
-             "command": "python " + " ".join(sys.argv)}
-    path = Path(a.out)
-    report = json.loads(path.read_text()) if path.exists() else {}
-    report["quiet_timings"] = quiet
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, default=float))
+             "what_if_ms_median": round(ms, 1), "what_if_ms_p90": round(float(np.percentile(times, 90)), 1)}
+    provenance.write_report(a.out, {"quiet_timings": quiet}, started=started, part="quiet_timings")
     print(json.dumps(quiet, indent=1))
 
 
@@ -82,7 +75,7 @@ def removal(a, G, seg) -> dict:
            for m in gens}
     t = time.perf_counter()
     bar = tqdm(total=len(a.table_seeds) * sum(map(len, per.values())), desc="removal table")
-    table = causal.removal_over_seeds(gens, seg, a.layer, per, seeds=a.table_seeds, ace_steps=a.ace_steps,
+    table = over_seeds.removal_over_seeds(gens, seg, a.layer, per, seeds=a.table_seeds, ace_steps=a.ace_steps,
                                       progress=lambda d, n: bar.update(d - bar.n))
     bar.close()
     rows = table.to_dict(orient="records")
@@ -116,22 +109,17 @@ def main():
     ap.add_argument("--table-only", action="store_true",
                     help="recompute only the removal table (after re-shipping a generator); merge into --out")
     a = ap.parse_args()
+    started = provenance.stamp()
     G = core.load_generator(a.model)
     seg = core.load_segmenter("toyworld")
     if a.table_only:
-        out = json.loads(Path(a.out).read_text()) if Path(a.out).exists() else {}
-        out.update(removal(a, G, seg))
-        out["removal_table_command"] = "python " + " ".join(sys.argv)
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(out, indent=1, default=float))
+        provenance.write_report(a.out, removal(a, G, seg), started=started, part="removal_table")
         return
     t = time.perf_counter()
     dis = core.dissect(G, seg, [a.layer], a.dissect_samples)
     if a.speed_only:
-        return speed_only(a, G, seg, dis)
-    out = {"model": a.model, "layer": a.layer, "hardware": training.hardware(),
-           "command": "python " + " ".join(sys.argv), "dissect_seconds": round(time.perf_counter() - t, 1),
-           "load_average_1min_start": round(os.getloadavg()[0], 2), "concepts": {}}
+        return speed_only(a, G, seg, dis, started)
+    out = {"model": a.model, "layer": a.layer, "dissect_seconds": round(time.perf_counter() - t, 1), "concepts": {}}
     iou_all = dis.iou(a.layer)
     for concept in a.concepts:
         c = seg.labels.index(concept)
@@ -164,9 +152,7 @@ def main():
         out["concepts"][concept] = entry
         print(json.dumps({concept: {k2: v for k2, v in entry.items() if k2 != "curve"}}, indent=1, default=float))
     out.update(removal(a, G, seg))
-    out["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1, default=float))
+    provenance.write_report(a.out, out, started=started)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 import core
 from core import toyworld, training
+from core.base import provenance
 from core.base.sampling import z_range
 from core.engine import swd
 from core.engine.fid import frechet_distance
@@ -168,6 +168,7 @@ def main():
     ap.add_argument("--showcase-only", action="store_true",
                     help="only redraw the showcase grids and shares (per concept: most and typical) into the report")
     a = ap.parse_args()
+    started = provenance.stamp()
     features = core.load_features("toyworld")
     seg = core.load_segmenter("toyworld")
     models = core.list_models()
@@ -184,10 +185,9 @@ def main():
             (_, gen_counts), (_, real_counts) = concept_counts(G, seg, scene, a.n_freq, G.resolution)
             entry["showcase"] = showcase(G, seg, scene, gen_counts, real_counts, seed=1)
             print(scene, json.dumps(entry["showcase"]))
-        report["showcase_command"] = "python " + " ".join(sys.argv)
-        (REPORTS / "gans.json").write_text(json.dumps(report, indent=1))
+        provenance.write_report(REPORTS / "gans.json", report, started=started, part="showcase")
         return
-    report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scenes": {}}
+    report = {"scenes": {}}
     GRIDS.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for scene in a.scenes:
@@ -197,7 +197,7 @@ def main():
             continue
         G = core.load_generator(name)
         res = G.resolution
-        real = evaluation.cached_real_stats(features, scene, res, REAL_N, REAL_SEED)
+        real = evaluation.scene_stats(features, scene, res, REAL_N, REAL_SEED)
         snaps = [p for _, p in training.run_snapshots(ROOT / "cache" / "train" / f"gan_{scene}")]
         series = core.checkpoint_series(name)
         earliest_src = snaps[0] if snaps else GAN_DIR / f"{series[0][1][len('toyworld/'):]}.pt"
@@ -259,8 +259,7 @@ def main():
         g = grid(torch.cat(rows), 8)
         Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(GRIDS / "town_evolution.png")
     report["seconds"] = round(time.time() - t0, 1)
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    (REPORTS / "gans.json").write_text(json.dumps(report, indent=1))
+    provenance.write_report(REPORTS / "gans.json", report, started=started)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ snapshots (Fig. 18) and with ``--variants`` the town variants at equal steps (Fi
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from tqdm import tqdm
 
 import core
 from core import studies, toyworld
+from core.base import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,11 +64,11 @@ def main(argv=None):
     ap.add_argument("--variants", action="store_true", help="also the town variants at equal steps (Fig. 7)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "labels.json")
     a = ap.parse_args(argv)
+    started = provenance.stamp(None if argv is None else [__file__, *argv])
     seg = core.load_segmenter("toyworld")
     groups = studies.zoo_groups(core.list_models())
     t0 = time.perf_counter()
     report = {"samples": a.samples, "seed": a.seed, "segmenter": "toyworld",
-              "command": "python scripts/report_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "code_version": core.engine.dissection.CODE_VERSION,
               "geometry": "bilinear, half-pixel centres, border padding (the 2018 code's upsample_grid)",
               "rules": {"reference": "the 2018 code: best I/H over quantile levels > 0 with agreement > 0.8 on the "
@@ -92,8 +91,7 @@ def main(argv=None):
             report["scenes"][key] = {"model": name, "layers": measure(name, seg, layers, a.samples, a.seed, bar)}
             bar.update()
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1) + "\n")
+    provenance.write_report(a.out, report, started=started)
     for key, r in report["scenes"].items():
         for layer, d in r["layers"].items():
             ref, mx = d["reference"], d["max-iou"]

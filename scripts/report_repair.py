@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +20,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 import core
-from core import toyworld, training
-from core.base import cache
+from core import toyworld
+from core.base import cache, provenance
 from core.engine import repair
 from core.studies import evaluation
+from core.userdata.flags import load_flags
 
 DARK_SKY = 0.2      # an image has a dark (night) sky when its top quarter's mean brightness in [0, 1] is below this
 
@@ -90,34 +90,34 @@ def main():
     ap.add_argument("--dark-sky-only", action="store_true",
                     help="the share of generated vs real images with a night sky; merged into --out")
     a = ap.parse_args()
+    started = provenance.stamp()
     G = core.load_generator(a.model)
     feats = core.load_features("toyworld")
     scene = G.meta.get("scene", "town")
-    real = evaluation.cached_real_stats(feats, scene, G.resolution)
+    real = evaluation.scene_stats(feats, scene, G.resolution)
     if a.dark_sky_only:
-        report = json.loads(Path(a.out).read_text()) if Path(a.out).exists() else {"model": a.model}
-        report["dark_sky"] = dark_sky_share(G, scene)
+        report = {"dark_sky": dark_sky_share(G, scene)}
+        if not Path(a.out).exists():
+            report["model"] = a.model
         print(report["dark_sky"])
-        Path(a.out).write_text(json.dumps(report, indent=1, default=float))
+        provenance.write_report(a.out, report, started=started, part="dark_sky")
         return
     if a.all_samples_only:
         report = json.loads(Path(a.out).read_text())
         table, _ = repair.repair_table(G, a.layer, feats, real, report["flagged"], n_candidates=a.candidates,
                                       n_eval=a.candidates, random_draws=a.draws)
-        report["table_all_samples"] = table.to_dict(orient="records")
-        report["table_all_samples_command"] = "python " + " ".join(sys.argv)
         print(table.to_string(index=False))
-        Path(a.out).write_text(json.dumps(report, indent=1, default=float))
+        provenance.write_report(a.out, {"table_all_samples": table.to_dict(orient="records")}, started=started,
+                                part="table_all_samples")
         return
     t = time.perf_counter()
     uf = repair.unit_fid(G, a.layer, feats, real, n_samples=a.samples, top=a.top)
     t_unit = time.perf_counter() - t
-    manual = repair.load_flags(a.model, a.layer, cache.model_fingerprint(G))     # flags set on these weights
+    manual = load_flags(a.model, a.layer, cache.model_fingerprint(G))     # flags set on these weights
     flagged = sorted(set(uf.highest(a.flag)) | set(manual))
     table, pick = repair.repair_table(G, a.layer, feats, real, flagged, n_candidates=a.candidates,
                                       n_eval=a.eval, random_draws=a.draws)
-    out = {"model": a.model, "layer": a.layer, "hardware": training.hardware(),
-           "command": "python " + " ".join(sys.argv),
+    out = {"model": a.model, "layer": a.layer,
            "unit_fid_seconds": round(t_unit, 1), "samples": a.samples, "top": a.top,
            "unit_fid_top": uf.table().head(30).to_dict(orient="records"),
            "unit_fid_median": float(sorted(uf.fid)[len(uf.fid) // 2]),
@@ -127,8 +127,7 @@ def main():
     out["dark_sky"] = dark_sky_share(G, scene)
     print(table.to_string(index=False))
     print(json.dumps({k: out[k] for k in ("unit_fid_seconds", "unit_fid_median", "flagged")}))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1, default=float))
+    provenance.write_report(a.out, out, started=started)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -20,20 +19,28 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 from core import load_features, load_segmenter, toyworld
+from core.base import provenance
 from core.studies import evaluation
 
 REPORTS = ROOT / "docs" / "reports"
 
 
-def _save(name, data):
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    data["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    (REPORTS / f"{name}.json").write_text(json.dumps(data, indent=1))
-    print(json.dumps(data, indent=1)[:3000])
+def _save(name, data, started):
+    print(provenance.write_report(REPORTS / f"{name}.json", data, started=started).read_text()[:3000])
+
+
+def _made(data) -> tuple[str, str]:
+    """The command and the machine (in words) of a report, stamped or written before the stamp."""
+    p = provenance.of(data)
+    m = p.get("machine")
+    if isinstance(m, dict):
+        m = f"{m['cpu']}, {m['torch_threads']} torch threads, torch {p['versions']['torch']}"
+    return p.get("command"), m
 
 
 def speed():
     torch.set_num_threads(1)
+    started = provenance.stamp()
     out = {}
     for scene in toyworld.SCENES:
         toyworld.render(scene, 64, seed=0)
@@ -43,8 +50,7 @@ def speed():
             toyworld.render(scene, 1024, seed=rep)
             best = max(best, 1024 / (time.perf_counter() - t))
         out[scene] = round(best, 1)
-    _save("speed", {"scenes_per_second_one_core_128px": out,
-                    "command": "python scripts/report_toyworld.py speed"})
+    _save("speed", {"scenes_per_second_one_core_128px": out}, started)
 
 
 def grid(per=6):
@@ -63,6 +69,7 @@ def grid(per=6):
 
 def segmenter(n_total=2000, seed=7):
     torch.set_num_threads(2)
+    started = provenance.stamp()
     seg = load_segmenter("toyworld")
     per = [n_total // 3 + (i < n_total % 3) for i in range(3)]
     bar = tqdm(total=n_total, desc="segmenter eval")
@@ -86,8 +93,7 @@ def segmenter(n_total=2000, seed=7):
     res["pixel_acc"] = round(float(total.diag().sum() / total.sum()), 4)
     res["below_0.6"] = [k for k, v in ious.items() if v < 0.6]
     res["train_meta"] = seg.meta
-    res["command"] = "python scripts/report_toyworld.py segmenter"
-    _save("segmenter", res)
+    _save("segmenter", res, started)
 
 
 def features(n=5000, n_degraded=2000):
@@ -95,6 +101,7 @@ def features(n=5000, n_degraded=2000):
     vs the n-scene reference, next to the floor for an undegraded n_degraded set (FID's
     small-sample bias depends on the set sizes, so compare like with like)."""
     torch.set_num_threads(2)
+    started = provenance.stamp()
     net = load_features("toyworld")
     scenes = toyworld.SCENES
     kinds = evaluation.DEGRADATIONS
@@ -112,8 +119,7 @@ def features(n=5000, n_degraded=2000):
                                        transform=lambda im, k=kind, s=s: evaluation.degrade(im, k, s))
             res["degraded"][kind][str(s)] = round(evaluation.fid_between(ref, st), 4)
     res["train_meta"] = net.meta
-    res["command"] = "python scripts/report_toyworld.py features"
-    _save("features", res)
+    _save("features", res, started)
 
 
 def write_report():
@@ -124,14 +130,14 @@ def write_report():
     L = ["# Measured figures", "",
          "Every figure comes from a JSON file in `docs/reports/`, written by the command beside it.", ""]
     if sp:
-        L += ["## toyworld renderer", "", f"`{sp['command']}` — {sp['machine']}", "",
+        L += ["## toyworld renderer", "", "`{}` — {}".format(*_made(sp)), "",
               "| scene | scenes/s at 128 x 128, one core |", "|---|---|"]
         L += [f"| {k} | {v} |" for k, v in sp["scenes_per_second_one_core_128px"].items()] + [""]
     if sg:
         m = sg["train_meta"]
         L += ["## Segmenter (`core.load_segmenter('toyworld')`)", "",
-              f"`{sg['command']}` — {sg['n_scenes']} held-out scenes (seed {sg['seed']}, disjoint from "
-              f"training seeds), {sg['machine']}", "",
+              f"`{_made(sg)[0]}` — {sg['n_scenes']} held-out scenes (seed {sg['seed']}, disjoint from "
+              f"training seeds), {_made(sg)[1]}", "",
               f"**mIoU {sg['miou']:.3f}**, pixel accuracy {sg['pixel_acc']:.3f}; concepts below 0.6: "
               f"{', '.join(sg['below_0.6']) or 'none'}.", "",
               "| scene type | mIoU | pixel acc |", "|---|---|---|"]
@@ -143,8 +149,8 @@ def write_report():
     if ft:
         m = ft["train_meta"]
         L += ["## FID feature network (`core.load_features('toyworld')`)", "",
-              f"`{ft['command']}` — {ft['n_per_set']} scenes per set (all scene types), "
-              f"{ft['feature_dim']}-d features, {ft['machine']}", "",
+              f"`{_made(ft)[0]}` — {ft['n_per_set']} scenes per set (all scene types), "
+              f"{ft['feature_dim']}-d features, {_made(ft)[1]}", "",
               f"**Noise floor** (two disjoint {ft['n_per_set']}-scene real sets): FID {ft['real_vs_real']:.4f}. "
               f"Degraded sets have {ft['n_degraded']} scenes each and are compared with the "
               f"{ft['n_per_set']}-scene reference; an undegraded {ft['n_degraded']}-scene set scores "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded
 
 import core
 from core import studies, toyworld, training
+from core.base import provenance
 from core.base.sampling import z_range
 from core.models.zoo import GAN_DIR
 from core.studies import evaluation
@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--n-diversity", type=int, default=500)
     ap.add_argument("--out", type=Path, default=REPORTS / "variants.json")
     a = ap.parse_args()
+    started = provenance.stamp()
     models = core.list_models()
     group = studies.zoo_groups(models).get(a.scene)
     if not group or not group["variants"]:
@@ -71,7 +72,7 @@ def main():
         G = core.load_generator(name)
         layers = a.layers or [n for n, _ in G.named_children() if not n.startswith("output")]
         res_px = G.resolution
-        real = evaluation.cached_real_stats(features, a.scene, res_px, REAL_N, REAL_SEED)
+        real = evaluation.scene_stats(features, a.scene, res_px, REAL_N, REAL_SEED)
         if res_px not in real_patches:       # the same real scenes for every model: rendered once
             real_patches[res_px] = evaluation.real_patches(a.scene, a.n_swd_real, seed=REAL_SEED, size=res_px)
         real_p = real_patches[res_px]
@@ -116,12 +117,11 @@ def main():
                      "mean_iou": round(float(sum(r["mean_iou"] * r["interpretable"] for r in mine) / good), 4)
                      if good else 0.0}
     real_div = diversity(toyworld.render(a.scene, a.n_diversity, seed=700, size=res_px)[0], features)
-    report = {"command": "python " + " ".join(sys.argv), "hardware": training.hardware(), "scene": a.scene,
+    report = {"scene": a.scene,
               "diversity_real": round(real_div, 3), "n_diversity": a.n_diversity,
               "lineup": lineup, "dissection_samples": a.samples, "n_generated": a.n_gen, "quality": quality,
               "layers": rows, "totals": totals, "seconds": round(time.time() - t0, 1)}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1, default=float))
+    provenance.write_report(a.out, report, started=started)
     g = grid(torch.cat(images), 8)
     GRIDS.mkdir(parents=True, exist_ok=True)
     Image.fromarray(g).resize((g.shape[1] * 2, g.shape[0] * 2), Image.NEAREST).save(GRIDS / f"{a.scene}_variants.png")

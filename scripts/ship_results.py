@@ -12,7 +12,7 @@ cache looks there after ``cache/``):
 - the same layers of every model of a training series at the Training evolution page's default
   (200 samples);
 - Paint's and What-if's insertion values (100 samples) for every concept those layers can show;
-- the sparse dictionaries (SAE, the defaults of ``core.engine.bases.cached_basis``) of ``--layers``
+- the sparse dictionaries (SAE, the defaults of ``core.engine.bases.fit_basis``) of ``--layers``
   of every scene type's base model, in float16 (each decodes to float32; a 256-unit layer's
   dictionary of 1,024 features is about 1 MB), so Unit browser, Paint and Concept maps show
   sparse features without minutes of fitting. (PCA fits in seconds: not shipped.)
@@ -81,7 +81,7 @@ def compute_bases(layers, progress=print) -> int:
         G = core.load_generator(m)
         for layer in layers:
             t = time.perf_counter()
-            b = bases.cached_basis(G, layer, "sae")
+            b = bases.fit_basis(G, layer, "sae")
             progress(f"basis {m} {layer}: {b.name}, {time.perf_counter() - t:.1f} s")
             n += 1
     return n
@@ -92,7 +92,7 @@ def check_bases(layers) -> list[str]:
     import core
     from core.engine import bases
     return [f"basis {m} {layer}" for m in base_models() for layer in layers
-            if bases.cached_basis(core.load_generator(m), layer, "sae", cached_only=True) is None]
+            if bases.fit_basis(core.load_generator(m), layer, "sae", cached_only=True) is None]
 
 
 def compute(items, layers, progress=print):
@@ -100,7 +100,7 @@ def compute(items, layers, progress=print):
     concept each base model's layers show."""
     import core
     from core.base.errors import InputError
-    from core.engine.intervention import cached_insertion_constants
+    from core.engine.intervention import insertion_constants
     seg = core.load_segmenter("toyworld")
     skipped: dict[str, str] = {}
     for i, it in enumerate(items):
@@ -117,7 +117,7 @@ def compute(items, layers, progress=print):
             t, rare = time.perf_counter(), []
             for c in concepts:
                 try:
-                    cached_insertion_constants(G, seg, layer, c, n_samples=INSERTION_SAMPLES)
+                    insertion_constants(G, seg, layer, c, n_samples=INSERTION_SAMPLES)
                 except InputError:           # in the dissection's samples, not in the first 100: Paint says so
                     rare.append(c)
             skipped.update({f"{it['model']} {layer} {c}": "absent from the insertion samples" for c in rare})

@@ -142,7 +142,7 @@ def main():
         # an uninterrupted one, so the measuring tools are set up on a forked RNG
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             features = load_features("toyworld", device=dev)
-            real = evaluation.cached_real_stats(features, a.scene, a.res, device=dev)
+            real = evaluation.scene_stats(features, a.scene, a.res, device=dev)
             real_patches = evaluation.real_patches(a.scene, a.swd_n, size=a.res) if a.swd_n else None
 
     def measure():

@@ -144,3 +144,87 @@ def test_the_checker_finds_planted_faults(tmp_path):
     assert found["function-local imports"] == ["core.engine.c:2 imports core.engine.b inside a function"]
     assert found["circles"] == ["core.engine.b -> core.engine.c -> core.engine.b"]
     assert check(tmp_path, {"base": {"engine"}, "engine": {"base"}})["unknown floors"] == ["top"]
+
+
+# ----------------------------------------------------------------------------- user data stays out of the engine
+
+USER_DATA_FILES = {"flags", "registry.json", ".registry.lock"}   # what the store names on disk
+
+
+def user_data_names(root: Path = ROOT) -> set[str]:
+    """The public names of core.userdata's modules (their ``__all__``, read without importing them)."""
+    out = set()
+    for p in (root / "core" / "userdata").glob("*.py"):
+        for node in ast.parse(p.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                out.update(ast.literal_eval(node.value))
+    return out - {"flags", "models"}            # the package's own __all__ names its modules
+
+
+def engine_user_data(root: Path = ROOT) -> list[str]:
+    """Everything of the user-data store found in the engine: an import of core.userdata (or
+    ``core.userdata`` reached as an attribute), a function or class named after flags at any
+    depth, a module-level name that is flag-named or one of core.userdata's public names (defined
+    or imported), and the store's file names as string constants."""
+    store = user_data_names(root)
+    mods = {m: p for m, p in modules(root).items() if floor_of(m) == "engine"}
+    found = [f"{mod}:{line} imports {t}" for mod, t, line, _ in imports(mods)
+             if t == "core.userdata" or t.startswith("core.userdata.")]
+    for mod, path in sorted(mods.items()):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            where = f"{mod}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and "flag" in node.name.lower():
+                found.append(f"{where} defines {node.name}")
+            elif (isinstance(node, ast.Attribute) and node.attr == "userdata"
+                  and isinstance(node.value, ast.Name) and node.value.id == "core"):
+                found.append(f"{where} reaches core.userdata")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for a in node.names:
+                    name = (a.asname or a.name).split(".")[-1]
+                    if name in store or "flag" in name.lower():
+                        found.append(f"{where} imports {a.name}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in USER_DATA_FILES:
+                found.append(f"{where} names the store's file {node.value!r}")
+        for node in tree.body:                      # module-level names
+            targets = ([node.target] if isinstance(node, ast.AnnAssign) else node.targets
+                       if isinstance(node, ast.Assign) else [])
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                targets = [ast.Name(node.name)]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name) and (n.id in store or "flag" in n.id.lower()):
+                        found.append(f"{mod}:{node.lineno} defines {n.id}")
+    return sorted(set(found))
+
+
+def test_the_engine_holds_no_user_data():
+    """Flags and the registry of added models are user data (core.userdata): no module of the
+    engine defines, imports or reaches them, nor names their files."""
+    assert user_data_names() >= {"load_flags", "save_flags", "flag_units", "unflag_units", "stale_flags",
+                                 "flag_details", "FLAGS_FORMAT", "user_models", "store_entry", "stage_upload"}
+    found = engine_user_data()
+    assert not found, "the engine holds user data (it belongs in core/userdata):\n" + "\n".join(found)
+
+
+def test_the_user_data_check_finds_planted_faults(tmp_path):
+    core = tmp_path / "core"
+    for d in ("engine", "userdata"):
+        (core / d).mkdir(parents=True)
+        (core / d / "__init__.py").write_text("")
+    (core / "userdata" / "flags.py").write_text('__all__ = ["load_flags", "FLAGS_FORMAT"]\n')
+    (core / "userdata" / "models.py").write_text('__all__ = ["user_models"]\n')
+    (core / "engine" / "a.py").write_text("from core.userdata.flags import load_flags\n")
+    (core / "engine" / "b.py").write_text("import core\n\ndef f():\n    return core.userdata.models.user_models()\n")
+    (core / "engine" / "c.py").write_text('FLAGS_FORMAT = 2\n\ndef g():\n    def save_flag(): pass\n'
+                                          '    return root / "flags"\n\nclass FlagStore: pass\n')
+    (core / "engine" / "d.py").write_text('def user_models(): pass\nX = "a flagged unit"\n')
+    assert engine_user_data(tmp_path) == [
+        "core.engine.a:1 imports core.userdata.flags",
+        "core.engine.a:1 imports load_flags",
+        "core.engine.b:4 reaches core.userdata",
+        "core.engine.c:1 defines FLAGS_FORMAT",
+        "core.engine.c:4 defines save_flag",
+        "core.engine.c:5 names the store's file 'flags'",
+        "core.engine.c:7 defines FlagStore",
+        "core.engine.d:1 defines user_models"]

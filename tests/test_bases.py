@@ -238,21 +238,21 @@ def test_unit_fid_and_repair_in_a_basis(planted):
         repair.repair_table(G, "feat", feats, real, [30], n_candidates=50, n_eval=20, basis=sae)   # 24 features
 
 
-def test_cached_basis_round_trip_and_refusals(tmp_path, monkeypatch):
+def test_fit_basis_is_stored_round_trip_and_refusals(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     G = PlantedDirections()
-    b = bases.cached_basis(G, "feat", "sae", n_samples=40, steps=30)
-    again = bases.cached_basis(G, "feat", "sae", n_samples=40, steps=30, cached_only=True)
+    b = bases.fit_basis(G, "feat", "sae", n_samples=40, steps=30)
+    again = bases.fit_basis(G, "feat", "sae", n_samples=40, steps=30, cached_only=True)
     assert b.n_features == 64 and again is not None and again.cache_key == b.cache_key
     assert torch.equal(again.decoder, b.decoder)
-    assert bases.cached_basis(G, "feat", "sae", n_samples=40, steps=31, cached_only=True) is None
-    assert bases.cached_basis(G, "feat", "units").kind == "units"
-    p = bases.cached_basis(G, "feat", "pca", n_samples=40)
+    assert bases.fit_basis(G, "feat", "sae", n_samples=40, steps=31, cached_only=True) is None
+    assert bases.fit_basis(G, "feat", "units").kind == "units"
+    p = bases.fit_basis(G, "feat", "pca", n_samples=40)
     assert p.n_features == 16 and np.allclose(p.directions() @ p.directions().T, np.eye(16), atol=1e-5)
     with pytest.raises(core.UnknownNameError, match="kind 'ica' is not a basis"):
-        bases.cached_basis(G, "feat", "ica")
+        bases.fit_basis(G, "feat", "ica")
     with pytest.raises(core.InputError, match="sparsity must be one of"):
-        bases.cached_basis(G, "feat", "sae", sparsity="l0")
+        bases.fit_basis(G, "feat", "sae", sparsity="l0")
     seg = ColourSegmenter()
     with pytest.raises(core.ArgumentTypeError, match="basis must be a Basis, got the name 'sae'"):
         core.dissect(G, seg, "feat", 8, basis="sae")

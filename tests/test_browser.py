@@ -9,7 +9,7 @@ once each see only their own result.
 
 The test asserts behaviour only. It records how long each step took (to a temporary folder, or
 to the file named by GANATOMY_TIMINGS), but never compares a duration with a limit: a quiet or
-a busy machine must not decide whether CI passes. ``scripts/bench_dashboard.py`` runs this flow
+a busy machine must not decide whether CI passes. ``benchmarks/bench_dashboard.py`` runs this flow
 as a benchmark and writes docs/reports/dashboard_timings.json with the machine and its load.
 Its timeouts are failure guards against hangs (minutes), not speed limits. Screenshots go to a
 temporary folder, or to docs/screenshots with GANATOMY_SCREENSHOTS=1.
@@ -53,7 +53,6 @@ def _prefill(cache: Path):
     try:
         import core
         from core import studies
-        from core.studies import paint
         seg = core.load_segmenter("toyworld")
         first = None
         for scene, g in studies.zoo_groups(core.list_models()).items():
@@ -65,7 +64,7 @@ def _prefill(cache: Path):
         matched = res.units("layer4").label.value_counts()
         concepts = [c for c in seg.labels[1:] if res.frequency("layer4")[res.labels.index(c)] > 0]
         concept = sorted(concepts, key=lambda c: -matched.get(c, 0))[0]
-        paint.cached_insertion_constants(G, seg, "layer4", concept, n_samples=min(100, SAMPLES))
+        core.insertion_constants(G, seg, "layer4", concept, n_samples=min(100, SAMPLES))
     finally:
         os.environ.pop("GANATOMY_CACHE", None)
 
@@ -394,7 +393,7 @@ def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
     env.update(GANATOMY_CACHE=str(cache), GANATOMY_DASHBOARD_SAMPLES=str(SAMPLES))
     prefill = ("import core; from core.engine import causal; "
                "G = core.load_generator('toyworld/town'); seg = core.load_segmenter('toyworld'); "
-               f"causal.cached_ace(G, seg, 'layer4', 'door', n_steps=50, n_dissect={SAMPLES})")
+               f"causal.ace(G, seg, 'layer4', 'door', n_steps=50, dissect_samples={SAMPLES})")
     subprocess.run([sys.executable, "-c", prefill], cwd=ROOT, env=env, check=True, timeout=GUARD_S)
     assert len(list((cache / "ace").iterdir())) == 1 and not (cache / "curve").exists()
     timings = {}

@@ -234,12 +234,12 @@ def test_the_first_complete_entry_wins_and_both_saves_succeed(root):
 
 @pytest.fixture
 def stress(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     return importlib.import_module("stress_cache")
 
 
 def test_two_processes_racing_on_one_key_never_fail_and_read_whole_entries(stress):
-    """The small version of scripts/stress_cache.py (2 processes x 300 saves per phase)."""
+    """The small version of benchmarks/stress_cache.py (2 processes x 300 saves per phase)."""
     method = "fork" if "fork" in stress.mp.get_all_start_methods() else "spawn"
     report = stress.run(n=40, procs=2, start_method=method)
     for phase, p in report["phases"].items():

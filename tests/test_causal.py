@@ -10,6 +10,7 @@ import torch
 import core
 from core.base.sampling import z_range
 from core.engine import causal
+from core.studies import over_seeds
 from core.engine.intervention import Edit, generate, insertion_constants, resize_mask
 from tests.planted_causal import DECOYS, DOOR_UNITS, PlantedCausalGenerator, SoftColorSegmenter
 
@@ -78,34 +79,42 @@ def test_ablation_curve_ace_beats_iou(planted):
     assert r.loc[2, "ace"] == pytest.approx(0.0)
 
 
-def test_cached_ace_is_stored_reused_and_equals_a_direct_run(planted, tmp_path, monkeypatch):
+def test_ace_is_stored_reused_and_the_same_with_or_without_the_cache(planted, tmp_path, monkeypatch):
     import copy
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     G, seg = planted
     seg = copy.copy(seg)
     seg.cache_key = "planted-soft-color"          # a cache identity (the plain test segmenter has none)
-    opts = dict(n_steps=6, n_dissect=32, k_samples=16, pool_size=8, batch_size=4)
-    assert causal.cached_ace(G, seg, "feat", "door", cached_only=True, **opts) is None
-    res = causal.cached_ace(G, seg, "feat", "door", **opts)
-    again = causal.cached_ace(G, seg, "feat", "door", cached_only=True, **opts)
+    opts = dict(n_steps=6, dissect_samples=32, k_samples=16, pool_size=8, batch_size=4)
+    assert causal.ace(G, seg, "feat", "door", cached_only=True, **opts) is None
+    res = causal.ace(G, seg, "feat", "door", **opts)
+    again = causal.ace(G, seg, "feat", "door", cached_only=True, **opts)
     assert np.array_equal(again.ranking, res.ranking) and np.array_equal(again.alpha, res.alpha)
     assert again.losses == pytest.approx(res.losses) and again.units == res.units
     assert again.seconds == pytest.approx(res.seconds)
-    # the same as ace() started from the same dissection's IoU and the same constants
+    assert causal.ace(G, seg, "feat", "door", cached_only=True, **{**opts, "top_n": 3}).units == res.units[:3]
+    # the same seed without the cache: the same samples, the same units (nothing read or written)
+    for seed in (0, 1):
+        stored = causal.ace(G, seg, "feat", "door", seed=seed, **opts)
+        fresh = causal.ace(G, seg, "feat", "door", seed=seed, cache=False, **opts)
+        assert np.allclose(fresh.alpha, stored.alpha, atol=1e-6) and fresh.units == stored.units
+    # the same as ace() started from the shared dissection's IoU and the shared constants, given
     c = seg.labels.index("door")
-    dis = core.dissect(G, seg, ["feat"], 32)
+    dis = core.dissect(G, seg, ["feat"], 32, seed=0, cache=False)
     direct = causal.ace(G, seg, "feat", "door", n_steps=6, pool_size=8, batch_size=4, iou=dis.iou("feat")[:, c],
-                        k=insertion_constants(G, seg, "feat", "door", n_samples=16))
+                        k=insertion_constants(G, seg, "feat", "door", n_samples=16, seed=1, cache=False), cache=False)
     assert np.allclose(direct.alpha, res.alpha, atol=1e-6) and np.array_equal(direct.ranking, res.ranking)
-    # other options, another concept: other entries
-    assert causal.cached_ace(G, seg, "feat", "door", cached_only=True, **{**opts, "n_steps": 7}) is None
-    assert causal.cached_ace(G, seg, "feat", "wall", cached_only=True, **opts) is None
+    # other options, another concept, another seed: other entries
+    assert causal.ace(G, seg, "feat", "door", cached_only=True, **{**opts, "n_steps": 7}) is None
+    assert causal.ace(G, seg, "feat", "wall", cached_only=True, **opts) is None
+    assert causal.ace(G, seg, "feat", "door", seed=2, cached_only=True, **opts) is None
     # the paint page's lookup finds it (and never computes one)
-    from core.studies import paint
-    assert paint.cached_causal_units(G, seg, "feat", "wall", 32) is None
-    found = paint.cached_causal_units(G, seg, "feat", "door", 32, steps=(7, 6), pool_size=8, batch_size=4, k_samples=16)
+    from core.studies import units
+    assert units.stored_ace(G, seg, "feat", "wall", 32) is None
+    found = units.stored_ace(G, seg, "feat", "door", 32, steps=(7, 6), pool_size=8, batch_size=4, k_samples=16)
     assert found is not None and np.array_equal(found.ranking, res.ranking)
-    assert paint.cached_causal_units(G, seg, "feat", "door", 32, steps=(7,), pool_size=8, batch_size=4, k_samples=16) is None
+    assert units.stored_ace(G, seg, "feat", "door", 32, steps=(7,), pool_size=8, batch_size=4, k_samples=16) is None
+    assert units.concept_units(G, seg, "feat", "door", n=4, cached_only=True, **opts) == res.units[:4]
 
 
 def test_context_gate(planted):
@@ -190,7 +199,7 @@ def test_bad_input(planted):
 
 def test_removal_table(planted):
     G, seg = planted
-    df = causal.removal_table({"planted": G}, seg, "feat", ["door", "sky"], n_units=5, ace_steps=30,
+    df = over_seeds.removal_table({"planted": G}, seg, "feat", ["door", "sky"], n_units=5, ace_steps=30,
                               n_samples=40, batch_size=8, lr=0.05, pool_size=32)
     door = df.set_index("concept").loc["door"]
     assert door.removed_percent == pytest.approx(100.0)          # the 5 causal door units
@@ -205,25 +214,25 @@ def test_removal_over_seeds_is_the_mean_and_t_interval_of_the_per_seed_tables(pl
     from scipy import stats
     G, seg = planted
     kw = dict(n_units=5, ace_steps=20, n_samples=24, batch_size=8, lr=0.05, pool_size=16)
-    got = causal.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=(0, 1, 2), **kw)
-    per = [float(causal.removal_table({"planted": G}, seg, "feat", ["door"], seed=s, sample_seed=5 + 1000 * s,
+    got = over_seeds.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=(0, 1, 2), **kw)
+    per = [float(over_seeds.removal_table({"planted": G}, seg, "feat", ["door"], seed=s, sample_seed=5 + 1000 * s,
                                       **kw).removed_percent.iloc[0]) for s in (0, 1, 2)]
     row = got.iloc[0]
     assert row.per_seed == pytest.approx(per) and row.seeds == 3
     assert row.removed_percent == pytest.approx(np.mean(per))
     half = stats.t.ppf(0.975, 2) * np.std(per, ddof=1) / math.sqrt(3)
     assert (row.ci_low, row.ci_high) == pytest.approx((np.mean(per) - half, np.mean(per) + half))
-    one = causal.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=[4], **kw).iloc[0]
+    one = over_seeds.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=[4], **kw).iloc[0]
     assert np.isnan(one.ci_low) and np.isnan(one.ci_high) and one.seeds == 1
     with pytest.raises(ValueError, match="seeds"):
-        causal.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=[], **kw)
+        over_seeds.removal_over_seeds({"planted": G}, seg, "feat", ["door"], seeds=[], **kw)
 
 
 def test_inline_adam_matches_torch_adam():
     g = torch.Generator().manual_seed(3)
     a = torch.rand(7, generator=g).requires_grad_()
     b = a.detach().clone().requires_grad_()
-    mine, ref = causal._Adam(a, 0.05), torch.optim.Adam([b], lr=0.05)
+    mine, ref = causal.effect._Adam(a, 0.05), torch.optim.Adam([b], lr=0.05)
     for _ in range(25):
         target = torch.randn(7, generator=g)
         for p in (a, b):
@@ -253,10 +262,10 @@ def test_mean_interval_is_the_95_percent_t_interval():
     from scipy import stats
     v = [0.2, 0.5, 0.9, 0.4]
     lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
-    assert causal.mean_interval(v) == pytest.approx((np.mean(v), lo, hi))
-    m, lo1, hi1 = causal.mean_interval([3.0])
+    assert over_seeds.mean_interval(v) == pytest.approx((np.mean(v), lo, hi))
+    m, lo1, hi1 = over_seeds.mean_interval([3.0])
     assert m == 3.0 and math.isnan(lo1) and math.isnan(hi1)
-    assert all(math.isnan(x) for x in causal.mean_interval([]))
+    assert all(math.isnan(x) for x in over_seeds.mean_interval([]))
 
 
 def test_curve_over_seeds_intervals_and_cache(planted, tmp_path, monkeypatch):
@@ -265,16 +274,16 @@ def test_curve_over_seeds_intervals_and_cache(planted, tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     G, seg = planted
     seg.cache_key = "planted-soft-colour-segmenter"          # a plain object: named so the cache can key it
-    df = causal.curve_over_seeds(G, seg, "feat", "door", seeds=(0, 1, 2), counts=(1, 5), n_samples=16,
-                                 ace_steps=20, n_dissect=32)
+    df = over_seeds.curve_over_seeds(G, seg, "feat", "door", seeds=(0, 1, 2), counts=(1, 5), n_samples=16,
+                                 ace_steps=20, dissect_samples=32)
     assert set(zip(df.ranking, df.n)) == {("ace", 1), ("ace", 5), ("iou", 1), ("iou", 5)}
     for r in df.itertuples():
         v = np.asarray(r.per_seed)
         assert len(v) == 3 and r.removed == pytest.approx(v.mean())
         half = 4.302652729911275 * v.std(ddof=1) / np.sqrt(3)          # t(0.975, 2)
         assert r.ci_low == pytest.approx(v.mean() - half) and r.ci_high == pytest.approx(v.mean() + half)
-    again = causal.curve_over_seeds(G, seg, "feat", "door", seeds=(0, 1, 2), counts=(1, 5), n_samples=16,
-                                    ace_steps=20, n_dissect=32, cached_only=True)
+    again = over_seeds.curve_over_seeds(G, seg, "feat", "door", seeds=(0, 1, 2), counts=(1, 5), n_samples=16,
+                                    ace_steps=20, dissect_samples=32, cached_only=True)
     assert again is not None and np.allclose(again.removed, df.removed)
-    assert causal.curve_over_seeds(G, seg, "feat", "door", seeds=(7,), counts=(1, 5), n_samples=16, ace_steps=20,
-                                   n_dissect=32, cached_only=True) is None
+    assert over_seeds.curve_over_seeds(G, seg, "feat", "door", seeds=(7,), counts=(1, 5), n_samples=16, ace_steps=20,
+                                   dissect_samples=32, cached_only=True) is None

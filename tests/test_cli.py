@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 import core
-from core.engine.bases import cached_basis
+from core.engine.bases import fit_basis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_cli_dissect_in_a_basis(tmp_path, monkeypatch):
     assert json.loads((out / "dissection.json").read_text())["meta"]["bases"] == {"layer3": "sae-64-l1"}
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
     G = core.load_generator(str(p))
-    b = cached_basis(G, "layer3", "sae", n_samples=20, steps=20, expansion=2, cached_only=True)
+    b = fit_basis(G, "layer3", "sae", n_samples=20, steps=20, expansion=2, cached_only=True)
     res = core.dissect(G, core.load_segmenter("toyworld"), "layer3", 16, basis=b)
     assert [r["concept"] for r in rows] == list(res.units("layer3").concept)
     # the FID filter in a basis: each feature by its own FID (a limit below all of them leaves all out)

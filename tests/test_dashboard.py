@@ -200,12 +200,12 @@ def test_unit_browser_unit_choice_changes_images(tmp_path, monkeypatch):
 def _small_bases(monkeypatch):
     """Bases fitted on few samples and steps (the pages fit them with the defaults: minutes)."""
     from core.engine import bases
-    real = bases.cached_basis
+    real = bases.fit_basis
 
     def small(G, layer, kind="sae", **kw):
         kw.update(n_samples=60, steps=30)
         return real(G, layer, kind, **kw)
-    monkeypatch.setattr(bases, "cached_basis", small)
+    monkeypatch.setattr(bases, "fit_basis", small)
 
 
 def test_unit_browser_in_a_feature_basis(tmp_path, monkeypatch):
@@ -256,7 +256,7 @@ def test_features_on_whatif_tracing_causal_units_and_repair(tmp_path, monkeypatc
     Artifact repair ranks features by FID and ablates them."""
     import core
     from core.engine import bases, causal
-    from core.studies import paint
+    from core.studies import units
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     monkeypatch.setenv("GANATOMY_DASHBOARD_SAMPLES", "50")
     _small_bases(monkeypatch)
@@ -283,16 +283,16 @@ def test_features_on_whatif_tracing_causal_units_and_repair(tmp_path, monkeypatc
     assert not at.exception, at.exception
     G = core.load_generator("toyworld/town")
     res = core.dissect(G, core.load_segmenter("toyworld"), ["layer4"], 50, cached_only=True,
-                       basis=bases.cached_basis(G, "layer4", "sae", cached_only=True))
+                       basis=bases.fit_basis(G, "layer4", "sae", cached_only=True))
     assert res is not None
-    want = ", ".join(map(str, paint.concept_units(res, "layer4", "door", 5)))
+    want = ", ".join(map(str, units.iou_units(res, "layer4", "door", 5)))
     assert at.text_input[0].value == want != "0, 1, 2, 3, 4"
     at.run()                                                            # a rerun: the stored dissection, no button
     assert at.text_input[0].value == want and not [b for b in at.button if b.key == "trace_dissect"]
 
     asked = []
-    real_ace = causal.cached_ace
-    monkeypatch.setattr(causal, "cached_ace", lambda *a, **k: asked.append(k.get("basis")) or real_ace(*a, **k))
+    real_ace = causal.ace
+    monkeypatch.setattr(causal, "ace", lambda *a, **k: asked.append(k.get("basis")) or real_ace(*a, **k))
     at = _page("views/causal_units.py")
     _control(at, "causal_basis").set_value("sae").run()
     assert not at.exception, at.exception
@@ -335,7 +335,7 @@ def test_paint_with_sparse_features(tmp_path, monkeypatch):
     edited image is core's generate with those feature edits."""
     import core
     from core.engine import bases
-    from core.studies import paint
+    from core.studies import units
     _dissected(tmp_path, monkeypatch)
     _small_bases(monkeypatch)
     at = _page("views/paint.py")
@@ -353,7 +353,7 @@ def test_paint_with_sparse_features(tmp_path, monkeypatch):
     b = bases.cached_basis(G, "layer4", "sae", cached_only=True)
     res = core.dissect(G, seg, ["layer4"], 50, basis=b)
     concept = at.selectbox(key="paint_concept").value
-    units = paint.concept_units(res, "layer4", concept, 20)
+    units = units.iou_units(res, "layer4", concept, 20)
     shown = [c.value for c in at.caption if c.value.startswith("Features (IoU ranking)")][0]
     assert shown.split(": ", 1)[1].startswith(", ".join(map(str, units[:12])))
 
@@ -592,12 +592,12 @@ def test_repair_page_flags_persist(tmp_path, monkeypatch):
     box.check().run()
     import core
     from core.base import cache
-    from core.engine import repair
+    from core.userdata import flags
     name = at.selectbox[0].value
     fingerprint = cache.model_fingerprint(core.load_generator(name))
-    assert unit in repair.load_flags(name, "layer4", fingerprint)       # saved with the weights' fingerprint
+    assert unit in flags.load_flags(name, "layer4", fingerprint)       # saved with the weights' fingerprint
     # flags saved for other weights of the same name (a re-shipped model) are not applied
-    repair.save_flags(name, "layer4", [unit], "ProGAN:other-weights")
+    flags.save_flags(name, "layer4", [unit], "ProGAN:other-weights")
     at = _page("views/repair.py")                               # a new session: the stored unit FID at once
     assert not at.exception, at.exception
     assert not [b for b in at.button if b.label == "Compute unit FID"]
@@ -635,12 +635,12 @@ def test_evolution_and_tracing_pages(tmp_path, monkeypatch):
     assert len(_images(at)) == 2                               # the source image and the edited one
     # with a dissection (here the shipped one), the default units are the concept's own
     from core.base import cache
-    from core.studies import paint
+    from core.studies import units
     monkeypatch.delenv(cache.SHIPPED_ENV)
     at = _page("views/tracing.py")
     assert not at.exception, at.exception
     G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
-    door = paint.concept_units(core.dissect(G, seg, ["layer4"], 500, cached_only=True), "layer4", "door", 5)
+    door = units.iou_units(core.dissect(G, seg, ["layer4"], 500, cached_only=True), "layer4", "door", 5)
     assert at.text_input[0].value == ", ".join(map(str, door))
     axis = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["coloraxis"]
     assert axis["cmin"] == -axis["cmax"] < 0                    # diverging, zero in the middle

@@ -8,9 +8,10 @@ from planted import PLANTED, ColorSegmenter, PlantedGenerator
 
 from core import studies
 from core.engine.dissection import dissect
-from core.engine.intervention import generate
+from core.engine.intervention import generate, insertion_constants
 from core.outputs.visualize import activation_histograms
 from core.studies import paint
+from core.studies import units as unit_choice
 
 
 def _models():
@@ -95,13 +96,13 @@ def test_paint_helpers_turn_strokes_into_an_edit(tmp_path, monkeypatch):
     assert big.shape == (160, 160, 3) and big[20, 5].max() > 0 and big[10, 10].max() == 0
     assert paint.cells_overlay(img, cover > 0.5, 160)[5, 5].max() > 0
     res = dissect(G, seg, ["units"], 128, seed=1)
-    units = paint.concept_units(res, "units", "sky", n=1)
+    units = unit_choice.iou_units(res, "units", "sky", n=1)
     assert units == [2]
     with pytest.raises(ValueError):
-        paint.concept_units(res, "units", "nothing")
-    k = paint.cached_insertion_constants(G, seg, "units", "sky", n_samples=50)
+        unit_choice.iou_units(res, "units", "nothing")
+    k = insertion_constants(G, seg, "units", "sky", n_samples=50)
     assert (tmp_path / "insertion").exists()
-    assert np.array_equal(paint.cached_insertion_constants(G, seg, "units", "sky", n_samples=50), k)
+    assert np.array_equal(insertion_constants(G, seg, "units", "sky", n_samples=50), k)
     z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(0))
     cells = np.ones((8, 8), np.float32)
     assert paint.paint_edits("units", units, "add", k, np.zeros((8, 8))) == []

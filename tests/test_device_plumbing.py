@@ -17,6 +17,7 @@ import torch
 
 import core
 from core.engine import causal
+from core.studies import over_seeds
 from core.studies import context as ctx
 from core.studies import evaluation, paint
 
@@ -73,7 +74,7 @@ def test_engine_entry_points_follow_the_model(models):
     assert all(torch.isfinite(v).all() for v in scales.values())
     table, emap = _on_meta(core.trace_effect, G, core.Edit("layer4", [1, 2], "ablate"), z)
     assert np.isfinite(emap).all()
-    rt = _on_meta(causal.removal_table, {"town": G}, seg, "layer4", ["tree"], n_units=3, ace_steps=2,
+    rt = _on_meta(over_seeds.removal_table, {"town": G}, seg, "layer4", ["tree"], n_units=3, ace_steps=2,
                   n_samples=2, pool_size=4, init="uniform")
     assert rt.removed_percent.notna().all()
 
@@ -137,12 +138,15 @@ FACTORIES = {"zeros", "ones", "empty", "full", "arange", "linspace", "logspace",
 # Where core makes tensors on the CPU on purpose, and why. Anywhere else a tensor follows its
 # inputs (``device=x.device``, ``*_like``) or the model (``device_of(model)``).
 CPU_BY_DESIGN = {
+    "core/base/cache.py": "a result read back from the cache is a CPU tensor; its caller moves it",
     "core/toyworld.py": "the procedural world renders on the CPU; callers move the scenes",
     "core/base/sampling.py": "latent codes are drawn on the CPU so that sample i is the same on every device",
     "core/engine/tally.py": "finalisation (thresholds, I/H, labels) runs once per layer on float64 CPU copies; "
                             "interpolation matrices are built there and moved",
     "core/engine/dissection.py": "finalisation on the CPU; the pixel totals are CPU bookkeeping",
-    "core/engine/causal.py": "sample numbers and per-position results of the context study are CPU bookkeeping",
+    "core/engine/causal/context.py": "sample numbers and per-position results of the context study are CPU "
+                                     "bookkeeping",
+    "core/engine/causal/locations.py": "sample numbers of ACE's location pool are CPU bookkeeping",
     "core/engine/swd.py": "seeded draws from a CPU generator (the same on every device), moved to the images",
     "core/training/loop.py": "labels beside the CPU-rendered training scenes",
     "core/base/validate.py": "argument checks read the caller's numbers on the CPU; the computation moves them",

@@ -23,6 +23,7 @@ if "RANK" in os.environ:
     torch.distributed.init_process_group("gloo")
 from core.base.distributed import rank_world
 from core.engine import causal, repair
+from core.studies import over_seeds
 from planted_causal import DOOR_UNITS, PlantedCausalGenerator, SoftColorSegmenter
 from test_repair import ArtifactGenerator, features, real_stats
 
@@ -38,8 +39,8 @@ real = real_stats(A, n=1000)
 uf = repair.unit_fid(A, "units", features, real, n_samples=250, top=20, batch_size=32)
 out["unit_fid"] = uf.fid.tolist()
 out["top_index"] = uf.top_index.tolist()
-table = causal.removal_table({{"planted": G}}, seg, "feat", ["door", "sky", "wall"], n_units=5, ace_steps=20,
-                             n_samples=24, batch_size=8, lr=0.05, pool_size=24)
+table = over_seeds.removal_table({{"planted": G}}, seg, "feat", ["door", "sky", "wall"], n_units=5, ace_steps=20,
+                                 n_samples=24, batch_size=8, lr=0.05, pool_size=24)
 out["removal"] = [[r.concept, r.units, r.removed_percent] for r in table.itertuples()]
 rank, world = rank_world()
 with open(os.path.join({out!r}, f"r{{rank}}_w{{world}}.json"), "w") as f:

@@ -152,13 +152,13 @@ def test_real_scene_statistics_are_keyed_by_the_feature_network(tmp_path, monkey
             return self.lin(images.mean((2, 3)))
 
     a, b = Feats(), Feats()
-    mu_a, cov_a = evaluation.cached_real_stats(a, "town", 32, n=20, seed=3)
-    mu_b, _ = evaluation.cached_real_stats(b, "town", 32, n=20, seed=3)
+    mu_a, cov_a = evaluation.scene_stats(a, "town", 32, n=20, seed=3)
+    mu_b, _ = evaluation.scene_stats(b, "town", 32, n=20, seed=3)
     assert not np.allclose(mu_a, mu_b)
     st = evaluation.real_stats(a, ["town"], 20, seed=3, size=32)
     assert np.allclose(mu_a, st.mean_cov()[0]) and np.allclose(cov_a, st.mean_cov()[1])
     assert len(list((tmp_path / "real_stats").iterdir())) == 2
-    again, _ = evaluation.cached_real_stats(a, "town", 32, n=20, seed=3)
+    again, _ = evaluation.scene_stats(a, "town", 32, n=20, seed=3)
     assert np.array_equal(again, mu_a)
 
 
@@ -242,7 +242,9 @@ def _resolves(name: str) -> bool:
 
 def test_every_name_the_docstrings_and_the_readme_show_exists():
     files = [*(ROOT / "core").rglob("*.py"), *(ROOT / "dashboard").rglob("*.py"), *(ROOT / "scripts").glob("*.py"),
-             ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md", ROOT / "docs" / "findings.md"]
+             *(ROOT / "benchmarks").glob("*.py"),
+             ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md", ROOT / "docs" / "findings.md",
+             ROOT / "docs" / "usage.md"]
     missing = {}
     for f in files:
         for name in _references(f.read_text()):
@@ -259,6 +261,6 @@ def test_the_console_command_is_the_cli_and_no_script_edits_sys_path():
     assert getattr(importlib.import_module(module), fn) is core.cli.main
     out = subprocess.run([sys.executable, "-m", "core", "--help"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ganatomy" in out.stdout and "dissect" in out.stdout
-    edits = [str(p.relative_to(ROOT)) for d in ("scripts", "dashboard", "core") for p in (ROOT / d).rglob("*.py")
-             if "sys.path.insert" in p.read_text()]
+    edits = [str(p.relative_to(ROOT)) for d in ("scripts", "benchmarks", "dashboard", "core")
+             for p in (ROOT / d).rglob("*.py") if "sys.path.insert" in p.read_text()]
     assert not edits, edits

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core import models as published
-from core.engine import repair
+from core.userdata import flags
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "main.py")
 
@@ -138,40 +138,40 @@ def test_upload_errors_name_the_users_file_and_long_names_are_refused_clearly(la
 
 def test_flags_from_two_sessions_merge_per_unit(lab, tmp_path):
     m, layer, fp = "toyworld/town", "layer4", "ProGAN:abc"
-    assert repair.flag_units(m, layer, [3], fp, by="A") == [3]
-    assert repair.flag_units(m, layer, [5], fp, by="B") == [3, 5]
-    assert repair.unflag_units(m, layer, [], fp, by="B") == [3, 5]         # B unflags nothing
+    assert flags.flag_units(m, layer, [3], fp, by="A") == [3]
+    assert flags.flag_units(m, layer, [5], fp, by="B") == [3, 5]
+    assert flags.unflag_units(m, layer, [], fp, by="B") == [3, 5]         # B unflags nothing
     with pytest.raises(core.InputError, match=r"units \[3\] were flagged by A; only who flagged a unit"):
-        repair.unflag_units(m, layer, [3, 5], fp, by="B")                 # B cannot unflag A's unit
-    assert repair.load_flags(m, layer, fp) == [3, 5]                     # (nor, then, its own in that call)
-    assert repair.unflag_units(m, layer, [3], fp, by="A") == [5]
-    assert repair.load_flags(m, layer, fp) == [5]
+        flags.unflag_units(m, layer, [3, 5], fp, by="B")                 # B cannot unflag A's unit
+    assert flags.load_flags(m, layer, fp) == [3, 5]                     # (nor, then, its own in that call)
+    assert flags.unflag_units(m, layer, [3], fp, by="A") == [5]
+    assert flags.load_flags(m, layer, fp) == [5]
     lab.monkeypatch.setenv("GANATOMY_ADMINS", "pi")
-    assert repair.flag_units(m, layer, [7], fp, by="A") == [5, 7]
-    assert repair.unflag_units(m, layer, [7], fp, by="pi") == [5]        # an admin can
-    assert repair.flag_details(m, layer, fp)[5]["by"] == "B"
+    assert flags.flag_units(m, layer, [7], fp, by="A") == [5, 7]
+    assert flags.unflag_units(m, layer, [7], fp, by="pi") == [5]        # an admin can
+    assert flags.flag_details(m, layer, fp)[5]["by"] == "B"
     # many sessions at once, each flagging its own unit: nobody's flag is lost
     go = threading.Barrier(8)
 
     def flag(u):
         go.wait()
-        repair.save_flags(m, layer, fingerprint=fp, add=[u], by=f"s{u}")
+        flags.save_flags(m, layer, fingerprint=fp, add=[u], by=f"s{u}")
 
     threads = [threading.Thread(target=flag, args=(u,)) for u in range(10, 18)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert repair.load_flags(m, layer, fp) == [5, *range(10, 18)]
+    assert flags.load_flags(m, layer, fp) == [5, *range(10, 18)]
     # a file of the first format is read, then merged into
     old = tmp_path / "cache" / "flags" / "lab_g__layer4.json"
     old.write_text(json.dumps({"model": "lab/g", "layer": "layer4", "units": [1, 2], "fingerprint": fp}))
-    assert repair.load_flags("lab/g", "layer4", fp) == [1, 2]
-    assert repair.flag_units("lab/g", "layer4", [7], fp) == [1, 2, 7]
-    assert repair.stale_flags("lab/g", "layer4", "ProGAN:new") == [1, 2, 7]
+    assert flags.load_flags("lab/g", "layer4", fp) == [1, 2]
+    assert flags.flag_units("lab/g", "layer4", [7], fp) == [1, 2, 7]
+    assert flags.stale_flags("lab/g", "layer4", "ProGAN:new") == [1, 2, 7]
 
 
 def _flag_many(units):
     for u in units:
-        repair.flag_units("toyworld/town", "layer4", [u], "ProGAN:abc", by=f"p{u}")
+        flags.flag_units("toyworld/town", "layer4", [u], "ProGAN:abc", by=f"p{u}")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -182,18 +182,18 @@ def test_flags_from_separate_processes_merge(lab):
     [p.start() for p in procs]
     [p.join(60) for p in procs]
     assert [p.exitcode for p in procs] == [0, 0, 0]
-    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:abc") == list(range(30))
+    assert flags.load_flags("toyworld/town", "layer4", "ProGAN:abc") == list(range(30))
 
 
 def test_flag_files_stay_under_cache_flags(lab, tmp_path):
     for model in ("../../../x", "/etc/passwd", "..", "a/" * 200 + "b"):
-        repair.flag_units(model, "layer4", [1])
-        assert repair.load_flags(model, "layer4") == [1]
+        flags.flag_units(model, "layer4", [1])
+        assert flags.load_flags(model, "layer4") == [1]
     root = tmp_path / "cache" / "flags"
     written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".pt")]
     assert written and all(p.parent == root for p in written)
     with pytest.raises(core.InputError, match="not a layer name"):
-        repair.save_flags("toyworld/town", "../../../x", [1])
+        flags.save_flags("toyworld/town", "../../../x", [1])
     assert not (tmp_path / "x.json").exists() and not list(tmp_path.parent.glob("x*.json"))
 
 

@@ -2,7 +2,7 @@
 any model is built, non-finite weights and images are refused, and files that are not weights
 are said to be so — through the API, the registry and upload paths, and the CLI.
 
-Timings and peak memory of the refusals are measured by scripts/bench_preflight.py."""
+Timings and peak memory of the refusals are measured by benchmarks/bench_preflight.py."""
 from __future__ import annotations
 
 import json

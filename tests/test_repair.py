@@ -10,6 +10,7 @@ from core.base.sampling import z_range
 from core.engine import repair
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
+from core.userdata import flags
 
 ARTIFACTS = [2, 5]
 
@@ -86,14 +87,14 @@ def test_unit_fid_is_cached_by_generator_features_and_real_statistics(tmp_path, 
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     G = ArtifactGenerator()
     real = real_stats(G)
-    first = repair.cached_unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
+    first = repair.unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
     direct = repair.unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
     assert np.array_equal(first.fid, direct.fid) and np.array_equal(first.top_index, direct.top_index)
     calls = []
     hook = G.units.register_forward_hook(lambda *a: calls.append(1))
-    again = repair.cached_unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
+    again = repair.unit_fid(G, "units", Features(), real, n_samples=300, top=20, batch_size=100)
     assert calls == [] and np.array_equal(again.fid, first.fid)          # from disk: no generator pass
-    other = repair.cached_unit_fid(G, "units", Features(2.0), real, n_samples=300, top=20, batch_size=100)
+    other = repair.unit_fid(G, "units", Features(2.0), real, n_samples=300, top=20, batch_size=100)
     assert calls and not np.allclose(other.fid, first.fid)              # other features: computed anew
     hook.remove()
     assert len(list((tmp_path / "unit_fid").iterdir())) == 2
@@ -113,9 +114,9 @@ def test_repair_beats_random_ablation():
 
 def test_flags_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
-    assert repair.load_flags("toyworld/town", "layer4") == []
-    repair.save_flags("toyworld/town", "layer4", [7, 3, 7])
-    assert repair.load_flags("toyworld/town", "layer4") == [3, 7]
+    assert flags.load_flags("toyworld/town", "layer4") == []
+    flags.save_flags("toyworld/town", "layer4", [7, 3, 7])
+    assert flags.load_flags("toyworld/town", "layer4") == [3, 7]
     # many dashboard sessions (threads of one process) saving at once: every save completes,
     # and the file holds one of the saved sets, whole
     import threading
@@ -124,31 +125,31 @@ def test_flags_round_trip(tmp_path, monkeypatch):
     def save(units):
         try:
             for _ in range(20):
-                repair.save_flags("toyworld/town", "layer4", units)
+                flags.save_flags("toyworld/town", "layer4", units)
         except Exception as e:         # noqa: BLE001 - the test reports any failure
             errors.append(e)
 
     threads = [threading.Thread(target=save, args=(u,)) for u in sets]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert not errors and repair.load_flags("toyworld/town", "layer4") in sets
+    assert not errors and flags.load_flags("toyworld/town", "layer4") in sets
 
 
 def test_flags_belong_to_the_weights_they_were_set_on(tmp_path, monkeypatch):
     """A re-shipped model keeps its name but not its units: flags saved for other weights are
     not applied to the new ones (they are reported as stale instead)."""
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
-    repair.save_flags("toyworld/town", "layer4", [5, 9], fingerprint="ProGAN:old")
-    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:old") == [5, 9]
-    assert repair.stale_flags("toyworld/town", "layer4", "ProGAN:old") == []
-    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:new") == []
-    assert repair.stale_flags("toyworld/town", "layer4", "ProGAN:new") == [5, 9]
-    repair.save_flags("toyworld/town", "layer4", [2], fingerprint="ProGAN:new")
-    assert repair.load_flags("toyworld/town", "layer4", "ProGAN:new") == [2]
-    assert repair.stale_flags("toyworld/town", "layer4", "ProGAN:new") == []
+    flags.save_flags("toyworld/town", "layer4", [5, 9], fingerprint="ProGAN:old")
+    assert flags.load_flags("toyworld/town", "layer4", "ProGAN:old") == [5, 9]
+    assert flags.stale_flags("toyworld/town", "layer4", "ProGAN:old") == []
+    assert flags.load_flags("toyworld/town", "layer4", "ProGAN:new") == []
+    assert flags.stale_flags("toyworld/town", "layer4", "ProGAN:new") == [5, 9]
+    flags.save_flags("toyworld/town", "layer4", [2], fingerprint="ProGAN:new")
+    assert flags.load_flags("toyworld/town", "layer4", "ProGAN:new") == [2]
+    assert flags.stale_flags("toyworld/town", "layer4", "ProGAN:new") == []
     # flags from before fingerprints were stored, or a model without one: kept as they are
-    repair.save_flags("lab/g", "layer4", [1])
-    assert repair.load_flags("lab/g", "layer4", "X:1") == [1] and repair.stale_flags("lab/g", "layer4", "X:1") == []
+    flags.save_flags("lab/g", "layer4", [1])
+    assert flags.load_flags("lab/g", "layer4", "X:1") == [1] and flags.stale_flags("lab/g", "layer4", "X:1") == []
 
 
 def test_bad_input():

@@ -86,12 +86,13 @@ def test_changed_code_under_the_same_class_name_and_weights_gets_a_new_key(tmp_p
 
 def test_a_registry_that_cannot_be_written_leaves_no_orphan_file(tmp_path, monkeypatch):
     from core.models import catalog
+    from core.userdata import models as registry
     monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
     torch.save(core.ProGAN(8, (8, 4)).state_dict(), tmp_path / "g.pt")
 
     def full_disk(data):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(catalog, "_write_registry", full_disk)
+    monkeypatch.setattr(registry, "_write_registry", full_disk)
     with pytest.raises(core.CacheError, match="could not be registered.*No space left on device.*nothing was added"):
         catalog.add_upload((tmp_path / "g.pt").read_bytes(), "g.pt", "lab/g")
     up = tmp_path / "models" / "uploads"

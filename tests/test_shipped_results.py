@@ -20,7 +20,7 @@ import torch
 import core
 from core.base import cache
 from core.base.hooks import layer_shape
-from core.engine.intervention import cached_insertion_constants, insertion_constants
+from core.engine.intervention import insertion_constants
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "core" / "weights" / "results"
@@ -67,7 +67,7 @@ def test_the_shipped_results_answer_every_planned_item(fresh, seg):
         for c in [c for c in shown if f"toyworld/town {layer} {c}" not in rare]:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")                     # a hit, not a computation with warnings
-                k = cached_insertion_constants(G, seg, layer, c, n_samples=ship.INSERTION_SAMPLES)
+                k = insertion_constants(G, seg, layer, c, n_samples=ship.INSERTION_SAMPLES)
             assert k.shape == (len(units),) and np.isfinite(k).all()
     assert not fresh.exists() or not any((fresh / "dissect").glob("*"))   # nothing was computed into the cache
 
@@ -93,8 +93,8 @@ def test_a_shipped_result_equals_a_fresh_computation(fresh, seg, monkeypatch):
             np.testing.assert_allclose(a["frequency"], b["frequency"], atol=1e-4)
     T = core.load_generator("toyworld/town")
     monkeypatch.delenv(cache.SHIPPED_ENV)
-    k_shipped = cached_insertion_constants(T, seg, "layer4", "door", n_samples=ship.INSERTION_SAMPLES)
-    k_fresh = insertion_constants(T, seg, "layer4", "door", n_samples=ship.INSERTION_SAMPLES).numpy()
+    k_shipped = insertion_constants(T, seg, "layer4", "door", n_samples=ship.INSERTION_SAMPLES)
+    k_fresh = insertion_constants(T, seg, "layer4", "door", n_samples=ship.INSERTION_SAMPLES, cache=False).numpy()
     np.testing.assert_allclose(k_shipped, k_fresh, rtol=1e-5, atol=1e-6)
 
 
@@ -122,9 +122,9 @@ def test_a_damaged_shipped_entry_is_ignored_never_served_never_moved(fresh, seg,
     arrays.write_bytes(bytes(data))
     before = sorted(p.name for p in d.iterdir())
     with pytest.warns(cache.CacheWarning, match="shipped result"):
-        k = cached_insertion_constants(T, seg, "layer4", "door", n_samples=100)
+        k = insertion_constants(T, seg, "layer4", "door", n_samples=100)
     monkeypatch.setenv(cache.SHIPPED_ENV, "0")
-    np.testing.assert_allclose(k, insertion_constants(T, seg, "layer4", "door", n_samples=100).numpy(),
+    np.testing.assert_allclose(k, insertion_constants(T, seg, "layer4", "door", n_samples=100, cache=False).numpy(),
                                rtol=1e-5, atol=1e-6)             # the right values, computed
     assert sorted(p.name for p in d.iterdir()) == before and arrays.read_bytes() == bytes(data)   # left in place
     assert (fresh / "insertion" / _door_key(T, seg)).is_dir()     # the computed result went to the cache
@@ -139,9 +139,9 @@ def test_the_cache_comes_first_and_the_shipped_results_can_be_turned_off(fresh, 
     assert shipped is not None
     planted = {"k": np.full_like(shipped[0]["k"], 7.0)}
     cache.save("insertion", key, planted, shipped[1])             # the lab's own entry for that key
-    np.testing.assert_array_equal(cached_insertion_constants(T, seg, "layer4", "door", n_samples=100), planted["k"])
+    np.testing.assert_array_equal(insertion_constants(T, seg, "layer4", "door", n_samples=100), planted["k"])
     shutil.rmtree(fresh / "insertion" / key)
-    np.testing.assert_array_equal(cached_insertion_constants(T, seg, "layer4", "door", n_samples=100),
+    np.testing.assert_array_equal(insertion_constants(T, seg, "layer4", "door", n_samples=100),
                                   shipped[0]["k"])
     monkeypatch.setenv(cache.SHIPPED_ENV, "off")
     assert cache.shipped_root() is None and cache.load("insertion", key) is None
@@ -154,7 +154,7 @@ def test_the_shipped_results_are_small(fresh):
 
 def test_the_shipped_dictionaries_load_at_once_in_float16_and_reconstruct(fresh):
     """Every scene type's layer4 and layer6 sparse dictionary is shipped (float16 on disk, float32
-    in memory), found by ``cached_basis`` with an empty cache, and is a working dictionary of its
+    in memory), found by ``fit_basis`` with an empty cache, and is a working dictionary of its
     layer: it reconstructs fresh activations (FVU < 0.2) with few active features."""
     from core.engine import bases
     ship = _ship_module()
@@ -164,7 +164,7 @@ def test_the_shipped_dictionaries_load_at_once_in_float16_and_reconstruct(fresh)
     with np.load(stored[0] / "arrays.npz") as z:
         assert {z[k].dtype for k in z.files} == {np.dtype(np.float16)}
     G = core.load_generator("toyworld/room")
-    b = bases.cached_basis(G, "layer6", "sae", cached_only=True)
+    b = bases.fit_basis(G, "layer6", "sae", cached_only=True)
     assert b.decoder.dtype == torch.float32 and b.n_features == 4 * layer_shape(G, "layer6")[0] and b.meta["refit"]
     h = bases.basis_health(b, bases.layer_activations(G, "layer6", 20, seed=123))
     assert h["fvu"] < 0.2 and h["mean_l0"] < 0.1 * b.n_features

@@ -1,10 +1,16 @@
 """The one cache path and the one atomic write.
 
-Results live under ``cache/`` beside the code, or ``$GANATOMY_CACHE``. Every derived result goes
-the same way (:func:`cached`)::
+Results live under ``cache/`` beside the code, or ``$GANATOMY_CACHE``. Every measurement takes
+``cache=`` / ``cached_only=`` itself and goes the same way, through :func:`measure`::
 
-    key = make_key(kind="ace", version=..., generator=fingerprint(G), ...)   # everything it depends on
-    result = cached("ace", key, compute, encode, decode)                     # lookup -> compute on miss -> save
+    return measure("ace", ACE_VERSION, models={"generator": G, "segmenter": S},
+                   parts={"layer": layer, "concept": c, ...},     # everything else the result depends on
+                   compute=lambda: ..., codec=AceResult, cache=cache, cached_only=cached_only)
+
+``measure`` builds the key (:func:`make_key` over the models' fingerprints and ``parts``) and runs
+:func:`cached` (lookup -> compute on a miss -> atomic save). The result type knows how to become
+arrays and back (``to_arrays()`` -> ``(arrays, meta)``, ``from_arrays(arrays, meta)``); a plain
+array or table uses :class:`ArrayCodec` / :class:`FrameCodec`.
 
 An entry is a directory ``<kind>/<key>/`` of three files: ``arrays.npz`` (plain arrays, loaded
 with ``allow_pickle=False``), ``meta.json`` and ``manifest.json`` (``{"format": 2, "kind", "key",
@@ -71,7 +77,8 @@ from core.base.validate import check_bool
 
 __all__ = ["FORMAT", "code_hash", "file_lock", "remove_stale", "QUARANTINE", "STALE_SECONDS", "CacheWarning",
            "atomic_path", "atomic_write_bytes", "atomic_write_text", "cache_root", "cached", "shipped_root", "load",
-           "lookup", "make_key", "model_fingerprint", "safe_name", "save", "take_notices", "weights_hash"]
+           "lookup", "make_key", "model_fingerprint", "safe_name", "save", "take_notices", "weights_hash",
+           "measure", "ArrayCodec", "FrameCodec"]
 
 T = TypeVar("T")
 
@@ -654,3 +661,59 @@ def cached(kind: str, key: str | None, compute: Callable[[], T], encode: Callabl
     if use:
         save(kind, key, *encode(result))
     return result
+
+
+class ArrayCodec:
+    """A result that is one array, stored under ``name`` (with ``meta`` beside it)."""
+
+    def __init__(self, name: str, meta: dict | None = None, as_tensor: bool = False):
+        self.name, self.meta, self.as_tensor = name, dict(meta or {}), as_tensor
+
+    def to_arrays(self, value) -> tuple[dict, dict]:
+        v = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        return {self.name: v}, self.meta
+
+    def from_arrays(self, arrays: dict, meta: dict):
+        v = arrays[self.name]
+        return torch.from_numpy(np.array(v)) if self.as_tensor else v
+
+
+class FrameCodec:
+    """A result that is a table (pandas DataFrame) of number and text columns; its ``attrs`` are
+    kept, and a table read back has ``attrs["stored"] = True``."""
+
+    def to_arrays(self, df) -> tuple[dict, dict]:
+        arrays = {}
+        for i, col in enumerate(df.columns):
+            x = df[col].to_numpy()
+            arrays[f"c{i}"] = x if x.dtype.kind in "biuf" else np.array([str(v) for v in x])
+        attrs = {k: v for k, v in df.attrs.items() if k != "stored"}
+        return arrays, {"columns": [str(c) for c in df.columns], "attrs": attrs}
+
+    def from_arrays(self, arrays: dict, meta: dict):
+        import pandas as pd  # pandas only when a table is read (the cache module loads at start-up)
+        df = pd.DataFrame({col: arrays[f"c{i}"].tolist() if arrays[f"c{i}"].dtype.kind == "U" else arrays[f"c{i}"]
+                           for i, col in enumerate(meta["columns"])})
+        df.attrs.update(meta.get("attrs", {}), stored=True)
+        return df
+
+
+def measure(kind: str, version: str, *, models: dict, parts: dict, compute: Callable[[], T], codec,
+            cache: bool = True, cached_only: bool = False) -> T | None:
+    """The one cache convention of every measurement: key -> lookup -> compute on a miss -> atomic save.
+
+    ``models`` ({"generator": G, "segmenter": S, ...}): their :func:`model_fingerprint` enter the
+    key; a model without one turns the cache off for this call (computed, never stored).
+    ``parts``: every other argument the result depends on. ``codec``: the result type, or an object,
+    with ``to_arrays(result)`` -> ``(arrays, meta)`` and ``from_arrays(arrays, meta)`` (a class's
+    ``to_arrays`` is its method). ``cache=False`` computes without the cache; ``cached_only=True``
+    returns the stored result or None, computing nothing."""
+    check_bool("cache", cache)
+    check_bool("cached_only", cached_only)
+    if not hasattr(codec, "from_arrays") or not hasattr(codec, "to_arrays"):
+        raise ArgumentTypeError(f"measure: codec must have to_arrays and from_arrays; got {type(codec).__name__}",
+                                fix="give the result class, ArrayCodec(name) or FrameCodec()")
+    prints = {name: model_fingerprint(m) for name, m in models.items()}
+    key = None if not all(prints.values()) else make_key(kind=kind, version=version, **prints, **parts)
+    encode = (lambda r: r.to_arrays()) if isinstance(codec, type) else codec.to_arrays
+    return cached(kind, key, compute, encode, codec.from_arrays, enabled=cache, cached_only=cached_only)

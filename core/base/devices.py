@@ -10,7 +10,7 @@ from core.base.errors import InputError
 __all__ = ["module_device", "device_of", "DEVICE_ENV", "server_device", "for_serving"]
 
 DEVICE_ENV = "GANATOMY_DEVICE"
-DEFAULT_DEVICE = "auto"    # the first CUDA device when the machine has one (scripts/gpu_check.sh measures it)
+DEFAULT_DEVICE = "auto"    # the first CUDA device when the machine has one (benchmarks/gpu_check.sh measures it)
 
 
 def module_device(obj) -> torch.device | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 __all__ = ["GanatomyError", "InputError", "UnknownNameError", "UnitIndexError", "ArgumentTypeError", "ProtocolError",
            "CheckpointError", "MissingWeightsError", "MissingPackageError", "DownloadError", "BudgetError",
-           "CacheError"]
+           "CacheError", "ConceptAbsentError"]
 
 
 class GanatomyError(Exception):
@@ -40,6 +40,11 @@ class GanatomyError(Exception):
 
 class InputError(GanatomyError, ValueError):
     """An argument's value cannot be used: the message names the argument and the fix."""
+
+
+class ConceptAbsentError(InputError):
+    """The concept does not appear in the samples a measurement needs (e.g. a scene type without
+    doors): a fact about the model, not a bug, so a table over generators shows it as a gap."""
 
 
 class UnknownNameError(InputError):

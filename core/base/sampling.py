@@ -6,11 +6,41 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.base.errors import UnknownNameError
 from core.base.validate import check_int
 
-__all__ = ["z_range", "z_at", "BLOCK"]
+__all__ = ["z_range", "z_at", "BLOCK", "STREAMS", "stream_seed"]
 
 BLOCK = 256  # codes are drawn in blocks of this many, each block from its own generator
+
+# Seed streams: which draw uses which seed. A measurement called with ``seed=s`` draws its own
+# images from ``z_range(s, ...)``; a measurement that needs a second, independent draw takes it
+# from a named stream of ``s`` below, never from an offset written at the call. The same call
+# with the same seed therefore draws the same samples with or without the cache.
+#
+#   stream              seed of the draw       used by
+#   ace.pool            s + 101                ACE's location pool (the steps' choices: numpy rng(s))
+#   curve.over_seeds    1000 + s               curve_over_seeds: the images of seed s's ablation curve
+#   removal.over_seeds  5 + 1000 * s           removal_over_seeds: the images of seed s's removal table
+#   repair.random       s + 1                  repair_table: the random units compared with the flagged
+#
+# Measurements that take their inputs from the shared, cached measurements of the model do not
+# derive them from their own seed: ACE's initial IoU is the layer's dissection (seed 0, the
+# Dissect page's) and its insertion constants those of seed 1 (the Paint page's), whatever
+# ACE's seed, so ACE with and without the cache starts from the same place.
+STREAMS = {"ace.pool": (1, 101), "curve.over_seeds": (1, 1000), "removal.over_seeds": (1000, 5),
+           "repair.random": (1, 1)}
+DISSECT_SEED = 0           # the dissection every page shares (and ACE's initial IoU)
+INSERTION_SEED = 1         # the insertion constants every page shares
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of draw ``stream`` of a measurement called with ``seed`` (see ``STREAMS``)."""
+    seed = check_int("seed", seed)
+    if stream not in STREAMS:
+        raise UnknownNameError(f"unknown seed stream {stream!r}", fix=f"streams are: {', '.join(STREAMS)}")
+    times, plus = STREAMS[stream]
+    return times * seed + plus
 
 
 def _block(seed: int, b: int, z_dim: int) -> torch.Tensor:

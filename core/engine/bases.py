@@ -52,8 +52,8 @@ from core.base.sampling import z_range
 from core.base.sharing import long_computation
 from core.base.validate import check_bool, check_callable, check_choice, check_float, check_int, check_samples
 
-__all__ = ["Basis", "BASES", "Spliced", "learned", "unit_basis", "pca_basis", "train_sae", "layer_activations", "fit_basis",
-           "cached_basis", "basis_health", "check_basis", "refit_decoder", "BASIS_VERSION"]
+__all__ = ["Basis", "BASES", "Spliced", "learned", "unit_basis", "pca_basis", "train_sae", "layer_activations",
+           "fit_basis", "blend", "basis_health", "check_basis", "refit_decoder", "BASIS_VERSION"]
 
 BASES = ("units", "pca", "sae")
 BASIS_VERSION = "basis-v2"      # bump when fit_basis() returns something else for the same arguments
@@ -168,22 +168,26 @@ class Basis:
         idx = torch.as_tensor(features, device=out.device, dtype=torch.long).reshape(-1)
         if self.kind == "units":
             r = out.index_select(1, idx)
-            return out.index_copy(1, idx, r * (1 - share) + share * value)
+            return out.index_copy(1, idx, blend(r, share, value))
         b = self._on(out)
         a = self._encode_some(out, idx, b)
-        delta = share * (value - a)                                             # [N, f, H, W]
+        delta = blend(a, share, value) - a                                      # [N, f, H, W]
         d = b.decoder.index_select(0, idx).to(out.dtype)                        # [f, C]
         return out + torch.einsum("nfhw,fc->nchw", delta, d)
 
     def arrays(self) -> dict:
         return {k: v.detach().cpu().float().numpy() for k, v in self._tensors().items()}
 
+    def to_arrays(self) -> tuple[dict, dict]:
+        """``(arrays, meta)`` for the cache (:func:`core.base.cache.measure`)."""
+        return self.arrays(), {"kind": self.kind, "n_units": self.n_units, "k": self.k, "threshold": self.threshold,
+                               "sparsity": self.sparsity, "meta": self.meta}
+
     @classmethod
-    def from_arrays(cls, kind: str, n_units: int, k: int, arrays: dict, meta: dict | None = None,
-                    threshold: float = 0.0, sparsity: str = "") -> "Basis":
+    def from_arrays(cls, arrays: dict, meta: dict) -> "Basis":
         t = {name: torch.from_numpy(np.asarray(v, dtype=np.float32)) for name, v in arrays.items()}
-        return cls(kind, int(n_units), k=int(k), sparsity=sparsity, threshold=float(threshold),
-                   meta=dict(meta or {}), **t)
+        return cls(meta["kind"], int(meta["n_units"]), k=int(meta["k"]), sparsity=meta["sparsity"],
+                   threshold=float(meta["threshold"]), meta=dict(meta["meta"] or {}), **t)
 
 
 def _infer(pre: torch.Tensor, rule: str, k: int, threshold: float) -> torch.Tensor:
@@ -203,11 +207,11 @@ def check_basis(basis, n_units: int | None = None, layer: str | None = None) -> 
         return None
     if isinstance(basis, str):
         raise ArgumentTypeError(f"basis must be a Basis, got the name {basis!r}",
-                                fix="make one with core.engine.bases.cached_basis(G, layer, kind) "
+                                fix="make one with core.engine.bases.fit_basis(G, layer, kind) "
                                     "(or unit_basis(n))")
     if not isinstance(basis, Basis):
         raise ArgumentTypeError(f"basis must be a Basis or None, got {type(basis).__name__}",
-                                fix="make one with core.engine.bases.cached_basis(G, layer, kind)")
+                                fix="make one with core.engine.bases.fit_basis(G, layer, kind)")
     if n_units is not None and basis.n_units != n_units:
         raise InputError(f"the basis has {basis.n_units} units but layer {layer!r} has {n_units}",
                          fix="use the basis fitted on that layer")
@@ -237,6 +241,14 @@ class Spliced(torch.nn.Module):
     def forward(self, z):
         with Trace(self._g[0], edits={self.layer: lambda out: self.basis.decode(self.basis.encode(out))}):
             return self._g[0](z)
+
+
+def blend(r: torch.Tensor, share, value) -> torch.Tensor:
+    """The one edit rule of GANatomy: ``r' = (1 - share) * r + share * value`` (``share`` = mask x
+    strength in [0, 1]; ``value`` 0 ablates, k inserts). Every edit — :class:`Edit`, ACE's
+    alpha-weighted ones, a basis's unit edits — is this; a learned basis applies it to its features'
+    activations and moves the layer by the change along their decoder directions."""
+    return r * (1 - share) + share * value
 
 
 def learned(basis, n_units: int | None = None, layer: str | None = None) -> Basis | None:
@@ -546,58 +558,40 @@ def _check_fit(generator, layer, kind, n_samples, seed, expansion, k, steps, spa
 @long_computation("fitting a basis", fix="lower n_samples= or steps=")
 def fit_basis(generator, layer: str, kind: str = "sae", *, n_samples: int = 1000, seed: int = 0,
               expansion: float = 4.0, sparsity: str = "l1", l1: float = 0.2, k: int = 16, steps: int = 2000,
-              progress: Callable | None = None) -> Basis:
+              progress: Callable | None = None, cache: bool = True, cached_only: bool = False) -> Basis | None:
     """A basis of ``layer`` fitted on the activations of ``n_samples`` samples (``seed``):
     ``units`` (nothing to fit), ``pca`` (all components), or ``sae`` (``expansion`` x units
     features, ``steps`` of :func:`train_sae` with its ``sparsity`` rule: ``l1`` with weight
-    ``l1``, or ``topk`` / ``batch-topk`` with ``k`` active per position)."""
+    ``l1``, or ``topk`` / ``batch-topk`` with ``k`` active per position).
+
+    Stored under ``cache/basis`` keyed by the generator's weights and the arguments (the shipped
+    results hold the zoo's main layers): fitted once per server. ``cached_only=True`` returns the
+    stored basis or None, fitting nothing."""
     layer = _check_fit(generator, layer, kind, n_samples, seed, expansion, k, steps, sparsity, l1)
+    check_callable("progress", progress)
     n_units = layer_units(generator, layer)
     if kind == "units":
+        check_bool("cache", cache)
+        check_bool("cached_only", cached_only)
         return unit_basis(n_units)
-    x = layer_activations(generator, layer, n_samples, seed=seed)
-    t = time.perf_counter()
-    if kind == "pca":
-        basis = pca_basis(x)
-    else:
-        n_features = max(1, int(round(expansion * n_units)))
-        basis = train_sae(x.to(device_of(generator)), n_features, min(k, n_features), sparsity=sparsity, l1=l1,
-                          steps=steps, seed=seed, progress=progress)
-    basis.meta.update({"layer": layer, "n_samples": n_samples, "seed": seed, "seconds": time.perf_counter() - t,
-                       "train_vectors": len(x)})
-    return basis
-
-
-def cached_basis(generator, layer: str, kind: str = "sae", *, n_samples: int = 1000, seed: int = 0,
-                 expansion: float = 4.0, sparsity: str = "l1", l1: float = 0.2, k: int = 16, steps: int = 2000,
-                 cache: bool = True, cached_only: bool = False, progress: Callable | None = None) -> Basis | None:
-    """:func:`fit_basis`, stored under ``cache/basis`` keyed by the generator's weights and the
-    arguments (the shipped results hold the zoo's main layers): fitted once per server.
-    ``cached_only=True`` returns the stored basis or None, fitting nothing."""
-    layer = _check_fit(generator, layer, kind, n_samples, seed, expansion, k, steps, sparsity, l1)
-    check_bool("cache", cache)
-    check_bool("cached_only", cached_only)
-    if kind == "units":
-        return unit_basis(layer_units(generator, layer))
-    gid = _cache.model_fingerprint(generator)
-    opts = {"n": int(n_samples), "seed": int(seed)}
+    parts = {"layer": layer, "basis": kind, "n": int(n_samples), "seed": int(seed)}
     if kind == "sae":
-        opts.update(expansion=float(expansion), sparsity=sparsity, steps=int(steps),
-                    **({"l1": float(l1)} if sparsity == "l1" else {"k": int(k)}))
-    key = None if not gid else _cache.make_key(kind="basis", version=BASIS_VERSION, generator=gid, layer=layer,
-                                               basis=kind, **opts)
+        parts.update(expansion=float(expansion), sparsity=sparsity, steps=int(steps),
+                     **({"l1": float(l1)} if sparsity == "l1" else {"k": int(k)}))
 
     def compute():
-        return fit_basis(generator, layer, kind, n_samples=n_samples, seed=seed, expansion=expansion, k=k,
-                         sparsity=sparsity, l1=l1, steps=steps, progress=progress)
+        x = layer_activations(generator, layer, n_samples, seed=seed)
+        t = time.perf_counter()
+        if kind == "pca":
+            basis = pca_basis(x)
+        else:
+            n_features = max(1, int(round(expansion * n_units)))
+            basis = train_sae(x.to(device_of(generator)), n_features, min(k, n_features), sparsity=sparsity, l1=l1,
+                              steps=steps, seed=seed, progress=progress)
+        basis.meta.update({"layer": layer, "n_samples": n_samples, "seed": seed, "seconds": time.perf_counter() - t,
+                           "train_vectors": len(x)})
+        return basis
 
-    def encode(b: Basis):
-        return b.arrays(), {"kind": b.kind, "n_units": b.n_units, "k": b.k, "threshold": b.threshold,
-                             "sparsity": b.sparsity, "meta": b.meta}
-
-    def decode(arrays, meta):
-        return Basis.from_arrays(meta["kind"], meta["n_units"], meta["k"], arrays, meta["meta"], meta["threshold"],
-                                 meta["sparsity"])
-
-    res = _cache.cached("basis", key, compute, encode, decode, enabled=cache, cached_only=cached_only)
+    res = _cache.measure("basis", BASIS_VERSION, models={"generator": generator}, parts=parts, compute=compute,
+                         codec=Basis, cache=cache, cached_only=cached_only)
     return res if res is None else res.to(device_of(generator))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from core.base import cache as _cache
 from core.base.devices import device_of
-from core.base.errors import ArgumentTypeError, InputError
+from core.base.errors import ArgumentTypeError, ConceptAbsentError, InputError
 from core.base.hooks import Trace, layer_units, resolve_layers
 from core.base.protocols import check_finite, check_generator, check_segmenter
 from core.base.sampling import z_range
@@ -41,10 +41,10 @@ from core.base.validate import (
     concept_mask,
     unit_list,
 )
-from core.engine.bases import check_basis, learned
+from core.engine.bases import blend, check_basis, learned
 
 __all__ = ["Edit", "generate", "check_edits", "edit_fn", "resize_mask", "insertion_constants",
-           "cached_insertion_constants", "concept_index", "concept_fraction", "INSERTION_VERSION", "MODES"]
+           "concept_index", "concept_fraction", "INSERTION_VERSION", "MODES"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +146,7 @@ def edit_fn(edit: Edit, n_units: int | None = None):
             share = strength.expand(-1, len(units), -1, -1) if strength.shape[1] == 1 else strength
             return edit.basis.edit(out, idx, share, v)
         r = out.index_select(1, idx)
-        return out.index_copy(1, idx, r * (1 - strength) + strength * v)
+        return out.index_copy(1, idx, blend(r, strength, v))
 
     return fn
 
@@ -206,16 +206,32 @@ def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Se
 # ----------------------------------------------------------------------------- concepts
 
 @long_computation("the insertion constants", fix="lower batch_size=")
-@torch.no_grad()
-def insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 200,
-                        seed: int = 1, batch_size: int = 25, basis=None) -> torch.Tensor:
+def insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 100,
+                        seed: int = 1, batch_size: int = 25, basis=None, *, cache: bool = True,
+                        cached_only: bool = False) -> torch.Tensor | None:
     """Per-unit insertion value k (supplement S-6.4): the mean activation of each unit over
     featuremap locations where ``concept`` is present, each location weighted by the fraction
-    of it covered by the concept. Returns a tensor [n_units] (with ``basis``: [n_features],
-    the features' encoder activations weighted the same way)."""
+    of it covered by the concept. Returns a CPU tensor [n_units] (with ``basis``: [n_features],
+    the features' encoder activations weighted the same way).
+
+    Stored under ``cache/insertion`` keyed by both models' weights, layer, concept, samples, seed
+    and the basis (the shipped results hold the zoo's); ``cached_only=True`` returns the stored
+    constants or None, computing nothing."""
     layer, c, n_samples, seed, batch_size = _check_insertion(generator, segmenter, layer, concept, n_samples, seed,
                                                              batch_size)
-    basis = check_basis(basis, layer_units(generator, layer), layer)
+    basis = learned(check_basis(basis, layer_units(generator, layer), layer))
+    parts = {"layer": layer, "concept": int(c), "n": n_samples, "seed": seed,
+             **({"basis": basis.cache_key} if basis is not None else {})}
+    return _cache.measure(
+        "insertion", INSERTION_VERSION, models={"generator": generator, "segmenter": segmenter}, parts=parts,
+        compute=lambda: _insertion(generator, segmenter, layer, c, n_samples, seed, batch_size, basis),
+        codec=_cache.ArrayCodec("k", {"layer": layer, "concept": segmenter.labels[c], "n_samples": n_samples,
+                                      "seed": seed}, as_tensor=True),
+        cache=cache, cached_only=cached_only)
+
+
+@torch.no_grad()
+def _insertion(generator, segmenter, layer, c, n_samples, seed, batch_size, basis) -> torch.Tensor:
     num = den = None
     dev = device_of(generator)
     for a in range(0, n_samples, batch_size):
@@ -229,8 +245,9 @@ def insertion_constants(generator, segmenter, layer: str, concept, n_samples: in
         num = s if num is None else num + s
         den = d if den is None else den + d
     if float(den) == 0:
-        raise InputError(f"concept {concept!r} never appears in {n_samples} samples of this generator; "
-                         "cannot compute its insertion constants (use more samples or another concept)")
+        raise ConceptAbsentError(f"concept {segmenter.labels[c]!r} never appears in {n_samples} samples of this "
+                                 "generator; cannot compute its insertion constants",
+                                 fix="use more samples or another concept")
     return (num / den).cpu()
 
 
@@ -244,21 +261,3 @@ def _check_insertion(generator, segmenter, layer, concept, n_samples, seed, batc
 
 
 INSERTION_VERSION = "k-v1"     # bump when insertion_constants() changes what it returns
-
-
-def cached_insertion_constants(generator, segmenter, layer: str, concept, n_samples: int = 100,
-                               seed: int = 1, cache: bool = True, basis=None) -> np.ndarray:
-    """:func:`insertion_constants` as a numpy array, stored in ``cache/insertion`` (keyed by both
-    models' weights, layer, concept, samples, seed and the basis): computed once per server."""
-    layer, c, n_samples, seed, _ = _check_insertion(generator, segmenter, layer, concept, n_samples, seed, 25)
-    basis = learned(basis, layer_units(generator, layer), layer)
-    gid, sid = _cache.model_fingerprint(generator), _cache.model_fingerprint(segmenter)
-    key = None if not (gid and sid) else _cache.make_key(
-        kind="insertion", version=INSERTION_VERSION, generator=gid, segmenter=sid, layer=layer, concept=int(c),
-        n=int(n_samples), seed=int(seed), **({"basis": basis.cache_key} if basis is not None else {}))
-    return _cache.cached(
-        "insertion", key,
-        lambda: insertion_constants(generator, segmenter, layer, c, n_samples=n_samples, seed=seed,
-                                    basis=basis).numpy(),
-        lambda k: ({"k": k}, {"layer": layer, "concept": segmenter.labels[c], "n_samples": n_samples, "seed": seed}),
-        lambda arrays, meta: arrays["k"], enabled=cache)

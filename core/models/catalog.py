@@ -3,8 +3,10 @@ modules with :func:`register_published`) and the ones users add (:func:`register
 :func:`add_upload`), with where their weights live and whether they are here.
 
 Weights live in :func:`models_dir` (``cache/models/`` by default, ``$GANATOMY_MODELS`` to move
-it). Nothing here downloads (:mod:`core.models.downloads` does, only when asked) and nothing
-loads a model except to check a file a user adds (safely, see :mod:`core.base.checkpoints`).
+it). The registry of added models and their uploads are user data, stored by
+:mod:`core.userdata.models`; this module checks a candidate before it is stored. Nothing here
+downloads (:mod:`core.models.downloads` does, only when asked) and nothing loads a model except
+to check a file a user adds (safely, see :mod:`core.base.checkpoints`).
 
     import core
     core.models.status()                                # every model: available or where to put it
@@ -12,29 +14,13 @@ loads a model except to check a file a user adds (safely, see :mod:`core.base.ch
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from core.base.cache import atomic_write_text, cache_root, file_lock, remove_stale, safe_name
-from core.base.errors import (
-    ArgumentTypeError,
-    BudgetError,
-    CacheError,
-    CheckpointError,
-    GanatomyError,
-    InputError,
-    UnknownNameError,
-)
+from core.base.errors import ArgumentTypeError, CheckpointError, GanatomyError, InputError
 from core.base.packages import packages_ok
 from core.base.protocols import check_generator, check_segmenter
-from core.base.sharing import ADMINS_ENV, may_change
 from core.models.registry import (
     architectures,
     detect_arch,
@@ -42,6 +28,23 @@ from core.models.registry import (
     load_generator_file,
     load_segmenter_path,
     read_state,
+)
+from core.userdata.models import (
+    MAX_NAME,
+    MODELS_ENV,
+    check_added_by,
+    check_free,
+    check_name,
+    check_switch,
+    check_upload,
+    models_dir,
+    remove_entry,
+    stage_upload,
+    store_entry,
+    store_upload,
+    timestamp,
+    user_models,
+    who_added,
 )
 
 __all__ = [
@@ -63,14 +66,6 @@ __all__ = [
     "unregister",
     "user_models",
 ]
-
-MODELS_ENV = "GANATOMY_MODELS"
-
-
-def models_dir() -> Path:
-    env = os.environ.get(MODELS_ENV)
-    return Path(env) if env else cache_root() / "models"
-
 
 ROOTS_ENV = "GANATOMY_MODEL_ROOTS"
 
@@ -149,135 +144,15 @@ def register_published(s: Spec) -> Spec:
 
 # ----------------------------------------------------------------------------- user models
 #
-# A name added by a user belongs to whoever added it first: a second add under that name is
-# refused unless the caller asks to replace it (``replace=True``), and removing one must be
-# confirmed. Registry entries say who added them and when (``added_by``: the adding session's
-# display name, no accounts; ``added_at``: UTC, ISO 8601). The check of a name and the write
-# of the registry happen under one lock (a thread lock for the dashboard's sessions, a file
-# lock for separate processes), so two sessions adding one name at once cannot both win.
-# Uploads are stored under a name made of the model name's safe form and the content's hash:
-# a second upload never writes over the file another name (or an earlier upload) points at.
-
-_PART = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"   # an ASCII letter or digit, then those, '_', '.', '-' (no look-alikes)
-_NAME = re.compile(rf"^{_PART}(/{_PART})?$")
-MAX_NAME = 100                         # characters of a model name (and of a display name)
-_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
-_NAME_FIX = "choose a name such as 'lab/church-v2'"
-
-
-def _registry_file() -> Path:
-    return models_dir() / "registry.json"
-
-
-def _registry_locked():
-    """Held while the registry is read, checked and rewritten (one thread, one process at a time)."""
-    d = models_dir()
-    return file_lock(d / ".registry.lock", "the models folder",
-                     f"make {d} writable or set ${MODELS_ENV} to a folder that is")
-
-
-def _write_registry(data: dict) -> None:
-    atomic_write_text(_registry_file(), json.dumps(data, indent=1, sort_keys=True))
-
-
-def user_models() -> dict[str, dict]:
-    """Models added with :func:`register` / :func:`add_upload`: name -> {kind, arch, path,
-    options, added_by, added_at} (entries written before names had owners lack the last two)."""
-    f = _registry_file()
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict) and "path" in v} if isinstance(data, dict) else {}
-
-
-def _who(entry: dict) -> str:
-    """'added by ann at 2025-01-01T12:00:00+00:00' (or what of it the entry has)."""
-    by = entry.get("added_by") or "an unknown user"
-    at = entry.get("added_at")
-    return f"added by {by}" + (f" at {at}" if at else "")
-
+# The registry's storage (names and who owns them, the lock, uploads and their quota) is user data:
+# core.userdata.models. What needs this floor stays here: a candidate is loaded once (safely) and
+# checked against its protocol before it is stored.
 
 def _check_new_name(name) -> None:
-    if not isinstance(name, str):
-        raise ArgumentTypeError(f"model name must be a string, got {type(name).__name__} {name!r}", fix=_NAME_FIX)
-    if not name.strip():
-        raise InputError("model name is empty", fix=_NAME_FIX)
-    if len(name) > MAX_NAME:
-        raise InputError(f"model name {name[:40]!r}… is {len(name)} characters long; at most {MAX_NAME}",
-                         fix="choose a shorter name such as 'lab/church-v2'")
-    if not _NAME.match(name) or ".." in name:
-        raise InputError(f"model name {name!r} must be ASCII letters, digits, '.', '-', '_' with at most one "
-                         "'/', each part starting with a letter or digit (no '..')", fix=_NAME_FIX)
+    check_name(name)
     if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
         raise InputError(f"model name {name!r} is a built-in model name",
                          fix="choose another name, such as 'lab/" + name.split("/")[-1] + "-mine'")
-
-
-def _check_flag(value, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentTypeError(f"{what} must be True or False, got {value!r}", fix=f"pass {what}=True or {what}=False")
-    return value
-
-
-def _check_added_by(added_by) -> str:
-    if not isinstance(added_by, str):
-        raise ArgumentTypeError(f"added_by must be a string (your display name), got {type(added_by).__name__}",
-                                fix="pass added_by='your name'")
-    added_by = " ".join(added_by.split())
-    if len(added_by) > MAX_NAME:
-        raise InputError(f"added_by is {len(added_by)} characters long; at most {MAX_NAME}",
-                         fix="give a shorter display name")
-    return added_by or "anonymous"
-
-
-def _refuse_taken(name: str, entry: dict) -> None:
-    raise InputError(f"model name {name!r} is taken: {_who(entry)} ({entry.get('arch')} {entry.get('kind')} "
-                     f"from {entry.get('path')})",
-                     fix="choose another name, or pass replace=True (on the Models page: tick 'Replace') "
-                         "to replace it for everyone")
-
-
-def _check_free(name: str, replace: bool) -> None:
-    """Refuse ``name`` when it is taken and ``replace`` was not asked (early: before any work)."""
-    if not replace and (entry := user_models().get(name)) is not None:
-        _refuse_taken(name, entry)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _store(name: str, entry: dict, replace: bool, place=None) -> dict:
-    """Write ``entry`` under ``name``: the check that the name is free and the write are one
-    step under the registry lock (``place()``, run in that step once the name is free, puts an
-    upload's file in place and returns how to take it back, should the registry not be written). A
-    replaced entry is kept in ``entry['replaced']`` (its file stays where it is: sessions that loaded
-    it still refer to it)."""
-    with _registry_locked():
-        data = user_models()
-        old = data.get(name)
-        if old is not None:
-            if not replace:
-                _refuse_taken(name, old)
-            if not may_change(old.get("added_by"), entry.get("added_by")):
-                raise InputError(f"model name {name!r} was {_who(old)}: only they (or an admin, {ADMINS_ENV}) can "
-                                 f"replace it; you are {entry.get('added_by')!r}",
-                                 fix="choose another name (or ask its owner)")
-            history = list(old.get("replaced", []))
-            history.append({k: old.get(k) for k in ("path", "arch", "kind", "options", "added_by", "added_at")})
-            entry = {**entry, "replaced": history}
-        undo = place() if place is not None else None
-        data[name] = entry
-        try:
-            _write_registry(data)
-        except OSError as e:                   # registry and file are one step: no orphan file is left
-            if undo is not None:
-                undo()
-            raise CacheError(f"model {name!r} could not be registered: the registry in {models_dir()} cannot be "
-                             f"written ({e.strerror or e}); nothing was added",
-                             fix=f"free some disk space, or set ${MODELS_ENV} to a writable folder") from None
-    return entry
 
 
 def _inspect(p: Path, arch: str | None, opts: dict) -> str:
@@ -312,13 +187,13 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     :func:`model_roots`); a path outside them or not there gets one message, which tells neither
     apart, and nothing outside them is opened. Returns the registry entry."""
     _check_new_name(name)
-    replace = _check_flag(replace, "replace")
-    added_by = _check_added_by(added_by)
+    replace = check_switch(replace, "replace")
+    added_by = check_added_by(added_by)
     opts = _check_options(options)
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise CheckpointError(f"path {path!r} is not a file path",
                               fix="give the path of a weights file (or of a SegFormer folder)")
-    _check_free(name, replace)
+    check_free(name, replace)
     p = Path(path).expanduser().resolve()
     if roots is not None:
         allowed = [Path(r).expanduser().resolve() for r in roots]
@@ -334,8 +209,8 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     if check or arch is None:
         arch = _inspect(p, arch, opts)
     entry = {"kind": kind_of(arch), "arch": arch, "path": str(p), "options": opts,
-             "added_by": added_by, "added_at": _now()}
-    return _store(name, entry, replace)
+             "added_by": added_by, "added_at": timestamp()}
+    return store_entry(name, entry, replace)
 
 
 def unregister(name: str, confirm: str | None = None, *, by: str | None = None) -> None:
@@ -351,79 +226,7 @@ def unregister(name: str, confirm: str | None = None, *, by: str | None = None) 
     if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
         raise InputError(f"model name {name!r} is a built-in model; only user-added models can be unregistered",
                          fix="give the name of a model added with register() or add_upload()")
-    with _registry_locked():
-        data = user_models()
-        if name not in data:
-            raise UnknownNameError(f"model name {name!r} is not a user-added model; added: "
-                                   f"{', '.join(data) or 'none'}", fix="give the name of one of those")
-        if by is not None and not may_change(data[name].get("added_by"), by):
-            raise InputError(f"model {name!r} was {_who(data[name])}: only they (or an admin, {ADMINS_ENV}) can "
-                             f"unregister it; you are {by!r}", fix="ask its owner")
-        if confirm != name:
-            raise InputError(f"unregister({name!r}) removes a model {_who(data[name])} for everyone; "
-                             f"it was not confirmed (confirm={confirm!r})",
-                             fix=f"confirm by passing confirm={name!r} (on the Models page: type the name)")
-        gone = data.pop(name)
-        history = list(gone.get("replaced", []))
-        if history:                              # the model it replaced is the name's model again
-            back = history.pop()
-            data[name] = {**back, "options": back.get("options") or {}, **({"replaced": history} if history else {})}
-        _write_registry(data)
-        kept = {e.get("path") for e in data.values()} | {h.get("path") for e in data.values()
-                                                         for h in e.get("replaced", [])}
-    up = (models_dir() / "uploads").resolve()
-    for p in {gone.get("path")} - kept:
-        if p and Path(p).parent == up:
-            Path(p).unlink(missing_ok=True)
-
-
-def _check_upload(data, filename) -> str:
-    if not isinstance(filename, str):
-        raise ArgumentTypeError(f"filename must be a string (the uploaded file's name), got "
-                                f"{type(filename).__name__}", fix="pass the file's name, e.g. 'church.pt'")
-    suffix = Path(filename).suffix.lower()
-    if suffix not in _SUFFIXES:
-        raise CheckpointError(f"upload {filename!r}: expected a .pt, .pth, .bin, .ckpt or .safetensors weights file",
-                              fix="upload the weights file itself (suffix .pt, .pth, .bin, .ckpt or .safetensors)")
-    if not (isinstance(data, (bytes, bytearray, memoryview)) or _is_stream(data)):
-        raise ArgumentTypeError(f"data of upload {filename!r} must be bytes or a binary file opened for reading, "
-                                f"got {type(data).__name__}",
-                                fix="pass the file's contents, e.g. Path('church.pt').read_bytes(), or the open file")
-    if not _size(data):
-        raise CheckpointError(f"upload {filename!r} is empty (0 bytes)",
-                              fix="upload the file again; the copy that arrived has no contents")
-    return suffix
-
-
-def _is_stream(data) -> bool:
-    return all(callable(getattr(data, m, None)) for m in ("read", "seek", "tell"))
-
-
-def _size(data) -> int:
-    if not _is_stream(data):
-        return len(data)
-    at = data.tell()
-    data.seek(0, os.SEEK_END)
-    size = data.tell() - at
-    data.seek(at)
-    return size
-
-
-def _write_chunks(tmp: Path, data, chunk: int = 1 << 20) -> str:
-    """Write ``data`` (bytes, or a file object read from where it stands) to ``tmp`` in chunks,
-    never holding another whole copy; returns its SHA-256."""
-    h = hashlib.sha256()
-    view = memoryview(data) if not _is_stream(data) else None
-    with open(tmp, "wb") as f:
-        i = 0
-        while True:
-            block = view[i:i + chunk] if view is not None else data.read(chunk)
-            if not len(block):
-                break
-            h.update(block)
-            f.write(block)
-            i += len(block)
-    return h.hexdigest()
+    remove_entry(name, confirm, by=by)
 
 
 def _as_users_file(e: GanatomyError, tmp: Path, filename: str) -> GanatomyError:
@@ -449,82 +252,20 @@ def add_upload(data, filename: str, name: str, arch: str | None = None,
     when, unless ``replace=True``; the stored file is named by the content's hash, so the other
     user's weights stay byte for byte as they were either way."""
     _check_new_name(name)
-    replace = _check_flag(replace, "replace")
-    added_by = _check_added_by(added_by)
+    replace = check_switch(replace, "replace")
+    added_by = check_added_by(added_by)
     opts = _check_options(options)
-    suffix = _check_upload(data, filename)
-    _check_free(name, replace)
+    check_upload(data, filename)
+    check_free(name, replace)
     if arch is not None:
         kind_of(arch)
-    size = _size(data)
-    up = models_dir() / "uploads"
-    tmp = up / f".upload-{uuid.uuid4().hex[:12]}{suffix}"
-    try:
-        up.mkdir(parents=True, exist_ok=True)
-        # the quota is checked and the bytes written in one step under its lock: of two uploads that
-        # only fit one at a time, the second sees the first's file and is refused
-        with file_lock(up.parent / ".uploads-quota.lock", "the uploads folder",
-                       f"make {up} writable or set ${MODELS_ENV} to a folder that is"):
-            remove_stale(up, lambda n: n.startswith(".upload-"))    # killed uploads: never counted for good
-            _check_quota(up, size, filename)
-            digest = _write_chunks(tmp, data)             # streamed: no second copy in memory
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise CacheError(f"upload {filename!r} cannot be stored in {up} ({e.strerror or e})",
-                         fix=f"free some disk space or set ${MODELS_ENV} to a writable folder") from None
-    final = up / f"{safe_name(name)}-{digest[:16]}{suffix}"
-    try:
+    with stage_upload(data, filename) as staged:          # under the quota; removed whatever happens
         try:
-            arch = _inspect(tmp, arch, opts)
+            arch = _inspect(staged.path, arch, opts)
         except GanatomyError as e:
-            raise _as_users_file(e, tmp, filename) from None
-        entry = {"kind": kind_of(arch), "arch": arch, "path": str(final.resolve()), "options": opts,
-                 "added_by": added_by, "added_at": _now(), "filename": Path(filename).name[:MAX_NAME],
-                 "sha256": digest}
-
-        def place():
-            if final.is_file() and _sha256(final) == digest:
-                tmp.unlink()         # these very bytes are already stored: leave that file untouched
-                return None
-            os.replace(tmp, final)
-            return lambda: final.unlink(missing_ok=True)
-        return _store(name, entry, replace, place)      # the first of two racing adds wins
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-
-
-QUOTA_ENV = "GANATOMY_UPLOAD_QUOTA_MB"
-DEFAULT_QUOTA_MB = 4096
-
-
-def upload_quota_bytes() -> int:
-    """The most the uploads folder may hold (``$GANATOMY_UPLOAD_QUOTA_MB``, default 4096 MB)."""
-    raw = os.environ.get(QUOTA_ENV, "")
-    try:
-        mb = float(raw) if raw else DEFAULT_QUOTA_MB
-    except ValueError:
-        raise InputError(f"${QUOTA_ENV} must be a number of megabytes, got {raw!r}",
-                         fix=f"set it to e.g. {DEFAULT_QUOTA_MB}, or unset it") from None
-    return int(max(mb, 0) * 2 ** 20)
-
-
-def _check_quota(up: Path, size: int, filename: str) -> None:
-    used = sum(f.stat().st_size for f in up.glob("*") if f.is_file()) if up.is_dir() else 0
-    quota = upload_quota_bytes()
-    if used + size > quota:
-        raise BudgetError(f"upload {filename!r} ({size / 2 ** 20:.1f} MB) would take the uploads folder {up} past "
-                          f"its quota: {used / 2 ** 20:.1f} of {quota / 2 ** 20:.0f} MB are used",
-                          fix=f"unregister models nobody needs (Models page), or raise ${QUOTA_ENV}")
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+            raise _as_users_file(e, staged.path, filename) from None
+        entry = {"kind": kind_of(arch), "arch": arch, "options": opts, "added_by": added_by, "added_at": timestamp()}
+        return store_upload(name, staged, entry, replace)      # the first of two racing adds wins
 
 
 # ----------------------------------------------------------------------------- status
@@ -558,7 +299,7 @@ def status() -> list[dict]:
         a = architectures().get(e.get("arch"))
         pk = list(a.packages) if a else []
         rows.append({"name": name, "kind": e.get("kind"), "arch": e.get("arch"),
-                     "available": Path(e["path"]).exists(), "path": e["path"], "source": _who(e),
+                     "available": Path(e["path"]).exists(), "path": e["path"], "source": who_added(e),
                      "downloadable": False, "packages": pk, "packages_ok": packages_ok(pk),
                      "description": f"{e.get('arch')} {e.get('kind')} added from {e['path']}", "origin": "user",
                      "added_by": e.get("added_by") or "", "added_at": e.get("added_at") or ""})

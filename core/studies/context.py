@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.validate import check_callable, check_float, check_int, check_values, unit_list
-from core.engine.causal import context_study, mean_interval
+from core.engine.causal import context_study
+from core.studies.over_seeds import mean_interval
 
 __all__ = ["toyworld_classes", "toyworld_violations", "context_over_seeds", "unit_values", "added_ratio",
            "CONTEXT_CLASSES", "GROUND", "CONTEXT_RULES"]

@@ -12,12 +12,12 @@ from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.protocols import check_generator
 from core.base.sampling import z_range
-from core.base.validate import check_bool, check_choice, check_float, check_int, check_samples
+from core.base.validate import check_choice, check_float, check_int, check_samples
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.swd import PatchSet, ms_swd
 
 __all__ = ["segmentation_confusion", "iou_from_confusion", "real_stats", "degrade", "DEGRADATIONS",
-           "cached_real_stats", "real_stats_key", "store_real_stats", "real_patches", "generator_quality",
+           "scene_stats", "real_stats_key", "store_real_stats", "real_patches", "generator_quality",
            "generator_fid", "fid_between"]
 
 
@@ -137,7 +137,7 @@ REAL_STATS_VERSION = "real-stats-v1"
 
 
 def real_stats_key(features, scene: str, size: int, n: int = 10_000, seed: int = 500) -> str | None:
-    """The cache key of :func:`cached_real_stats` (None when the network cannot be fingerprinted)."""
+    """The cache key of :func:`scene_stats` (None when the network cannot be fingerprinted)."""
     fid_ = _cache.model_fingerprint(features)
     return None if fid_ is None else _cache.make_key(kind="real_stats", version=REAL_STATS_VERSION, features=fid_,
                                                      scene=scene, size=int(size), n=int(n), seed=int(seed))
@@ -153,26 +153,38 @@ def store_real_stats(features, scene: str, size: int, mu, cov, n: int = 10_000, 
                 {"scene": scene, "size": size, "n": n, "seed": seed})
 
 
-def cached_real_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500,
-                      device=None, cache: bool = True, cached_only: bool = False):
-    """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features``,
-    cached under ``cache/real_stats/`` keyed by the feature network's weights, the scene, the
-    resolution the scenes are rendered at, ``n`` and ``seed``. ``cached_only=True``: the stored
-    statistics or None, computing nothing."""
+class _MeanCov:
+    """(mu, cov) as cache arrays and back."""
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+
+    def to_arrays(self, mc) -> tuple[dict, dict]:
+        return {"mu": np.asarray(mc[0]), "cov": np.asarray(mc[1])}, self.meta
+
+    def from_arrays(self, arrays: dict, meta: dict):
+        return arrays["mu"], arrays["cov"]
+
+
+def scene_stats(features, scene: str, size: int, n: int = 10_000, seed: int = 500, device=None, *,
+                cache: bool = True, cached_only: bool = False):
+    """(mu, cov) of ``n`` real ``scene`` images at ``size`` px in the space of ``features`` (the
+    reference of every FID against toyworld), stored under ``cache/real_stats/`` keyed by the
+    feature network's weights, the scene, the resolution the scenes are rendered at, ``n`` and
+    ``seed``. ``cached_only=True``: the stored statistics or None, computing nothing."""
     _check_scenes([scene])
     check_samples("n", n, 2, what="a whole number of images >= 2 (a covariance needs two)")
     check_int("seed", seed)
     check_int("size", size, 1, 8192)
-    key = real_stats_key(features, scene, size, n, seed)
 
     def compute():
         dev = device if device is not None else device_of(features)
         return real_stats(lambda im: features(im.to(dev)), [scene], n, seed=seed, size=size).mean_cov()
 
-    return _cache.cached("real_stats", key, compute,
-                         lambda mc: ({"mu": mc[0], "cov": mc[1]}, {"scene": scene, "size": size, "n": n, "seed": seed}),
-                         lambda arr, meta: (arr["mu"], arr["cov"]), enabled=cache,
-                         cached_only=check_bool("cached_only", cached_only))
+    meta = {"scene": scene, "size": size, "n": n, "seed": seed}
+    return _cache.measure("real_stats", REAL_STATS_VERSION, models={"features": features},
+                          parts={"scene": scene, "size": int(size), "n": int(n), "seed": int(seed)}, compute=compute,
+                          codec=_MeanCov(meta), cache=cache, cached_only=cached_only)
 
 
 def real_patches(scene: str, n: int = 2000, seed: int = 500, size: int = 64, batch: int = 250,

@@ -1,11 +1,12 @@
 """Painting edits, GANPaint-style: strokes over a generated image -> the cells of a layer's
 featuremap they cover -> an :class:`~core.engine.intervention.Edit` that adds (inserts) or removes
-(ablates) a concept's units there. Pure functions and cached constants; no UI here.
+(ablates) a concept's units there. Pure functions; no UI here. Which units paint a concept is
+:mod:`core.studies.units`'s answer.
 
     cover = stroke_coverage(alpha, grid=(8, 8))          # fraction of each cell painted
     cells = cover >= 0.15                                 # the cells the edit will touch
-    units = concept_units(dissection, "layer4", "tree")   # the concept's units, best IoU first
-    k = cached_insertion_constants(G, seg, "layer4", "tree")
+    units = iou_units(dissection, "layer4", "tree")       # the concept's units, best IoU first
+    k = insertion_constants(G, seg, "layer4", "tree")
     images = generate(G, z, paint_edits("layer4", units, "add", k, cells))
 """
 from __future__ import annotations
@@ -14,14 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.base.errors import ArgumentTypeError, InputError, UnitIndexError, UnknownNameError
+from core.base.errors import ArgumentTypeError, InputError, UnitIndexError
 from core.base.hooks import layer_shape, resolve_layers
 from core.base.validate import check_choice, check_float, check_int, check_mask, check_values, unit_list
-from core.engine.causal import cached_ace
-from core.engine.intervention import Edit, cached_insertion_constants
+from core.engine.intervention import Edit
 
-__all__ = ["layer_grid", "grid_image", "stroke_coverage", "cells_overlay", "concept_units", "paint_edits",
-           "cached_insertion_constants", "cached_causal_units", "MODES"]
+__all__ = ["layer_grid", "grid_image", "stroke_coverage", "cells_overlay", "paint_edits", "MODES"]
 
 MODES = ("add", "remove")
 
@@ -101,18 +100,6 @@ def cells_overlay(image: np.ndarray, cells: np.ndarray, size: int, color=(255, 2
     return big.round().astype(np.uint8)
 
 
-def concept_units(dissection, layer: str, concept: str, n: int = 20) -> list[int]:
-    """The ``n`` units of ``layer`` with the highest IoU for ``concept`` (best first): the
-    units GANPaint drives to paint a concept."""
-    if not isinstance(concept, str) or concept not in dissection.labels or concept == dissection.labels[0]:
-        raise UnknownNameError(f"unknown concept {concept!r}; the segmenter knows: {', '.join(dissection.labels[1:])}",
-                               fix="give concept as one of those names")
-    n = check_int("n", n, 1, what="a whole number of units >= 1")
-    iou = dissection.iou(layer)[:, dissection.labels.index(concept)]
-    n = min(n, len(iou))
-    return [int(u) for u in np.argsort(-iou, kind="stable")[:n]]
-
-
 def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0, basis=None) -> list[Edit]:
     """The edit of one painting: ``mode="add"`` inserts ``units`` at ``scale`` x their insertion
     constants ``k`` (all units' values, indexed here) in ``cells``; ``"remove"`` ablates them
@@ -130,13 +117,13 @@ def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0, basi
                          fix="give the painted cells of one image, e.g. stroke_coverage(drawing, grid) >= 0.15")
     units = unit_list(units, "units")
     if not units:
-        raise InputError("units is empty: no unit to paint with", fix="give units, e.g. concept_units(res, layer, c)")
+        raise InputError("units is empty: no unit to paint with", fix="give units, e.g. iou_units(res, layer, c)")
     if mode == "add":
         kv = check_values("k", k, allowed=None, what="the insertion constants of every unit of the layer")
         if max(units) >= kv.numel():
             raise UnitIndexError(f"units {[u for u in units if u >= kv.numel()]} have no insertion constant: k has "
                                  f"{kv.numel()} values", fix="give k for every unit of the layer "
-                                 "(cached_insertion_constants(G, seg, layer, concept))")
+                                 "(insertion_constants(G, seg, layer, concept))")
     cells = np.asarray(m[0, 0].numpy(), np.float32)
     if not cells.any():
         return []
@@ -144,15 +131,3 @@ def paint_edits(layer: str, units, mode: str, k, cells, scale: float = 1.0, basi
         return [Edit(layer, units, "ablate", None, cells, basis=basis)]
     value = np.asarray(k, np.float32)[units] * np.float32(scale)      # edits take numbers; they follow the model
     return [Edit(layer, units, "insert", value, cells, basis=basis)]
-
-
-def cached_causal_units(generator, segmenter, layer: str, concept, n_dissect: int,
-                        steps=(200, 150, 100, 50, 20), basis=None, **ace_options):
-    """The stored ACE result (:func:`core.engine.causal.cached_ace`) for this layer and concept with the
-    most optimisation steps among ``steps``, or None: painting never starts an optimisation."""
-    for n in steps:
-        res = cached_ace(generator, segmenter, layer, concept, n_steps=n, n_dissect=n_dissect, cached_only=True,
-                         basis=basis, **ace_options)
-        if res is not None:
-            return res
-    return None

@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from core import studies
+from core.studies import over_seeds
 from core.base.sampling import z_range
 from core.engine import causal
 from core.engine.intervention import Edit, generate
@@ -48,16 +49,15 @@ curve_n = c3.select_slider("Images for the ablation curve", [50, 100, 200, 500],
 def run_ace(layer, concept, steps, n_dissect):
     """ACE from core's disk cache (cache/ace: any session, the Paint page and scripts share it)."""
     bar = st.progress(0.0, text="Optimising alpha…")
-    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect, basis=basis,
-                            progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
+    res = causal.ace(G, seg, layer, concept, n_steps=steps, dissect_samples=n_dissect, basis=basis,
+                     progress=lambda s, n, loss: bar.progress(s / n, text=f"step {s}/{n} · loss {loss:.3f}"))
     bar.empty()
     return res, res.k
 
 
 key = (name, layer, concept, steps, bkey)
 try:        # a result computed before (by any session, the Paint page or a script) shows at once
-    res = causal.cached_ace(G, seg, layer, concept, n_steps=steps, n_dissect=n_dissect, cached_only=True,
-                            basis=basis)
+    res = causal.ace(G, seg, layer, concept, n_steps=steps, dissect_samples=n_dissect, cached_only=True, basis=basis)
 except ERRORS as e:
     fail(f"Cannot look up the causal units of {concept}", e, fix_for(e))
 if res is None and (st.button(f"Find causal {what}", type="primary", key="ace_run") or st.session_state.get("ace_key") == key):
@@ -90,13 +90,13 @@ if res is not None:
             rankings = {"ace": res.ranking[:20].tolist(), "iou": (-res.init).argsort(kind="stable")[:20].tolist()}
             args = dict(counts=(1, 2, 5, 10, 20), n_samples=curve_n)
             try:
-                df = causal.cached_ablation_curve(G, seg, layer, concept, rankings, cached_only=True, basis=basis,
+                df = causal.ablation_curve(G, seg, layer, concept, rankings, cached_only=True, basis=basis,
                                                   **args)
                 if df is None:
                     with st.status(f"Ablation curve over {curve_n} images…", expanded=True) as box:
                         note_turn(box)
                         bar = st.progress(0.0, text="Ablating…")
-                        df = causal.cached_ablation_curve(
+                        df = causal.ablation_curve(
                             G, seg, layer, concept, rankings, basis=basis,
                             progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"), **args)
                         box.update(state="complete", expanded=False)
@@ -111,15 +111,15 @@ if res is not None:
                        + f"; ablating over the whole featuremap, {curve_n} images; kept in `cache/curve`.")
         else:
             args = dict(seeds=(0, 1, 2), counts=(1, 2, 5, 10, 20), n_samples=curve_n, ace_steps=steps,
-                        n_dissect=n_dissect)
+                        dissect_samples=n_dissect)
             try:
-                df = causal.curve_over_seeds(G, seg, layer, concept, cached_only=True, basis=basis, **args)
+                df = over_seeds.curve_over_seeds(G, seg, layer, concept, cached_only=True, basis=basis, **args)
                 if df is None:
                     with st.status(f"ACE and ablation curves for 3 seeds over {curve_n} images each…",
                                    expanded=True) as box:
                         note_turn(box)
                         bar = st.progress(0.0, text="Seed 1 of 3…")
-                        df = causal.curve_over_seeds(
+                        df = over_seeds.curve_over_seeds(
                             G, seg, layer, concept, basis=basis,
                             progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} seeds done"), **args)
                         box.update(state="complete", expanded=False)
@@ -161,7 +161,7 @@ n_seeds = st.select_slider("Seeds (a fresh ACE and fresh images each)", [1, 3], 
 def removal(names, segmenter_key, layer, concept, steps, n_images, seeds, _seg):
     bar = st.progress(0.0, text="ACE per scene type…")
     gens = {name.split("/")[-1]: generator(name) for name in names}
-    df = causal.removal_over_seeds(gens, _seg, layer, [concept], seeds=seeds, n_units=20, ace_steps=steps,
+    df = over_seeds.removal_over_seeds(gens, _seg, layer, [concept], seeds=seeds, n_units=20, ace_steps=steps,
                                    n_samples=n_images,
                                    progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} ACE optimisations"))
     bar.empty()

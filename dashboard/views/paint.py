@@ -10,9 +10,10 @@ from streamlit_drawable_canvas import st_canvas
 
 from core import studies
 from core.base.sampling import z_range
-from core.engine.intervention import generate
+from core.engine.intervention import generate, insertion_constants
 from core.outputs.visualize import png_bytes, to_uint8
 from core.studies import paint
+from core.studies.units import iou_units, stored_ace
 from dashboard.common import (
     ERRORS,
     concept_color,
@@ -87,7 +88,7 @@ strength = c6.select_slider("Strength", [1.0, 2.0, 3.0, 4.0], value=3.0, key="pa
 # every cached result names the segmenter too: sessions may have chosen different ones
 @st.cache_data(show_spinner=False, max_entries=256)
 def constants(model, segmenter_key, layer, concept, n_samples, basis_key, _G, _basis):
-    return paint.cached_insertion_constants(_G, seg, layer, concept, n_samples=n_samples, basis=_basis)
+    return insertion_constants(_G, seg, layer, concept, n_samples=n_samples, basis=_basis).numpy()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -97,9 +98,9 @@ def original(model, seed, _G):
 
 
 try:
-    ace = paint.cached_causal_units(G, seg, layer, concept, n, basis=basis)
+    ace = stored_ace(G, seg, layer, concept, n, basis=basis)
     ranking = "IoU" if ace is None else f"ACE, {len(ace.losses)} steps"
-    units = paint.concept_units(res, layer, concept, n_paint) if ace is None else [int(u) for u in ace.ranking[:n_paint]]
+    units = iou_units(res, layer, concept, n_paint) if ace is None else [int(u) for u in ace.ranking[:n_paint]]
     with st.spinner(f"Insertion values for {concept} (once per model, layer and concept)…"):
         k = constants(name, seg.cache_key, layer, concept, min(100, n), bkey, G, basis)
     base = original(name, seed, G)

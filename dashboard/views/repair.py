@@ -9,6 +9,7 @@ from core.base.devices import for_serving
 from core.engine import repair
 from core.outputs.visualize import unit_strips
 from core.studies import evaluation
+from core.userdata.flags import flag_details, flag_units, stale_flags, unflag_units
 from dashboard.common import ERRORS, device, fail, fix_for, note_turn, page_basis, pick_layer, pick_model, plain
 
 st.title("Artifact repair")
@@ -42,8 +43,8 @@ def features():
 @st.cache_data(show_spinner=False, max_entries=16)
 def run_unit_fid(model, layer, n, top, basis_key, _G, _basis):
     bar = st.progress(0.0, text="Generating…")
-    real = evaluation.cached_real_stats(features(), _G.meta.get("scene", "town"), _G.resolution)
-    uf = repair.cached_unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n), basis=_basis,
+    real = evaluation.scene_stats(features(), _G.meta.get("scene", "town"), _G.resolution)
+    uf = repair.unit_fid(_G, layer, features(), real, n_samples=n, top=min(top, n), basis=_basis,
                                 progress=lambda d, t: bar.progress(d / t, text=f"{d}/{t} images"))
     bar.empty()
     return uf, real
@@ -61,10 +62,10 @@ def compare_fid(model, layer, n, chosen, n_units, basis_key, _G, _real, _basis):
 
 def stored_unit_fid(layer, n, top):
     """The unit FID stored before (any session, the CLI), with its real statistics; None if not."""
-    real = evaluation.cached_real_stats(features(), G.meta.get("scene", "town"), G.resolution, cached_only=True)
+    real = evaluation.scene_stats(features(), G.meta.get("scene", "town"), G.resolution, cached_only=True)
     if real is None:
         return None, None
-    return repair.cached_unit_fid(G, layer, features(), real, n_samples=n, top=min(top, n), cached_only=True,
+    return repair.unit_fid(G, layer, features(), real, n_samples=n, top=min(top, n), cached_only=True,
                                   basis=basis), real
 
 
@@ -127,9 +128,9 @@ elif uf is not None:
         fail("The flag was not saved", error, fix_for(error), stop=False)
     # flags are shared by the lab (cache/flags): this session sends only the units it toggles (add /
     # remove events, merged per unit), never its whole set, so it cannot undo another user's flags
-    details = repair.flag_details(name, layer, fingerprint)
+    details = flag_details(name, layer, fingerprint)
     flags = set(details)
-    if stale := repair.stale_flags(name, layer, fingerprint):
+    if stale := stale_flags(name, layer, fingerprint):
         st.info(f"Units {', '.join(map(str, stale))} were flagged for other weights of {name} (retrained or "
                 "re-shipped since): unit numbers do not carry over between trainings, so they start unflagged.")
     who = "; ".join(f"unit {u} by {d['by'] or 'an unknown user'}" + (f" at {d['at']}" if d["at"] else "")
@@ -139,7 +140,7 @@ elif uf is not None:
 
     def toggle(model, lay, unit, fp, size, key):
         try:
-            change = repair.flag_units if st.session_state[key] else repair.unflag_units
+            change = flag_units if st.session_state[key] else unflag_units
             change(model, lay, [unit], fp, by=st.session_state.get("display_name", "anonymous"), n_units=size)
         except ERRORS as e:        # a read-only cache: say so on the next run
             st.session_state["flag_error"] = e

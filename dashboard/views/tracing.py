@@ -9,9 +9,9 @@ import torch
 from core.base.hooks import layer_names, layer_shape
 from core.base.sampling import z_range
 from core.engine import causal
-from core.engine.intervention import Edit, cached_insertion_constants, generate
+from core.engine.intervention import Edit, generate, insertion_constants
 from core.outputs.visualize import signed_change, to_uint8
-from core.studies import paint
+from core.studies.units import iou_units
 from dashboard.common import (
     ERRORS,
     dissection,
@@ -52,7 +52,7 @@ if res is None and c1.button(f"Dissect {layer}" + (" in this basis" if basis is 
                                   f"minute), then the default {what} are the {concept} ones"):
     res = dissection(name, G, [layer], n_dissect, compute=True, basis=basis)
 if res is not None and concept in res.labels:
-    default_units = paint.concept_units(res, layer, concept, 5)
+    default_units = iou_units(res, layer, concept, 5)
     where = f"the 5 {what} of highest IoU for {concept} at {layer} ({n_dissect}-sample dissection)"
 else:
     default_units = list(range(5))
@@ -82,7 +82,7 @@ try:
     mask = np.zeros((h, w), np.float32)
     mask[y, x] = 1
     with st.spinner(f"Insertion values for {concept} (once per model, layer and concept)…"):
-        k = cached_insertion_constants(G, seg, layer, concept, n_samples=100, basis=basis)
+        k = insertion_constants(G, seg, layer, concept, n_samples=100, basis=basis).numpy()
     edit = Edit(layer, units, "insert", strength * k[units], mask, basis=basis)
     df, _ = causal.trace_effect(G, edit, z, scales(name, layer, G))
     with torch.no_grad():

@@ -7,7 +7,7 @@ import torch
 
 from core.base.hooks import layer_shape
 from core.base.sampling import z_range
-from core.engine.intervention import Edit, cached_insertion_constants, generate
+from core.engine.intervention import Edit, generate, insertion_constants
 from core.outputs.visualize import png_bytes, to_uint8
 from dashboard.common import (
     ERRORS,
@@ -38,7 +38,7 @@ what = "features" if basis is not None else "units"
 @st.cache_data(show_spinner="Computing insertion constants…", max_entries=64)
 def constants(model: str, segmenter_key: str, layer: str, concept: str, basis_key: str, _G, _seg, _basis):
     """The same values as Paint's (100 samples, stored on disk; shipped for the zoo's models)."""
-    return cached_insertion_constants(_G, _seg, layer, concept, n_samples=100, basis=_basis)
+    return insertion_constants(_G, _seg, layer, concept, n_samples=100, basis=_basis).numpy()
 
 
 n_layer_units, h, w = layer_shape(G, layer)    # probed once per model and layer

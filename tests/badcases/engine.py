@@ -17,6 +17,7 @@ from core.engine.dissection import Dissection, DissectOptions
 from core.engine.intervention import Edit
 from core.outputs import report, visualize
 from core.studies import comparisons, context, evaluation, paint
+from core.studies import units as unit_choice
 from tests.badcases.common import Case, mask, segmenter, town, z
 
 E = core
@@ -256,8 +257,8 @@ CASES = [
          ("concept", "unicorn"), "the segmenter knows"),
     Case("insertion_constants:concept-unlabeled", lambda: k_of(concept="-"), E.UnknownNameError, ("concept", "'-'"),
          "the segmenter knows"),
-    Case("cached_insertion_constants:n_samples-zero",
-         lambda: core.cached_insertion_constants(town(), segmenter(), "layer4", "door", n_samples=0, cache=False),
+    Case("insertion_constants:n_samples-zero-uncached",
+         lambda: core.insertion_constants(town(), segmenter(), "layer4", "door", n_samples=0, cache=False),
          E.InputError, ("n_samples",), ">= 1"),
     # ---------------------------------------------------------------- ACE
     Case("ace:n_steps-zero", lambda: ace(n_steps=0), E.InputError, ("n_steps",), ">= 1"),
@@ -286,13 +287,15 @@ CASES = [
          "as a function"),
     Case("ace:layer-unknown", lambda: core.ace(town(), segmenter(), "layer44", "door"), E.UnknownNameError,
          ("layer44",), "available layers"),
-    Case("cached_ace:n_steps-zero", lambda: core.cached_ace(town(), segmenter(), "layer4", "door", n_steps=0,
-                                                             cache=False), E.InputError, ("n_steps",), ">= 1"),
-    Case("cached_ace:unknown-option", lambda: core.cached_ace(town(), segmenter(), "layer4", "door", steps=3,
-                                                               cache=False), E.UnknownNameError, ("steps",),
-         "options are: batch_size"),
-    Case("cached_ace:k_samples-zero", lambda: core.cached_ace(town(), segmenter(), "layer4", "door", k_samples=0,
-                                                               cache=False), E.InputError, ("k_samples",), ">= 1"),
+    Case("ace:n_steps-zero-cached", lambda: core.ace(town(), segmenter(), "layer4", "door", n_steps=0,
+                                                      cached_only=True), E.InputError, ("n_steps",), ">= 1"),
+    Case("ace:unknown-option", lambda: core.ace(town(), segmenter(), "layer4", "door", steps=3,
+                                                cache=False), E.UnknownNameError, ("steps",),
+         "options are: n_steps"),
+    Case("ace:k_samples-zero", lambda: core.ace(town(), segmenter(), "layer4", "door", k_samples=0,
+                                                cache=False), E.InputError, ("k_samples",), ">= 1"),
+    Case("ace:cache-not-bool", lambda: core.ace(town(), segmenter(), "layer4", "door", cache="yes"),
+         E.ArgumentTypeError, ("cache",), "True or False"),
     # ---------------------------------------------------------------- ablation curve, causal effect
     Case("ablation_curve:counts-empty", lambda: curve(counts=()), E.InputError, ("counts",), "(1, 5, 10)"),
     Case("ablation_curve:counts-zero", lambda: curve(counts=(0, 1)), E.InputError, ("counts",), ">= 1"),
@@ -360,10 +363,10 @@ CASES = [
          "one mask per sample"),
     Case("paint_edits:cells-batch", lambda: painted(cells=np.ones((2, 8, 8))), E.InputError, ("cells",),
          "the painted cells of one image"),
-    Case("paint_edits:units-empty", lambda: painted(units=[]), E.InputError, ("units",), "concept_units("),
+    Case("paint_edits:units-empty", lambda: painted(units=[]), E.InputError, ("units",), "iou_units("),
     Case("paint_edits:units-fraction", lambda: painted(units=[1.7]), E.InputError, ("units", "1.7"), "not rounded"),
     Case("paint_edits:units-beyond-k", lambda: painted(k=np.ones(4), units=[1, 9]), E.UnitIndexError,
-         ("units", "[9]", "k has 4"), "cached_insertion_constants"),
+         ("units", "[9]", "k has 4"), "insertion_constants("),
     Case("paint_edits:k-nan", lambda: painted(k=np.full(256, NAN)), E.InputError, ("k", "NaN"), "finite numbers"),
     Case("stroke_coverage:paint-nan", lambda: paint.stroke_coverage(np.full((64, 64), NAN), (8, 8)), E.InputError,
          ("paint",), "clip paint"),
@@ -375,9 +378,9 @@ CASES = [
          ("grid rows",), ">= 1"),
     Case("stroke_coverage:grid-not-pair", lambda: paint.stroke_coverage(np.zeros((64, 64)), 8),
          E.ArgumentTypeError, ("grid",), "layer_grid("),
-    Case("concept_units:n-zero", lambda: paint.concept_units(dissection(), "layer4", "door", 0), E.InputError,
+    Case("iou_units:n-zero", lambda: unit_choice.iou_units(dissection(), "layer4", "door", 0), E.InputError,
          ("n",), ">= 1"),
-    Case("concept_units:concept-unknown", lambda: paint.concept_units(dissection(), "layer4", "castle"),
+    Case("iou_units:concept-unknown", lambda: unit_choice.iou_units(dissection(), "layer4", "castle"),
          E.UnknownNameError, ("castle",), "one of those names"),
     # ---------------------------------------------------------------- comparisons, evaluation
     Case("compare_models:n_samples-zero", lambda: comparisons.compare_models(["toyworld/town"], segmenter(),

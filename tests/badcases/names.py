@@ -16,6 +16,7 @@ import torch
 import core
 from core import models as published
 from core.engine import repair
+from core.userdata.flags import flag_units, load_flags, save_flags, stale_flags, unflag_units
 from tests.badcases.common import Case, environ, town
 
 OWNER = {"kind": "generator", "arch": "progan", "path": "/nowhere/church.pt", "options": {},
@@ -58,14 +59,14 @@ def ufid(layer="layer4", real=REAL, **kw):
 
 
 def cufid(**kw):
-    return lambda: repair.cached_unit_fid(town(), "layer4", FEATS, REAL, cache=False, **kw)
+    return lambda: repair.unit_fid(town(), "layer4", FEATS, REAL, cache=False, **kw)
 
 
 def rtable(units, **kw):
     return lambda: repair.repair_table(town(), "layer4", FEATS, REAL, units, **kw)
 
 
-def flags(fn=repair.save_flags, model="toyworld/town", layer="layer4", *a, **kw):
+def flags(fn=save_flags, model="toyworld/town", layer="layer4", *a, **kw):
     return boxed(lambda tmp: fn(model, layer, *a, **kw), taken=False)
 
 
@@ -138,22 +139,22 @@ CASES = [
     Case("unregister:not-a-string", lambda: published.unregister(["lab/x"]), T, ("model name", "list"),
          "confirm='lab/x'"),
     # ------------------------------------------------------------------ flags: paths and names
-    Case("save_flags:layer-traversal", flags(repair.save_flags, "toyworld/town", "../../../x", [1]), E,
+    Case("save_flags:layer-traversal", flags(save_flags, "toyworld/town", "../../../x", [1]), E,
          ("layer", "'../../../x'"), "layer4"),
-    Case("load_flags:layer-traversal", flags(repair.load_flags, "toyworld/town", "../../x"), E,
+    Case("load_flags:layer-traversal", flags(load_flags, "toyworld/town", "../../x"), E,
          ("layer", "'../../x'"), "layer4"),
-    Case("stale_flags:layer-with-slash", flags(repair.stale_flags, "toyworld/town", "a/b", "ProGAN:1"), E,
+    Case("stale_flags:layer-with-slash", flags(stale_flags, "toyworld/town", "a/b", "ProGAN:1"), E,
          ("layer", "'a/b'"), "layer4"),
-    Case("flag_units:layer-empty", flags(repair.flag_units, "toyworld/town", "", [1]), E, ("layer", "''"),
+    Case("flag_units:layer-empty", flags(flag_units, "toyworld/town", "", [1]), E, ("layer", "''"),
          "layer4"),
-    Case("save_flags:layer-too-long", flags(repair.save_flags, "toyworld/town", "l" * 300, [1]), E,
+    Case("save_flags:layer-too-long", flags(save_flags, "toyworld/town", "l" * 300, [1]), E,
          ("layer", "at most 200"), "layer4"),
-    Case("save_flags:layer-not-a-string", flags(repair.save_flags, "toyworld/town", 4, [1]), E,
+    Case("save_flags:layer-not-a-string", flags(save_flags, "toyworld/town", 4, [1]), E,
          ("layer", "4"), "layer4"),
-    Case("save_flags:model-not-a-string", flags(repair.save_flags, None, "layer4", [1]), E, ("model", "None"),
+    Case("save_flags:model-not-a-string", flags(save_flags, None, "layer4", [1]), E, ("model", "None"),
          "toyworld/town"),
-    Case("load_flags:model-empty", flags(repair.load_flags, "", "layer4"), E, ("model", "''"), "toyworld/town"),
-    Case("save_flags:fingerprint-not-a-string", flags(repair.save_flags, "toyworld/town", "layer4", [1], 5), E,
+    Case("load_flags:model-empty", flags(load_flags, "", "layer4"), E, ("model", "''"), "toyworld/town"),
+    Case("save_flags:fingerprint-not-a-string", flags(save_flags, "toyworld/town", "layer4", [1], 5), E,
          ("fingerprint", "int"), "model_fingerprint"),
     Case("save_flags:by-not-a-string", flags(add=[1], by=7), E, ("by", "int"), "by='ann'"),
     # ------------------------------------------------------------------ flags: unit lists
@@ -170,9 +171,9 @@ CASES = [
     Case("save_flags:add-and-remove-same", flags(add=[2], remove=[2]), E, ("[2]", "add and remove"),
          "in add or in remove"),
     Case("save_flags:n_units-zero", flags(add=[1], n_units=0), E, ("n_units", "0"), "number of units"),
-    Case("flag_units:bool-unit", flags(repair.flag_units, "toyworld/town", "layer4", [True]), E,
+    Case("flag_units:bool-unit", flags(flag_units, "toyworld/town", "layer4", [True]), E,
          ("units", "True"), "list of integers"),
-    Case("unflag_units:unit-fraction", flags(repair.unflag_units, "toyworld/town", "layer4", [2.5]), E,
+    Case("unflag_units:unit-fraction", flags(unflag_units, "toyworld/town", "layer4", [2.5]), E,
          ("units", "2.5"), "list of integers"),
     # ------------------------------------------------------------------ unit FID: counts, before any pass
     Case("unit_fid:n_samples-zero", ufid(n_samples=0, top=2), E, ("n_samples", "got 0"), "n_samples=20000"),
@@ -191,9 +192,9 @@ CASES = [
          ("real", "(4,)", "(3, 3)"), "feature statistics"),
     Case("unit_fid:real-nan", ufid(n_samples=100, top=10, real=(np.full(8, np.nan), np.eye(8))), E,
          ("real", "NaN"), "feature statistics"),
-    Case("cached_unit_fid:n_samples-zero", cufid(n_samples=0, top=2), E, ("n_samples",), "n_samples=20000"),
-    Case("cached_unit_fid:top-one", cufid(n_samples=100, top=1), E, ("top", "got 1"), "top=1000"),
-    Case("cached_unit_fid:seed-negative", cufid(n_samples=100, top=10, seed=-3), E, ("seed", "-3"), "seed=0"),
+    Case("unit_fid:cached-n_samples-zero", cufid(n_samples=0, top=2), E, ("n_samples",), "n_samples=20000"),
+    Case("unit_fid:cached-top-one", cufid(n_samples=100, top=1), E, ("top", "got 1"), "top=1000"),
+    Case("unit_fid:cached-seed-negative", cufid(n_samples=100, top=10, seed=-3), E, ("seed", "-3"), "seed=0"),
     # ------------------------------------------------------------------ repair: units and counts, before any pass
     Case("repair_table:units-empty", rtable([]), E, ("units", "empty"), "flag at least one unit"),
     Case("repair_table:units-none", rtable(None), E, ("units", "empty"), "flag at least one unit"),

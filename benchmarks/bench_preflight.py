@@ -1,7 +1,7 @@
 """Benchmark: how fast, and in how little memory, the checkpoint pre-flight refuses memory bombs.
 
-    python scripts/bench_preflight.py                 # writes docs/reports/preflight.json
-    python scripts/bench_preflight.py --repeats 3 --sizes
+    python benchmarks/bench_preflight.py                 # writes docs/reports/preflight.json
+    python benchmarks/bench_preflight.py --repeats 3 --sizes
 
 Builds, in a temporary folder, the files of issue 18: ProGAN-shaped state dicts of stride-0 views
 claiming widths 5000 and 20000 (2 KB files), and a SegFormer folder whose config.json claims huge
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from core.base import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,19 +169,14 @@ def main():
     ap.add_argument("--sizes", action="store_true", help="also check the size formulas against the real modules")
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "preflight.json"))
     a = ap.parse_args()
+    started = provenance.stamp()
     with tempfile.TemporaryDirectory(prefix="ganatomy-preflight-") as tmp:
         d = Path(tmp)
         files = make_files(d)
-        load_before = os.getloadavg()
         rows = bench(files, a.repeats, d / "out")
-        load_after = os.getloadavg()
     report = {
         "what": "checkpoint pre-flight refusals (issue 18), each in a fresh process; medians of "
                 f"{a.repeats} runs",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-                    "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in load_after],
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "goal": "each refusal in < 2 s and < 300 MB peak RSS (beyond what import core itself takes)",
         "results": rows,
     }
@@ -188,8 +184,7 @@ def main():
         r = run_measured([sys.executable, "-c", SIZES])
         report["size_formulas"] = json.loads(r["stdout"]) if r["rc"] == 0 else {"error": r["stderr"][-500:]}
         print("size formulas:", report["size_formulas"])
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=1) + "\n")
+    provenance.write_report(a.out, report, started=started)
     print(f"wrote {a.out}")
 
 

@@ -2,25 +2,26 @@
 
 Runs the browser test's flow (tests/test_browser.py: ``streamlit run`` headless, Debian's
 chromium through Playwright) ``--repeat`` times, each with a fresh server, and writes every
-run's figures, their median and maximum, the machine and its load average to
-docs/reports/dashboard_timings.json. The test itself asserts behaviour only; the speed targets
+run's figures, their median and maximum, each run's load average and the stamp of
+``core.base.provenance`` (command, commit, machine, load) to docs/reports/dashboard_timings.json. The test itself asserts behaviour only; the speed targets
 live here and are reported, never enforced::
 
-    python scripts/bench_dashboard.py                 # 3 runs -> docs/reports/dashboard_timings.json
-    python scripts/bench_dashboard.py --repeat 1 --out /tmp/t.json
+    python benchmarks/bench_dashboard.py                 # 3 runs -> docs/reports/dashboard_timings.json
+    python benchmarks/bench_dashboard.py --repeat 1 --out /tmp/t.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from core.base import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "reports" / "dashboard_timings.json"
@@ -53,6 +54,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.repeat < 1:
         ap.error(f"--repeat must be at least 1, got {a.repeat}")
+    started = provenance.stamp(None if argv is None else [__file__, *argv])
     if not Path("/usr/bin/chromium").exists():
         sys.exit("bench_dashboard: /usr/bin/chromium is missing (Debian: apt-get install chromium)")
     runs = []
@@ -70,16 +72,12 @@ def main(argv=None):
             print(f"run {i + 1}/{a.repeat}: {json.dumps({k: round(v, 3) for k, v in headline(runs[-1]['measured']).items()})}"
                   f" ({time.perf_counter() - t:.0f} s)", flush=True)
     report = {"summary": summarise(runs), "runs": runs,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "load_average_1min": [x for r in runs for x in r["load_average_1min"].values()],
-              "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "command": "python scripts/bench_dashboard.py --repeat %d" % a.repeat,
+              "load_1min_during_runs": [x for r in runs for x in r["load_average_1min"].values()],
               "note": runs[-1]["note"] + ". Targets are reported, never enforced by a test."}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1) + "\n")
+    provenance.write_report(a.out, report, started=started)
     for k, s in report["summary"].items():
         print(f"{k:20s} median {s['median']:.2f} s  max {s['max']:.2f} s  (target {s['target']} s)")
-    print(f"load average (1 min) over the runs: {report['load_average_1min']}; written to {a.out}")
+    print(f"load average (1 min) over the runs: {report['load_1min_during_runs']}; written to {a.out}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Stress: writers racing on one cache key (issue 18, "Cache you can trust").
 
-    python scripts/stress_cache.py                       # 2 processes x 300 saves per phase -> docs/reports/cache_stress.json
-    python scripts/stress_cache.py --n 40 --out /tmp/cache_stress.json --start-method fork
+    python benchmarks/stress_cache.py                       # 2 processes x 300 saves per phase -> docs/reports/cache_stress.json
+    python benchmarks/stress_cache.py --n 40 --out /tmp/cache_stress.json --start-method fork
 
 Three phases, each with ``--procs`` writer processes (default 2) in a fresh cache folder:
 
@@ -17,8 +17,8 @@ Three phases, each with ``--procs`` writer processes (default 2) in a fresh cach
 A payload is internally consistent: its array ``a`` holds ``meta["value"]`` ``meta["n"]`` times and
 ``meta["writer"]`` is the value's writer. Every read is checked; the report counts failures
 (exceptions), inconsistent reads (arrays of one payload with metadata of another), missing
-reads (no entry right after a save), reads, seconds (with and without the processes' start-up),
-the load average and the CPU count. Exit status 1 when anything but 0 failures and 0 bad reads.
+reads (no entry right after a save), reads and seconds (with and without the processes' start-up);
+the report's stamp (``core.base.provenance``) holds the machine and its load. Exit status 1 when anything but 0 failures and 0 bad reads.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.base import cache
+from core.base import cache, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 KIND = "stress"
@@ -172,7 +171,6 @@ def run_phase(phase: str, n: int, procs: int, root: Path, start_method: str) -> 
 
 
 def run(n: int = 300, procs: int = 2, start_method: str = "spawn", phases=PHASES) -> dict:
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     out = {}
     for phase in phases:
@@ -182,11 +180,7 @@ def run(n: int = 300, procs: int = 2, start_method: str = "spawn", phases=PHASES
              ("saves", "reads", "failures", "inconsistent_reads", "missing_reads", "rounds_with_different_winners",
               "temporaries_left")}
     return {**total, "processes": procs, "saves_per_process_per_phase": n, "start_method": start_method,
-            "phases": out, "seconds": round(time.perf_counter() - t0, 2),
-            "load_average_before": [round(x, 2) for x in load_before] if load_before else None,
-            "load_average_after": [round(x, 2) for x in os.getloadavg()] if load_before else None,
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "cache_format": cache.FORMAT}
+            "phases": out, "seconds": round(time.perf_counter() - t0, 2), "cache_format": cache.FORMAT}
 
 
 def main(argv=None) -> int:
@@ -196,10 +190,9 @@ def main(argv=None) -> int:
     ap.add_argument("--start-method", default="spawn", choices=mp.get_all_start_methods())
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "cache_stress.json"))
     a = ap.parse_args(argv)
+    started = provenance.stamp(None if argv is None else [__file__, *argv])
     report = run(a.n, a.procs, a.start_method)
-    report["command"] = " ".join(["python scripts/stress_cache.py", *(argv if argv is not None else sys.argv[1:])])
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    cache.atomic_write_text(a.out, json.dumps(report, indent=1) + "\n")
+    provenance.write_report(a.out, report, started=started)
     print(json.dumps({k: v for k, v in report.items() if k != "phases"}, indent=1))
     for name, p in report["phases"].items():
         print(name, {k: v for k, v in p.items() if k != "failure_examples"})

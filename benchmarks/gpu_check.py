@@ -1,7 +1,7 @@
 """The prepared GPU check (issue 21): what GANatomy does on one accelerator, in one run.
 
-    bash scripts/gpu_check.sh                     # on the GPU machine: cuda, 10,000 samples, ~5 minutes
-    python scripts/gpu_check.py --device cpu --quick --out /tmp/gpu_check.json    # the same steps, tiny (tests)
+    bash benchmarks/gpu_check.sh                  # on the GPU machine: cuda, 10,000 samples, ~5 minutes
+    python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gpu_check.json    # the same steps, tiny (tests)
 
 Measured, each against what it is compared with in the same run:
 1. dissection of layer4 of a random ProGAN in the published 256x256 LSUN layout with a
@@ -16,12 +16,12 @@ Measured, each against what it is compared with in the same run:
    dissects, each in its own thread as a lab server's sessions are; the what-if's latency
    then, and its images checked against the solo ones;
 5. peak GPU memory of the whole run.
-Writes one JSON (default docs/reports/gpu_check.json) that the README quotes.
+Writes one JSON (default docs/reports/gpu_check.json) that the README quotes, stamped by
+``core.base.provenance`` (command, commit, machine with its GPU, load, versions).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import threading
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import core
+from core.base import provenance
 from core.base.sampling import z_range
 from core.models import toynets as nets
 
@@ -85,6 +86,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny models and counts: checks the script, measures nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "reports" / "gpu_check.json")
     a = ap.parse_args()
+    started = provenance.stamp()
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device here (use --device cpu --quick to check the script)")
@@ -97,7 +99,7 @@ def main():
     steps = 3 if a.quick else 150
     calls = 3 if a.quick else 50
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-              "torch": torch.__version__, "quick": a.quick, "command": "python " + " ".join(sys.argv)}
+              "quick": a.quick}
 
     # 1. dissection of the published-layout model
     G, seg = published(device, a.quick)
@@ -182,9 +184,8 @@ def main():
                         "dissection_ratio_to_bare>=0.9": report["dissection"]["ratio_to_bare"] >= 0.9,
                         "whatif_p95<=20ms": report["whatif_town"]["p95_ms"] <= 20,
                         "ace<=10s": report["ace"]["seconds_optimisation"] <= 10}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    provenance.write_report(a.out, report, started=started)
+    print(a.out.read_text())
 
 
 if __name__ == "__main__":

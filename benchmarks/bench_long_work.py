@@ -1,7 +1,7 @@
 """The dashboard's long jobs at their default settings, timed on this machine (issue 20, item 3).
 
-    python scripts/bench_long_work.py                  # every job, writes docs/reports/long_work.json
-    python scripts/bench_long_work.py --jobs curve,paint_switch --out /tmp/long.json
+    python benchmarks/bench_long_work.py                  # every job, writes docs/reports/long_work.json
+    python benchmarks/bench_long_work.py --jobs curve,paint_switch --out /tmp/long.json
 
 Each job is what its page runs when a user presses its button with the page's defaults
 (toyworld/town, layer4, door; the Causal units page's 50 ACE steps and 100 curve images, the
@@ -12,19 +12,19 @@ results shipped with the zoo, as on a fresh clone.
 
 Beside each time: the bare generator + segmenter passes measured in the same run (images per
 second), so a figure can be read as "this many forward passes" on another machine. The machine,
-its load and the thread count are in the report.
+its load and the thread count are in the report's stamp (``core.base.provenance``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from core.base import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "reports" / "long_work.json"
@@ -51,16 +51,17 @@ def job_ablation_curve(G, seg):
     ace_like = list(range(20))                       # any 20 units: the cost does not depend on which
     rankings = {"ace": ace_like, "iou": (-iou).argsort(kind="stable")[:20].tolist()}
     t = time.perf_counter()
-    causal.ablation_curve(G, seg, "layer4", "door", rankings, counts=(1, 2, 5, 10, 20), n_samples=100)
+    causal.ablation_curve(G, seg, "layer4", "door", rankings, counts=(1, 2, 5, 10, 20), n_samples=100,
+                          cache=False)
     return time.perf_counter() - t, {"images": 100, "counts": [1, 2, 5, 10, 20], "rankings": 2}
 
 
 def job_removal_table(G, seg):
     import core
-    from core.engine import causal
+    from core.studies import over_seeds
     gens = {n: core.load_generator(f"toyworld/{n}") for n in ("lake", "room", "town")}
     t = time.perf_counter()
-    causal.removal_table(gens, seg, "layer4", ["door"], n_units=20, ace_steps=50, n_samples=100)
+    over_seeds.removal_table(gens, seg, "layer4", ["door"], n_units=20, ace_steps=50, n_samples=100, cache=False)
     return time.perf_counter() - t, {"generators": list(gens), "ace_steps": 50, "images": 100}
 
 
@@ -69,19 +70,20 @@ def job_unit_fid(G, seg):
     from core.engine import repair
     from core.studies import evaluation
     feats = core.load_features("toyworld")
-    real = evaluation.cached_real_stats(feats, "town", G.resolution)      # the page's real statistics (cached)
+    real = evaluation.scene_stats(feats, "town", G.resolution)      # the page's real statistics (cached)
     t = time.perf_counter()
-    repair.cached_unit_fid(G, "layer4", feats, real, n_samples=500, top=50, cache=False)
+    repair.unit_fid(G, "layer4", feats, real, n_samples=500, top=50, cache=False)
     return time.perf_counter() - t, {"images": 500, "top": 50, "units": 256}
 
 
 def job_context_study(G, seg):
     import core
-    from core.engine.intervention import cached_insertion_constants
-    from core.studies import context, paint
+    from core.engine.intervention import insertion_constants
+    from core.studies import context
+    from core.studies import units as unit_choice
     dis = core.dissect(G, seg, ["layer4"], 500)
-    units = paint.concept_units(dis, "layer4", "door", 20)
-    k = cached_insertion_constants(G, seg, "layer4", "door", n_samples=100)
+    units = unit_choice.iou_units(dis, "layer4", "door", 20)
+    k = insertion_constants(G, seg, "layer4", "door", n_samples=100)
     value, mult = context.unit_values(k, units, 3.0, dis.quantiles("layer4"))
     t = time.perf_counter()
     out = context.context_over_seeds(G, seg, "layer4", units, value, "door", seeds=(0, 1, 2), n_images=2,
@@ -121,7 +123,7 @@ def main(argv=None):
         ap.error(f"--jobs: unknown {', '.join(unknown)}; choose from {', '.join(JOBS)}")
     threads = int(os.environ.get("GANATOMY_TORCH_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(threads)
-    load0 = os.getloadavg()[0]
+    started = provenance.stamp(None if argv is None else [__file__, *argv])
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GANATOMY_CACHE"] = tmp            # nothing reused from an earlier run
         os.environ["GANATOMY_SHIPPED_RESULTS"] = "0"
@@ -137,13 +139,8 @@ def main(argv=None):
             os.environ["GANATOMY_SHIPPED_RESULTS"] = "0"
             print(f"  {seconds:.1f} s (target {TARGETS_S[j]:g} s)", flush=True)
     report = {"jobs": results, "bare_generator_plus_segmenter_images_per_s": round(rate, 1),
-              "torch_threads": threads, "load_average_1min": {"start": load0, "end": os.getloadavg()[0]},
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                          "torch": torch.__version__},
-              "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "command": "python scripts/bench_long_work.py " + " ".join(argv if argv is not None else [])}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1) + "\n")
+              "torch_threads": threads}
+    provenance.write_report(a.out, report, started=started)
     print(f"written to {a.out}")
 
 

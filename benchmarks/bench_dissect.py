@@ -1,10 +1,10 @@
 """Benchmark: full dissection vs the bare forward passes it cannot avoid, in one run.
 
-    python scripts/bench_dissect.py                          # toyworld/town, all layers, 2,000 samples
-    python scripts/bench_dissect.py --samples 500 --layers layer4
-    python scripts/bench_dissect.py --published --device cuda --samples 10000 --layers layer4
+    python benchmarks/bench_dissect.py                          # toyworld/town, all layers, 2,000 samples
+    python benchmarks/bench_dissect.py --samples 500 --layers layer4
+    python benchmarks/bench_dissect.py --published --device cuda --samples 10000 --layers layer4
         # random 256x256 ProGAN in the published LSUN layout + a 28M-parameter segmenter
-    python scripts/bench_dissect.py --samples 500 --layers layer4 --basis sae
+    python benchmarks/bench_dissect.py --samples 500 --layers layer4 --basis sae
         # all 1,024 features of the layer's sparse dictionary vs its 256 units, same samples
 
 Prints (and writes to docs/reports/dissect_bench*.json) the time of the bare generator +
@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 import core
-from core import training
+from core.base import provenance
 from core.base.hooks import layer_names
 from core.base.sampling import z_range
 from core.models import toynets as nets
 
+ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_2018 = {"seconds": 80, "layers": 1, "samples": 500, "model": "64x64 generator",
                   "hardware": "2 CPU cores", "images_per_second_256px_model": 0.4}
 
@@ -66,6 +65,7 @@ def main():
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    started = provenance.stamp()
     device = torch.device(a.device)
     if a.published:
         torch.manual_seed(0)
@@ -85,7 +85,7 @@ def main():
         if len(layers) != 1:
             sys.exit("--basis: give one layer with --layers (a basis belongs to one layer)")
         from core.engine import bases
-        basis = bases.cached_basis(G, layers[0], a.basis)
+        basis = bases.fit_basis(G, layers[0], a.basis)
     bare_forward(G, seg, batch, batch, device)        # warm-up (allocator, kernels)
     # alternate the measurements and keep the fastest of each: shared machines drift
     bare_runs, dis_runs, basis_runs = [], [], []
@@ -104,7 +104,7 @@ def main():
     out = {
         "model": name, "layers": layers, "units": int(sum(res.iou(x).shape[0] for x in layers)),
         "samples": a.samples, "batch_size": batch, "resolution": res.meta["resolution"],
-        "device": training.hardware() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
         "segmenter_params_M": seg_params,
         "bare_forward_seconds": round(t_bare, 2), "dissect_seconds": round(t_dis, 2),
         "ratio": round(t_dis / t_bare, 3),
@@ -112,7 +112,6 @@ def main():
         "inside_dissect": {"forward_seconds": round(res.meta["forward_seconds"], 2),
                            "stats_seconds": round(res.meta["stats_seconds"], 2)},
         "reference_2018": REFERENCE_2018,
-        "command": "python " + " ".join(sys.argv),
     }
     if basis is not None:
         out["basis"] = {"name": basis.name, "features": basis.n_features, "dissect_seconds": round(min(basis_runs), 2),
@@ -121,13 +120,11 @@ def main():
                         "ratio_vs_bare": round(min(basis_runs) / t_bare, 3),
                         "inside_dissect": {"forward_seconds": round(res_b.meta["forward_seconds"], 2),
                                            "stats_seconds": round(res_b.meta["stats_seconds"], 2)}}
-    out["load_1min_end"] = os.getloadavg()[0]
     print(json.dumps(out, indent=1))
     path = Path(a.out) if a.out else ROOT / "docs" / "reports" / (
         "dissect_bench_published.json" if a.published else
         f"dissect_bench_{a.basis}_{layers[0]}.json" if basis is not None else "dissect_bench.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
+    provenance.write_report(path, out, started=started)
 
 
 if __name__ == "__main__":

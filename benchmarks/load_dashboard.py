@@ -20,10 +20,10 @@ their URLs and by their pixels, which tells a changed media URL from a changed i
 Reports p50/p95 latency per kind, errors (exceptions shown on a page, failed waits), server
 RSS (now and peak, from /proc), and writes docs/reports/load.json::
 
-    python scripts/load_dashboard.py                        # 8 what-if + 2 paint sessions, 8 rounds
-    python scripts/load_dashboard.py --think 2 --out docs/reports/load_think2.json   # users who pause
-    python scripts/load_dashboard.py --protocol 7 --out docs/reports/load_mixed.json    # 1 what-if tab in chromium
-    python scripts/load_dashboard.py --whatif 4 --paint 1 --rounds 4 --out /tmp/load.json
+    python benchmarks/load_dashboard.py                        # 8 what-if + 2 paint sessions, 8 rounds
+    python benchmarks/load_dashboard.py --think 2 --out docs/reports/load_think2.json   # users who pause
+    python benchmarks/load_dashboard.py --protocol 7 --out docs/reports/load_mixed.json    # 1 what-if tab in chromium
+    python benchmarks/load_dashboard.py --whatif 4 --paint 1 --rounds 4 --out /tmp/load.json
 
 ``--protocol N`` runs N of the what-if sessions without a browser: each speaks Streamlit's own
 websocket protocol (the rerun a tab sends on Enter, the images it fetches), so the server carries
@@ -38,9 +38,7 @@ import argparse
 import asyncio
 import importlib.util
 import io
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -49,6 +47,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from core.base import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "reports" / "load.json"
@@ -469,8 +469,9 @@ def main(argv=None):
         ap.error("--whatif: at most 30 sessions (unit sets of 8 per session must fit layer4's 256 units)")
     if not Path(CHROMIUM).exists():
         sys.exit(f"load_dashboard: {CHROMIUM} is missing (Debian: apt-get install chromium)")
+    started = provenance.stamp(None if argv is None else [__file__, *argv])
     t_start = time.perf_counter()
-    load = {"start": os.getloadavg()[0]}
+    load_editing = None
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         print("pre-filling a private cache (dissections at 50 samples, paint's insertion values)…", flush=True)
@@ -502,13 +503,12 @@ def main(argv=None):
                             + [ProtocolSession("whatif", i, url, a.rounds, a.guard, a.think)
                                for i in range(n_browser, a.whatif)]
                             + [Session("paint", j, url, a.rounds, a.guard, a.think) for j in range(a.paint)])
-                load["editing"] = os.getloadavg()[0]
+                load_editing = provenance.load_1min()
                 edit_s, cpu = asyncio.run(_drive(sessions, max(1.0, t_start + a.limit - time.perf_counter())))
                 hung = [f"{s.kind}{s.i}" for s in sessions if not s.done and not s.errors]
             finally:
                 stop.set()
                 rss_now = _rss_mb(server.pid) if server.poll() is None else (float("nan"), float("nan"))
-    load["end"] = os.getloadavg()[0]
 
     # the images every session saw, checked against its own inputs
     wrong, url_changes, pixel_changes, compared = [], 0, 0, 0
@@ -557,10 +557,7 @@ def main(argv=None):
         "editing_seconds": edit_s,
         "cpu_seconds_while_editing": cpu,
         "total_seconds": time.perf_counter() - t_start,
-        "load_average_1min": load,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "python scripts/load_dashboard.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "load_1min_editing": load_editing,
         "note": "latency: what-if = Enter in the units box -> all eight 'after' images loaded; whatif_server = "
                 "Enter -> the websocket message carrying the edited images received by the browser's network "
                 "stack (the server's answer, before the page renders it); "
@@ -572,8 +569,7 @@ def main(argv=None):
                 "The browser runs on the same machine as the server: cpu_seconds_while_editing says how the CPU "
                 "was shared between them.",
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1) + "\n")
+    provenance.write_report(a.out, report, started=started)
     for k, v in report["latency_s"].items():
         if v["n"]:
             print(f"{k:7s} n={v['n']:3d}  p50 {v['p50']:.2f} s  p95 {v['p95']:.2f} s  max {v['max']:.2f} s")
