@@ -3,7 +3,8 @@
 Runs the browser test's flow (tests/test_browser.py: ``streamlit run`` headless, Debian's
 chromium through Playwright) ``--repeat`` times, each with a fresh server, and writes every
 run's figures, their median and maximum, each run's load average and the stamp of
-``core.base.provenance`` (command, commit, machine, load) to docs/reports/dashboard_timings.json. The test itself asserts behaviour only; the speed targets
+``core.base.provenance`` (command, commit, machine, load) to docs/reports/dashboard_timings.json.
+The test itself asserts behaviour only; the speed targets
 live here and are reported, never enforced::
 
     python benchmarks/bench_dashboard.py                 # 3 runs -> docs/reports/dashboard_timings.json
@@ -42,7 +43,8 @@ def summarise(runs: list[dict]) -> dict:
     for k, target in TARGETS.items():
         vals = [h[k] for h in heads]
         med = statistics.median(vals)
-        out[k] = {"median": med, "max": max(vals), "runs": vals, "target": target, "median_within_target": med <= target}
+        out[k] = {"median": med, "max": max(vals), "runs": vals, "target": target,
+                  "median_within_target": med <= target}
     return out
 
 
@@ -69,7 +71,8 @@ def main(argv=None):
             if r.returncode != 0 or not path.exists():
                 sys.exit(f"bench_dashboard: run {i + 1} failed (pytest exit {r.returncode}); see its output above")
             runs.append(json.loads(path.read_text()))
-            print(f"run {i + 1}/{a.repeat}: {json.dumps({k: round(v, 3) for k, v in headline(runs[-1]['measured']).items()})}"
+            print(f"run {i + 1}/{a.repeat}: "
+                  f"{json.dumps({k: round(v, 3) for k, v in headline(runs[-1]['measured']).items()})}"
                   f" ({time.perf_counter() - t:.0f} s)", flush=True)
     report = {"summary": summarise(runs), "runs": runs,
               "load_1min_during_runs": [x for r in runs for x in r["load_average_1min"].values()],

@@ -104,11 +104,13 @@ def main():
     out = {
         "model": name, "layers": layers, "units": int(sum(res.iou(x).shape[0] for x in layers)),
         "samples": a.samples, "batch_size": batch, "resolution": res.meta["resolution"],
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"CPU, {torch.get_num_threads()} threads"),
         "segmenter_params_M": seg_params,
         "bare_forward_seconds": round(t_bare, 2), "dissect_seconds": round(t_dis, 2),
         "ratio": round(t_dis / t_bare, 3),
-        "all_runs": {"bare_forward": [round(x, 2) for x in bare_runs], "dissect": [round(x, 2) for x in dis_runs]}, "images_per_second": round(a.samples / t_dis, 1),
+        "all_runs": {"bare_forward": [round(x, 2) for x in bare_runs], "dissect": [round(x, 2) for x in dis_runs]},
+        "images_per_second": round(a.samples / t_dis, 1),
         "inside_dissect": {"forward_seconds": round(res.meta["forward_seconds"], 2),
                            "stats_seconds": round(res.meta["stats_seconds"], 2)},
         "reference_2018": REFERENCE_2018,

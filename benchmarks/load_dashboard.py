@@ -544,7 +544,8 @@ def main(argv=None):
                      "pinned": "server on CPU 0, browser on the others" if a.pin else False},
         "latency_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95), "max": max(v) if v else None,
                           "mean": statistics.fmean(v) if v else None} for k, v in lat.items()},
-        "errors": [f"{s.kind}{s.i}: {e}" for s in sessions for e in s.errors] + [f"{h}: hung past --limit" for h in hung],
+        "errors": ([f"{s.kind}{s.i}: {e}" for s in sessions for e in s.errors]
+                   + [f"{h}: hung past --limit" for h in hung]),
         "whatif_image_sets_checked": compared,
         "checker_fetch_retries": FETCH_RETRIES,
         "whatif_wrong_or_cross_session_image_sets": wrong,

@@ -1,6 +1,6 @@
 """Stress: writers racing on one cache key (issue 18, "Cache you can trust").
 
-    python benchmarks/stress_cache.py                       # 2 processes x 300 saves per phase -> docs/reports/cache_stress.json
+    python benchmarks/stress_cache.py   # 2 processes x 300 saves per phase -> docs/reports/cache_stress.json
     python benchmarks/stress_cache.py --n 40 --out /tmp/cache_stress.json --start-method fork
 
 Three phases, each with ``--procs`` writer processes (default 2) in a fresh cache folder:
@@ -18,7 +18,8 @@ A payload is internally consistent: its array ``a`` holds ``meta["value"]`` ``me
 ``meta["writer"]`` is the value's writer. Every read is checked; the report counts failures
 (exceptions), inconsistent reads (arrays of one payload with metadata of another), missing
 reads (no entry right after a save), reads and seconds (with and without the processes' start-up);
-the report's stamp (``core.base.provenance``) holds the machine and its load. Exit status 1 when anything but 0 failures and 0 bad reads.
+the report's stamp (``core.base.provenance``) holds the machine and its load. Exit status 1 when anything
+but 0 failures and 0 bad reads.
 """
 from __future__ import annotations
 
@@ -161,7 +162,8 @@ def run_phase(phase: str, n: int, procs: int, root: Path, start_method: str) -> 
     split = sum(len(set(ws)) > 1 for ws in zip(*(r["winners"] for r in per), strict=False))
     failures = [f for r in per for f in r["failures"]]
     exit_codes = [p.exitcode for p in ps]
-    left = sorted(p.name for p in (root / KIND).iterdir() if p.name.startswith(".tmp-")) if (root / KIND).exists() else []
+    left = (sorted(p.name for p in (root / KIND).iterdir() if p.name.startswith(".tmp-"))
+            if (root / KIND).exists() else [])
     return {"saves": sum(r["saves"] for r in per), "reads": sum(r["reads"] for r in per),
             "failures": len(failures) + sum(c != 0 for c in exit_codes), "failure_examples": failures[:3],
             "inconsistent_reads": sum(r["inconsistent"] for r in per), "missing_reads": sum(r["missing"] for r in per),

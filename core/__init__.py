@@ -33,10 +33,10 @@ from core.base.errors import (
 )
 from core.base.hooks import Trace
 from core.base.protocols import check_generator, check_segmenter
+from core.engine.bases import fit_basis
 from core.engine.causal import AceOptions, AceResult, ablation_curve, ace, causal_effect, context_study, trace_effect
 from core.engine.dissection import Dissection, DissectOptions, dissect, label_categories
 from core.engine.fid import FeatureStats, feature_stats, frechet_distance
-from core.engine.bases import fit_basis
 from core.engine.intervention import Edit, generate, insertion_constants
 from core.engine.repair import repair_table, unit_fid
 from core.models import checkpoint_series, list_models, load_features, load_generator, load_segmenter
@@ -49,7 +49,8 @@ __all__ = ["cache", "errors", "hooks", "protocols", "sampling", "toyworld", "mod
            "GanatomyError", "InputError", "UnknownNameError", "UnitIndexError", "ArgumentTypeError", "ProtocolError",
            "CheckpointError", "MissingWeightsError", "MissingPackageError", "DownloadError", "BudgetError",
            "CacheError", "checkpoint_series", "list_models", "load_features", "load_generator", "load_segmenter",
-           "ProGAN", "ablation_curve", "ace", "AceOptions", "AceResult", "fit_basis", "causal_effect", "context_study", "trace_effect",
+           "ProGAN", "ablation_curve", "ace", "AceOptions", "AceResult", "fit_basis", "causal_effect", "context_study",
+           "trace_effect",
            "Dissection", "DissectOptions", "dissect", "label_categories", "FeatureStats", "feature_stats",
            "frechet_distance", "Edit", "generate", "insertion_constants", "repair_table",
            "unit_fid"]

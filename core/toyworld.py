@@ -183,7 +183,8 @@ def _noise_tile(size: int) -> torch.Tensor:
 def _prefix(size: int) -> torch.Tensor:
     """P[j, i] = 1 if i < j: a row span [a, b) is P[b] - P[a]."""
     if size not in _PREFIX:
-        _PREFIX[size] = _u8(torch.arange(size, device="cpu").view(1, -1) < torch.arange(size + 1, device="cpu").view(-1, 1))
+        _PREFIX[size] = _u8(torch.arange(size, device="cpu").view(1, -1)
+                            < torch.arange(size + 1, device="cpu").view(-1, 1))
     return _PREFIX[size]
 
 
@@ -713,7 +714,8 @@ def _room(C: _Canvas, D: _Draw):
     ppw, pph, pr = D.u(0.02, 0.035), D.u(0.04, 0.07), D.u(0.035, 0.07)
     pxc2, fits = on_floor(D.u(), 2 * ppw, pbase)
     has_plant = D.coin(0.55) & fits
-    k = C.slot("plant/pot", _color(D, [((0.02, 0.08), (0.5, 0.8), (0.35, 0.65)), ((0.0, 1.0), (0.0, 0.15), (0.2, 0.95))]),
+    k = C.slot("plant/pot", _color(D, [((0.02, 0.08), (0.5, 0.8), (0.35, 0.65)),
+                                       ((0.0, 1.0), (0.0, 0.15), (0.2, 0.95))]),
                noise=0.05)
     C.paint(k, C.trapezoid(pxc2, pbase - pph, pbase, ppw, ppw * 0.75), has_plant)
     k = C.slot("plant/leaves", _foliage_color(D), noise=0.3)

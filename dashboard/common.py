@@ -136,7 +136,8 @@ def plain(text) -> str:
     make a link (also a bare ``http://`` or ``www.`` one), an image, bold, code, a heading, maths, a
     colour or an icon is escaped, and a bare ``http:`` / ``www.`` gets an invisible word joiner, which
     Streamlit's link detection does not cross (a display name or a file name with
-    ``![x](http://...)`` in it shows those characters, and nothing is a link or fetched). Underscores are left as they are: inside a
+    ``![x](http://...)`` in it shows those characters, and nothing is a link or fetched). Underscores are
+    left as they are: inside a
     word (paths, setting names) markdown keeps them, and they never make a link."""
     escaped = _MARKDOWN.sub(lambda m: "\\" + next(g for g in m.groups() if g), str(text))
     return _AUTOLINK.sub("\\1\u2060", escaped)       # a bare URL stays text: a word joiner, invisible, breaks it

@@ -48,7 +48,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     started = provenance.stamp(None if argv is None else [__file__, *argv])
     G, seg = core.load_generator(a.model), core.load_segmenter("toyworld")
-    out = {"model": a.model, "layer": a.layer, "seeds": a.seeds, "ace_steps": a.ace_steps, "ace_batch_size": a.batch_size, "counts": a.counts,
+    out = {"model": a.model, "layer": a.layer, "seeds": a.seeds, "ace_steps": a.ace_steps,
+           "ace_batch_size": a.batch_size, "counts": a.counts,
            "curve_samples": a.curve_samples, "dissect_samples": a.dissect_samples, "concepts": {}}
     for concept in a.concepts:
         c = seg.labels.index(concept)

@@ -186,7 +186,8 @@ def section_causal(out, a, seg):
 
 def section_context(out, a, seg):
     """Door insertion by context (walls vs sky) on town layer4: the top 20 units or features by ACE (one
-    ACE, seed 0, or a fresh one per image seed) or by IoU (the 400-sample dissection, as Paint picks them), a 2x2-cell brush at
+    ACE, seed 0, or a fresh one per image seed) or by IoU (the 400-sample dissection, as Paint picks them), a
+    2x2-cell brush at
     ``--context-scale`` x k, seeds ``--context-seeds`` of ``--context-images`` images each. The Paint
     defaults (ACE, 3 x k) are stored as ``context_door[basis]``, others as ``[basis-ranking-xscale]``."""
     layer = "layer4"

@@ -32,8 +32,8 @@ import core
 from core.base import provenance
 from core.base.sampling import z_range
 from core.engine import causal
-from core.studies import over_seeds
 from core.engine.intervention import Edit, generate, insertion_constants
+from core.studies import over_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 

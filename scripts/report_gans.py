@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 import core
 from core import toyworld, training
 from core.base import provenance
@@ -39,6 +38,8 @@ from core.engine.fid import frechet_distance
 from core.models.zoo import GAN_DIR
 from core.outputs.visualize import to_uint8
 from core.studies import evaluation
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REPORTS = ROOT / "docs" / "reports"
 GRIDS = ROOT / "docs" / "gans"
@@ -212,7 +213,8 @@ def main():
             "fid_real_vs_real": round(real_vs_real(features, scene, res, real, a.n_gen), 4),
             "n_generated": a.n_gen, "n_real": REAL_N,
             "swd_final": rounded(final["ms_swd"]),
-            "swd_real_vs_real": rounded(swd.ms_swd(real_p, evaluation.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))),
+            "swd_real_vs_real": rounded(swd.ms_swd(
+                real_p, evaluation.real_patches(scene, a.n_gen, seed=RR_SEED, size=res))),
             "n_swd_real": a.n_swd_real,
         }
         if scene == "town" and len(series) > 1:
@@ -247,7 +249,8 @@ def main():
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         card.update({"eval_fid_10k_real": entry["fid_final"], "eval_fid_earliest": entry["earliest"],
                      "eval_fid_real_vs_real": entry["fid_real_vs_real"], "eval_n_generated": a.n_gen,
-                     "eval_ms_swd": entry["swd_final"]["avg"], "eval_ms_swd_real_vs_real": entry["swd_real_vs_real"]["avg"]})
+                     "eval_ms_swd": entry["swd_final"]["avg"],
+                     "eval_ms_swd_real_vs_real": entry["swd_real_vs_real"]["avg"]})
         card_path.write_text(json.dumps(card, indent=1))
         print(json.dumps({k: v for k, v in entry.items() if k != "frequency"}, indent=1))
     if "town" in a.scenes and len(core.checkpoint_series("toyworld/town")) > 1:

@@ -51,7 +51,8 @@ def measure(name, seg, layers, n, seed, bar) -> dict:
     res = core.dissect(G, seg, layers, n, seed=seed, progress=lambda d, t: bar.set_postfix_str(f"{name} {d}/{t}"))
     out = {}
     for layer in layers:
-        out[layer] = {"reference": counts(res, layer), "reference_accuracy_0.75": counts(res, layer, pixel_accuracy=0.75),
+        out[layer] = {"reference": counts(res, layer),
+                      "reference_accuracy_0.75": counts(res, layer, pixel_accuracy=0.75),
                       "max-iou": counts(res, layer, labeling="max-iou"), "per_category": by_category(res, layer, seg)}
     return out
 

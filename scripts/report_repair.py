@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 import core
 from core import toyworld
 from core.base import cache, provenance
 from core.engine import repair
 from core.studies import evaluation
 from core.userdata.flags import load_flags
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DARK_SKY = 0.2      # an image has a dark (night) sky when its top quarter's mean brightness in [0, 1] is below this
 

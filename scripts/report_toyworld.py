@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
 from core import load_features, load_segmenter, toyworld
 from core.base import provenance
 from core.studies import evaluation
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REPORTS = ROOT / "docs" / "reports"
 

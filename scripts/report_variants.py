@@ -26,10 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
-
-ROOT = Path(__file__).resolve().parents[1]
 from report_gans import GRIDS, REAL_N, REAL_SEED, REPORTS, grid, rounded
+from tqdm import tqdm
 
 import core
 from core import studies, toyworld, training
@@ -37,6 +35,8 @@ from core.base import provenance
 from core.base.sampling import z_range
 from core.models.zoo import GAN_DIR
 from core.studies import evaluation
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()

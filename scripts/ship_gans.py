@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 from core.models.zoo import GAN_DIR, WEIGHTS, images_seen
 from core.toyworld import SCENES
 from core.training import run_snapshots
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = ("nostd", "nopn")
 

@@ -198,7 +198,8 @@ def main(argv=None):
         if skipped is None:
             skipped = old_index.get("not_shipped", {})
         index = {"made": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python scripts/ship_results.py "
-                 + " ".join(argv if argv is not None else sys.argv[1:]), "items": items, "entries": n_entries, "not_shipped": skipped,
+                 + " ".join(argv if argv is not None else sys.argv[1:]), "items": items, "entries": n_entries,
+                 "not_shipped": skipped,
                  "bases": [f"{m} {layer}" for m in base_models() for layer in layers],
                  "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1),
                  "torch": old_index.get("torch") if not rebuild & {"dissect", "insertion"} else _torch_version()}

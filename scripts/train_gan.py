@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
 from core import load_features, toyworld, training
 from core.models.progan import ProGAN
 from core.studies import evaluation
 from core.training import gan
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
 # paper dissects), narrower elsewhere so that a model is ~1.5M parameters (3 MB in fp16) and
@@ -73,7 +74,8 @@ def main():
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true",
-                    help="continue from OUT/gan_<name>/ckpt.pt (a full or a compact one); lr, R1 and --batch may change")
+                    help="continue from OUT/gan_<name>/ckpt.pt (a full or a compact one); "
+                         "lr, R1 and --batch may change")
     ap.add_argument("--compact-to", type=Path, default=None,
                     help="write a compact copy of the run's checkpoint (~15 MB, to carry to another machine) and exit")
     ap.add_argument("--out", type=Path, default=ROOT / "cache" / "train", help="runs live in OUT/gan_<name>")
@@ -164,9 +166,11 @@ def main():
 
     def save_snapshot(step, fid, ms_swd=None):
         meta = {"scene": a.scene, "variant": a.variant or "base", "resolution": a.res, "steps": step,
-                "fid": fid, "ms_swd": ms_swd, "ms_swd_samples": a.swd_n, "z_dim": a.z_dim, "pixelnorm": a.variant != "nopn",
+                "fid": fid, "ms_swd": ms_swd, "ms_swd_samples": a.swd_n, "z_dim": a.z_dim,
+                "pixelnorm": a.variant != "nopn",
                 "minibatch_stddev": a.variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
-                "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch, "lr": a.lr,
+                "hardware": training.hardware(), "loss": f"non-saturating + R1 (gamma {a.r1:g})", "batch": a.batch,
+                "lr": a.lr,
                 "fid_samples": a.fid_n, "g_channels": list(gch), "images": images}
         training.save_atomic({"state_dict": training.shipped_state(ema.model), "meta": meta},
                              run / "snapshots" / f"step-{step}.pt")

@@ -375,14 +375,16 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
     out.write_text(json.dumps({"ready_s": ready, "load_average_1min": os.getloadavg()[0],
                                "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                "note": "cold start = server launch to Concept maps with its charts (the server "
-                                       "imports core before it listens); each page = sidebar click to the page idle with "
+                                       "imports core before it listens); each page = sidebar click to the page "
+                                       "idle with "
                                        "its result shown; empty cache, shipped results, default sample count"},
                               indent=1) + "\n")
 
 
 def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
     """Issue 20, results stay: with an ACE result stored (as the page's own button would store it,
-    at its defaults, with the server's dissection samples set to the test's), Causal units shows it without a press; the ablation curve is computed once,
+    at its defaults, with the server's dissection samples set to the test's), Causal units shows it without a
+    press; the ablation curve is computed once,
     and a rerun with the curve on shows the stored one: the page says so, the curve's cache entry
     is the same folder with the same files (the counter), and the rerun takes a fraction of the
     first computation (recorded, never compared with a limit)."""

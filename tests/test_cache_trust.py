@@ -36,7 +36,8 @@ TRUTH = {"labels": ["sky", "door", "window", "roof", "tree"], "iou": np.array([0
 
 
 def encode(r):
-    return {"labels": np.array(r["labels"]), "iou": np.asarray(r["iou"])}, {"layers": r["layers"], "n": len(r["labels"])}
+    return ({"labels": np.array(r["labels"]), "iou": np.asarray(r["iou"])},
+            {"layers": r["layers"], "n": len(r["labels"])})
 
 
 def decode(arrays, meta):

@@ -10,8 +10,8 @@ import torch
 import core
 from core.base.sampling import z_range
 from core.engine import causal
-from core.studies import over_seeds
 from core.engine.intervention import Edit, generate, insertion_constants, resize_mask
+from core.studies import over_seeds
 from tests.planted_causal import DECOYS, DOOR_UNITS, PlantedCausalGenerator, SoftColorSegmenter
 
 

@@ -26,7 +26,7 @@ def _ckpt(tmp_path):
 def run(args, tmp_path):
     env = {"GANATOMY_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, check=False)
 
 
 def test_cli_dissect_writes_json_csv_html(tmp_path):
@@ -122,6 +122,8 @@ def test_cli_context_writes_classes_with_intervals(tmp_path):
              "--images", "1", "--seeds", "4", "5", "--brush", "3", "--k-samples", "20", "--out", str(out)], tmp_path)
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "context.json").read_text())
+    assert data["command"] == "context" and data["arguments"]["units"] == [1, 2, 3]
+    data = data["result"]
     assert data["settings"]["units"] == [1, 2, 3] and data["settings"]["brush_cells"] == 3
     assert data["settings"]["seeds"] == [4, 5] and data["settings"]["ranking"] == "given"
     rows = list(csv.DictReader((out / "insertions.csv").open()))

@@ -77,7 +77,8 @@ def test_brushes_scales_and_a_brute_force_insertion(planted):
     # a door only appears on the wall: blocks entirely in the sky add nothing, wall blocks add doors
     seg0 = seg.segment(generate(G, z_range(4, 0, 3, G.z_dim)))           # 32 px images: 4 px per cell
     sky = seg.labels.index("sky")
-    pure = [bool((seg0[i, 4 * y:4 * y + 8, 4 * x:4 * x + 8] == sky).all()) for i, y, x in zip(rows.image, rows.y, rows.x)]
+    pure = [bool((seg0[i, 4 * y:4 * y + 8, 4 * x:4 * x + 8] == sky).all())
+            for i, y, x in zip(rows.image, rows.y, rows.x)]
     assert sum(pure) > 0 and (rows.added_px[pure] == 0).all()
     assert s.loc["wall", "added_px"] > 0
     assert s.loc["wall", "ci_low"] <= s.loc["wall", "added_px"] <= s.loc["wall", "ci_high"]

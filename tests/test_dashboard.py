@@ -169,7 +169,8 @@ def test_a_bug_is_shown_as_a_bug_not_as_advice(tmp_path, monkeypatch):
     msg = at.error[0].value
     assert "bug in GANatomy" in msg and "an internal shape mismatch" in msg and "Fix:" not in msg
     details = [e for e in at.expander if e.label == "Details for a bug report"]
-    assert details and "Traceback" in details[0].code[0].value and "an internal shape mismatch" in details[0].code[0].value
+    assert (details and "Traceback" in details[0].code[0].value
+            and "an internal shape mismatch" in details[0].code[0].value)
 
 
 def test_unit_browser_unit_choice_changes_images(tmp_path, monkeypatch):
@@ -554,7 +555,8 @@ def test_causal_units_page(tmp_path, monkeypatch):
 
     def fake_table(gens, seg, layer, concepts, **kw):
         asked.append((sorted(gens), layer, list(concepts), kw["seed"], kw["ace_steps"], kw["n_samples"]))
-        return pd.DataFrame([{"generator": g, "concept": concepts[0], "units": [1], "removed_percent": 50.0 + kw["seed"]}
+        return pd.DataFrame([{"generator": g, "concept": concepts[0], "units": [1],
+                              "removed_percent": 50.0 + kw["seed"]}
                              for g in gens])
     monkeypatch.setattr(causal, "removal_table", fake_table)
     [b for b in again.button if b.label.startswith("Removal table")][0].click().run()

@@ -17,9 +17,8 @@ import torch
 
 import core
 from core.engine import causal
-from core.studies import over_seeds
 from core.studies import context as ctx
-from core.studies import evaluation, paint
+from core.studies import evaluation, over_seeds, paint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -396,7 +396,8 @@ def test_bf16_autocast_stays_within_the_stated_tolerance():
     assert (ua.concept == ub.concept).mean() >= 0.95
     assert np.abs(ua.iou - ub.iou).mean() <= 0.01
     assert not np.array_equal(a.iou("layer4"), b.iou("layer4"))        # it did run in bf16
-    assert "precision" not in core.DissectOptions().key() and core.DissectOptions(precision="bf16").key()["precision"] == "bf16"
+    assert ("precision" not in core.DissectOptions().key()
+            and core.DissectOptions(precision="bf16").key()["precision"] == "bf16")
     with pytest.raises(ValueError, match="precision"):
         core.DissectOptions(precision="fp8")
 

@@ -51,7 +51,8 @@ def test_core_refuses_only_through_the_error_family():
 def test_unit_and_concept_checks_name_the_argument_and_the_range():
     assert check_units(np.array([3, 1]), 8, "layer4") == [3, 1]
     assert check_units(torch.tensor([0, 7]), 8, "layer4") == [0, 7]
-    with pytest.raises(errors.UnitIndexError, match=r"\[8\] out of range for layer 'layer4' with 8 units \(valid: 0..7\)"):
+    with pytest.raises(errors.UnitIndexError,
+                       match=r"\[8\] out of range for layer 'layer4' with 8 units \(valid: 0..7\)"):
         check_units([2, 8], 8, "layer4")
     with pytest.raises(errors.InputError, match="empty"):
         check_units([], 8, "layer4")

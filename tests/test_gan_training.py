@@ -40,12 +40,16 @@ def test_a_few_training_steps_run_and_r1_is_positive():
     before = [p.clone() for p in G.parameters()]
     for _ in range(3):
         ld = gan.d_loss(D(reals), D(G(torch.randn(8, 16)).detach()))
-        od.zero_grad(); ld.backward()
+        od.zero_grad()
+        ld.backward()
         r1 = gan.r1_penalty(D, reals)
         assert r1.item() > 0
-        r1.backward(); od.step()
+        r1.backward()
+        od.step()
         lg = gan.g_loss(D(G(torch.randn(8, 16))))
-        og.zero_grad(); lg.backward(); og.step()
+        og.zero_grad()
+        lg.backward()
+        og.step()
         ema.update(G)
     assert all(torch.isfinite(p).all() for p in G.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))

@@ -134,6 +134,13 @@ def test_an_installed_wheel_finds_its_shipped_dissection(wheel, tmp_path):
     assert pathlib.Path(got["shipped"]) == site / RESULTS, got
     assert got["found"] and got["layers"] == ["layer4", "layer6"], got
     assert not any((tmp_path / "empty-cache").rglob("arrays.npz"))      # served from the shipped results
+    # without $GANATOMY_CACHE an installed copy writes to the user's cache folder, never site-packages
+    env.pop("GANATOMY_CACHE")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    run = subprocess.run([sys.executable, "-c", "import core.base.cache as c; print(c.cache_root())"], cwd=away,
+                         env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert pathlib.Path(run.stdout.strip()) == tmp_path / "xdg" / "ganatomy"
 
 
 def test_the_readme_is_short_and_opens_with_the_quickstart():

@@ -48,8 +48,12 @@ def test_forward_matches_an_independent_computation():
         torch.nn.init.normal_(p)
     z = torch.randn(3, 16)
     sd = g.state_dict()
-    pn = lambda x: x / torch.sqrt((x ** 2).mean(1, keepdim=True) + 1e-8)
-    lrelu = lambda x: torch.where(x > 0, x, 0.2 * x)
+
+    def pn(x):
+        return x / torch.sqrt((x ** 2).mean(1, keepdim=True) + 1e-8)
+
+    def lrelu(x):
+        return torch.where(x > 0, x, 0.2 * x)
 
     def block(x, name, pad, up=False, act=True):
         w, b = sd[f"{name}.conv.weight"], sd[f"{name}.wscale.b"]

@@ -125,7 +125,8 @@ def test_a_partial_rewrite_keeps_the_rest_and_the_stamps_of_earlier_runs(tmp_pat
 
 def test_a_report_from_before_the_stamp_moves_its_ad_hoc_fields_into_earlier(tmp_path):
     out = tmp_path / "repair.json"
-    legacy = {"model": "toyworld/town", "hardware": "CPU (x86_64), 2 threads", "command": "python scripts/report_repair.py",
+    legacy = {"model": "toyworld/town", "hardware": "CPU (x86_64), 2 threads",
+              "command": "python scripts/report_repair.py",
               "load_average_1min_start": 1.5, "table_all_samples_command": "python scripts/report_repair.py --all"}
     out.write_text(json.dumps(legacy))
     assert provenance.of(legacy) == {k: v for k, v in legacy.items() if k != "model"}

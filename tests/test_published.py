@@ -196,7 +196,9 @@ def test_stylegan2_forward_matches_an_independent_computation(tmp_path):
     torch.save({"g_ema": sd}, p)
     G = core.load_generator(p, clamp_output=False)
     z = torch.randn(2, 8)
-    lr = lambda x: F.leaky_relu(x, 0.2) * 2 ** 0.5
+
+    def lr(x):
+        return F.leaky_relu(x, 0.2) * 2 ** 0.5
 
     def lin(x, pre, lr_mul=1.0):
         w = sd[f"{pre}.weight"]

@@ -41,7 +41,8 @@ def test_chosen_final_and_series_and_what_cards_keep(tmp_path):
     assert card["name"] == "toyworld/town" and card["steps"] == 300 and "ms_swd" not in card
 
     # evaluations written later (report_gans) survive a re-ship of the same weights, not of others
-    for f, extra in [("town@step-100.json", {"series_fid": 7.5, "eval_x": 1}), ("town.json", {"eval_fid_10k_real": 0.5})]:
+    for f, extra in [("town@step-100.json", {"series_fid": 7.5, "eval_x": 1}),
+                     ("town.json", {"eval_fid_10k_real": 0.5})]:
         c = json.loads((gans / f).read_text())
         c.update(extra)
         (gans / f).write_text(json.dumps(c))
@@ -77,7 +78,8 @@ def test_card_records_each_stretch_of_a_run_that_moved_to_a_gpu(tmp_path):
     _run(train, "room", [100, 300])
     cpu = {"lr": 0.002, "r1": 1.0, "r1_every": 4, "batch": 16, "hardware": "CPU (x86_64), 2 threads"}
     gpu = {**cpu, "batch": 64, "hardware": "NVIDIA H100 80GB HBM3"}
-    log = [{"step": 0, "start": {**cpu, "lr": 0.01}}, {"step": 0, "start": cpu}, {"step": 50, "d": 1.0}, {"step": 80, "start": cpu},
+    log = [{"step": 0, "start": {**cpu, "lr": 0.01}}, {"step": 0, "start": cpu}, {"step": 50, "d": 1.0},
+           {"step": 80, "start": cpu},
            {"step": 120, "start": gpu}, {"step": 300, "start": {**gpu, "lr": 0.001}}]
     (train / "gan_room" / "log.json").write_text(json.dumps(log))
     snap = train / "gan_room" / "snapshots" / "step-300.pt"

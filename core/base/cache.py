@@ -121,7 +121,17 @@ def take_notices() -> list[str]:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("GANATOMY_CACHE") or Path(__file__).resolve().parents[2] / "cache")
+    """Where results, added models and flags live: ``$GANATOMY_CACHE``; else ``cache/`` beside the
+    code in a checkout (a folder with ``pyproject.toml``); else, for an installed package, the
+    user's cache folder (``$XDG_CACHE_HOME/ganatomy``, default ``~/.cache/ganatomy``), never
+    site-packages."""
+    env = os.environ.get("GANATOMY_CACHE")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganatomy"
 
 
 SHIPPED_ENV = "GANATOMY_SHIPPED_RESULTS"

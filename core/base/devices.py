@@ -44,7 +44,8 @@ def server_device(value: str | None = None) -> torch.device:
     try:
         dev = torch.device(text)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"{where}={raw!r} is not a device", fix=f"use auto, cpu, cuda or cuda:N (this machine: {have})") from None
+        raise InputError(f"{where}={raw!r} is not a device",
+                         fix=f"use auto, cpu, cuda or cuda:N (this machine: {have})") from None
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"{where}={raw!r}: GANatomy serves on the CPU or a CUDA device",
                          fix=f"use auto, cpu, cuda or cuda:N (this machine: {have})")

@@ -380,7 +380,8 @@ def finalise_layer(st: LayerTally, slot_concept, n_labels_ext, n_primary, totals
     }
 
 
-REFERENCE_FRACTIONS = torch.logspace(-3, 0, 100, dtype=torch.float64, device="cpu")   # candidate levels: quantiles 1 - f
+# candidate levels: quantiles 1 - f
+REFERENCE_FRACTIONS = torch.logspace(-3, 0, 100, dtype=torch.float64, device="cpu")
 REFERENCE_MIN_AGREEMENT = 0.8
 
 
@@ -389,7 +390,8 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
 
     Candidate levels per unit are its activation quantiles at 1 - f for f = logspace(-3, 0, 100)
     on the threshold set (``levels`` [U, 100], from the histogram, linear inside a bin), each
-    counted at the nearest candidate threshold (bin edge). A level counts for a (concept, unit) only when it is > 0 and the 2x2 table's
+    counted at the nearest candidate threshold (bin edge). A level counts for a (concept, unit) only
+    when it is > 0 and the 2x2 table's
     pixel agreement P(m and c) + P(not m and not c) exceeds 0.8; each concept's best I/H over
     the levels left is its score. The unit's label is the concept of the highest score and the
     unit keeps ONE threshold: that concept's best level. Returned per (unit, concept): the
@@ -412,7 +414,8 @@ def reference_labels(n11, m, nc, totals, lo, width, iqr, sc, n_labels_ext: int, 
     k_f = ((levels - lo.view(-1, 1)) / width.view(-1, 1)).round().clamp(0, b - 1).long()   # [U, 100]: nearest edge
     candidate = torch.zeros(u, b, dtype=torch.bool, device="cpu")
     candidate.scatter_(1, k_f, True)
-    level = lo.view(-1, 1) + torch.arange(b, dtype=torch.float64, device="cpu").view(1, -1) * width.view(-1, 1)   # [U, B]
+    # [U, B]
+    level = lo.view(-1, 1) + torch.arange(b, dtype=torch.float64, device="cpu").view(1, -1) * width.view(-1, 1)
     candidate &= level > 0
     t0 = totals[0]
     agree = (n11[0] + (t0 - m[0].unsqueeze(0) - nc[0] + n11[0])) / t0          # [C', U, B]

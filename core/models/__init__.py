@@ -54,6 +54,7 @@ __all__ = ["card_quality", "Architecture", "architectures", "detect_arch", "load
            "add_upload",
            "available_generators", "available_segmenters", "is_known", "missing_message", "models_dir",
            "register", "register_published", "spec", "status", "unregister", "user_models", "download_url",
-           "fetch", "sha256_file", "check_url", "pins", "unverified", "checkpoint_series", "images_seen", "list_models", "load_features",
+           "fetch", "sha256_file", "check_url", "pins", "unverified", "checkpoint_series", "images_seen", "list_models",
+           "load_features",
            "load_generator", "load_registered", "load_segmenter", "zoo_table", "DownloadError",
            "MissingPackageError", "MissingWeightsError"]

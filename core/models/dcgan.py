@@ -12,7 +12,8 @@ grey-scale model, shown as grey RGB) come from the shapes, never from a config.
 The layers get names a user can dissect: ``layer1 … layerK`` (transposed convolution, batch norm,
 ReLU: the block's output after its ReLU, 4x4, 8x8, …) and ``output_RxR`` (the last transposed
 convolution and Tanh). The model is evaluated with the batch norms' running statistics
-(in evaluation mode, ``model.eval()``), as every loaded generator is; the tutorial draws its own samples in training mode,
+(in evaluation mode, ``model.eval()``), as every loaded generator is; the tutorial draws its own samples in
+training mode,
 with each batch's statistics, so a sample grid from the tutorial differs slightly.
 """
 from __future__ import annotations

@@ -391,7 +391,8 @@ def _load(path, state=None, **options):
 
 
 def _detect(keys: set) -> bool:
-    return any(k.startswith(("segformer.encoder.", "segformer.stages.")) for k in keys)   # published or transformers-5 names
+    # published or transformers-5 names
+    return any(k.startswith(("segformer.encoder.", "segformer.stages.")) for k in keys)
 
 
 register_architecture("segformer", "segmenter", _load, _detect, options=("labels", "input_size"), packages=(PIP,))

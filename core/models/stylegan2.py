@@ -461,7 +461,8 @@ def _load(path, ck, truncation: float = 1.0, noise_mode: str = "const",
     except ValueError as e:
         if "missing key" not in str(e):
             raise CheckpointError(f"checkpoint {path} is not a usable stylegan2 generator: {e}; save the g_ema "
-                                  "state dict of rosinality's stylegan2-pytorch (or convert_weight.py's output)") from None
+                                  "state dict of rosinality's stylegan2-pytorch "
+                                  "(or convert_weight.py's output)") from None
         inner = ck.get("g_ema", ck) if isinstance(ck, dict) else ck
         raise arch_error(path, "stylegan2", ck, inner,
                           ["style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight",

@@ -72,7 +72,10 @@ class ToySegmenter(nn.Module):
         """Logits N x L x H x W at the input resolution."""
         size = images.shape[-2:]
         f1, f2, f3, f4 = self.enc(_to_native(images))
-        up = lambda a, b: F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
+
+        def up(a, b):
+            return F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
+
         x = self.u3(torch.cat([up(f4, f3), f3], 1))
         x = self.u2(torch.cat([up(x, f2), f2], 1))
         x = self.u1(torch.cat([up(x, f1), f1], 1))

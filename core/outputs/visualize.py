@@ -150,5 +150,6 @@ def activation_histograms(generator, layer: str, n_samples: int = 64, seed: int 
     u = x.shape[0]
     counts = torch.zeros(u, bins, dtype=torch.int64, device=x.device)
     counts.scatter_add_(1, idx, torch.ones_like(idx))
-    edges = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=x.device)[None]
+    edges = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, bins + 1, dtype=torch.float64,
+                                                              device=x.device)[None]
     return counts.numpy(), edges.numpy()

@@ -17,8 +17,8 @@ from core.base.sharing import long_computation
 from core.base.validate import check_callable, check_int, check_samples
 from core.engine.bases import learned
 from core.engine.causal import ablation_curve, ace, removal_fraction
-from core.engine.causal.effect import ace_options
 from core.engine.causal.common import checked_models
+from core.engine.causal.effect import ace_options
 
 __all__ = ["mean_interval", "check_seeds", "removal_table", "removal_over_seeds", "curve_over_seeds"]
 
@@ -119,22 +119,24 @@ def removal_over_seeds(generators: dict, segmenter, layer: str, concepts, seeds:
 def curve_over_seeds(generator, segmenter, layer: str, concept, seeds: Sequence[int] = (0, 1, 2),
                      counts: Sequence[int] = (1, 2, 5, 10, 20), n_samples: int = 200, ace_steps: int = 150,
                      dissect_samples: int = 400, progress: Callable | None = None, cache: bool = True,
-                     cached_only: bool = False, basis=None) -> pd.DataFrame | None:
+                     cached_only: bool = False, basis=None, **ace_kw) -> pd.DataFrame | None:
     """ACE vs IoU ablation curves over seeds: for each seed a fresh ACE with that seed (initialised
     from the IoU of the layer's dissection of ``dissect_samples``) and fresh images (stream
     ``curve.over_seeds``); per (ranking, n): the mean fraction removed over seeds, its 95%
     t-interval (``ci_low``, ``ci_high``) and the per-seed values. Every piece is cached, so a second
     call is immediate; ``cached_only=True`` returns None unless every piece is stored. ``basis``: the
-    rankings and ablations are of that basis's features."""
+    rankings and ablations are of that basis's features. ``ace_kw``: ACE's other options
+    (:class:`~core.engine.causal.AceOptions`, e.g. ``k_samples``, ``pool_size``, ``sampling``)."""
     seeds = check_seeds(seeds)
     check_callable("progress", progress)
+    ace_options(None, {**ace_kw, "n_steps": ace_steps, "dissect_samples": dissect_samples})  # unknown ones refused
     layer, c = checked_models(generator, segmenter, layer, concept)
     basis = learned(basis, layer_units(generator, layer), layer)
     counts = [int(n) for n in counts]
     per_seed = []
     for i, seed in enumerate(seeds):
         res = ace(generator, segmenter, layer, c, n_steps=ace_steps, dissect_samples=dissect_samples, seed=seed,
-                  cache=cache, cached_only=cached_only, basis=basis)
+                  cache=cache, cached_only=cached_only, basis=basis, **ace_kw)
         if res is None:
             return None
         top = max(counts)

@@ -7,11 +7,11 @@ import streamlit as st
 import torch
 
 from core import studies
-from core.studies import over_seeds
 from core.base.sampling import z_range
 from core.engine import causal
 from core.engine.intervention import Edit, generate
 from core.outputs.visualize import to_uint8
+from core.studies import over_seeds
 from dashboard.common import (
     ERRORS,
     fail,
@@ -30,7 +30,8 @@ st.title("Causal units")
 st.caption("Which units *cause* a concept (paper §3.2, eq. 5-6): ACE learns a weight α in [0, 1] per unit so "
            "that moving the units by α toward their insertion values k (r' = (1 − α) r + α k) at a cell without "
            "the concept adds it, and toward 0 at a cell with it removes it, with a penalty on ‖α‖². The top "
-           "units by α are the causal set; the ablation curve checks it against the IoU ranking: the share of the concept's pixels "
+           "units by α are the causal set; the ablation curve checks it against the IoU ranking: the share of the "
+           "concept's pixels "
            "gone when the first n units of each ranking are ablated everywhere (higher is more causal).")
 name, G = pick_model()
 layer = pick_layer(G)
@@ -60,7 +61,8 @@ try:        # a result computed before (by any session, the Paint page or a scri
     res = causal.ace(G, seg, layer, concept, n_steps=steps, dissect_samples=n_dissect, cached_only=True, basis=basis)
 except ERRORS as e:
     fail(f"Cannot look up the causal units of {concept}", e, fix_for(e))
-if res is None and (st.button(f"Find causal {what}", type="primary", key="ace_run") or st.session_state.get("ace_key") == key):
+if res is None and (st.button(f"Find causal {what}", type="primary", key="ace_run")
+                    or st.session_state.get("ace_key") == key):
     st.session_state["ace_key"] = key
     try:
         with st.status(f"ACE optimisation for {concept} at {layer}", expanded=True) as box:

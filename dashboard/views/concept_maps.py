@@ -138,7 +138,8 @@ if results:
     by_scene = {s: results[m] for s, m in models.items() if m in results}
     cm = studies.concept_map(by_scene, layers, **unit_options)
     summary = studies.concept_map_summary(cm)
-    fig = cell_figure(cm, list(by_scene), layers, lambda s: s if models[s].split("/")[-1] == s else f"{s} ({models[s]})")
+    fig = cell_figure(cm, list(by_scene), layers,
+                      lambda s: s if models[s].split("/")[-1] == s else f"{s} ({models[s]})")
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points",
                             key="concept_map_chart")
     try:

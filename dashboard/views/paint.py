@@ -32,7 +32,8 @@ SIZE = 320          # canvas and image size on screen (px): three columns fit a 
 
 st.title("Paint")
 st.caption("GANPaint: paint on the left and the concept's units are set to their insertion values times "
-           "the Strength (add) or to zero (remove) in the featuremap cells you cover, then the image is drawn again from there. The "
+           "the Strength (add) or to zero (remove) in the featuremap cells you cover, then the image is drawn again "
+           "from there. The "
            "grid is the layer's featuremap: at layer4 of a 64 px model one cell is 8 px, about one door.")
 name, G = pick_model()
 layer = pick_layer(G)
@@ -69,7 +70,8 @@ concept = c1.selectbox("Concept", concepts, key="paint_concept",
                        help="Concepts the segmenter finds in this generator's images, by how many units are "
                             "labelled with them; painting drives the concept's best units (Units slider) either way")
 mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_mode",
-                            format_func=lambda m: {"add": ":material/add: add", "remove": ":material/remove: remove"}[m]) or "add"
+                            format_func=lambda m: {"add": ":material/add: add",
+                                                   "remove": ":material/remove: remove"}[m]) or "add"
 seed = int(c3.number_input("Seed", 0, 10**6, 0, key="paint_seed", help="Which generated image to paint on"))
 n_paint = 1 if n_units == 1 else c4.slider(
     "Units", 1, n_units, min(20, n_units), key="paint_units",
@@ -165,7 +167,8 @@ def painter():
         st.image(paint.cells_overlay(base, cells, SIZE // 2), width=SIZE // 2, output_format="PNG",
                  caption=f"{n_cells} of {rows * cols} cells: {n_paint} {concept} {what} "
                          f"{'set to their insertion values' if mode == 'add' else 'ablated'} there")
-        st.caption(f"{what.capitalize()} ({ranking} ranking): {', '.join(map(str, units[:12]))}{' …' if len(units) > 12 else ''}"
+        st.caption(f"{what.capitalize()} ({ranking} ranking): "
+                   f"{', '.join(map(str, units[:12]))}{' …' if len(units) > 12 else ''}"
                    + ("" if ace else " · find the causal units on the **Causal units** page to paint with them"))
 
 

@@ -16,7 +16,8 @@ st.title("Artifact repair")
 st.caption("Unit FID (paper §4.2, supplement S-6.1): for each unit, the FID of the generated images where "
            "that unit is most active (its top images) against real scenes. A unit whose top images are far "
            "from real ones (a high unit FID) draws artifacts; ablating such units should lower the "
-           "generator's FID, more than ablating as many random units. FID is in the toyworld feature space: 0 is the real "
+           "generator's FID, more than ablating as many random units. FID is in the toyworld feature space: "
+           "0 is the real "
            "distribution, two sets of real scenes differ by about 0.01, the shipped town is about 0.07.")
 name, G = pick_model()
 layer = pick_layer(G)

@@ -49,7 +49,8 @@ if show_pred:
 present = sorted(set(np.unique(labels).tolist()))
 legend = " ".join(
     f"<span style='background:rgb{tuple(toyworld.LABEL_COLORS[i].tolist())};padding:1px 6px;"
-    f"border-radius:3px;margin:2px;display:inline-block;color:{'#000' if sum(toyworld.LABEL_COLORS[i].tolist()) > 380 else '#fff'}'>"
+    "border-radius:3px;margin:2px;display:inline-block;"
+    f"color:{'#000' if sum(toyworld.LABEL_COLORS[i].tolist()) > 380 else '#fff'}'>"
     f"{toyworld.LABELS[i]}</span>" for i in present)
 st.markdown(legend, unsafe_allow_html=True)
 with st.expander("Context rules every generator has to learn"):

@@ -45,7 +45,8 @@ n_layer_units, h, w = layer_shape(G, layer)
 n_units = basis.n_features if basis is not None else n_layer_units
 c1, c2, c3 = st.columns([1, 2, 1])
 concepts = list(seg.labels[1:])
-concept = c1.selectbox("Concept", concepts, index=concepts.index("door") if "door" in concepts else 0, key="trace_concept")
+concept = c1.selectbox("Concept", concepts, index=concepts.index("door") if "door" in concepts else 0,
+                       key="trace_concept")
 res = dissection(name, G, [layer], n_dissect, compute=False, basis=basis)   # shipped or cached: the concept's own
 if res is None and c1.button(f"Dissect {layer}" + (" in this basis" if basis is not None else ""), key="trace_dissect",
                              help=f"Label the {what} of {layer} over {n_dissect} samples (saved; seconds to a "
@@ -60,7 +61,8 @@ else:
              + (" in this basis" if basis is not None else "")
              + f": press 'Dissect {layer}' for the {concept} {what})")
 units_txt = c2.text_input(f"{what.capitalize()} (comma separated)", ", ".join(map(str, default_units)),
-                          key=f"trace_units-{name}-{layer}-{kind}-{concept}-{res is not None}", help=f"Default: {where}.")
+                          key=f"trace_units-{name}-{layer}-{kind}-{concept}-{res is not None}",
+                          help=f"Default: {where}.")
 seed = int(c3.number_input("Seed", 0, 10**6, 0, key="trace_seed"))
 s1, s2, s3 = st.columns(3)
 y = s1.slider("Row", 0, h - 1, min(h - 1, (3 * h) // 4), key="trace_row",

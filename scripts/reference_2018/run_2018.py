@@ -154,7 +154,7 @@ def main():
     with open(os.path.join(args.out, "dissect.json")) as f:
         rep = json.load(f)
     out = {"settings": settings, "wall_seconds": wall, "iou_threshold": rep.get("iou_threshold"),
-           "iqr_threshold": rep.get("iqr_threshold"), "labels": [l for l, _ in segmenter.labelcats],
+           "iqr_threshold": rep.get("iqr_threshold"), "labels": [name for name, _ in segmenter.labelcats],
            "layers": {}}
     for lrec in rep["layers"]:
         out["layers"][lrec["layer"]] = [

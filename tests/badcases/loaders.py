@@ -225,7 +225,8 @@ CASES = [
          core.CheckpointError, ("intkeys.pt", "101"), "torch.save(model.state_dict(), path)"),
     Case("load_generator:safetensors-lying-header", lambda: G(_file("lies.safetensors", _safetensors(
          {"layer1.conv.weight": {"dtype": "F32", "shape": [100000, 100000], "data_offsets": [0, 16]}}))),
-         core.CheckpointError, ("lies.safetensors", "layer1.conv.weight", "(100000, 100000)"), "fetch or save it again"),
+         core.CheckpointError, ("lies.safetensors", "layer1.conv.weight", "(100000, 100000)"),
+         "fetch or save it again"),
     Case("load_generator:safetensors-header-past-the-end", lambda: G(_file("long.safetensors", _bytes(
          struct.pack("<Q", 10 ** 6) + b'{"a": 1}'))),
          core.CheckpointError, ("long.safetensors", "1,000,000 bytes"), "fetch or save it again"),
@@ -252,8 +253,8 @@ CASES = [
          p, {"segformer.encoder.patch_embeddings.0.proj.weight": torch.zeros(8, 3, 3, 3)}))),
          core.CheckpointError, ("segformer.safetensors", "holds a segformer model, not a generator"),
          "load it with core.load_segmenter"),
-    Case("load_checkpoint:safetensors-file", lambda: load_checkpoint(_file("ok.safetensors", lambda p: _safetensors_file(
-         p, {"w": torch.zeros(2)}))),
+    Case("load_checkpoint:safetensors-file", lambda: load_checkpoint(_file(
+         "ok.safetensors", lambda p: _safetensors_file(p, {"w": torch.zeros(2)}))),
          core.CheckpointError, ("ok.safetensors", "is a safetensors file"), "read_weights"),
     # --------------------------------------------------------------- segmenters
     Case("load_segmenter:huge-config", lambda: S(_seg_folder("seg-huge", {

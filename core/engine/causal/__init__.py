@@ -10,9 +10,9 @@ Every edit goes through :class:`core.engine.intervention.Edit` (per call, thread
 is shared and never mutated. Aggregations over seeds and generators, and "which units for this
 concept", are studies (:mod:`core.studies.over_seeds`, :mod:`core.studies.units`).
 """
-from core.engine.causal.effect import ACE_VERSION, SAMPLINGS, AceOptions, AceResult, ace, causal_effect
 from core.engine.causal.context import context_study, context_summary, majority_context
 from core.engine.causal.curves import COUNTS, CURVE_VERSION, ablation_curve, removal_fraction
+from core.engine.causal.effect import ACE_VERSION, SAMPLINGS, AceOptions, AceResult, ace, causal_effect
 from core.engine.causal.locations import LOCATIONS
 from core.engine.causal.tracing import channel_scales, trace_effect
 
