@@ -73,16 +73,20 @@ def main(argv=None) -> dict:
                 page0.context.close()
                 time.sleep(3)
                 row = {"round": r + 1, "start_mb": rss_mb(server.pid), "samples": []}
+                stagers = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                            args=["--no-sandbox", "--disable-gpu"])
                 for i in range(a.sessions):
-                    ctx = browser.new_context()
+                    ctx = stagers.new_context()
                     page = ctx.new_page()
                     page.goto(url + "/models", timeout=120_000)
                     page.wait_for_selector("input[type=file]", state="attached", timeout=120_000)
                     page.set_input_files("input[type=file]", str(big))
-                    page.locator("[data-testid=stFileChipName]", has_text="big.pt").first.wait_for(state="attached", timeout=300_000)
+                    chip = page.locator("[data-testid=stFileChipName]", has_text="big.pt").first
+                    chip.wait_for(state="attached", timeout=300_000)
                     time.sleep(2)
                     ctx.close()
                     row["samples"].append({"t": 0, "event": f"staged {i + 1}", "rss_mb": rss_mb(server.pid)})
+                stagers.close()          # the users leave: their browsers (and the connections they pool) go too
                 t0 = time.time()
                 while time.time() - t0 < a.ttl - 30 + a.settle:
                     time.sleep(5)

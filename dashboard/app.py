@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
+import threading
 import time
 
 import streamlit as st
@@ -28,6 +28,7 @@ def _preload() -> None:
         import dashboard.common  # noqa: F401  (torch, core and its floors, the torch thread setting)
         for name in [m for m in core.list_models() if "@" not in m]:
             core.load_generator(name)
+        core.models.sweep_trash()              # removals past $GANATOMY_TRASH_DAYS, files killed runs left
     except Exception as e:                     # noqa: BLE001 - reported where the user can act on it
         _LOG.warning("GANatomy: preloading at start-up failed (%s: %s); the first page will say why",
                      type(e).__name__, e)
@@ -49,6 +50,7 @@ class _Reaper:
     def __init__(self):
         self.gone_since: dict[str, float] = {}
         self.off = False
+        self.settling = False
 
     def tick(self) -> None:
         if self.off:
@@ -70,6 +72,13 @@ class _Reaper:
             for sid, since in list(self.gone_since.items()):
                 if now - since > limit:
                     closed = True
+                    # its widget values (a staged upload among them) are cleared first: Streamlit keeps the
+                    # last script run's context, and through it this session's state, until another run
+                    info = sessions.get_session_info(sid) or sessions._session_storage.get(sid)   # noqa: SLF001
+                    state = getattr(getattr(info, "session", None), "session_state", None)
+                    state = getattr(state, "_state", state)           # a SafeSessionState wraps it
+                    if state is not None:
+                        state.clear()
                     sessions.close_session(sid)               # shuts it down: its state and files go
                     self.gone_since.pop(sid, None)
                     stored.discard(sid)
@@ -79,34 +88,25 @@ class _Reaper:
                 if sid not in active and sid not in stored:
                     files.remove_session_files(sid)
                     freed = True
-            if freed:
-                gc.collect()     # a closed session's objects form cycles; an idle server may not collect for long
+            # worker threads (Streamlit's and asyncio's executors) keep the last session context they
+            # ran with, and through it that session's state (a staged upload among it) until they run
+            # another: a departed session's context is taken off them
+            from streamlit.runtime.scriptrunner_utils.script_run_context import SCRIPT_RUN_CONTEXT_ATTR_NAME
+            for thread in threading.enumerate():
+                ctx = getattr(thread, SCRIPT_RUN_CONTEXT_ATTR_NAME, None)
+                if ctx is not None and getattr(ctx, "session_id", None) not in active | stored:
+                    setattr(thread, SCRIPT_RUN_CONTEXT_ATTR_NAME, None)
+                    freed = True
+            if freed or self.settling:
+                # a closed session's objects form cycles, and its shutdown finishes on the event loop after
+                # this tick: collect now and once more at the next tick (an idle server may not collect for
+                # long: the uploads stayed in memory until the next visitor came), then give the pages back
+                gc.collect()
                 _trim()
+            self.settling = freed
         except Exception as e:                 # noqa: BLE001 - housekeeping must never take the server down
             self.off = True
             _LOG.warning("GANatomy: freeing the memory of departed sessions is off (%s: %s)", type(e).__name__, e)
-
-
-MMAP_THRESHOLD = 64 * 1024       # bytes: a block this large gets its own mapping, unmapped when freed
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters (malloc.h)
-
-
-def _malloc_policy() -> None:
-    """glibc keeps freed heap for reuse: a 400 MB upload arrives in 64 KiB chunks, and by default
-    glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), so the chunks land in
-    the heap and stay there after the upload is dropped (+0.4-0.8 GB for good after three staged
-    uploads; benchmarks/staged_uploads_rss.py). A fixed threshold gives every block of 64 KiB or more
-    its own mapping, returned to the system when freed; small objects are unaffected.
-    ``GANATOMY_MALLOC=default`` keeps glibc's policy; elsewhere than glibc this does nothing."""
-    if os.environ.get("GANATOMY_MALLOC", "").strip().lower() == "default":
-        return
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        libc.mallopt(M_TRIM_THRESHOLD, 4 * MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        pass
 
 
 def _trim() -> None:
@@ -134,5 +134,4 @@ async def _lifespan(_app):
         task.cancel()
 
 
-_malloc_policy()
 app = st.App("main.py", lifespan=_lifespan)

@@ -598,6 +598,11 @@ def test_repair_page_flags_persist(tmp_path, monkeypatch):
     name = at.selectbox[0].value
     fingerprint = cache.model_fingerprint(core.load_generator(name))
     assert unit in flags.load_flags(name, "layer4", fingerprint)       # saved with the weights' fingerprint
+    [b for b in at.checkbox if b.label == f"unit {unit}"][0].uncheck().run()
+    assert unit not in flags.load_flags(name, "layer4", fingerprint)
+    at.button(key=f"unflag-undo-{unit}").click().run()                 # an unflag is undone from the page
+    assert not at.exception and unit in flags.load_flags(name, "layer4", fingerprint)
+    assert [b for b in at.checkbox if b.label == f"unit {unit}"][0].value
     # flags saved for other weights of the same name (a re-shipped model) are not applied
     flags.save_flags(name, "layer4", [unit], "ProGAN:other-weights")
     at = _page("views/repair.py")                               # a new session: the stored unit FID at once

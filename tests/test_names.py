@@ -257,7 +257,7 @@ def test_uploads_have_a_quota(monkeypatch, tmp_path):
     assert len([p for p in up.iterdir() if not p.name.startswith(".")]) == 1
     assert not list(up.glob(".upload-*"))
     # two uploads at once when only one fits: the quota is checked under its lock, exactly one wins
-    published.unregister("lab/one", confirm="lab/one")
+    published.purge(published.unregister("lab/one", confirm="lab/one")["id"])    # the trash counts: deleted for good
     for attempt in range(3):
         go = threading.Barrier(2)
         won, refused = [], []
@@ -272,7 +272,8 @@ def test_uploads_have_a_quota(monkeypatch, tmp_path):
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert len(won) == 1 and len(refused) == 1, (won, refused)
-        published.unregister(next(iter(published.user_models())), confirm=next(iter(published.user_models())))
+        gone = next(iter(published.user_models()))
+        published.purge(published.unregister(gone, confirm=gone)["id"])
     # what a killed upload left (an hour old) is swept, never counted against the quota for good
     stale = up / ".upload-deadbeef0000.pt"
     stale.write_bytes(data)
@@ -327,3 +328,33 @@ def test_an_upload_streams_from_its_file_object_and_stores_the_same_bytes(lab, t
             published.add_upload(f, "g.pt", "lab/empty")
     with pytest.raises(core.ArgumentTypeError, match="bytes or a binary file"):
         published.add_upload("not bytes", "g.pt", "lab/str")
+
+
+def test_names_that_differ_only_in_case_or_punctuation_are_refused(lab):
+    """Look-alikes beyond other alphabets (issue #33): beside ann's 'lab/church', 'lab/Church',
+    'lab/church.' or 'lab/chur-ch' would pass for it; built-in names likewise."""
+    published.register("lab/church", lab(1), added_by="ann")
+    for twin in ("lab/Church", "LAB/church", "lab/church.", "lab/church-", "lab/chur_ch", "lab/c.h.u.r.c.h"):
+        with pytest.raises(core.InputError, match=r"looks like 'lab/church' \(added by ann"):
+            published.register(twin, lab(2), added_by="bob")
+    for built_in in ("Toyworld/town", "progan/church-outdoor"):
+        with pytest.raises(core.InputError, match="built-in"):
+            published.register(built_in, lab(2), added_by="bob")
+    assert list(published.user_models()) == ["lab/church"]
+    published.register("lab/church-v2", lab(2), added_by="bob")          # differs in a letter or digit: fine
+
+
+def test_a_flagged_unit_keeps_its_flagger_and_a_whole_set_respects_owners(lab):
+    """Flagging a unit someone flagged already does not make it yours (else you could then unflag
+    it); a whole set saved with by= unflags only that user's units."""
+    m, layer, fp = "lab/g", "layer4", "ProGAN:abc"
+    flags.flag_units(m, layer, [3], fp, by="ann")
+    assert flags.flag_units(m, layer, [3, 4], fp, by="bob") == [3, 4]
+    assert flags.flag_details(m, layer, fp)[3]["by"] == "ann" and flags.flag_details(m, layer, fp)[4]["by"] == "bob"
+    with pytest.raises(core.InputError, match=r"units \[3\] were flagged by ann"):
+        flags.unflag_units(m, layer, [3], fp, by="bob")
+    with pytest.raises(core.InputError, match=r"units \[3\] were flagged by ann"):
+        flags.save_flags(m, layer, [5], fp, by="bob")
+    assert flags.load_flags(m, layer, fp) == [3, 4]
+    assert flags.save_flags(m, layer, [3, 5], fp, by="bob") == [3, 5]            # only bob's own unit 4 goes
+    assert flags.save_flags(m, layer, [], fp) == []                               # a script owning the flags may

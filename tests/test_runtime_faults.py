@@ -113,3 +113,37 @@ def test_a_quarantine_that_links_outside_the_cache_is_never_pruned(tmp_path, mon
     state, err = cache._move_aside(d, "dissect", "k", os.lstat(d).st_ino)
     assert state == "failed" and "is a link" in str(err)
     assert len(list(outside.iterdir())) == cache.QUARANTINE_KEEP + 5 and d.exists()
+
+
+def test_a_forward_that_returns_no_images_is_refused_in_what_if(tmp_path, monkeypatch):
+    """What-if (core.generate) checks what the model returned before drawing it: a tuple, one
+    channel or a wrong count is a ProtocolError naming the model, never an AttributeError."""
+    from core.base.protocols import check_finite
+
+    class Tuple(PlantedGenerator):
+        def forward(self, z):
+            return (super().forward(z),)
+
+    class Gray(PlantedGenerator):
+        def forward(self, z):
+            return super().forward(z)[:, :1]
+    for G in (Tuple(), Gray()):
+        with pytest.raises(core.ProtocolError, match=rf"generator {type(G).__name__} returned .*N x 3 x H x W"):
+            core.generate(G, torch.zeros(2, 16))
+    images = PlantedGenerator()(torch.zeros(3, 16))
+    with pytest.raises(core.ProtocolError, match="for 4 codes"):
+        check_finite(PlantedGenerator(), images, indices=range(4))
+    check_finite(PlantedGenerator(), images, indices=range(3))
+
+
+def test_a_full_disk_on_a_flag_write_is_a_clear_error(tmp_path, monkeypatch):
+    from core.userdata import flags
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    flags.flag_units("lab/x", "layer4", [3], "fp", by="ann")
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(flags, "atomic_write_text", full)
+    with pytest.raises(core.CacheError, match="cannot be written.*No space left on device.*nothing changed"):
+        flags.flag_units("lab/x", "layer4", [5], "fp", by="ann")
+    assert flags.load_flags("lab/x", "layer4", "fp") == [3]

@@ -2,6 +2,7 @@
 lab can put its dashboard behind Streamlit's OIDC login."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import tomllib
@@ -114,8 +115,17 @@ def test_the_reaper_closes_departed_sessions_and_drops_their_staged_uploads(monk
 
     import dashboard.app as app
 
+    cleared = []
+
+    class State:                                                # a session's widget values
+        def __init__(self, sid):
+            self.sid = sid
+
+        def clear(self):
+            cleared.append(self.sid)
+
     def info(sid):
-        return types.SimpleNamespace(session=types.SimpleNamespace(id=sid))
+        return types.SimpleNamespace(session=types.SimpleNamespace(id=sid, session_state=State(sid)))
 
     class Sessions:
         def __init__(self):
@@ -124,6 +134,9 @@ def test_the_reaper_closes_departed_sessions_and_drops_their_staged_uploads(monk
 
         def list_active_sessions(self):
             return [info(s) for s in self.active]
+
+        def get_session_info(self, sid):
+            return info(sid) if sid in self.active + self.stored else None
 
         def close_session(self, sid):
             self.closed.append(sid)
@@ -142,6 +155,13 @@ def test_the_reaper_closes_departed_sessions_and_drops_their_staged_uploads(monk
     monkeypatch.setattr(config, "get_option", lambda name: 120 if name == "server.disconnectedSessionTTL" else None)
     clock = [1000.0]
     monkeypatch.setattr(app.time, "monotonic", lambda: clock[0])
+    # worker threads that last ran a session's script keep its context (and its state) until reused
+    from streamlit.runtime.scriptrunner_utils.script_run_context import SCRIPT_RUN_CONTEXT_ATTR_NAME
+    hold = threading.Event()
+    workers = {sid: threading.Thread(target=hold.wait, daemon=True) for sid in ("live", "gone")}
+    for sid, t in workers.items():
+        setattr(t, SCRIPT_RUN_CONTEXT_ATTR_NAME, types.SimpleNamespace(session_id=sid))
+        t.start()
     reaper = app._Reaper()
     reaper.tick()                                               # "gone" and "recent" seen leaving now
     assert sessions.closed == [] and set(files.file_storage) == {"live", "gone", "recent"}   # the orphan goes
@@ -152,6 +172,10 @@ def test_the_reaper_closes_departed_sessions_and_drops_their_staged_uploads(monk
     clock[0] += 31                                             # 91 s > TTL - 2 ticks for "gone"
     reaper.tick()
     assert sessions.closed == ["gone"] and set(files.file_storage) == {"live", "recent"}
+    assert cleared == ["gone"]                                  # its widget values went before it closed
+    assert getattr(workers["gone"], SCRIPT_RUN_CONTEXT_ATTR_NAME) is None
+    assert getattr(workers["live"], SCRIPT_RUN_CONTEXT_ATTR_NAME).session_id == "live"
+    hold.set()
     rt._session_mgr = None                                     # Streamlit changed: off, one log line, no raise
     reaper.tick()
     assert reaper.off

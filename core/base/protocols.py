@@ -91,7 +91,17 @@ def check_finite(generator, images: torch.Tensor, outputs: dict | None = None, *
     """Refuse (:class:`ProtocolError`) a batch whose images, or captured layer ``outputs``, hold NaN
     or inf: the message names the model, the samples (``indices`` of ``seed``, else positions in the
     batch) and the first layer that went non-finite, so nothing non-finite is counted, cached or
-    drawn. One reduction per tensor (a host sync per batch on an accelerator)."""
+    drawn. One reduction per tensor (a host sync per batch on an accelerator). A batch that is not
+    float images N x 3 x H x W (N: one per sample of ``indices``, when given) is refused first."""
+    n = len(indices) if indices is not None else None
+    if not (isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[1] == 3
+            and images.is_floating_point() and (n is None or images.shape[0] == n)):
+        got = (f"a {images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor)
+               else f"a {type(images).__name__}")
+        raise ProtocolError(f"generator {model_name(generator)} returned {got}" + (f" for {n} codes" if n else "")
+                            + "; forward(z) must return float images N x 3 x H x W, one per code; nothing from this "
+                              "batch was counted, cached or drawn",
+                            fix="fix the model's forward (a fixed model gets fresh results)")
     bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
     layers = []
     for name, out in (outputs or {}).items():

@@ -37,12 +37,18 @@ from core.userdata.models import (
     check_name,
     check_switch,
     check_upload,
+    looks_like,
     models_dir,
+    purge_entry,
     remove_entry,
+    removed_models,
+    restore_entry,
     stage_upload,
     store_entry,
     store_upload,
+    sweep_trash,
     timestamp,
+    trash_days,
     user_models,
     who_added,
 )
@@ -59,10 +65,15 @@ __all__ = [
     "is_known",
     "missing_message",
     "models_dir",
+    "purge",
     "register",
     "register_published",
+    "removed_models",
+    "restore",
     "spec",
     "status",
+    "sweep_trash",
+    "trash_days",
     "unregister",
     "user_models",
 ]
@@ -150,8 +161,9 @@ def register_published(s: Spec) -> Spec:
 
 def _check_new_name(name) -> None:
     check_name(name)
-    if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
-        raise InputError(f"model name {name!r} is a built-in model name",
+    if name.startswith("toyworld/") or name == "toyworld" or any(looks_like(name, p) for p in PUBLISHED) \
+            or looks_like(name.split("/")[0], "toyworld"):
+        raise InputError(f"model name {name!r} is (or looks like) a built-in model name",
                          fix="choose another name, such as 'lab/" + name.split("/")[-1] + "-mine'")
 
 
@@ -193,6 +205,7 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise CheckpointError(f"path {path!r} is not a file path",
                               fix="give the path of a weights file (or of a SegFormer folder)")
+    sweep_trash()                        # removals past their days, what killed runs left
     check_free(name, replace)
     p = Path(path).expanduser().resolve()
     if roots is not None:
@@ -213,20 +226,36 @@ def register(name: str, path, arch: str | None = None, options: dict | None = No
     return store_entry(name, entry, replace)
 
 
-def unregister(name: str, confirm: str | None = None, *, by: str | None = None) -> None:
+def unregister(name: str, confirm: str | None = None, *, by: str | None = None) -> dict:
     """Remove the user-added model ``name`` for everyone. It must be confirmed by giving the
     name again (``confirm=name``): a model belongs to whoever added it, and with ``by`` (the
     remover's display name; the dashboard always gives it) only its owner or an admin
     (``$GANATOMY_ADMINS``) may remove it. When the entry had replaced an earlier one, that one is
-    the name's model again (a replacement never deletes the first owner's file); the removed
-    entry's upload file is deleted when nothing refers to it any more."""
+    the name's model again (a replacement never deletes the first owner's file). The removal can be
+    undone: its upload file goes to the trash (:func:`removed_models`, :func:`restore`, :func:`purge`;
+    kept ``$GANATOMY_TRASH_DAYS`` days, counted in the uploads quota). Returns the removal's row
+    of :func:`removed_models` (its ``id`` restores it)."""
     if not isinstance(name, str):
         raise ArgumentTypeError(f"model name must be a string, got {type(name).__name__} {name!r}",
                                 fix="give the name of a model you added, e.g. unregister('lab/x', confirm='lab/x')")
     if name.startswith("toyworld/") or name in PUBLISHED or name == "toyworld":
         raise InputError(f"model name {name!r} is a built-in model; only user-added models can be unregistered",
                          fix="give the name of a model added with register() or add_upload()")
-    remove_entry(name, confirm, by=by)
+    return remove_entry(name, confirm, by=by)
+
+
+def restore(event_id: str, *, by: str | None = None) -> dict:
+    """Undo a removal (the ``id`` of a row of :func:`removed_models`): the model is listed and
+    loadable under its name again, from the same file. With ``by`` only the model's owner or an
+    admin may. Refused, saying why, when the name has been taken since or the file is gone.
+    Returns the registry entry."""
+    return restore_entry(event_id, by=by)
+
+
+def purge(event_id: str, *, by: str | None = None) -> None:
+    """Delete a removal for good (its upload file too; a model added by path keeps its file).
+    With ``by`` only the model's owner or an admin may."""
+    purge_entry(event_id, by=by)
 
 
 def _as_users_file(e: GanatomyError, tmp: Path, filename: str) -> GanatomyError:
@@ -256,6 +285,7 @@ def add_upload(data, filename: str, name: str, arch: str | None = None,
     added_by = check_added_by(added_by)
     opts = _check_options(options)
     check_upload(data, filename)
+    sweep_trash()                        # before the quota is checked: removals past their days go
     check_free(name, replace)
     if arch is not None:
         kind_of(arch)

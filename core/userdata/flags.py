@@ -7,6 +7,10 @@ holds an append-only list of events, one per unit flagged or unflagged:
      "events": [{"unit": 3, "action": "add", "by": "ann", "at": "2025-01-01T12:00:00+00:00",
                  "fingerprint": "ProGAN:1a2b…"}, ...]}
 
+An unflag is an event too, and can be undone: :func:`recently_unflagged` lists the units whose flag
+was removed (who had flagged them, who unflagged them, when), and :func:`undo_unflag` sets the flag
+again in its owner's name (the owner, or an admin, may).
+
 Each writer appends its own events under a lock (a thread lock and, across processes, a file
 lock) and rewrites the file atomically, so two sessions never lose each other's flags; the
 current set replays the events in order (the last event of a unit decides). Flags belong to
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 
 from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
-from core.base.errors import InputError, UnitIndexError
+from core.base.errors import CacheError, InputError, UnitIndexError
 from core.base.sharing import ADMINS_ENV, may_change
 
 __all__ = [
@@ -37,7 +41,9 @@ __all__ = [
     "flag_units",
     "load_flags",
     "save_flags",
+    "recently_unflagged",
     "stale_flags",
+    "undo_unflag",
     "unflag_units",
 ]
 
@@ -240,11 +246,13 @@ def save_flags(model: str, layer: str, units: Sequence[int] | None = None, finge
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with _flags_locked(path):
         events = _read_events(model, layer)
+        current = _applying(events, fingerprint)
         if whole is not None:            # the whole set: what differs from these weights' flags
             on = set(_replay(events, fingerprint) if fingerprint else _applying(events, None))
             add, remove = sorted(set(whole) - on), sorted(on - set(whole))
-        elif remove and by:              # a session unflags only its own flags (or an admin anyone's)
-            current = _applying(events, fingerprint)
+        else:                            # a unit flagged already stays its flagger's (no second owner)
+            add = [u for u in add if u not in current]
+        if remove and by:                # a session unflags only its own flags (or an admin anyone's)
             theirs = {u: current[u].get("by") or "" for u in remove
                       if u in current and not may_change(current[u].get("by"), by)}
             if theirs:
@@ -253,12 +261,81 @@ def save_flags(model: str, layer: str, units: Sequence[int] | None = None, finge
                                  fix="ask who flagged them, or leave them flagged")
         new = ([{"unit": u, "action": "add", "by": by, "at": at, "fingerprint": fingerprint} for u in add]
                + [{"unit": u, "action": "remove", "by": by, "at": at, "fingerprint": fingerprint} for u in remove])
-        if new:
-            events = events + new
-            if len(events) > _COMPACT_AT:
-                events = _compact(events)
+        events = _append(path, model, layer, events, new)
+        return sorted(_applying(events, fingerprint))
+
+
+def _append(path, model: str, layer: str, events: list[dict], new: list[dict]) -> list[dict]:
+    """``events`` + ``new``, written (atomically, under the caller's lock) when there is anything new."""
+    if new:
+        events = events + new
+        if len(events) > _COMPACT_AT:
+            events = _compact(events)
+        try:
             atomic_write_text(path, json.dumps({"format": FLAGS_FORMAT, "model": model, "layer": layer,
                                                 "events": events}))
+        except OSError as e:              # a full or read-only disk: said as such, the flags as they were
+            raise CacheError(f"the flags of {model!r} at {layer!r} cannot be written in {path.parent} "
+                             f"({e.strerror or e}); nothing changed",
+                             fix="free some disk space, or set $GANATOMY_CACHE to a writable folder") from None
+    return events
+
+
+def _unflagged(events: list[dict], fingerprint: str | None) -> dict[int, tuple[dict, dict]]:
+    """unit -> (the event that had flagged it, the event that unflagged it), for the units of these
+    weights whose last event is an unflag of a flag (see :func:`_applying` for which weights)."""
+    current = _current_fingerprint(events)
+    if fingerprint and current and fingerprint != current:
+        return {}
+    fp = current or fingerprint
+    on: dict[int, dict] = {}
+    off: dict[int, tuple[dict, dict]] = {}
+    for e in events:
+        if e.get("fingerprint") and e["fingerprint"] != fp:
+            continue
+        if e["action"] == "add":
+            on[e["unit"]] = e
+            off.pop(e["unit"], None)
+        elif e["unit"] in on:
+            off[e["unit"]] = (on.pop(e["unit"]), e)
+    return off
+
+
+def recently_unflagged(model: str, layer: str, fingerprint: str | None = None, *, by: str | None = None,
+                       limit: int = 20) -> list[dict]:
+    """The units of (model, layer) whose flag was removed and not set again, newest first (at most
+    ``limit``): unit, flagged_by, flagged_at, unflagged_by, unflagged_at, and may_undo (whether
+    ``by`` may set it again: who had flagged it, or an admin; True without ``by``)."""
+    off = _unflagged(_read_events(model, layer), _check_text(fingerprint, "fingerprint", _FP_FIX, 1000))
+    rows = [{"unit": u, "flagged_by": a.get("by") or "", "flagged_at": a.get("at") or "",
+             "unflagged_by": r.get("by") or "", "unflagged_at": r.get("at") or "",
+             "may_undo": by is None or may_change(a.get("by"), by)} for u, (a, r) in off.items()]
+    return sorted(rows, key=lambda r: (r["unflagged_at"], r["unit"]), reverse=True)[:max(int(limit), 0)]
+
+
+def undo_unflag(model: str, layer: str, unit: int, fingerprint: str | None = None, *, by: str = "") -> list[int]:
+    """Undo the unflag of ``unit``: it is flagged again in the name of who had flagged it (with
+    ``by``, only they or an admin may). Refused when the unit is flagged now or was never unflagged.
+    Returns the flagged units after it."""
+    path = _flag_path(model, layer)
+    fingerprint = _check_text(fingerprint, "fingerprint", _FP_FIX, 1000) or None
+    by = _check_text(by, "by", "pass your display name, e.g. by='ann'")
+    (unit,) = _unit_list([unit], "unit", layer)
+    with _flags_locked(path):
+        events = _read_events(model, layer)
+        off = _unflagged(events, fingerprint)
+        if unit not in off:
+            now = "flagged now" if unit in _applying(events, fingerprint) else "not unflagged"
+            raise InputError(f"unit {unit} of {layer!r} is {now}: there is no unflag to undo",
+                             fix="see recently_unflagged() (the Repair page lists them)")
+        flagged, removed = off[unit]
+        if by and not may_change(flagged.get("by"), by):
+            raise InputError(f"unit {unit} was flagged by {flagged.get('by') or 'an unknown user'}: only they (or an "
+                             f"admin, {ADMINS_ENV}) can undo its unflag; you are {by!r}", fix="ask who flagged it")
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        events = _append(path, model, layer, events, [{
+            "unit": unit, "action": "add", "by": flagged.get("by") or "", "at": at,
+            "fingerprint": removed.get("fingerprint") or flagged.get("fingerprint"), "undo_by": by}])
         return sorted(_applying(events, fingerprint))
 
 

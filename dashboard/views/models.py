@@ -82,18 +82,52 @@ if users:
     for r in users:
         st.caption(f"**{plain(r['name'])}**: {plain(r['source'])}")
     gone = st.selectbox("Unregister a model (for everyone)", [r["name"] for r in users], key="remove_model")
-    typed = st.text_input(f"Type {gone} to confirm", key="remove_confirm",
+    typed = st.text_input(f"Type {plain(gone)} to confirm", key="remove_confirm",
                           help="A model belongs to whoever added it: only they (or an admin) can remove it, and "
-                               "removing it removes it for every user (a model it had replaced comes back).")
-    if st.button(f"Unregister {gone}", key="remove_button"):
+                               "removing it removes it for every user (a model it had replaced comes back). "
+                               "It stays under 'Recently removed', where its owner can undo it.")
+    if st.button(f"Unregister {plain(gone)}", key="remove_button"):
         try:
             published.unregister(gone, confirm=typed.strip(), by=me)
         except ERRORS as e:        # not confirmed, or gone already: say how
-            refuse(f"{gone} was not unregistered", e)
+            refuse(f"{plain(gone)} was not unregistered", e)
         else:
             generator.clear()      # no session is handed the removed model from the shared cache
-            st.session_state["models_notice"] = f"Unregistered **{plain(gone)}** (asked by {plain(me)})."
+            st.session_state["models_notice"] = (f"Unregistered **{plain(gone)}** (asked by {plain(me)}); "
+                                                 "**Undo** under Recently removed brings it back.")
             st.rerun()
+
+# ----------------------------------------------------------------------------- recently removed
+removed = published.removed_models(by=me)
+if removed:
+    st.subheader("Recently removed")
+    st.caption(f"Unregistered models stay here for {published.trash_days():g} days (`$GANATOMY_TRASH_DAYS`), their "
+               "files in the trash (counted in the uploads quota): their owner (or an admin) can undo the removal "
+               "or delete them for good.")
+    for r in removed[:20]:
+        text, undo, purge = st.columns([6, 1, 1])
+        gone_file = "" if r["file_here"] else " — its file is gone, it cannot be restored"
+        text.markdown(plain(f"{r['name']} ({r['arch']} {r['kind']}, added by {r['added_by'] or 'an unknown user'}) "
+                            f"removed by {r['removed_by'] or 'an unknown user'} at {r['removed_at']}{gone_file}"))
+        if not r["may_undo"]:
+            continue               # others see it, without the buttons
+        if r["file_here"] and undo.button("Undo", key=f"undo-{r['id']}"):
+            try:
+                published.restore(r["id"], by=me)
+            except ERRORS as e:    # the name taken since, the file gone: say why
+                refuse(f"{plain(r['name'])} was not restored", e)
+            else:
+                generator.clear()
+                st.session_state["models_notice"] = f"Restored **{plain(r['name'])}** (asked by {plain(me)})."
+                st.rerun()
+        if purge.button("Delete for good", key=f"purge-{r['id']}"):
+            try:
+                published.purge(r["id"], by=me)
+            except ERRORS as e:
+                refuse(f"{plain(r['name'])} was not deleted", e)
+            else:
+                st.session_state["models_notice"] = f"Deleted **{plain(r['name'])}** for good (asked by {plain(me)})."
+                st.rerun()
 
 missing = [r for r in rows if not r["available"]]
 if missing:
@@ -185,6 +219,9 @@ with by_upload:
 
     if st.button("Add upload", key="add_upload_button", disabled=up is None):
         add(f"Upload {up.name}", store_upload)
+    # the page's globals outlive this run (Streamlit keeps the last script module until another run):
+    # holding the staged file here kept a departed session's upload in memory until the next visitor
+    del up
 
 # ----------------------------------------------------------------------------- segmenter
 st.subheader("Segmenter")

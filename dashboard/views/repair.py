@@ -9,7 +9,7 @@ from core.base.devices import for_serving
 from core.engine import repair
 from core.outputs.visualize import unit_strips
 from core.studies import evaluation
-from core.userdata.flags import flag_details, flag_units, stale_flags, unflag_units
+from core.userdata.flags import flag_details, flag_units, recently_unflagged, stale_flags, undo_unflag, unflag_units
 from dashboard.common import ERRORS, device, fail, fix_for, note_turn, page_basis, pick_layer, pick_model, plain
 
 st.title("Artifact repair")
@@ -138,6 +138,22 @@ elif uf is not None:
                     for u, d in details.items())
     st.caption((f"Flagged for these weights: {plain(who)}. " if who else "No units flagged for these weights yet. ")
                + f"You flag as **{plain(me)}** (your name is set on the Models page); flags are shared with everyone.")
+
+    def undo(model, lay, unit, fp):
+        try:
+            undo_unflag(model, lay, unit, fp, by=st.session_state.get("display_name", "anonymous"))
+        except ERRORS as e:        # flagged again meanwhile, or a read-only cache: say so on the next run
+            st.session_state["flag_error"] = e
+
+    if unflagged := recently_unflagged(name, layer, fingerprint, by=me, limit=8):
+        with st.expander(f"Recently unflagged ({len(unflagged)})"):
+            for r in unflagged:
+                text, button = st.columns([6, 1])
+                text.markdown(plain(f"unit {r['unit']}: flagged by {r['flagged_by'] or 'an unknown user'}, unflagged "
+                                    f"by {r['unflagged_by'] or 'an unknown user'} at {r['unflagged_at']}"))
+                if r["may_undo"]:          # who had flagged it (or an admin); others see it without the button
+                    button.button("Undo", key=f"unflag-undo-{r['unit']}", on_click=undo,
+                                  args=(name, layer, r["unit"], fingerprint))
 
     def toggle(model, lay, unit, fp, size, key):
         try:
