@@ -12,6 +12,7 @@ to ``DIR/<command>.json`` (tables also as CSV); progress bars go to stderr.
     ganatomy unit-fid --model toyworld/town --layer layer4 --samples 2000 --top 200 --json
     ganatomy precompute --model my-gan --layers layer4 layer6 --bases sae   # the pages, instant
     ganatomy train --scene lake --steps 2000 --out runs/lake              # resumable (--resume)
+    ganatomy train --scene lake --out runs/lake --compact-to carry/lake.pt  # a small copy to carry
     torchrun --nproc_per_node=2 -m core dissect --model toyworld/town --samples 2000 --out DIR
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ from core.models import (
 from core.outputs.report import write_outputs
 from core.studies import comparisons, context, evaluation, over_seeds
 from core.studies.units import concept_units
-from core.training.run import VARIANTS, check_train, train_gan
+from core.training.run import VARIANTS, check_train, compact_run, train_gan
 from core.userdata.flags import load_flags
 
 __all__ = ["main"]
@@ -907,7 +908,20 @@ def cmd_evolution(a):
 # ----------------------------------------------------------------------------- train, precompute
 
 def cmd_train(a):
-    """Train a toyworld GAN into --out (resumable: --resume continues from --out/ckpt.pt)."""
+    """Train a toyworld GAN into --out (resumable: --resume continues from --out/ckpt.pt); with
+    --compact-to, only write a compact copy of --out/ckpt.pt there."""
+    if a.compact_to is not None:
+        if not a.compact_to.strip():
+            raise InputError("--compact-to is empty", fix="give --compact-to a file to write, e.g. carry/run.pt")
+        try:
+            res = compact_run(a.out, a.compact_to)
+        except OSError as e:
+            raise InputError(f"--compact-to {a.compact_to!r} cannot be written ({e.strerror or e})",
+                             fix="give --compact-to a file in a directory you can write to") from None
+        text = (f"{res['compact']}: compact checkpoint of {a.out} at step {res['step']} ({res['bytes'] / 1e6:.1f} MB; "
+                "copy it to RUN/ckpt.pt and train with --resume)")
+        print(json.dumps(_record(a, res), allow_nan=False) if a.json else text)   # --out is the run: no train.json
+        return
     options = {"steps": a.steps, "res": a.res, "batch": a.batch_size, "g_channels": a.g_channels,
                "d_channels": a.d_channels, "variant": a.variant, "lr": a.lr, "r1": a.r1, "r1_every": a.r1_every,
                "z_dim": a.z_dim, "seed": a.seed, "workers": a.workers, "fid_every": a.fid_every, "fid_n": a.fid_samples,
@@ -931,7 +945,13 @@ def cmd_train(a):
     if a.threads:
         torch.set_num_threads(a.threads)
     bar = _LazyBar(desc=f"train {a.scene}", unit="step")
-    res = train_gan(a.out, a.scene, resume=a.resume, device=a.device, progress=lambda d, t, info: bar.set(d, t),
+
+    def progress(done, total, info):
+        bar.set(done, total)
+        if info:                             # the losses, every 50 steps
+            bar.bar.set_postfix(d=f"{info['d']:.3f}", g=f"{info['g']:.3f}")
+
+    res = train_gan(a.out, a.scene, resume=a.resume, device=a.device, progress=progress,
                     note=lambda text: tqdm.write(text, file=sys.stderr), **options)
     bar.close()
     snaps = res["snapshots"]
@@ -1350,6 +1370,9 @@ def _main(argv=None):
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt.pt (full or compact); --lr, --r1 "
                                                          "and --batch-size may change")
+    p.add_argument("--compact-to", default=None, metavar="FILE",
+                   help="only write a compact copy of --out/ckpt.pt to FILE (~15 MB, to carry the run to another "
+                        "machine; there, copy it to --out/ckpt.pt and --resume) and exit")
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object (command, arguments, result) on stdout "
                                                        "and nothing else")
@@ -1378,6 +1401,21 @@ def _main(argv=None):
     a.fn(a)
 
 
+# The serving settings of .streamlit/config.toml, for an installed package that has no such file (a
+# test keeps the two equal): bind only this machine, no file watcher, uploads capped, no usage stats.
+SERVING = {"server.address": "127.0.0.1", "server.headless": True, "server.runOnSave": False,
+           "server.fileWatcherType": "none", "server.maxUploadSize": 512, "server.enableXsrfProtection": True,
+           "browser.gatherUsageStats": False, "client.showErrorDetails": False, "client.toolbarMode": "minimal",
+           "runner.fastReruns": True, "runner.postScriptGC": False}
+
+
+def serving_settings(config: dict) -> dict:
+    """{"section.key": value} of a parsed Streamlit config (plain values only)."""
+    return {f"{section}.{key}": value for section, opts in config.items()
+            for key, value in (opts.items() if isinstance(opts, dict) else ())
+            if isinstance(value, (str, int, float, bool))}
+
+
 def serve_command(extra=()) -> tuple[list[str], Path]:
     """(the command, the folder to run it in) that serves the dashboard: Streamlit reads
     ``.streamlit/config.toml`` and ``secrets.toml`` from the folder it starts in, so it starts in
@@ -1389,13 +1427,9 @@ def serve_command(extra=()) -> tuple[list[str], Path]:
     if not app.is_file():
         raise InputError(f"the dashboard is not here ({app}): `ganatomy serve` needs the repository (a clone, "
                          "installed with pip install -e .)", fix="run it from a clone of the repository")
-    flags = []
     cfg = root / ".streamlit" / "config.toml"
-    if cfg.is_file():
-        for section, opts in tomllib.loads(cfg.read_text()).items():
-            for key, value in (opts.items() if isinstance(opts, dict) else ()):
-                if isinstance(value, (str, int, float, bool)):
-                    flags.append(f"--{section}.{key}={str(value).lower() if isinstance(value, bool) else value}")
+    settings = serving_settings(tomllib.loads(cfg.read_text())) if cfg.is_file() else dict(SERVING)
+    flags = [f"--{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in settings.items()]
     extra = [x for x in extra if x != "--"]
     return [sys.executable, "-m", "streamlit", "run", str(app), *flags, *extra], root
 

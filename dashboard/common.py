@@ -116,7 +116,7 @@ def segmenter(name: str | None = None):
 def zoo() -> dict[str, dict]:
     """Every generator the dashboard can open, by name, with its model card: the shipped
     toyworld models (and their snapshots) and the published or user-added models whose weights
-    are on this machine (Models page; README, 'Your own models')."""
+    are on this machine (Models page; README, 'Using your own model')."""
     models = dict(core.list_models())
     models.update({n: {} for n in core.models.available_generators() if n not in models})
     return models
@@ -192,8 +192,8 @@ def pick_model(key: str = "model", label: str = "Generator"):
     """Sidebar model picker shared by all pages (remembers the choice across pages)."""
     models = [m for m in zoo() if "@" not in m]
     if not models:
-        st.warning("No generators are shipped yet: train one with `python scripts/train_gan.py` and "
-                   "ship it with `python scripts/ship_gans.py`.")
+        st.warning("No generators are shipped yet: train one with `ganatomy train --scene town --out "
+                   "cache/train/gan_town` and ship it with `python scripts/ship_gans.py`.")
         st.stop()
     default = st.session_state.get("shared_model", "toyworld/town" if "toyworld/town" in models else models[0])
     name = st.sidebar.selectbox(label, models, index=models.index(default) if default in models else 0,

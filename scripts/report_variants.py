@@ -61,8 +61,9 @@ def main():
     models = core.list_models()
     group = studies.zoo_groups(models).get(a.scene)
     if not group or not group["variants"]:
-        raise SystemExit(f"no variants of {a.scene} are shipped: train them with scripts/train_gan.py "
-                         f"--scene {a.scene} --variant nostd|nopn and ship them with scripts/ship_gans.py")
+        raise SystemExit(f"no variants of {a.scene} are shipped: train them with ganatomy train --scene {a.scene} "
+                         f"--variant nostd|nopn --out cache/train/gan_{a.scene}_nostd|nopn and ship them with "
+                         "scripts/ship_gans.py")
     lineup = studies.variant_lineup(models, group)
     print(lineup["note"])
     seg, features = core.load_segmenter("toyworld"), core.load_features("toyworld")

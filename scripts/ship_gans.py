@@ -1,6 +1,6 @@
 """Copy trained GAN snapshots into the shipped zoo (core/weights/gans) with model cards.
 
-    python scripts/ship_gans.py                 # every run under cache/train/gan_*
+    python scripts/ship_gans.py                 # every run under cache/train/gan_* (ganatomy train --out)
     python scripts/ship_gans.py --series town   # + the town checkpoint series (town@step-N)
     python scripts/ship_gans.py --runs room --at room=9000   # a chosen snapshot, not the latest
     python scripts/ship_gans.py --runs town --at town=10000 --series-steps town=100,250,500,1000,2500,5000

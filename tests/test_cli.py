@@ -149,6 +149,8 @@ def test_cli_models_shows_the_figures_every_page_shows(tmp_path):
         q = card_quality(cards[name])
         assert f"FID {q['fid']} ({q['source']})" in line and "layers layer1..layer10" in line, line
     snap = cards["toyworld/town@step-500"]
-    assert card_quality(snap) == {"fid": snap["series_fid"], "ms_swd": snap["series_ms_swd"], "source": "series evaluation"}
+    assert card_quality(snap) == {"fid": snap["series_fid"], "ms_swd": snap["series_ms_swd"],
+                                  "source": "series evaluation"}
     page = {row["model"]: row["FID"] for row in zoo_table()}
-    assert page["toyworld/town"] == card_quality(cards["toyworld/town"])["fid"] == cards["toyworld/town"]["eval_fid_10k_real"]
+    town = cards["toyworld/town"]
+    assert page["toyworld/town"] == card_quality(town)["fid"] == town["eval_fid_10k_real"]

@@ -65,15 +65,16 @@ def test_real_stream_is_seed_exact():
 
 
 def _train(tmp_path, steps, *extra):
+    """``ganatomy train`` (``python -m core train``) in its own process, into ``tmp_path/gan_lake``."""
     import subprocess
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, str(root / "scripts" / "train_gan.py"), "--scene", "lake", "--res", "32",
-           "--g-channels", "16,16,8,8", "--d-channels", "16,16,8,8", "--batch", "4", "--z-dim", "16",
-           "--steps", str(steps), "--fid-every", "0", "--workers", "0", "--threads", "1",
-           "--ckpt-every", "2", "--r1-every", "2", "--out", str(tmp_path), *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "core", "train", "--scene", "lake", "--res", "32",
+           "--g-channels", "16", "16", "8", "8", "--d-channels", "16", "16", "8", "8", "--batch-size", "4",
+           "--z-dim", "16", "--steps", str(steps), "--fid-every", "0", "--workers", "0", "--threads", "1",
+           "--ckpt-every", "2", "--r1-every", "2", "--out", str(tmp_path / "gan_lake"), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     return torch.load(tmp_path / "gan_lake" / "ckpt.pt", weights_only=True)
 
@@ -94,7 +95,7 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, mon
     resumed run) and equal to a run that measures nothing."""
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
     _small_lake_stats(tmp_path / "cache")
-    measure = ("--fid-every", "2", "--fid-n", "8", "--swd-n", "8")
+    measure = ("--fid-every", "2", "--fid-samples", "8", "--swd-samples", "8")
     straight = _train(tmp_path / "a", 6, *measure)
     halfway = _train(tmp_path / "b", 3, *measure)
     resumed = _train(tmp_path / "b", 6, "--resume", *measure)
@@ -128,12 +129,16 @@ def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path):
 
     from core import training
     full = _train(tmp_path, 3)
-    script = Path(__file__).resolve().parents[1] / "scripts" / "train_gan.py"
+    root = Path(__file__).resolve().parents[1]
     compact_path = tmp_path / "carry.pt"
-    subprocess.run([sys.executable, str(script), "--scene", "lake", "--out", str(tmp_path),
-                    "--compact-to", str(compact_path)], check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "core", "train", "--scene", "lake", "--out", str(tmp_path / "gan_lake"),
+                    "--compact-to", str(compact_path)], check=True, capture_output=True, timeout=120, cwd=root)
     small = torch.load(compact_path, weights_only=True)
     assert small["compact"] and small["step"] == 3
+    done = subprocess.run([sys.executable, "-m", "core", "train", "--scene", "lake", "--out", str(tmp_path / "none"),
+                           "--compact-to", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120,
+                          cwd=root)
+    assert done.returncode == 2 and "nothing to compact" in done.stderr and not (tmp_path / "x.pt").exists()
     for key, want in full["G_ema"].items():
         assert torch.equal(small["G_ema"][key], want)
     for key, want in full["G"].items():
@@ -152,7 +157,7 @@ def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path):
         assert "beta1" in str(e)
     # resume from the compact file with batch 6 instead of 4
     (tmp_path / "gan_lake" / "ckpt.pt").write_bytes(compact_path.read_bytes())
-    resumed = _train(tmp_path, 5, "--resume", "--batch", "6")
+    resumed = _train(tmp_path, 5, "--resume", "--batch-size", "6")
     assert resumed["step"] == 5 and resumed["images"] == 3 * 4 + 2 * 6
     assert json.loads(resumed["config"])["batch"] == 6
     starts = [e["start"]["batch"] for e in json.loads(resumed["log"]) if "start" in e]
@@ -160,8 +165,8 @@ def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path):
     snap = torch.load(tmp_path / "gan_lake" / "snapshots" / "step-5.pt", weights_only=True)
     assert snap["meta"]["images"] == 24
     # another network shape is still refused
-    cmd = [sys.executable, str(script), "--scene", "lake", "--res", "32", "--g-channels", "16,16,8,4",
-           "--d-channels", "16,16,8,8", "--batch", "4", "--z-dim", "16", "--steps", "7", "--fid-every", "0",
-           "--workers", "0", "--out", str(tmp_path), "--resume"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0 and "resume with the same options" in done.stderr
+    cmd = [sys.executable, "-m", "core", "train", "--scene", "lake", "--res", "32", "--g-channels", "16", "16", "8",
+           "4", "--d-channels", "16", "16", "8", "8", "--batch-size", "4", "--z-dim", "16", "--steps", "7",
+           "--fid-every", "0", "--workers", "0", "--out", str(tmp_path / "gan_lake"), "--resume"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 2 and "resume with the same options" in done.stderr

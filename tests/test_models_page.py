@@ -126,7 +126,8 @@ def test_add_by_path_then_listed_available(page, tmp_path, monkeypatch):
 def test_broken_and_unsafe_uploads_are_refused_with_the_reason(page, tmp_path, code_running_checkpoint):
     at = page()
     at.text_input(key="add_name").set_value("lab/broken")
-    at.file_uploader(key="upload").set_value(("broken.pt", b"PK\x03\x04 not really a checkpoint", "application/octet-stream")).run()
+    broken = ("broken.pt", b"PK\x03\x04 not really a checkpoint", "application/octet-stream")
+    at.file_uploader(key="upload").set_value(broken).run()
     at.button(key="add_upload_button").click().run()
     assert not at.exception, at.exception
     assert at.error and "refused" in at.error[0].value and "cannot be read" in at.error[0].value

@@ -147,3 +147,42 @@ def test_a_full_disk_on_a_flag_write_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(core.CacheError, match="cannot be written.*No space left on device.*nothing changed"):
         flags.flag_units("lab/x", "layer4", [5], "fp", by="ann")
     assert flags.load_flags("lab/x", "layer4", "fp") == [3]
+
+
+class RaisesForSome(PlantedGenerator):
+    """The planted generator, but its forward raises for codes whose first value is > 1.5."""
+
+    def forward(self, z):
+        if bool((z[:, 0] > 1.5).any()):
+            raise RuntimeError("a user's model failed here")
+        return super().forward(z)
+
+
+class SizeChanges(PlantedGenerator):
+    """Draws a batch at half size when its first code's second value is positive."""
+
+    def forward(self, z):
+        out = super().forward(z)
+        return torch.nn.functional.interpolate(out, scale_factor=0.5) if float(z[0, 1]) > 0 else out
+
+
+def test_a_forward_that_raises_or_changes_size_is_the_models_error_and_nothing_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    G = RaisesForSome()
+    layer = core.hooks.layer_names(G)[0]
+    z = z_range(0, 0, 64, G.z_dim)
+    first_bad = int(torch.nonzero(z[:, 0] > 1.5).view(-1)[0])
+    with pytest.raises(core.ProtocolError) as e:
+        core.dissect(G, ColorSegmenter(), [layer], 64, seed=0, batch_size=8)
+    msg = str(e.value)
+    start = first_bad // 8 * 8
+    assert "RaisesForSome" in msg and f"samples {start}..{start + 7} of seed 0" in msg
+    assert "a user's model failed here" in msg and e.value.fix and isinstance(e.value.__cause__, RuntimeError)
+    assert not list((tmp_path / "cache").rglob("manifest.json"))          # nothing cached
+    with pytest.raises(core.ProtocolError, match="RuntimeError: a user's model failed here"):
+        core.generate(G, z[first_bad:first_bad + 1])
+    S = SizeChanges()
+    firsts = z_range(0, 0, 32, G.z_dim)[::8, 1]
+    assert bool((firsts > 0).any()) and bool((firsts <= 0).any())      # the batches of one pass differ
+    with pytest.raises(core.ProtocolError, match="one pass needs one size"):
+        core.dissect(S, ColorSegmenter(), [layer], 32, seed=0, batch_size=8, cache=False)

@@ -67,6 +67,22 @@ def test_a_read_only_cache_is_said_on_the_page(monkeypatch, tmp_path):
     assert notes and "GANATOMY_CACHE" in notes[0], [w.value for w in at.warning]
 
 
+def test_an_installed_package_serves_with_the_repositorys_settings(tmp_path, monkeypatch):
+    """An installed package has no .streamlit/config.toml beside it: `ganatomy serve` then gives the
+    server the same settings, kept in core.cli.SERVING (equal to the repository's file)."""
+    from core import cli
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cli.serving_settings(cfg) == cli.SERVING
+    site = tmp_path / "site-packages"                                # the wheel's layout: no .streamlit/
+    (site / "core").mkdir(parents=True)
+    (site / "dashboard").mkdir()
+    (site / "dashboard" / "app.py").write_text("")
+    monkeypatch.setattr(cli, "__file__", str(site / "core" / "cli.py"))
+    cmd, root = cli.serve_command()
+    assert root == site and "--server.address=127.0.0.1" in cmd and "--server.maxUploadSize=512" in cmd
+    assert "--browser.gatherUsageStats=false" in cmd and "--server.fileWatcherType=none" in cmd
+
+
 def test_ganatomy_serve_uses_the_repositorys_settings_from_any_folder(tmp_path):
     """`streamlit run` reads .streamlit/config.toml from the folder it starts in; `ganatomy serve`
     gives the server the repository's settings wherever it is started (and starts it)."""

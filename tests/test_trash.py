@@ -291,3 +291,13 @@ def test_the_trash_never_moves_or_deletes_what_is_not_its_own(lab, tmp_path):
     (tmp_path / "models" / "uploads").symlink_to(shared)
     published.sweep_trash(now=time.time() + 10 ** 8)
     assert theirs.exists() and precious.exists()
+
+
+def test_a_malformed_retention_setting_is_said_on_the_models_page(lab, tmp_path):
+    published.add_upload(_weights(1), "g.pt", "lab/g", added_by="ann")
+    published.unregister("lab/g", confirm="lab/g", by="ann")
+    lab.setenv("GANATOMY_TRASH_DAYS", "soon")
+    at = AppTest.from_file(APP, default_timeout=120).switch_page("views/models.py").run()
+    assert not at.exception, at.exception
+    assert any("GANATOMY_TRASH_DAYS" in e.value for e in at.error)
+    assert any("lab/g" in m.value for m in at.markdown)                  # the list is still shown

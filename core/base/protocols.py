@@ -13,6 +13,18 @@ a float tensor N x len(labels) x H' x W' of differentiable per-label probabiliti
 the causal-effect optimisation). Optional: ``stuff``, the labels of amorphous regions (sky,
 road, wall...), which the concept maps can hide to show objects only.
 
+**Classifier** — a ``torch.nn.Module`` with an int attribute ``input_size`` (the square image side it
+takes); ``forward(images)`` with images N x 3 x input_size x input_size in [-1, 1] (as a generator
+makes them; any normalisation of its own is inside the model) returns logits N x classes; its layers
+are addressed by their ``named_modules()`` names. Optional: ``classes`` (class names), ``layer_names``.
+
+**Probe set** — images with exact concept labels, what a classifier is dissected on: ``labels``
+(concept names; index 0 = none, never a concept), ``size`` (image side), ``len(probe)`` images, and
+``batch(start, stop)`` returning ``(images, labels)``: float images N x 3 x size x size in [-1, 1] and
+an integer label tensor N x K x S x S (K label channels per pixel, 0 = none: an object, its parts, its
+colour and the scene type can all cover one pixel; N x S x S for one channel) at the label
+resolution S. Optional: ``categories`` ({category: [labels]}), ``cache_key`` (its identity in the cache).
+
 :func:`check_generator` and :func:`check_segmenter` validate an object and, with a probe,
 its outputs, raising :class:`ProtocolError` with a message that says what was expected.
 """
@@ -23,9 +35,10 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from core.base.devices import device_of
-from core.base.errors import ProtocolError
+from core.base.errors import GanatomyError, ProtocolError
 
-__all__ = ["Generator", "Segmenter", "ProtocolError", "check_generator", "check_segmenter",
+__all__ = ["call_generator", "Generator", "Segmenter", "Classifier", "ProbeSet", "ProtocolError", "check_generator",
+           "check_segmenter", "check_classifier", "check_probe", "check_probe_batch",
            "check_segmentation", "check_finite", "model_name"]
 
 
@@ -45,6 +58,61 @@ class Segmenter(Protocol):
     def segment(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def scores(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    input_size: int
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def named_modules(self): ...
+
+
+@runtime_checkable
+class ProbeSet(Protocol):
+    labels: list
+    size: int
+
+    def __len__(self) -> int: ...
+
+    def batch(self, start: int, stop: int): ...
+
+
+def check_classifier(model) -> None:
+    """Raise :class:`ProtocolError` unless ``model`` meets the classifier protocol (no forward run)."""
+    if not isinstance(model, torch.nn.Module):
+        raise ProtocolError(f"a classifier must be a torch.nn.Module, got {type(model).__name__}",
+                            fix="wrap the network in a torch.nn.Module with an int attribute input_size")
+    size = getattr(model, "input_size", None)
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ProtocolError(f"a classifier needs a positive int attribute input_size (the image side it takes), "
+                            f"got {size!r}", fix="set model.input_size, e.g. 224")
+
+
+def check_probe(probe, size: int | None = None) -> None:
+    """Raise :class:`ProtocolError` unless ``probe`` meets the probe-set protocol; with ``size``, its
+    images must have that side (a classifier's ``input_size``)."""
+    labels = getattr(probe, "labels", None)
+    if not isinstance(labels, (list, tuple)) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+        raise ProtocolError(f"a probe set needs `labels`: concept names with index 0 = none; got {labels!r:.80}")
+    if not callable(getattr(probe, "batch", None)) or not callable(getattr(probe, "__len__", None)):
+        raise ProtocolError("a probe set needs `batch(start, stop)` -> (images, masks) and `len(probe)`")
+    side = getattr(probe, "size", None)
+    if isinstance(side, bool) or not isinstance(side, int) or side <= 0:
+        raise ProtocolError(f"a probe set needs a positive int attribute size (its image side), got {side!r}")
+    if size is not None and side != size:
+        raise ProtocolError(f"the probe images are {side} x {side} but the classifier takes {size} x {size}",
+                            fix=f"render the probe set at the network's input size ({size})")
+
+
+def check_probe_batch(images, labels, n: int, n_labels: int, size: int) -> None:
+    """Validate one ``probe.batch`` output of ``n`` images."""
+    if not (isinstance(images, torch.Tensor) and images.is_floating_point()
+            and tuple(images.shape) == (n, 3, size, size)):
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ProtocolError(f"probe.batch must return float images ({n}, 3, {size}, {size}); got {got}")
+    check_segmentation(labels, n, n_labels, what="probe.batch (its labels)")
 
 
 def check_generator(gen, probe: bool = True, n: int = 2) -> None:
@@ -166,3 +234,20 @@ def check_segmenter(seg, probe_images: torch.Tensor | None = None) -> None:
         shape = tuple(sc.shape) if isinstance(sc, torch.Tensor) else type(sc).__name__
         raise ProtocolError(f"scores(images) must return float N x {len(labels)} x H x W "
                             f"(one channel per label); got {shape}")
+
+
+def call_generator(generator, z: torch.Tensor, *, seed: int | None = None, indices=None):
+    """``generator(z)``, where an exception the model's own forward raises (not GANatomy's refusals,
+    not running out of memory) becomes a :class:`ProtocolError` naming the model and the samples,
+    so a page shows what failed and its fix, not "a bug in GANatomy"; nothing of the batch counts."""
+    try:
+        return generator(z)
+    except (GanatomyError, MemoryError, torch.OutOfMemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of someone else's forward is reported as the model's
+        which = (f"samples {indices[0]}..{indices[-1]} of seed {seed}" if indices is not None and len(indices)
+                 else f"a batch of {len(z)} codes")
+        raise ProtocolError(f"generator {model_name(generator)} failed on {which}: {type(e).__name__}: "
+                            f"{str(e)[:200]}; nothing from this batch was counted, cached or drawn",
+                            fix="fix the model's forward (a fixed model gets fresh results)") from e
+

@@ -25,7 +25,7 @@ from core.base import cache as _cache
 from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, ConceptAbsentError, InputError
 from core.base.hooks import Trace, layer_units, resolve_layers
-from core.base.protocols import check_finite, check_generator, check_segmenter
+from core.base.protocols import call_generator, check_finite, check_generator, check_segmenter
 from core.base.sampling import z_range
 from core.base.sharing import long_computation
 from core.base.validate import (
@@ -198,7 +198,7 @@ def generate(generator, z: torch.Tensor, edits: Sequence[Edit] = (), capture: Se
     for e in edits:
         by_layer.setdefault(e.layer, []).append(edit_fn(e))
     with Trace(generator, capture=capture, edits={k: _compose(v) for k, v in by_layer.items()}) as tr:
-        images = generator(z)
+        images = call_generator(generator, z)
     check_finite(generator, images, tr.outputs if capture else None)      # never drawn or measured silently
     return (images, tr.outputs) if capture else images
 

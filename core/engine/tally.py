@@ -28,9 +28,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from core.base.errors import BudgetError
+from core.base.errors import BudgetError, ProtocolError
 from core.base.hooks import Trace
-from core.base.protocols import check_finite
+from core.base.protocols import call_generator, check_finite, model_name
 from core.base.sampling import z_range
 from core.base.validate import check_choice
 
@@ -52,14 +52,21 @@ def sample_batches(generator, layers, n_samples: int, seed: int, batch_size: int
     whose images or captured layers hold NaN or inf is refused (:func:`core.base.protocols.check_finite`),
     naming the samples, before anything counts it."""
     n_batches = (n_samples + batch_size - 1) // batch_size
+    size = None
     for b in range(rank, n_batches, world):
         start, stop = b * batch_size, min(n_samples, (b + 1) * batch_size)
         dev = torch.device(device)
         with torch.no_grad(), Trace(generator, capture=layers) as tr, \
                 torch.autocast(dev.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            images = generator(z_range(seed, start, stop, generator.z_dim, device))
+            images = call_generator(generator, z_range(seed, start, stop, generator.z_dim, device), seed=seed,
+                                    indices=range(start, stop))
         outputs = {name: tr[name] for name in layers}
         check_finite(generator, images, outputs, seed=seed, indices=range(start, stop))
+        if size is not None and tuple(images.shape[-2:]) != size:
+            raise ProtocolError(f"generator {model_name(generator)} drew {tuple(images.shape[-2:])} images for samples "
+                                f"{start}..{stop - 1} of seed {seed} after {size} ones; one pass needs one size",
+                                fix="fix the model's forward to draw one resolution")
+        size = tuple(images.shape[-2:])
         yield start, stop, images, outputs
 
 

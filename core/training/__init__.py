@@ -1,4 +1,4 @@
-"""Training floor: the toyworld networks' and GANs' training pieces (used by scripts/train_*.py).
+"""Training floor: the toyworld networks' and GANs' training (scripts/train_*.py, ``ganatomy train``).
 
 ``core.training`` holds the shared helpers of :mod:`core.training.loop` (seeded data, atomic
 resumable checkpoints, compact checkpoints, snapshots); :mod:`core.training.gan` the

@@ -1,11 +1,12 @@
 """One toyworld GAN training run: seeded, resumable, with training-time FID and MS-SWD and a fixed
-snapshot schedule (``ganatomy train``; the same loop as ``scripts/train_gan.py``).
+snapshot schedule (``ganatomy train``, the one training loop of the toyworld GANs).
 
 A run lives in one folder: ``ckpt.pt`` (the resumable full checkpoint, written atomically every
 ``ckpt_every`` steps and at the end), ``log.json`` (losses, FID and MS-SWD along the way, and the
 options of every (re)start) and ``snapshots/step-N.pt`` (the EMA generator as a shippable fp16
 file, loadable with ``core.load_generator(path)``). A resumed run draws the same samples as an
-uninterrupted one: the measuring tools are set up on a forked RNG.
+uninterrupted one: the measuring tools are set up on a forked RNG. :func:`compact_run` writes a
+small copy of ``ckpt.pt`` to carry a run to another machine (``ganatomy train --compact-to``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from core import toyworld
-from core.base.errors import InputError
+from core.base.errors import CheckpointError, InputError
 from core.base.validate import check_callable, check_choice, check_float, check_int
 from core.models import load_features
 from core.models.progan import ProGAN
@@ -27,6 +28,7 @@ from core.training import gan
 from core.training.loop import (
     GAN_SEED0,
     Timer,
+    compact_checkpoint,
     expand_optimizer_state,
     hardware,
     run_snapshots,
@@ -34,7 +36,7 @@ from core.training.loop import (
     shipped_state,
 )
 
-__all__ = ["D_CHANNELS", "G_CHANNELS", "SNAPSHOTS", "VARIANTS", "check_train", "train_gan"]
+__all__ = ["D_CHANNELS", "G_CHANNELS", "SNAPSHOTS", "VARIANTS", "check_train", "compact_run", "train_gan"]
 
 # Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
 # paper dissects), narrower elsewhere so that a model is ~1.5M parameters (3 MB in fp16) and
@@ -271,3 +273,28 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
             "seconds": round(timer.elapsed(), 1), "checkpoint": str(ck_path),
             "snapshots": [{"step": s, "path": str(p)} for s, p in run_snapshots(run)], "log": log,
             "config": config, "stopped": stop["now"]}
+
+
+def compact_run(run: str | Path, dest: str | Path) -> dict:
+    """Write a compact copy of the run folder ``run``'s ``ckpt.pt`` to ``dest`` (~15 MB instead of
+    ~35, to carry the run to another machine: :func:`core.training.loop.compact_checkpoint`); copied
+    back as ``run/ckpt.pt``, it resumes (``resume=True``; the batch may change there).
+
+    Returns ``{"run", "checkpoint", "compact", "step", "bytes"}``."""
+    ck_path = Path(run) / "ckpt.pt"
+    if not ck_path.is_file():
+        raise InputError(f"{ck_path} does not exist: nothing to compact", fix="give the folder of a run "
+                         "(the --out it was trained with)")
+    try:
+        ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    except Exception as e:   # a torn or foreign file: what torch says, as one refusal
+        raise CheckpointError(f"{ck_path} is not a readable training checkpoint ({type(e).__name__}: {e})"[:400],
+                              fix="give the folder of a run (the --out it was trained with)") from None
+    if not isinstance(ck, dict) or not {"G", "D", "G_ema", "opt_g", "opt_d", "step"} <= set(ck):
+        raise CheckpointError(f"{ck_path} is not a GAN training checkpoint (no G, D, G_ema, optimisers, step)",
+                              fix="give the folder of a run of `ganatomy train`")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(compact_checkpoint(ck), dest)
+    return {"run": str(run), "checkpoint": str(ck_path), "compact": str(dest), "step": ck["step"],
+            "bytes": dest.stat().st_size}

@@ -30,8 +30,8 @@ st.caption("Units per concept for every scene type and layer: each bar counts th
 models_all = zoo()
 groups = studies.zoo_groups(models_all)
 if not groups:
-    st.warning("No generators are shipped yet: train one with `python scripts/train_gan.py` and ship it "
-               "with `python scripts/ship_gans.py`.")
+    st.warning("No generators are shipped yet: train one with `ganatomy train --scene town --out "
+               "cache/train/gan_town` and ship it with `python scripts/ship_gans.py`.")
     st.stop()
 n = pick_samples()
 scenes = list(groups)
@@ -217,7 +217,8 @@ variant_groups = {s: g for s, g in groups.items() if g["variants"] and s in chos
 if not variant_groups:
     st.caption("No model variants are shipped yet. Variants of a scene type (e.g. `toyworld/town-nostd`, "
                "`toyworld/town-nopn`: no minibatch stddev, no pixel norm) are compared here, layer by "
-               "layer, as in the paper's Fig. 7, once `scripts/train_gan.py` has trained them.")
+               "layer, as in the paper's Fig. 7, once `ganatomy train --variant nostd` (or `nopn`) has "
+               "trained them and `python scripts/ship_gans.py` has shipped them.")
 else:
     for scene, g in variant_groups.items():
         lineup = studies.variant_lineup(models_all, g)

@@ -23,7 +23,8 @@ try:
     _limit = sharing.job_limit(_where)
     st.caption(f"The server computes on **{_where}** (`$GANATOMY_DEVICE`: auto, cpu, cuda or cuda:N; default "
                "auto: the first GPU if there is one). Every session shares the models placed there. Long jobs "
-               + (f"take turns there, {_limit} at a time (`${'GANATOMY_GPU_JOBS' if _where.type == 'cuda' else 'GANATOMY_CPU_JOBS'}`)"
+               + (f"take turns there, {_limit} at a time "
+                  f"(`${'GANATOMY_GPU_JOBS' if _where.type == 'cuda' else 'GANATOMY_CPU_JOBS'}`)"
                   if _limit else "run side by side (no limit on the CPU)")
                + f"; {sharing.busy(_where)} computing now. What-ifs never wait for them.")
 except ERRORS as e:
@@ -57,7 +58,7 @@ if shipped:
                "forgives. Lower is better for both.")
 else:
     st.info("No toyworld generators are shipped in `core/weights/gans`; restore them with "
-            "`git checkout -- core/weights` or train them with `scripts/train_gan.py`.")
+            "`git checkout -- core/weights` or train them with `ganatomy train` (docs/cli.md).")
 
 # ----------------------------------------------------------------------------- what is here
 st.subheader("Published and added models")
@@ -101,9 +102,14 @@ if users:
 removed = published.removed_models(by=me)
 if removed:
     st.subheader("Recently removed")
-    st.caption(f"Unregistered models stay here for {published.trash_days():g} days (`$GANATOMY_TRASH_DAYS`), their "
-               "files in the trash (counted in the uploads quota): their owner (or an admin) can undo the removal "
-               "or delete them for good.")
+    try:
+        kept = f"for {published.trash_days():g} days"
+    except ERRORS as e:            # a malformed $GANATOMY_TRASH_DAYS: said, the list still shown
+        fail("The trash's retention setting is not usable", e, fix_for(e), stop=False)
+        kept = "until the setting is fixed"
+    st.caption(f"Unregistered models stay here {kept} (`$GANATOMY_TRASH_DAYS`), their files in the trash "
+               "(counted in the uploads quota): their owner (or an admin) can undo the removal or delete them "
+               "for good.")
     for r in removed[:20]:
         text, undo, purge = st.columns([6, 1, 1])
         gone_file = "" if r["file_here"] else " — its file is gone, it cannot be restored"
@@ -146,7 +152,8 @@ if missing:
                    "then pinned, and every later download must match it.", icon=":material/gpp_maybe:")
         digest = st.text_input("Full SHA-256 of the weights file (64 hex digits, optional)", key="download_sha").strip()
         trust = st.checkbox(f"I trust {row['source']} for {name}", key="download_trust")
-    if row["downloadable"] and st.button(f"Download {name}", key="download", disabled=bool(why) and not (trust or digest)):
+    blocked = bool(why) and not (trust or digest)
+    if row["downloadable"] and st.button(f"Download {name}", key="download", disabled=blocked):
         bar = st.progress(0.0, text="Downloading…")
 
         def progress(done, total):
@@ -210,8 +217,12 @@ with by_path:
             add(path, lambda: published.register(new_name, path, arch=arch, options=options,
                                                  replace=replace and taken is not None, added_by=me,
                                                  roots=published.model_roots()))
-with by_upload:
+def upload_tab():
+    """The uploader, in a function: the page's globals outlive its run (Streamlit keeps the last
+    script module until another run), and a staged file held there stayed in memory after its
+    session had gone, until the next visitor came."""
     up = st.file_uploader("Weights file", type=["pt", "pth", "bin", "ckpt", "safetensors"], key="upload")
+
     def store_upload():
         up.seek(0)                  # the uploaded file is streamed to disk from its start, not copied
         return published.add_upload(up, up.name, new_name, arch=arch, options=options,
@@ -219,9 +230,10 @@ with by_upload:
 
     if st.button("Add upload", key="add_upload_button", disabled=up is None):
         add(f"Upload {up.name}", store_upload)
-    # the page's globals outlive this run (Streamlit keeps the last script module until another run):
-    # holding the staged file here kept a departed session's upload in memory until the next visitor
-    del up
+
+
+with by_upload:
+    upload_tab()
 
 # ----------------------------------------------------------------------------- segmenter
 st.subheader("Segmenter")
