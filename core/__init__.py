@@ -35,11 +35,12 @@ from core.base.hooks import Trace
 from core.base.protocols import check_generator, check_segmenter
 from core.engine.bases import fit_basis
 from core.engine.causal import AceOptions, AceResult, ablation_curve, ace, causal_effect, context_study, trace_effect
+from core.engine.classifier_dissection import ClassifierDissection, ClassifierDissectOptions, dissect_classifier
 from core.engine.dissection import Dissection, DissectOptions, dissect, label_categories
 from core.engine.fid import FeatureStats, feature_stats, frechet_distance
 from core.engine.intervention import Edit, generate, insertion_constants
 from core.engine.repair import repair_table, unit_fid
-from core.models import checkpoint_series, list_models, load_features, load_generator, load_segmenter
+from core.models import checkpoint_series, list_models, load_classifier, load_features, load_generator, load_segmenter
 from core.models.progan import ProGAN
 
 __version__ = "0.2.0"
@@ -53,4 +54,4 @@ __all__ = ["cache", "errors", "hooks", "protocols", "sampling", "toyworld", "mod
            "trace_effect",
            "Dissection", "DissectOptions", "dissect", "label_categories", "FeatureStats", "feature_stats",
            "frechet_distance", "Edit", "generate", "insertion_constants", "repair_table",
-           "unit_fid"]
+           "unit_fid", "ClassifierDissection", "ClassifierDissectOptions", "dissect_classifier", "load_classifier"]

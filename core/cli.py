@@ -51,6 +51,7 @@ from core.base.validate import (
 from core.engine import causal
 from core.engine.bases import basis_health, fit_basis, layer_activations
 from core.engine.causal.effect import AceOptions, check_ace
+from core.engine.classifier_dissection import RULES, dissect_classifier
 from core.engine.dissection import dissect, label_categories
 from core.engine.intervention import Edit, insertion_constants
 from core.engine.repair import repair_table, unit_fid
@@ -59,7 +60,9 @@ from core.models import (
     card_quality,
     checkpoint_series,
     fetch,
+    is_classifier,
     list_models,
+    load_classifier,
     load_features,
     load_generator,
     load_segmenter,
@@ -68,6 +71,7 @@ from core.models import (
 )
 from core.outputs.report import write_outputs
 from core.studies import comparisons, context, evaluation, over_seeds
+from core.studies.probes import ToyworldProbes
 from core.studies.units import concept_units
 from core.training.run import VARIANTS, check_train, compact_run, train_gan
 from core.userdata.flags import load_flags
@@ -368,7 +372,36 @@ def cmd_fetch(a):
     print(f"\n{a.name}: {path}", file=sys.stderr)
 
 
+def _dissect_classifier(a):
+    """``dissect`` of a classifier (issue #36) on a probe set, by NetDissect's rule (``--rule``)."""
+    _flag("--samples", check_int, "n_samples", a.samples, 1)
+    _flag("--batch-size", check_int, "batch_size", a.batch_size or 32, 1)
+    if (a.probe or "toyworld") != "toyworld":
+        _die(f"unknown probe set {a.probe!r}; probe sets: toyworld")
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    try:
+        model = load_classifier(a.model, device=device)
+        probe = ToyworldProbes(size=model.input_size, n=a.samples, seed=a.seed,
+                               label_size=a.resolution, parts=True)
+        bar = _LazyBar(desc="dissect", unit="img")
+        res = dissect_classifier(model, probe, a.layers, a.samples, batch_size=a.batch_size or 32,
+                                 progress=bar.set, rule=a.rule, topk=a.topk, geometry=a.geometry,
+                                 cache=not a.no_cache)
+        bar.close()
+    except GanatomyError as e:
+        _die(str(e))
+    summary = res.summary()
+    units = pd.concat([res.units(layer) for layer in res.layers], ignore_index=True)
+    result = {"model": a.model, "probe": repr(probe), "rule": a.rule, **RULES[a.rule], "layers": res.layers,
+              "samples": res.n_samples, "seconds": round(time.perf_counter() - t0, 2), "cached": res.meta.get("cached"),
+              "timings": {k: res.meta.get(k) for k in ("threshold_seconds", "count_seconds")}, "summary": summary}
+    _emit(a, result, summary.to_string(index=False), tables={"units": units, "summary": summary})
+
+
 def cmd_dissect(a):
+    if a.probe is not None or is_classifier(a.model):
+        return _dissect_classifier(a)
     _check_dissect_flags(a)
     rank, world = _init_distributed()
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -1133,6 +1166,11 @@ def _main(argv=None):
                                    "threshold; writes dissection.json, units.csv and report.html under --out.")
     d.add_argument("--model", default="toyworld/town",
                    help="shipped / published / added name, or a ProGAN, StyleGAN2, BigGAN or DCGAN checkpoint path")
+    d.add_argument("--probe", default=None, choices=["toyworld"],
+                   help="dissect a classifier (--model efficientnet-lite0) on this probe set (exact labels, no "
+                        "segmenter; NetDissect's rule, see --rule): default toyworld for a classifier")
+    d.add_argument("--rule", default="netdissect", choices=list(RULES),
+                   help="classifiers: netdissect (top-0.005 quantile threshold, IoU > 0.04) or dissect2020 (0.01)")
     d.add_argument("--arch", default=None, choices=list(architectures("generator")),
                    help="architecture of a checkpoint path (default: detected from its keys)")
     d.add_argument("--download", action="store_true",

@@ -227,7 +227,7 @@ def test_unit_browser_in_a_feature_basis(tmp_path, monkeypatch):
     assert not at.error, [e.value for e in at.error]
     assert at.metric[0].label == "Interpretable features"
     G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
-    b = bases.cached_basis(G, "layer4", "sae", cached_only=True)
+    b = bases.fit_basis(G, "layer4", "sae", cached_only=True)
     want = core.dissect(G, seg, ["layer4"], 50, basis=b).units("layer4")
     assert at.metric[0].value == f"{int(want.interpretable.sum())} / 1024"
     assert len(at.get("plotly_chart")) == 2 and _urls(at)
@@ -351,7 +351,7 @@ def test_paint_with_sparse_features(tmp_path, monkeypatch):
     assert any("added in 24 cells" in m.value for m in at.markdown)
     assert any(c.value.startswith("Features (IoU ranking)") for c in at.caption)
     G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
-    b = bases.cached_basis(G, "layer4", "sae", cached_only=True)
+    b = bases.fit_basis(G, "layer4", "sae", cached_only=True)
     res = core.dissect(G, seg, ["layer4"], 50, basis=b)
     concept = at.selectbox(key="paint_concept").value
     units = units.iou_units(res, "layer4", concept, 20)
@@ -507,15 +507,16 @@ def test_causal_units_page(tmp_path, monkeypatch):
     assert any(c.value.startswith("Computed now") for c in at.caption)
 
     # results stay: reruns and a new session's visit show the stored ACE and curve, computing nothing
-    from core.engine import causal
-    calls = {"ace": 0, "ablation_curve": 0}
-    for fn in calls:
-        real = getattr(causal, fn)
+    from core.engine.causal import curves, effect
+    from core.studies import over_seeds
+    calls = {"ace": 0, "ablation_curve": 0}                     # what computes, behind the cache's lookup
+    for fn, (module, name) in {"ace": (effect, "_optimise"), "ablation_curve": (curves, "_curve")}.items():
+        real = getattr(module, name)
 
         def counted(*a, _real=real, _fn=fn, **k):
             calls[_fn] += 1
             return _real(*a, **k)
-        monkeypatch.setattr(causal, fn, counted)
+        monkeypatch.setattr(module, name, counted)
     at.run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == n_charts + 1
@@ -541,7 +542,7 @@ def test_causal_units_page(tmp_path, monkeypatch):
         return pd.DataFrame([{"ranking": r, "n": n, "removed": 0.1 * n, "ci_low": 0.1 * n - 0.05,
                               "ci_high": 0.1 * n + 0.07, "seeds": 3, "per_seed": [0.1 * n] * 3}
                              for r in ("ace", "iou") for n in (1, 2, 5, 10, 20)])
-    monkeypatch.setattr(causal, "curve_over_seeds", fake_curves)
+    monkeypatch.setattr(over_seeds, "curve_over_seeds", fake_curves)
     [s for s in again.select_slider if s.label.startswith("Seeds of the curve")][0].set_value(3).run()
     assert not again.exception, again.exception
     assert not again.error, [e.value for e in again.error]
@@ -558,7 +559,7 @@ def test_causal_units_page(tmp_path, monkeypatch):
         return pd.DataFrame([{"generator": g, "concept": concepts[0], "units": [1],
                               "removed_percent": 50.0 + kw["seed"]}
                              for g in gens])
-    monkeypatch.setattr(causal, "removal_table", fake_table)
+    monkeypatch.setattr(over_seeds, "removal_table", fake_table)
     [b for b in again.button if b.label.startswith("Removal table")][0].click().run()
     assert not again.exception, again.exception
     assert not again.error, [e.value for e in again.error]

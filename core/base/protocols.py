@@ -22,8 +22,9 @@ are addressed by their ``named_modules()`` names. Optional: ``classes`` (class n
 (concept names; index 0 = none, never a concept), ``size`` (image side), ``len(probe)`` images, and
 ``batch(start, stop)`` returning ``(images, labels)``: float images N x 3 x size x size in [-1, 1] and
 an integer label tensor N x K x S x S (K label channels per pixel, 0 = none: an object, its parts, its
-colour and the scene type can all cover one pixel; N x S x S for one channel) at the label
-resolution S. Optional: ``categories`` ({category: [labels]}), ``cache_key`` (its identity in the cache).
+colour and the scene type can all cover one pixel, each concept at most once per pixel; N x S x S
+for one channel) at the label resolution S. Optional: ``categories`` ({category: [labels]}),
+``cache_key`` (its identity in the cache).
 
 :func:`check_generator` and :func:`check_segmenter` validate an object and, with a probe,
 its outputs, raising :class:`ProtocolError` with a message that says what was expected.

@@ -359,3 +359,55 @@ def check_device(name: str, device, cpu: str) -> torch.device | None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{name}: {device!r}, but CUDA is not available on this machine", fix=f"use {cpu}")
     return dev
+
+
+def unit_set(units, what: str, layer: str, n_units: int | None = None, allow_empty: bool = True) -> list[int]:
+    """``units`` as sorted distinct ints >= 0 (and < ``n_units`` when known) of ``layer``: a set of
+    units someone chose (flags, the units a repair ablates); refused otherwise, naming ``what``."""
+    if units is None:
+        units = []
+    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+        units = [units]
+    if isinstance(units, torch.Tensor):
+        units = units.reshape(-1).tolist()
+    if isinstance(units, np.ndarray):
+        units = units.reshape(-1).tolist()
+    if isinstance(units, (str, bytes, dict)) or not isinstance(units, (list, tuple, set, frozenset, range)):
+        raise InputError(f"{what} must be a list of unit indices (integers), got {type(units).__name__} {units!r}",
+                         fix=f"pass {what} as a list of integers, e.g. [3, 17]")
+    out = set()
+    for u in units:
+        ok = isinstance(u, (int, np.integer)) and not isinstance(u, bool)
+        if not ok and isinstance(u, (float, np.floating)) and np.isfinite(u) and float(u).is_integer():
+            ok = True
+        if not ok:
+            raise InputError(f"{what} must be whole numbers, got {u!r} in {units!r}",
+                             fix=f"pass {what} as a list of integers, e.g. [3, 17]")
+        if u < 0:
+            raise UnitIndexError(f"{what}: {int(u)} is negative; unit indices of layer {layer!r} start at 0",
+                                 fix=f"pass {what} as indices 0.." + (f"{n_units - 1}" if n_units else "n-1"))
+        out.add(int(u))
+    if not out and not allow_empty:
+        raise InputError(f"{what} is empty: no units to ablate", fix="flag at least one unit, e.g. units=[3]")
+    if n_units is not None and (bad := sorted(u for u in out if u >= n_units)):
+        raise UnitIndexError(f"{what} {bad} out of range for layer {layer!r} with {n_units} units "
+                             f"(valid: 0..{n_units - 1})", fix=f"pass {what} within 0..{n_units - 1}")
+    return sorted(out)
+
+
+def options_of(cls, options, option_kw: dict, what: str):
+    """A measurement's options (a dataclass ``cls``) from ``options=`` or from keywords, not both;
+    unknown keywords refused with the list of known ones. ``what``: the measurement's name."""
+    option_kw = option_kw or {}
+    if options is not None and option_kw:
+        raise ArgumentTypeError(f"pass {what}'s options either as options= or as keywords, not both",
+                                fix="give options= or the option keywords, not both")
+    if options is not None and not isinstance(options, cls):
+        raise ArgumentTypeError(f"options must be a {cls.__name__}, got {type(options).__name__}",
+                                fix=f"pass options=core.{cls.__name__}(...) or the options as keywords")
+    names = list(cls.__dataclass_fields__)
+    unknown = sorted(set(option_kw) - set(names))
+    if unknown:
+        raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of {what}",
+                               fix=f"options are: {', '.join(names)}")
+    return options or cls(**option_kw)

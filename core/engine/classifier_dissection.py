@@ -355,7 +355,8 @@ def dissect_classifier(model, probe, layers: Iterable[str] | str | None = None, 
     unknown = sorted(set(option_kw) - set(ClassifierDissectOptions.__dataclass_fields__))
     if unknown:
         raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of "
-                               "dissect_classifier", fix=f"options are: {', '.join(ClassifierDissectOptions.__dataclass_fields__)}")
+                               "dissect_classifier",
+                               fix=f"options are: {', '.join(ClassifierDissectOptions.__dataclass_fields__)}")
     opts = options or ClassifierDissectOptions(**option_kw)
     check_classifier(model)
     check_probe(probe, model.input_size)
@@ -370,9 +371,12 @@ def dissect_classifier(model, probe, layers: Iterable[str] | str | None = None, 
     was_training = model.training
     model.eval()
     try:
-        return _cache.measure("classifier-dissect", CODE_VERSION, models={"classifier": model, "probe": probe},
-                              parts={"layers": layers, "n": n, "options": opts.key()},
-                              compute=lambda: _compute(model, probe, layers, n, batch_size, device, opts, progress),
-                              codec=ClassifierDissection, cache=cache, cached_only=cached_only)
+        res = _cache.measure("classifier-dissect", CODE_VERSION, models={"classifier": model, "probe": probe},
+                             parts={"layers": layers, "n": n, "options": opts.key()},
+                             compute=lambda: _compute(model, probe, layers, n, batch_size, device, opts, progress),
+                             codec=ClassifierDissection, cache=cache, cached_only=cached_only)
     finally:
         model.train(was_training)
+    if res is not None:
+        res.options = opts              # the labelling options of this call (the counts do not depend on them)
+    return res

@@ -48,6 +48,7 @@ from core.base.validate import (
     check_memory,
     check_samples,
     check_units,
+    options_of,
     unit_list,
 )
 from core.engine.bases import Basis, check_basis, learned
@@ -714,20 +715,10 @@ def dissect(generator, segmenter, layers: Iterable[str] | str, n_samples: int, s
     Under ``torch.distributed`` (e.g. ``torchrun``) the batches are sharded across processes
     and the statistics merged: every process returns the same, complete result.
     """
-    if options is not None and option_kw:
-        raise ArgumentTypeError("pass options either as options= or as keywords, not both",
-                                fix="give options= or the option keywords, not both")
-    if options is not None and not isinstance(options, DissectOptions):
-        raise ArgumentTypeError(f"options must be a DissectOptions, got {type(options).__name__}",
-                                fix="pass options=core.DissectOptions(...) or the options as keywords")
-    unknown = sorted(set(option_kw) - set(DissectOptions.__dataclass_fields__))
-    if unknown:
-        raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of dissect",
-                               fix=f"options are: {', '.join(DissectOptions.__dataclass_fields__)}")
+    opts = options_of(DissectOptions, options, option_kw, "dissect")
     check_callable("progress", progress)
     check_bool("cache", cache)
     check_bool("cached_only", cached_only)
-    opts = options or DissectOptions(**option_kw)
     plan = _plan(generator, segmenter, layers, n_samples, seed, batch_size, device, opts, basis)
     keys = _layer_keys(plan) if cache else {}
     found = _cached_layers(keys)

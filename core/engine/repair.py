@@ -22,10 +22,11 @@ import torch
 from core.base import cache as _cache
 from core.base.devices import device_of
 from core.base.distributed import batches, gather_batches, rank_world
-from core.base.errors import InputError, UnitIndexError
+from core.base.errors import InputError
 from core.base.hooks import layer_shape, layer_units, resolve_layers
 from core.base.sampling import stream_seed, z_at, z_range
 from core.base.sharing import long_computation
+from core.base.validate import unit_set
 from core.engine.bases import learned
 from core.engine.fid import FeatureStats, frechet_distance
 from core.engine.intervention import Edit, generate
@@ -216,12 +217,12 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
     _count(seed, "seed", 0, 2 ** 63 - 1, "use a seed >= 0, e.g. seed=0")
     _count(batch_size, "batch_size", 1, 100_000, "use e.g. batch_size=100")
     _check_real(real)
-    units = _unit_list(units, "units", layer, allow_empty=False)          # type and sign: before any work
+    units = unit_set(units, "units", layer, allow_empty=False)          # type and sign: before any work
     if n_units is not None:
         n_units = _count(n_units, "n_units", 1, 1 << 24, "pass the layer's number of units, or leave it out")
     if basis is not None:
         n_units = basis.n_features
-    units = _unit_list(units, "units", layer, n_units or layer_shape(generator, layer)[0], allow_empty=False)
+    units = unit_set(units, "units", layer, n_units or layer_shape(generator, layer)[0], allow_empty=False)
     dev = device_of(generator)
     maxes = []
     for a in range(0, n_candidates, batch_size):
@@ -264,37 +265,3 @@ def repair_table(generator, layer: str, features: Callable, real, units: Sequenc
     return pd.DataFrame(rows), pick
 
 
-# ----------------------------------------------------------------------------- unit lists
-# (the manual artifact flags users set are user data: core.userdata.flags)
-
-def _unit_list(units, what: str, layer: str, n_units: int | None = None, allow_empty: bool = True) -> list[int]:
-    """``units`` as sorted distinct ints >= 0 (and < ``n_units`` when known); refused otherwise."""
-    if units is None:
-        units = []
-    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
-        units = [units]
-    if isinstance(units, torch.Tensor):
-        units = units.reshape(-1).tolist()
-    if isinstance(units, np.ndarray):
-        units = units.reshape(-1).tolist()
-    if isinstance(units, (str, bytes, dict)) or not isinstance(units, (list, tuple, set, frozenset, range)):
-        raise InputError(f"{what} must be a list of unit indices (integers), got {type(units).__name__} {units!r}",
-                         fix=f"pass {what} as a list of integers, e.g. [3, 17]")
-    out = set()
-    for u in units:
-        ok = isinstance(u, (int, np.integer)) and not isinstance(u, bool)
-        if not ok and isinstance(u, (float, np.floating)) and np.isfinite(u) and float(u).is_integer():
-            ok = True
-        if not ok:
-            raise InputError(f"{what} must be whole numbers, got {u!r} in {units!r}",
-                             fix=f"pass {what} as a list of integers, e.g. [3, 17]")
-        if u < 0:
-            raise UnitIndexError(f"{what}: {int(u)} is negative; unit indices of layer {layer!r} start at 0",
-                                 fix=f"pass {what} as indices 0.." + (f"{n_units - 1}" if n_units else "n-1"))
-        out.add(int(u))
-    if not out and not allow_empty:
-        raise InputError(f"{what} is empty: no units to ablate", fix="flag at least one unit, e.g. units=[3]")
-    if n_units is not None and (bad := sorted(u for u in out if u >= n_units)):
-        raise UnitIndexError(f"{what} {bad} out of range for layer {layer!r} with {n_units} units "
-                             f"(valid: 0..{n_units - 1})", fix=f"pass {what} within 0..{n_units - 1}")
-    return sorted(out)

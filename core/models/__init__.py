@@ -33,6 +33,7 @@ from core.models.catalog import (
     unregister,
     user_models,
 )
+from core.models.classifiers import CLASSIFIERS, is_classifier, list_classifiers, load_classifier
 from core.models.downloads import check_url, download_url, fetch, pins, sha256_file, unverified
 from core.models.registry import (
     Architecture,
@@ -54,7 +55,8 @@ from core.models.zoo import (
     zoo_table,
 )
 
-__all__ = ["card_quality", "Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
+__all__ = ["CLASSIFIERS", "is_classifier", "list_classifiers", "load_classifier",
+           "card_quality", "Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
            "register_architecture", "MODELS_ENV", "PUBLISHED", "ROOTS_ENV", "model_roots", "Source", "Spec",
            "add_upload",
            "available_generators", "available_segmenters", "is_known", "missing_message", "models_dir",

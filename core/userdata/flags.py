@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import numpy as np
-import torch
 
 from core.base.cache import atomic_write_text, cache_root, file_lock, safe_name
-from core.base.errors import CacheError, InputError, UnitIndexError
+from core.base.errors import CacheError, InputError
 from core.base.sharing import ADMINS_ENV, may_change
+from core.base.validate import unit_set
 
 __all__ = [
     "FLAGS_FORMAT",
@@ -85,35 +85,6 @@ def _check_text(value, what: str, fix: str, limit: int = MAX_NAME) -> str:
     return value
 
 
-def _unit_list(units, what: str, layer: str, n_units: int | None = None) -> list[int]:
-    """``units`` as sorted distinct ints >= 0 (and < ``n_units`` when known); refused otherwise."""
-    if units is None:
-        units = []
-    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
-        units = [units]
-    if isinstance(units, torch.Tensor):
-        units = units.reshape(-1).tolist()
-    if isinstance(units, np.ndarray):
-        units = units.reshape(-1).tolist()
-    if isinstance(units, (str, bytes, dict)) or not isinstance(units, (list, tuple, set, frozenset, range)):
-        raise InputError(f"{what} must be a list of unit indices (integers), got {type(units).__name__} {units!r}",
-                         fix=f"pass {what} as a list of integers, e.g. [3, 17]")
-    out = set()
-    for u in units:
-        ok = isinstance(u, (int, np.integer)) and not isinstance(u, bool)
-        if not ok and isinstance(u, (float, np.floating)) and np.isfinite(u) and float(u).is_integer():
-            ok = True
-        if not ok:
-            raise InputError(f"{what} must be whole numbers, got {u!r} in {units!r}",
-                             fix=f"pass {what} as a list of integers, e.g. [3, 17]")
-        if u < 0:
-            raise UnitIndexError(f"{what}: {int(u)} is negative; unit indices of layer {layer!r} start at 0",
-                                 fix=f"pass {what} as indices 0.." + (f"{n_units - 1}" if n_units else "n-1"))
-        out.add(int(u))
-    if n_units is not None and (bad := sorted(u for u in out if u >= n_units)):
-        raise UnitIndexError(f"{what} {bad} out of range for layer {layer!r} with {n_units} units "
-                             f"(valid: 0..{n_units - 1})", fix=f"pass {what} within 0..{n_units - 1}")
-    return sorted(out)
 
 
 def _flag_path(model: str, layer: str):
@@ -235,9 +206,9 @@ def save_flags(model: str, layer: str, units: Sequence[int] | None = None, finge
                                 or n_units < 1):
         raise InputError(f"n_units must be a positive integer (the layer's size), got {n_units!r}",
                          fix="pass the number of units of the layer, or leave n_units out")
-    whole = None if units is None else _unit_list(units, "units", layer, n_units)
-    add = _unit_list(add, "add", layer, n_units)
-    remove = _unit_list(remove, "remove", layer, n_units)
+    whole = None if units is None else unit_set(units, "units", layer, n_units)
+    add = unit_set(add, "add", layer, n_units)
+    remove = unit_set(remove, "remove", layer, n_units)
     if whole is not None and (add or remove):
         raise InputError("give the whole set (units) or the changes (add / remove), not both",
                          fix="pass add=[...] and remove=[...] only")
@@ -320,7 +291,7 @@ def undo_unflag(model: str, layer: str, unit: int, fingerprint: str | None = Non
     path = _flag_path(model, layer)
     fingerprint = _check_text(fingerprint, "fingerprint", _FP_FIX, 1000) or None
     by = _check_text(by, "by", "pass your display name, e.g. by='ann'")
-    (unit,) = _unit_list([unit], "unit", layer)
+    (unit,) = unit_set([unit], "unit", layer)
     with _flags_locked(path):
         events = _read_events(model, layer)
         off = _unflagged(events, fingerprint)
@@ -343,7 +314,7 @@ def flag_units(model: str, layer: str, units: Sequence[int], fingerprint: str | 
                by: str = "", n_units: int | None = None) -> list[int]:
     """Flag ``units`` (everyone else's flags stay); returns the flagged units after it."""
     _flag_path(model, layer)
-    units = _unit_list(units, "units", layer)
+    units = unit_set(units, "units", layer)
     return save_flags(model, layer, fingerprint=fingerprint, add=units, by=by, n_units=n_units)
 
 
@@ -351,5 +322,5 @@ def unflag_units(model: str, layer: str, units: Sequence[int], fingerprint: str 
                  by: str = "", n_units: int | None = None) -> list[int]:
     """Unflag ``units`` (everyone else's flags stay); returns the flagged units after it."""
     _flag_path(model, layer)
-    units = _unit_list(units, "units", layer)
+    units = unit_set(units, "units", layer)
     return save_flags(model, layer, fingerprint=fingerprint, remove=units, by=by, n_units=n_units)

@@ -20,7 +20,7 @@ import torch
 from core.base import cache as _cache
 from core.base.devices import device_of
 from core.base.distributed import all_sum, batches
-from core.base.errors import ArgumentTypeError, ConceptAbsentError, InputError, UnknownNameError
+from core.base.errors import ConceptAbsentError, InputError
 from core.base.hooks import layer_shape
 from core.base.sampling import DISSECT_SEED, INSERTION_SEED, stream_seed, z_range
 from core.base.sharing import long_computation
@@ -36,6 +36,7 @@ from core.base.validate import (
     check_units,
     check_values,
     concept_mask,
+    options_of,
 )
 from core.engine.bases import learned
 from core.engine.causal.common import ROW_BYTES, checked_models, n_units_of, unit_values
@@ -176,19 +177,7 @@ class _Adam:
 
 def ace_options(options=None, option_kw=None) -> AceOptions:
     """ACE's options from ``options=`` or keywords (not both), unknown names refused with the list."""
-    option_kw = option_kw or {}
-    if options is not None and option_kw:
-        raise ArgumentTypeError("pass ACE's options either as options= or as keywords, not both",
-                                fix="give options= or the option keywords, not both")
-    if options is not None and not isinstance(options, AceOptions):
-        raise ArgumentTypeError(f"options must be an AceOptions, got {type(options).__name__}",
-                                fix="pass options=core.AceOptions(...) or the options as keywords")
-    names = [f.name for f in fields(AceOptions)]
-    unknown = sorted(set(option_kw) - set(names))
-    if unknown:
-        raise UnknownNameError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of ace",
-                               fix=f"options are: {', '.join(names)}")
-    return options or AceOptions(**option_kw)
+    return options_of(AceOptions, options, option_kw, "ace")
 
 
 def check_ace(generator, segmenter, layer, concept, o: AceOptions, *, seed=0, iou=None, k=None, progress=None,

@@ -1,0 +1,26 @@
+"""Classifiers known by name (the classifier protocol of :mod:`core.base.protocols`): ``load_classifier``."""
+from __future__ import annotations
+
+from core.base.validate import check_choice
+from core.models import efficientnet
+
+__all__ = ["CLASSIFIERS", "load_classifier", "list_classifiers", "is_classifier"]
+
+# name -> (loader(device) -> model, what it needs)
+CLASSIFIERS = {efficientnet.NAME: (efficientnet.load_efficientnet_lite0,
+                                   f"ImageNet weights from the optional package `{efficientnet.PIP}`")}
+
+
+def list_classifiers() -> list[str]:
+    return list(CLASSIFIERS)
+
+
+def is_classifier(name) -> bool:
+    return isinstance(name, str) and name in CLASSIFIERS
+
+
+def load_classifier(name: str, device="cpu"):
+    """The classifier ``name`` (one of :data:`CLASSIFIERS`) on ``device``, in eval mode; a missing
+    optional package raises :class:`core.base.errors.MissingPackageError` naming its pip command."""
+    check_choice("name", name, CLASSIFIERS)
+    return CLASSIFIERS[name][0](device)
