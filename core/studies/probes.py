@@ -45,7 +45,7 @@ def colour_names(images: torch.Tensor) -> torch.Tensor:
     cz = c.clamp(min=1e-8)
     h = torch.where(v == r, ((g - b) / cz) % 6, torch.where(v == g, (b - r) / cz + 2, (r - g) / cz + 4)) * 60
     idx = {n: i for i, n in enumerate(COLOURS)}
-    out = torch.full(v.shape, idx["red"], dtype=torch.long)
+    out = torch.full(v.shape, idx["red"], dtype=torch.long, device=v.device)
     for lo, hi, name in ((15, 40, "orange"), (40, 70, "yellow"), (70, 170, "green"), (170, 260, "blue"),
                          (260, 290, "purple"), (290, 345, "pink")):
         out[(h >= lo) & (h < hi)] = idx[name]
@@ -107,9 +107,9 @@ class ToyworldProbes:
 
     def _render(self, start: int, stop: int):
         idx = np.arange(start, stop)
-        images = torch.empty(len(idx), 3, self.render_size, self.render_size)
-        labels = torch.empty(len(idx), self.render_size, self.render_size, dtype=torch.long)
-        scene = torch.as_tensor(idx % len(toyworld.SCENES))
+        images = torch.empty(len(idx), 3, self.render_size, self.render_size, device="cpu")
+        labels = torch.empty(len(idx), self.render_size, self.render_size, dtype=torch.long, device="cpu")
+        scene = torch.as_tensor(idx % len(toyworld.SCENES), device="cpu")
         for s, name in enumerate(toyworld.SCENES):
             rows = np.nonzero(idx % len(toyworld.SCENES) == s)[0]
             if not len(rows):
@@ -117,8 +117,8 @@ class ToyworldProbes:
             j = idx[rows] // len(toyworld.SCENES)        # consecutive within a scene type
             im, lb = toyworld.render(name, int(j[-1] - j[0] + 1), seed=self.seed, size=self.render_size,
                                      start=int(j[0]))
-            images[torch.as_tensor(rows)] = im
-            labels[torch.as_tensor(rows)] = lb
+            images[torch.as_tensor(rows, device="cpu")] = im
+            labels[torch.as_tensor(rows, device="cpu")] = lb
         return images, labels, scene
 
     def batch(self, start: int, stop: int):
@@ -130,7 +130,7 @@ class ToyworldProbes:
             images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                    antialias=True).clamp(-1, 1)
         s, r = self.label_size, self.render_size
-        pos = ((torch.arange(s, dtype=torch.float64) + 0.5) * r / s).floor().long().clamp(max=r - 1)
+        pos = ((torch.arange(s, dtype=torch.float64, device="cpu") + 0.5) * r / s).floor().long().clamp(max=r - 1)
         lab = labels[:, pos][:, :, pos]                                   # nearest rendered pixel
         chans = [lab]
         if self.parts:
