@@ -65,17 +65,20 @@ def test_real_stream_is_seed_exact():
 
 
 def _train(tmp_path, steps, *extra):
-    """``ganatomy train`` (``python -m core train``) in its own process, into ``tmp_path/gan_lake``."""
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "core", "train", "--scene", "lake", "--res", "32",
-           "--g-channels", "16", "16", "8", "8", "--d-channels", "16", "16", "8", "8", "--batch-size", "4",
-           "--z-dim", "16", "--steps", str(steps), "--fid-every", "0", "--workers", "0", "--threads", "1",
-           "--ckpt-every", "2", "--r1-every", "2", "--out", str(tmp_path / "gan_lake"), *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
-    assert done.returncode == 0, done.stderr[-2000:]
+    """``ganatomy train`` run in this process (``core.cli.main``), into ``tmp_path/gan_lake``; the
+    process's torch thread count is put back afterwards (the command sets it)."""
+    from core import cli
+    threads = torch.get_num_threads()
+    args = ["train", "--scene", "lake", "--res", "32", "--g-channels", "16", "16", "8", "8", "--d-channels", "16",
+            "16", "8", "8", "--batch-size", "4", "--z-dim", "16", "--steps", str(steps), "--fid-every", "0",
+            "--workers", "0", "--threads", "1", "--ckpt-every", "2", "--r1-every", "2",
+            "--out", str(tmp_path / "gan_lake"), *extra]
+    try:
+        cli.main(args)
+    except SystemExit as e:
+        assert e.code in (0, None), f"ganatomy train exited with {e.code}"
+    finally:
+        torch.set_num_threads(threads)
     return torch.load(tmp_path / "gan_lake" / "ckpt.pt", weights_only=True)
 
 
@@ -119,26 +122,36 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, mon
     assert (tmp_path / "b" / "gan_lake" / "snapshots" / "step-3.pt").exists()
 
 
-def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path):
+def _refused(capsys, *args) -> str:
+    """``ganatomy <args>`` in this process, expected to refuse (exit code 2): its stderr."""
+    from core import cli
+    threads = torch.get_num_threads()
+    try:
+        cli.main(list(args))
+        raise AssertionError(f"ganatomy {' '.join(args[:2])} was not refused")
+    except SystemExit as e:
+        assert e.code == 2, e.code
+    finally:
+        torch.set_num_threads(threads)
+    return capsys.readouterr().err
+
+
+def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path, capsys):
     """The compact checkpoint (carried to a GPU machine and back) keeps the EMA generator exactly,
     G and D to fp16 and Adam's second moment to bf16; a run resumes from it with another batch
     size, counts the real images it has seen, and still refuses a different network."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from core import training
+    from core import cli, training
     full = _train(tmp_path, 3)
-    root = Path(__file__).resolve().parents[1]
     compact_path = tmp_path / "carry.pt"
-    subprocess.run([sys.executable, "-m", "core", "train", "--scene", "lake", "--out", str(tmp_path / "gan_lake"),
-                    "--compact-to", str(compact_path)], check=True, capture_output=True, timeout=120, cwd=root)
+    try:
+        cli.main(["train", "--scene", "lake", "--out", str(tmp_path / "gan_lake"), "--compact-to", str(compact_path)])
+    except SystemExit as e:
+        assert e.code in (0, None), e.code
     small = torch.load(compact_path, weights_only=True)
     assert small["compact"] and small["step"] == 3
-    done = subprocess.run([sys.executable, "-m", "core", "train", "--scene", "lake", "--out", str(tmp_path / "none"),
-                           "--compact-to", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120,
-                          cwd=root)
-    assert done.returncode == 2 and "nothing to compact" in done.stderr and not (tmp_path / "x.pt").exists()
+    err = _refused(capsys, "train", "--scene", "lake", "--out", str(tmp_path / "none"), "--compact-to",
+                   str(tmp_path / "x.pt"))
+    assert "nothing to compact" in err and not (tmp_path / "x.pt").exists()
     for key, want in full["G_ema"].items():
         assert torch.equal(small["G_ema"][key], want)
     for key, want in full["G"].items():
@@ -165,8 +178,7 @@ def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path):
     snap = torch.load(tmp_path / "gan_lake" / "snapshots" / "step-5.pt", weights_only=True)
     assert snap["meta"]["images"] == 24
     # another network shape is still refused
-    cmd = [sys.executable, "-m", "core", "train", "--scene", "lake", "--res", "32", "--g-channels", "16", "16", "8",
-           "4", "--d-channels", "16", "16", "8", "8", "--batch-size", "4", "--z-dim", "16", "--steps", "7",
-           "--fid-every", "0", "--workers", "0", "--out", str(tmp_path / "gan_lake"), "--resume"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
-    assert done.returncode == 2 and "resume with the same options" in done.stderr
+    err = _refused(capsys, "train", "--scene", "lake", "--res", "32", "--g-channels", "16", "16", "8", "4",
+                   "--d-channels", "16", "16", "8", "8", "--batch-size", "4", "--z-dim", "16", "--steps", "7",
+                   "--fid-every", "0", "--workers", "0", "--out", str(tmp_path / "gan_lake"), "--resume")
+    assert "resume with the same options" in err
