@@ -39,6 +39,7 @@ from core.base.errors import ArgumentTypeError, InputError, ProtocolError, Unkno
 from core.base.hooks import Trace, resolve_layers
 from core.base.protocols import check_classifier, check_probe, check_probe_batch
 from core.base.validate import check_bool, check_callable, check_choice, check_float, check_int
+from core.engine.dissection import PerLayer
 from core.engine.tally import GEOMETRIES, interp_matrix
 
 __all__ = ["dissect_classifier", "ClassifierDissection", "ClassifierDissectOptions", "RULES", "CODE_VERSION",
@@ -85,7 +86,7 @@ class ClassifierDissectOptions:
 # ----------------------------------------------------------------------------- result
 
 @dataclass
-class ClassifierDissection:
+class ClassifierDissection(PerLayer):
     """Result of :func:`dissect_classifier`: per layer, each unit's threshold and its IoU with every concept."""
     labels: list[str]
     categories: dict
@@ -96,12 +97,6 @@ class ClassifierDissection:
     probe: str = ""
     data: dict = field(default_factory=dict)    # layer -> {array name: np.ndarray}
     meta: dict = field(default_factory=dict)
-
-    def _layer(self, layer):
-        if not isinstance(layer, str) or layer not in self.data:
-            raise UnknownNameError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}",
-                                   fix="give layer as one of the dissected layers")
-        return self.data[layer]
 
     def thresholds(self, layer) -> np.ndarray:
         """[units] each unit's threshold T_u (its top-``quantile`` featuremap value)."""

@@ -196,8 +196,19 @@ def _label_slots(seg: torch.Tensor, size: int, n_labels: int, parts: bool, n_slo
 
 # ----------------------------------------------------------------------------- result
 
+class PerLayer:
+    """A result held per layer (``layers``, and ``data``: layer -> {array name: array}): the one
+    lookup of a layer's arrays, refusing a layer that was not dissected."""
+
+    def _layer(self, layer):
+        if not isinstance(layer, str) or layer not in self.data:
+            raise UnknownNameError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}",
+                                   fix="give layer as one of the dissected layers")
+        return self.data[layer]
+
+
 @dataclass
-class Dissection:
+class Dissection(PerLayer):
     """Result of :func:`dissect`. ``labels`` includes part labels when ``parts`` was on."""
     labels: list[str]
     layers: list[str]
@@ -208,12 +219,6 @@ class Dissection:
     segmenter: str = ""
     data: dict = field(default_factory=dict)   # layer -> {array name: np.ndarray}
     meta: dict = field(default_factory=dict)
-
-    def _layer(self, layer):
-        if not isinstance(layer, str) or layer not in self.data:
-            raise UnknownNameError(f"layer {layer!r} was not dissected; dissected layers: {', '.join(self.layers)}",
-                                   fix="give layer as one of the dissected layers")
-        return self.data[layer]
 
     def iou(self, layer) -> np.ndarray:
         """[n_units, len(labels)] IoU on the IoU sample set, at each pair's I/H threshold."""
