@@ -93,6 +93,47 @@ def test_cached_computes_once_and_returns_the_stored_result(tmp_path, monkeypatc
     assert len(calls) == 3 and sorted(p.name for p in (tmp_path / "t").iterdir()) == [key]
 
 
+def test_measure_keys_by_models_and_parts_and_its_codecs_round_trip(tmp_path, monkeypatch):
+    """cache.measure, every measurement's one cache path: the models' fingerprints and the parts make
+    the key (the same key make_key gives by hand, so shipped entries stay found); a model without a
+    fingerprint computes every time and stores nothing; tables and arrays come back as they went."""
+    import pandas as pd
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
+    model = torch.nn.Linear(2, 2)
+    calls = []
+
+    def table():
+        calls.append(1)
+        df = pd.DataFrame({"ranking": ["ace", "iou"], "n": [1, 20], "removed": [0.25, float("nan")]})
+        df.attrs.update(seconds=1.5, stored=False)
+        return df
+
+    got = cache.measure("t", "v1", models={"generator": model}, parts={"x": 1}, compute=table,
+                        codec=cache.FrameCodec())
+    again = cache.measure("t", "v1", models={"generator": model}, parts={"x": 1}, compute=table,
+                          codec=cache.FrameCodec())
+    assert calls == [1] and not got.attrs["stored"] and again.attrs == {"seconds": 1.5, "stored": True}
+    pd.testing.assert_frame_equal(again, got, check_dtype=False)
+    key = cache.make_key(kind="t", version="v1", generator=cache.model_fingerprint(model), x=1)
+    assert [p.name for p in (tmp_path / "t").iterdir()] == [key]
+    assert cache.measure("t", "v1", models={"generator": model}, parts={"x": 2}, compute=table,
+                         codec=cache.FrameCodec(), cached_only=True) is None
+    k = cache.measure("k", "v1", models={"generator": model}, parts={}, compute=lambda: torch.arange(3.0),
+                      codec=cache.ArrayCodec("k", as_tensor=True))
+    back = cache.measure("k", "v1", models={"generator": model}, parts={}, compute=lambda: None,
+                         codec=cache.ArrayCodec("k", as_tensor=True))
+    assert isinstance(back, torch.Tensor) and torch.equal(back, k)
+    # no fingerprint (an object that is not a model): computed each time, never stored
+    opaque = object()
+    for _ in range(2):
+        cache.measure("o", "v1", models={"generator": opaque}, parts={}, compute=table, codec=cache.FrameCodec())
+    assert len(calls) == 3 and not (tmp_path / "o").exists()
+    with pytest.raises(errors.ArgumentTypeError, match="cache"):
+        cache.measure("t", "v1", models={}, parts={}, compute=table, codec=cache.FrameCodec(), cache="yes")
+    with pytest.raises(errors.ArgumentTypeError, match="codec"):
+        cache.measure("t", "v1", models={}, parts={}, compute=table, codec=dict)
+
+
 def test_racing_writers_of_one_key_never_crash_and_leave_one_whole_entry(tmp_path, monkeypatch):
     monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path))
     key, failures = "k" * 24, []
