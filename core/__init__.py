@@ -38,7 +38,9 @@ from core.engine.causal import AceOptions, AceResult, ablation_curve, ace, causa
 from core.engine.classifier_dissection import ClassifierDissection, ClassifierDissectOptions, dissect_classifier
 from core.engine.dissection import Dissection, DissectOptions, dissect, label_categories
 from core.engine.fid import FeatureStats, feature_stats, frechet_distance
+from core.engine.importance import UnitImportance, unit_importance
 from core.engine.intervention import Edit, generate, insertion_constants
+from core.engine.omissions import Omissions, omissions
 from core.engine.repair import repair_table, unit_fid
 from core.models import checkpoint_series, list_models, load_classifier, load_features, load_generator, load_segmenter
 from core.models.progan import ProGAN
@@ -54,4 +56,5 @@ __all__ = ["cache", "errors", "hooks", "protocols", "sampling", "toyworld", "mod
            "trace_effect",
            "Dissection", "DissectOptions", "dissect", "label_categories", "FeatureStats", "feature_stats",
            "frechet_distance", "Edit", "generate", "insertion_constants", "repair_table",
-           "unit_fid", "ClassifierDissection", "ClassifierDissectOptions", "dissect_classifier", "load_classifier"]
+           "unit_fid", "ClassifierDissection", "ClassifierDissectOptions", "dissect_classifier", "load_classifier",
+           "Omissions", "omissions", "UnitImportance", "unit_importance"]

@@ -38,7 +38,7 @@ from core.base.cache import atomic_write_text, model_fingerprint
 from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, ConceptAbsentError, GanatomyError, InputError, UnknownNameError
 from core.base.hooks import layer_names, layer_shape, layer_units, resolve_layers
-from core.base.sampling import INSERTION_SEED, z_range
+from core.base.sampling import INSERTION_SEED, OMISSIONS_REAL_SEED, OMISSIONS_SEED, z_range
 from core.base.validate import (
     check_device,
     check_float,
@@ -53,6 +53,7 @@ from core.engine.bases import basis_health, fit_basis, layer_activations
 from core.engine.causal.effect import AceOptions, check_ace
 from core.engine.classifier_dissection import RULES, dissect_classifier
 from core.engine.dissection import dissect, label_categories
+from core.engine.importance import unit_importance
 from core.engine.intervention import Edit, insertion_constants
 from core.engine.repair import repair_table, unit_fid
 from core.models import (
@@ -71,6 +72,8 @@ from core.models import (
 )
 from core.outputs.report import write_outputs
 from core.studies import comparisons, context, evaluation, over_seeds
+from core.studies import omissions as omission_study
+from core.studies.importance import importance_vs_interpretability, scene_images
 from core.studies.probes import ToyworldProbes
 from core.studies.units import concept_units
 from core.training.run import VARIANTS, check_train, compact_run, train_gan
@@ -397,6 +400,57 @@ def _dissect_classifier(a):
               "samples": res.n_samples, "seconds": round(time.perf_counter() - t0, 2), "cached": res.meta.get("cached"),
               "timings": {k: res.meta.get(k) for k in ("threshold_seconds", "count_seconds")}, "summary": summary}
     _emit(a, result, summary.to_string(index=False), tables={"units": units, "summary": summary})
+
+
+LABELLED = {"toyworld-scenes": "toyworld scenes rendered at 128 px, each labelled with its scene type"}
+
+
+def cmd_importance(a):
+    """Unit importance of a classifier (issue #36; PNAS 2020): per class, its balanced accuracy (one class vs the
+    rest) unedited and with each unit of --layer zeroed, the units ranked by that drop, and the curves of its top N
+    units zeroed against N random other units (N = 1 .. --top-n, --draws draws). With --probes P > 0, also each
+    unit's best IoU in a NetDissect dissection on P toyworld probes per --probe-seeds, and Spearman's rho between
+    importance and IoU with a bootstrap interval. The labelled images: toyworld scenes of --seed (image i of scene
+    type i % 3)."""
+    _flag("--samples", check_int, "n_samples", a.samples, 3)
+    _flag("--top-n", check_int, "top_n", a.top_n, 1)
+    _flag("--draws", check_int, "draws", a.draws, 1)
+    _flag("--probes", check_int, "probes", a.probes, 0)
+    _flag("--batch-size", check_int, "batch_size", a.batch_size, 1)
+    if a.model not in LABELLED:
+        _die(f"--model: no labelled image set for classifier {a.model!r}; unit importance needs images labelled with "
+             f"the classifier's own classes, which this repository has for: {', '.join(LABELLED)} (use "
+             "--model toyworld-scenes)")
+    t0 = time.perf_counter()
+    model = load_classifier(a.model, device=_device(a))
+    layer = a.layer or model.layer_names[-1]
+    stats, table = None, None
+    if a.probes:
+        table, stats, res = importance_vs_interpretability(model, layer, a.samples, a.probes, image_seed=a.seed,
+                                                           probe_seeds=a.probe_seeds, boots=a.boots, top_n=a.top_n,
+                                                           draws=a.draws, batch_size=a.batch_size,
+                                                           cache=not a.no_cache)
+    else:
+        images, labels = scene_images(a.samples, a.seed, model.input_size)
+        res = unit_importance(model, layer, images, labels, top_n=a.top_n, draws=a.draws, batch_size=a.batch_size,
+                              cache=not a.no_cache)
+        table = res.units()
+    curves = res.curves()
+    top = {c: [int(u) for u in res.ranking(c)[:10]] for c in res.classes}
+    result = {"model": a.model, "images": LABELLED[a.model], "layer": res.layer, "classes": res.classes,
+              "samples": res.n_samples, "base": res.base, "top_units": top, "units": table, "curves": curves,
+              "relation": stats, "path": res.meta.get("path"), "cached": res.meta.get("cached"),
+              "seconds": round(time.perf_counter() - t0, 2)}
+    lines = [f"{a.model} {res.layer}: balanced accuracy " + ", ".join(f"{c} {b:.3f}" for c, b in
+                                                                       zip(res.classes, res.base))]
+    lines += [f"{c}: top units {' '.join(map(str, top[c]))}" for c in res.classes]
+    for name in ("accuracy", "margin") if stats else ():
+        st = stats[name]
+        lines.append(f"{st['importance']} vs IoU: Spearman {st['spearman']:.3f} (95% bootstrap over units "
+                     f"{st['bootstrap_95'][0]:.3f} .. {st['bootstrap_95'][1]:.3f}); per probe seed "
+                     + ", ".join(f"{k}: {v:.3f}" for k, v in st["spearman_per_probe_seed"].items()))
+    _emit(a, result, "\n".join(lines) + "\n" + _table(curves, 60), tables={"importance_units": table,
+                                                                            "importance_curves": curves})
 
 
 def cmd_dissect(a):
@@ -752,6 +806,33 @@ def cmd_repair(a):
 
 
 # ----------------------------------------------------------------------------- bases, tracing, insertion values
+
+def cmd_omissions(a):
+    """What the generator leaves out ("Seeing What a GAN Cannot Generate"): per class, the mean area
+    and share of images of --samples generated images against as many real toyworld scenes (through
+    the segmenter and from their exact labels), the relative change, and the Fréchet Segmentation
+    Distance with its mean and covariance terms and its real-vs-real floor."""
+    _flag("--samples", check_samples, "n_samples", a.samples, 2, images_per_sample=3)
+    _flag("--seed", check_int, "seed", a.seed)
+    _flag("--real-seed", check_int, "real_seed", a.real_seed)
+    _flag("--batch-size", check_int, "batch_size", a.batch_size, 1)
+    _check_run(a)
+    G, seg = _load(a, segmenter=True)
+    scene = _flag("--scene", omission_study.scene_of, G, a.scene)
+    bar = _LazyBar(desc="omissions", unit="img")
+    res = omission_study.toyworld_omissions(G, seg, scene, a.samples, seed=a.seed, real_seed=a.real_seed,
+                                            batch_size=a.batch_size, progress=bar.set, cache=not a.no_cache)
+    bar.close()
+    table = res.table()
+    summary = res.summary()
+    result = {"scene": scene, **summary, "classes": table}
+    f, fl = summary["fsd"], summary["floor"]
+    _emit(a, result, f"FSD {f['fsd']:.4g} (mean {f['mean_term']:.4g}, covariance {f['cov_term']:.4g}); real vs real "
+                     f"floor {fl['fsd']:.4g}; {res.n_samples} generated vs {res.n_samples} real {scene} scenes\n"
+                     f"omitted (relative change <= {summary['omitted_below']:.0%}, real area >= "
+                     f"{summary['min_area']:g}): {', '.join(summary['omitted']) or 'none'}\n"
+                     + _table(table, a.show), tables={"omissions": table})
+
 
 def cmd_fit_basis(a):
     """Fit a basis of a layer (PCA or a sparse dictionary) once and store it; print its health."""
@@ -1213,6 +1294,21 @@ def _main(argv=None):
                                                       "on stdout and nothing else")
     d.add_argument("--out", required=True, help="the folder of the report (dissection.json, units.csv, report.html)")
     d.set_defaults(fn=cmd_dissect)
+    p = _sub(sub, "importance", cmd_importance, "what each unit of a classifier is for: per-class accuracy drop "
+                                                 "when it is zeroed (PNAS 2020)")
+    p.add_argument("--model", default="toyworld-scenes", help="a classifier with a labelled image set "
+                                                               "(default toyworld-scenes)")
+    p.add_argument("--layer", default=None, help="default: the classifier's last layer (toyworld-scenes: proj)")
+    p.add_argument("--samples", type=int, default=300, help="labelled images (default 300)")
+    p.add_argument("--seed", type=int, default=100, help="the labelled images' toyworld seed (default 100)")
+    p.add_argument("--top-n", type=int, default=20, help="curves: N = 1 .. this (default 20)")
+    p.add_argument("--draws", type=int, default=5, help="curves: random draws of N other units (default 5)")
+    p.add_argument("--probes", type=int, default=0, help="probe images per dissection for importance vs IoU "
+                                                         "(default 0: no dissection)")
+    p.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1], help="probe seeds (default 0 1)")
+    p.add_argument("--boots", type=int, default=1000, help="bootstrap resamples of the units (default 1000)")
+    p.add_argument("--batch-size", type=int, default=32)
+    _run_flags(p, tables="importance_units.csv, importance_curves.csv")
     c = _sub(sub, "context", cmd_context, "where a concept's units can insert it, over seeds (Paint)")
     _model_flags(c)
     _layer_flag(c)
@@ -1315,6 +1411,19 @@ def _main(argv=None):
             p.add_argument("--random-draws", type=int, default=3, help="random unit sets (default 3)")
         _basis_flags(p)
         _run_flags(p, tables=f"{name.replace('-', '_')}.csv")
+
+    p = _sub(sub, "omissions", cmd_omissions, "what the generator leaves out: class areas and FSD vs real scenes")
+    _model_flags(p)
+    p.add_argument("--scene", choices=list(toyworld.SCENES), default=None,
+                   help="the real scenes (default: the model card's scene)")
+    p.add_argument("--samples", type=int, default=2000, help="generated images, and as many real (default 2,000)")
+    p.add_argument("--seed", type=int, default=OMISSIONS_SEED, help=f"generated images' seed (default "
+                                                                    f"{OMISSIONS_SEED})")
+    p.add_argument("--real-seed", type=int, default=OMISSIONS_REAL_SEED,
+                   help=f"real scenes' seed (default {OMISSIONS_REAL_SEED}; the floor's: its stream omissions.floor)")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--show", type=int, default=30, help="classes listed (default 30; the JSON has all)")
+    _run_flags(p, tables="omissions.csv")
 
     # ------------------------------------------------------------------------- bases, tracing, insertion values
     p = _sub(sub, "fit-basis", cmd_fit_basis, "fit a layer's PCA / sparse dictionary (stored) and its health")

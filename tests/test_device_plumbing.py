@@ -137,6 +137,11 @@ FACTORIES = {"zeros", "ones", "empty", "full", "arange", "linspace", "logspace",
 # Where core makes tensors on the CPU on purpose, and why. Anywhere else a tensor follows its
 # inputs (``device=x.device``, ``*_like``) or the model (``device_of(model)``).
 CPU_BY_DESIGN = {
+    "core/engine/importance.py": "the variants' zeroing masks are built on the CPU and moved a chunk at a time; "
+                                 "predictions, margins and balanced accuracies are CPU bookkeeping",
+    "core/engine/omissions.py": "statistics read back from the cache are CPU tensors (moved to the images when "
+                                "they accumulate); the label map is CPU bookkeeping",
+    "core/studies/importance.py": "scene labels beside the CPU-rendered scenes",
     "core/studies/probes.py": "probe images and their labels are rendered on the CPU (as toyworld renders); the "
                               "classifier dissection moves each batch to the model",
     "core/base/cache.py": "a result read back from the cache is a CPU tensor; its caller moves it",

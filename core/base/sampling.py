@@ -9,7 +9,7 @@ import torch
 from core.base.errors import UnknownNameError
 from core.base.validate import check_int
 
-__all__ = ["z_range", "z_at", "BLOCK", "STREAMS", "stream_seed"]
+__all__ = ["z_range", "z_at", "BLOCK", "STREAMS", "stream_seed", "OMISSIONS_SEED", "OMISSIONS_REAL_SEED"]
 
 BLOCK = 256  # codes are drawn in blocks of this many, each block from its own generator
 
@@ -23,15 +23,23 @@ BLOCK = 256  # codes are drawn in blocks of this many, each block from its own g
 #   curve.over_seeds    1000 + s               curve_over_seeds: the images of seed s's ablation curve
 #   removal.over_seeds  5 + 1000 * s           removal_over_seeds: the images of seed s's removal table
 #   repair.random       s + 1                  repair_table: the random units compared with the flagged
+#   omissions.floor     s + 1000               omissions: the second real draw (the real-vs-real floor) of
+#                                              real seed s
+#
+# Omissions (what a generator leaves out) compare generated images of seed OMISSIONS_SEED with real
+# images of seed OMISSIONS_REAL_SEED (the reference's seeds 1 and 2), and those with the real draw of
+# stream omissions.floor.
 #
 # Measurements that take their inputs from the shared, cached measurements of the model do not
 # derive them from their own seed: ACE's initial IoU is the layer's dissection (seed 0, the
 # Dissect page's) and its insertion constants those of seed 1 (the Paint page's), whatever
 # ACE's seed, so ACE with and without the cache starts from the same place.
 STREAMS = {"ace.pool": (1, 101), "curve.over_seeds": (1, 1000), "removal.over_seeds": (1000, 5),
-           "repair.random": (1, 1)}
+           "repair.random": (1, 1), "omissions.floor": (1, 1000)}
 DISSECT_SEED = 0           # the dissection every page shares (and ACE's initial IoU)
 INSERTION_SEED = 1         # the insertion constants every page shares
+OMISSIONS_SEED = 1         # the generated images of the omission statistics
+OMISSIONS_REAL_SEED = 2    # their real images (the floor: stream omissions.floor of it)
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 from core.base.validate import check_choice
-from core.models import efficientnet
+from core.models import efficientnet, toynets, zoo
 
-__all__ = ["CLASSIFIERS", "load_classifier", "list_classifiers", "is_classifier"]
+__all__ = ["CLASSIFIERS", "load_classifier", "list_classifiers", "is_classifier", "load_toyworld_scenes"]
+
+
+def load_toyworld_scenes(device="cpu"):
+    """The shipped toyworld feature network's scene head as a classifier (:class:`toynets.ToySceneClassifier`)."""
+    return toynets.ToySceneClassifier(zoo.load_features("toyworld", device=device)).to(device).eval()
+
 
 # name -> (loader(device) -> model, what it needs)
 CLASSIFIERS = {efficientnet.NAME: (efficientnet.load_efficientnet_lite0,
-                                   f"ImageNet weights from the optional package `{efficientnet.PIP}`")}
+                                   f"ImageNet weights from the optional package `{efficientnet.PIP}`"),
+               "toyworld-scenes": (load_toyworld_scenes, "the shipped toyworld feature network (scene types)")}
 
 
 def list_classifiers() -> list[str]:

@@ -124,3 +124,30 @@ class ToyFeatures(nn.Module):
 
     def heads(self, feats: torch.Tensor):
         return self.scene_head(feats), self.presence_head(feats), self.coverage_head(feats)
+
+
+class ToySceneClassifier(nn.Module):
+    """The shipped feature network's scene head as a classifier (the classifier protocol of
+    :mod:`core.base.protocols`): images N x 3 x 128 x 128 in [-1, 1] (other sizes are resized, as by
+    the network) -> logits over the scene types :data:`core.toyworld.SCENES` (town, room, lake).
+
+    It shares the feature network's modules (no copy of the weights; nothing of the network is
+    changed) under flat names, its layers ``stem`` (24 x 64 x 64), ``d2`` (48 x 32 x 32), ``d3``
+    (96 x 16 x 16), ``d4`` (160 x 8 x 8) and ``proj`` (256 x 8 x 8, the features before the pool).
+    The network's two other heads, concept presence and coverage, are multi-label: they are not a
+    one-of-K prediction, so they are not exposed as classes here."""
+
+    input_size = NATIVE
+
+    def __init__(self, features: ToyFeatures):
+        super().__init__()
+        self.stem, self.d2, self.d3, self.d4 = features.enc.stem, features.enc.d2, features.enc.d3, features.enc.d4
+        self.proj, self.scene_head = features.proj, features.scene_head
+        self.classes = list(toyworld.SCENES)
+        self.layer_names = ["stem", "d2", "d3", "d4", "proj"]
+        self.name = "toyworld-scenes"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = _to_native(images).contiguous(memory_format=torch.channels_last)
+        x = self.proj(self.d4(self.d3(self.d2(self.stem(x)))))
+        return self.scene_head(x.mean((2, 3)))

@@ -3,7 +3,7 @@ models, variants and training checkpoints on concept maps (:mod:`core.studies.co
 functions are also here), painting (:mod:`core.studies.paint`), the context study with toyworld's
 classes, rules and intervals (:mod:`core.studies.context`), and evaluation against toyworld's
 truth (:mod:`core.studies.evaluation`)."""
-from core.studies import comparisons, context, evaluation, over_seeds, paint, probes, units  # noqa: F401
+from core.studies import comparisons, context, evaluation, omissions, over_seeds, paint, probes, units  # noqa: F401
 from core.studies.comparisons import *  # noqa: F401,F403
 from core.studies.comparisons import __all__ as _comparisons
 

@@ -1,0 +1,70 @@
+"""Omissions on toyworld, where the real scenes' labels are exact: the real-image source
+(:class:`ToyworldScenes`), a generator's statistics against its scene type
+(:func:`toyworld_omissions`) and a planted omission: a concept's units ablated everywhere
+(:func:`planted_omission`)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from core import toyworld
+from core.base.devices import device_of
+from core.base.errors import InputError
+from core.base.sampling import OMISSIONS_REAL_SEED, OMISSIONS_SEED
+from core.base.validate import check_choice, check_int
+from core.engine.intervention import Edit
+from core.engine.omissions import Edited, Omissions, omissions
+from core.studies.units import concept_units
+
+__all__ = ["ToyworldScenes", "toyworld_omissions", "planted_omission", "scene_of", "image_size"]
+
+
+class ToyworldScenes:
+    """Real toyworld scenes of one type at ``size`` px, with their exact labels: the real-image
+    source of :func:`core.engine.omissions.omissions` (scene ``i`` of a seed is fixed)."""
+
+    labels = list(toyworld.LABELS)
+
+    def __init__(self, scene: str, size: int = 64):
+        self.scene = check_choice("scene", scene, toyworld.SCENES)
+        self.size = check_int("size", size, 8, 1024, what="an image side in pixels (8 .. 1024)")
+        self.name = f"toyworld/{self.scene}@{self.size}"
+
+    def batch(self, seed: int, start: int, stop: int):
+        return toyworld.render(self.scene, stop - start, seed=seed, size=self.size, start=start)
+
+
+def scene_of(generator, scene: str | None = None) -> str:
+    """``scene``, else the scene of the generator's model card, else an error naming ``scene``."""
+    scene = scene or (getattr(generator, "meta", None) or {}).get("scene")
+    if scene not in toyworld.SCENES:
+        raise InputError(f"scene: the generator's scene {scene!r} is not a toyworld scene",
+                         fix="give scene= " + " or ".join(toyworld.SCENES))
+    return scene
+
+
+@torch.no_grad()
+def image_size(generator) -> int:
+    """The side of the generator's images (one sample drawn)."""
+    return int(generator(torch.zeros(1, generator.z_dim, device=device_of(generator))).shape[-1])
+
+
+def toyworld_omissions(generator, segmenter, scene: str | None = None, n_samples: int = 2000,
+                       seed: int = OMISSIONS_SEED, real_seed: int = OMISSIONS_REAL_SEED, batch_size: int = 50,
+                       progress: Callable | None = None, *, cache: bool = True,
+                       cached_only: bool = False) -> Omissions | None:
+    """:func:`~core.engine.omissions.omissions` of ``generator`` against real ``scene`` scenes (default:
+    its model card's) at its own resolution, the real side counted through ``segmenter`` and from the
+    exact labels."""
+    real = ToyworldScenes(scene_of(generator, scene), image_size(generator))
+    return omissions(generator, segmenter, real, n_samples, seed=seed, real_seed=real_seed, batch_size=batch_size,
+                     progress=progress, cache=cache, cached_only=cached_only)
+
+
+def planted_omission(generator, segmenter, concept, layer: str = "layer4", n_units: int = 20,
+                     ranking: str = "iou", cache: bool = True) -> tuple[Edited, list[int]]:
+    """A generator that omits ``concept`` on purpose: its top ``n_units`` units of ``layer`` for the
+    concept (:func:`~core.studies.units.concept_units`) ablated everywhere; with the units."""
+    units = concept_units(generator, segmenter, layer, concept, ranking=ranking, n=n_units, cache=cache)
+    return Edited(generator, [Edit(layer, units)]), units
