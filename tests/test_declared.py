@@ -5,14 +5,10 @@ file's bytes. The hostile files are built here the way an attacker would: a hand
 whose storage declares any size, in a zip whose record is deflated."""
 from __future__ import annotations
 
-import collections
-import io
 import json
-import pickle
 import subprocess
 import sys
 import time
-import zipfile
 
 import pytest
 import torch
@@ -21,44 +17,7 @@ import core
 from core.base import checkpoints
 from core.base.checkpoints import check_declared, load_checkpoint
 from core.models.progan import ProGAN
-
-
-class _Storage:
-    def __init__(self, n):
-        self.n = n
-
-
-class _Tensor:
-    def __init__(self, n):
-        self.n = n
-
-    def __reduce__(self):
-        return (torch._utils._rebuild_tensor_v2,
-                (_Storage(self.n), 0, (self.n,), (1,), False, collections.OrderedDict()))
-
-
-class _Pickler(pickle.Pickler):
-    def persistent_id(self, obj):
-        return ("storage", torch.FloatStorage, "0", "cpu", obj.n) if isinstance(obj, _Storage) else None
-
-
-def forged(path, declared_floats: int, stored_bytes: int, compress: bool = True):
-    """A torch zip whose pickle declares ``declared_floats`` float32 values in one storage whose
-    record holds ``stored_bytes`` zero bytes (deflated: a few KB on disk per 100 MB)."""
-    buf = io.BytesIO()
-    _Pickler(buf, protocol=2).dump({"w": _Tensor(declared_floats)})
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", buf.getvalue())
-        z.writestr("archive/byteorder", "little")
-        z.writestr("archive/version", "3\n")
-        info = zipfile.ZipInfo("archive/data/0")
-        info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-        with z.open(info, "w", force_zip64=True) as f:
-            chunk, left = bytes(1 << 20), stored_bytes
-            while left > 0:
-                f.write(chunk[:min(left, len(chunk))])
-                left -= len(chunk)
-    return path
+from tests.hostile import forged
 
 
 def test_the_forged_files_are_real_torch_files(tmp_path):
