@@ -345,22 +345,8 @@ def _upload(box: Box, path_or_bytes, filename="g.pt", name="lab/x", by="ann", **
 
 
 def _fresh_load(path: Path) -> dict:
-    """Load ``path`` in a new interpreter: seconds, extra peak RSS (MB), the error."""
-    code = f"""
-import json, resource, sys, time
-import core
-from core.base.checkpoints import load_checkpoint
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.perf_counter()
-try:
-    load_checkpoint({str(path)!r}); err = ""
-except Exception as e:
-    err = type(e).__name__ + ": " + str(e)
-print(json.dumps({{"seconds": time.perf_counter() - t,
-                  "extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024, "error": err}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Load ``path`` in a new interpreter: seconds, extra peak RSS (MB), the error (tests/hostile.py)."""
+    return _hostile().fresh_load(path)
 
 
 # ----------------------------------------------------------------------------- hostile files
@@ -877,16 +863,7 @@ def _(box):
     src = box.root / "usergan_probe.py"
 
     def write(scale):
-        src.write_text(textwrap.dedent(f"""
-            import torch
-            class UserGAN(torch.nn.Module):
-                z_dim = 4
-                def __init__(self):
-                    super().__init__()
-                    self.layer1 = torch.nn.Linear(4, 48)
-                def forward(self, z):
-                    return torch.tanh({scale} * self.layer1(z)).view(-1, 3, 4, 4)
-            """))
+        _hostile().write_user_gan(src, scale)
     try:
         write(1.0)
         torch.manual_seed(0)

@@ -1,12 +1,18 @@
-"""Hostile torch files built the way an attacker would: a hand-written pickle whose storage declares
-any size, in a zip whose record is deflated (and whose directory may lie). Shared by the tests
-(tests/test_declared.py) and the probe suite (scripts/probe_server.py loads this file by path)."""
+"""Hostile torch files built the way an attacker would (a hand-written pickle whose storage declares
+any size, in a zip whose record is deflated, and whose directory may lie), loading one in a fresh
+interpreter, and a user's model whose code changes between runs. Shared by the tests
+(tests/test_declared.py, tests/test_runtime_faults.py) and the probe suite (scripts/probe_server.py
+loads this file by path)."""
 from __future__ import annotations
 
 import collections
 import io
+import json
 import pickle
 import struct
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -60,3 +66,39 @@ def forged(path: Path, declared_floats: int, stored_bytes: int, compress: bool =
             at = raw.find(b"PK\x01\x02", at + 4)
         path.write_bytes(bytes(raw))
     return path
+
+
+def fresh_load(path) -> dict:
+    """Load ``path`` with ``load_checkpoint`` in a new interpreter: {seconds, extra_mb (peak RSS),
+    error ("" when it loaded)}."""
+    code = f"""
+import json, resource, time, core
+from core.base.checkpoints import load_checkpoint
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+try:
+    load_checkpoint({str(path)!r}); err = ""
+except Exception as e:
+    err = type(e).__name__ + ": " + str(e)
+print(json.dumps({{"seconds": time.perf_counter() - t,
+                  "extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024, "error": err}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"the fresh interpreter failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_user_gan(path, scale: float) -> None:
+    """A user's generator module at ``path``: class ``UserGAN``, the same name and weights whatever
+    ``scale``, whose forward multiplies by ``scale`` (changed code, unchanged weights)."""
+    Path(path).write_text(textwrap.dedent(f"""
+        import torch
+        class UserGAN(torch.nn.Module):
+            z_dim = 4
+            def __init__(self):
+                super().__init__()
+                self.layer1 = torch.nn.Linear(4, 48)
+            def forward(self, z):
+                return torch.tanh({scale} * self.layer1(z)).view(-1, 3, 4, 4)
+        """))

@@ -5,9 +5,6 @@ file's bytes. The hostile files are built here the way an attacker would: a hand
 whose storage declares any size, in a zip whose record is deflated."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +14,7 @@ import core
 from core.base import checkpoints
 from core.base.checkpoints import check_declared, load_checkpoint
 from core.models.progan import ProGAN
-from tests.hostile import forged
+from tests.hostile import forged, fresh_load
 
 
 def test_the_forged_files_are_real_torch_files(tmp_path):
@@ -31,33 +28,14 @@ def test_the_forged_files_are_real_torch_files(tmp_path):
     assert load_checkpoint(p)["w"].shape == (1000,)                      # and a tiny one is not refused
 
 
-def _in_a_fresh_process(path) -> dict:
-    """Load ``path`` in a new interpreter: (seconds, extra peak RSS in MB, error)."""
-    code = f"""
-import json, resource, time, core
-from core.base.checkpoints import load_checkpoint
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.perf_counter()
-try:
-    load_checkpoint({str(path)!r}); err = ""
-except Exception as e:
-    err = type(e).__name__ + ": " + str(e)
-print(json.dumps({{"seconds": time.perf_counter() - t,
-                  "extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024, "error": err}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_a_small_file_that_inflates_or_declares_gigabytes_is_refused_at_once(tmp_path):
     bomb = forged(tmp_path / "bomb.pt", 128 * 2 ** 20, 512 * 2 ** 20)          # 512 MiB from ~0.5 MB
     assert bomb.stat().st_size < 2 * 2 ** 20
-    r = _in_a_fresh_process(bomb)
+    r = fresh_load(bomb)
     assert r["error"].startswith("CheckpointError") and "expands from" in r["error"], r
     assert r["seconds"] < 1 and r["extra_mb"] < 50, r
     declared = forged(tmp_path / "declared.pt", 10 * 2 ** 30 // 4, 2 ** 20)    # declares 10 GiB, holds 1 MB
-    r = _in_a_fresh_process(declared)
+    r = fresh_load(declared)
     assert r["error"].startswith("BudgetError") and "10.0 GiB" in r["error"] and "storages declare" in r["error"], r
     assert r["seconds"] < 1 and r["extra_mb"] < 50, r
     # within the budget, but more than the file holds: forged, refused before torch allocates it

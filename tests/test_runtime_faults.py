@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ import torch
 import core
 from core.base import cache
 from core.base.sampling import z_range
+from tests.hostile import write_user_gan
 from tests.planted import ColorSegmenter, PlantedGenerator
 
 
@@ -54,16 +54,8 @@ def test_changed_code_under_the_same_class_name_and_weights_gets_a_new_key(tmp_p
     src = tmp_path / "usergan.py"
 
     def write(scale):
-        src.write_text(textwrap.dedent(f"""
-            import torch
-            class UserGAN(torch.nn.Module):
-                z_dim = 4
-                def __init__(self):
-                    super().__init__()
-                    self.layer1 = torch.nn.Linear(4, 48)
-                def forward(self, z):
-                    return torch.tanh({scale} * self.layer1(z)).view(-1, 3, 4, 4)
-            """))
+        write_user_gan(src, scale)
+
     write(1.0)
     import usergan
     torch.manual_seed(0)
