@@ -159,6 +159,9 @@ CPU_BY_DESIGN = {
     "core/studies/context.py": "context classes are read from CPU copies of the segmentations",
     "core/studies/evaluation.py": "a blur kernel built once and moved to the images",
     "core/studies/paint.py": "a drawing's coverage of the featuremap grid: numpy in, numpy out",
+    "core/engine/rewrite.py": "users' masks become grid coverage on the CPU (moved to the featuremaps); a "
+                              "rewrite's deltas are stored float32 on the CPU, so a model made from them is the "
+                              "same in memory and reloaded",
     "core/engine/bases.py": "a basis is stored and read back on the CPU and moved with Basis.to(); training "
                             "draws its shuffles from a seeded CPU generator (the same on every device)",
 }

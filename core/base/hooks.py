@@ -18,6 +18,8 @@ checked before any forward pass; otherwise one probe (:func:`layer_shape`) tells
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import threading
 import weakref
 from typing import Callable, Iterable
@@ -30,7 +32,7 @@ from core.base.errors import ArgumentTypeError, UnknownNameError
 from core.base.sampling import z_range
 
 __all__ = ["Trace", "layer_names", "resolve_layers", "StopForward", "run_until", "layer_shape", "layer_units",
-           "known_units"]
+           "known_units", "private_copy", "weight_module", "with_delta", "expand_deltas"]
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -93,6 +95,7 @@ def _make_hook(model_ref, name):
             if tr.model_ref() is model_ref() and (name in tr.edits or name in tr.capture):
                 return tr._fire(name, output)
         return None
+    hook._ganatomy_trace = True          # private_copy() drops these from a copy
     return hook
 
 
@@ -242,3 +245,93 @@ def layer_units(model: nn.Module, layer: str) -> int:
     (:func:`layer_shape`)."""
     n = known_units(model, layer)
     return n if n is not None else layer_shape(model, layer)[0]
+
+
+# ----------------------------------------------------------------------------- new models from shared ones
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` for one caller's own changes (a rewrite's weights, a fine-tune): the
+    shared model is never touched, and the copy carries none of the shared model's trace hooks (a
+    trace on it installs its own). Frozen and in eval mode."""
+    copy_ = copy.deepcopy(model)
+    for m in copy_.modules():
+        for k in [k for k, h in m._forward_hooks.items() if getattr(h, "_ganatomy_trace", False)]:
+            del m._forward_hooks[k]
+    with _install_lock:
+        _installed.pop(copy_, None)
+    return copy_.eval().requires_grad_(False)
+
+
+def weight_module(model: nn.Module, layer: str) -> tuple[str, nn.Module]:
+    """(name, module) of the one convolution of ``layer`` (the layer itself or its only convolution):
+    the weight a rewrite changes. A layer without one plain convolution is refused, saying why."""
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        raise UnknownNameError(f"layer {layer!r} is not a module of the model", fix="give one of its layer names")
+    root = modules[layer]
+    convs = [(f"{layer}.{n}" if n else layer, m) for n, m in root.named_modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    if len(convs) != 1:
+        what = "no convolution" if not convs else f"{len(convs)} convolutions ({', '.join(n for n, _ in convs[:4])})"
+        raise ArgumentTypeError(f"layer {layer!r} has {what}; a rewrite changes a layer's one convolution weight",
+                                fix="choose a layer made of one convolution (ProGAN's layer1 ... layerN)")
+    name, m = convs[0]
+    if m.groups != 1 or not isinstance(getattr(m, "weight", None), torch.Tensor):
+        raise ArgumentTypeError(f"layer {layer!r}'s convolution is grouped or has no weight tensor",
+                                fix="choose a layer with an ordinary convolution")
+    return name, m
+
+
+def expand_deltas(stored: dict) -> dict[str, torch.Tensor]:
+    """Parameter deltas from their stored form: ``{param: delta}`` as they are, and a low-rank delta as
+    ``{param + "#a": A, param + "#d": D, param + "#dim": i}`` (``delta = A x D`` on dimension ``i``:
+    ``A`` holds the weight's components along the rows of ``D``)."""
+    if not isinstance(stored, dict) or not stored:
+        raise ArgumentTypeError("a rewrite's deltas must be a non-empty dict of tensors",
+                                fix="load a rewrite saved by GANatomy (core.models.add_rewrite)")
+    out = {}
+    for k, v in stored.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise ArgumentTypeError("a rewrite's deltas must map parameter names to tensors",
+                                    fix="load a rewrite saved by GANatomy (core.models.add_rewrite)")
+        if "#" not in k:
+            out[k] = v
+        elif k.endswith("#a"):
+            p = k[:-2]
+            d, dim = stored.get(p + "#d"), stored.get(p + "#dim")
+            if not isinstance(d, torch.Tensor) or not isinstance(dim, torch.Tensor) or dim.numel() != 1 \
+                    or d.dim() != 2 or int(dim) not in range(v.dim()) or v.shape[int(dim)] != d.shape[0]:
+                raise ArgumentTypeError(f"the low-rank delta of {p} is incomplete or inconsistent",
+                                        fix="load a rewrite saved by GANatomy (core.models.add_rewrite)")
+            i = int(dim)
+            out[p] = v.movedim(i, -1).matmul(d.to(v)).movedim(-1, i)
+    return out
+
+
+def with_delta(model: nn.Module, deltas: dict) -> nn.Module:
+    """A new model: a private copy of ``model`` with ``W + delta`` for each parameter named in ``deltas``
+    (a rewrite; ``model`` is unchanged). A model with its own ``cache_key`` gets one naming the deltas."""
+    params = dict(model.named_parameters())
+    if not isinstance(deltas, dict) or not deltas:
+        raise ArgumentTypeError("deltas must be a non-empty dict {parameter name: delta}",
+                                fix="apply a rewrite to the model it was made on")
+    for name, delta in deltas.items():
+        if name not in params:
+            raise UnknownNameError(f"{name!r} is not a parameter of the model",
+                                   fix="apply a rewrite to the model it was made on")
+        w = params[name]
+        if not isinstance(delta, torch.Tensor) or tuple(delta.shape) != tuple(w.shape) \
+                or not torch.isfinite(delta).all():
+            raise ArgumentTypeError(f"the delta for {name} must be finite, with the weight's shape {tuple(w.shape)}",
+                                    fix="apply a rewrite to the model (and layer) it was made on")
+    out = private_copy(model)
+    mine = dict(out.named_parameters())
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name in sorted(deltas):
+            mine[name].copy_(params[name].detach() + deltas[name].to(params[name]))
+            h.update(name.encode() + deltas[name].detach().float().cpu().contiguous().numpy().tobytes())
+    key = getattr(model, "cache_key", None)
+    if isinstance(key, str) and key:
+        out.cache_key = f"{key}|delta:{h.hexdigest()[:16]}"
+    return out

@@ -43,6 +43,7 @@ from core.models.registry import (
     load_segmenter_path,
     register_architecture,
 )
+from core.models.rewrites import add_rewrite
 from core.models.zoo import (
     card_quality,
     checkpoint_series,
@@ -55,7 +56,7 @@ from core.models.zoo import (
     zoo_table,
 )
 
-__all__ = ["CLASSIFIERS", "is_classifier", "list_classifiers", "load_classifier",
+__all__ = ["add_rewrite", "CLASSIFIERS", "is_classifier", "list_classifiers", "load_classifier",
            "card_quality", "Architecture", "architectures", "detect_arch", "load_generator_file", "load_segmenter_path",
            "register_architecture", "MODELS_ENV", "PUBLISHED", "ROOTS_ENV", "model_roots", "Source", "Spec",
            "add_upload",

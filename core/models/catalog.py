@@ -331,7 +331,9 @@ def status() -> list[dict]:
         rows.append({"name": name, "kind": e.get("kind"), "arch": e.get("arch"),
                      "available": Path(e["path"]).exists(), "path": e["path"], "source": who_added(e),
                      "downloadable": False, "packages": pk, "packages_ok": packages_ok(pk),
-                     "description": f"{e.get('arch')} {e.get('kind')} added from {e['path']}", "origin": "user",
+                     "description": (f"rewrite of {e.get('base')} at {e.get('layer')} ({e.get('method')})"
+                                     if e.get("arch") == "rewrite" else
+                                     f"{e.get('arch')} {e.get('kind')} added from {e['path']}"), "origin": "user",
                      "added_by": e.get("added_by") or "", "added_at": e.get("added_at") or ""})
     return rows
 

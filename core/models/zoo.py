@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Callable
 
 from core.base.budget import size_limits
 from core.base.checkpoints import CheckpointError, load_checkpoint, load_state_into
 from core.base.errors import ArgumentTypeError, InputError, MissingWeightsError, UnknownNameError
+from core.base.hooks import expand_deltas, with_delta
 from core.base.packages import MODULE_OF, require
 from core.models import catalog, progan, toynets
 from core.models.downloads import fetch
@@ -255,6 +257,38 @@ def load_generator(name_or_path, device="cpu", pixelnorm: bool | None = None, *,
         return load_generator_file(s, arch=arch, device=device, **options)
 
 
+_chain = threading.local()
+MAX_REWRITE_CHAIN = 8
+
+
+def _load_rewrite(name: str, entry: dict, path: Path, device, options: dict):
+    """A saved rewrite (:mod:`core.models.rewrites`): its base model loaded by name, the stored deltas
+    (read with ``weights_only=True``) added to a private copy. A chain of rewrites of rewrites is
+    followed up to MAX_REWRITE_CHAIN deep (a loop is refused)."""
+    if options:
+        raise ArgumentTypeError(f"{name} is a rewrite; it takes no {', '.join(options)}",
+                                fix="give options to its base model's entry instead")
+    seen = getattr(_chain, "names", None)
+    if seen is None:
+        seen = _chain.names = []
+    if name in seen or len(seen) >= MAX_REWRITE_CHAIN:
+        raise CheckpointError(f"{name}: its chain of bases ({' -> '.join(seen + [name])}) loops or is deeper than "
+                              f"{MAX_REWRITE_CHAIN}", fix="save the rewrite on a model that is not itself a rewrite")
+    seen.append(name)
+    try:
+        base = load_generator(entry.get("base", ""), device=device)
+        stored = load_checkpoint(path)
+        model = with_delta(base, expand_deltas(stored))
+    except (ArgumentTypeError, UnknownNameError) as e:
+        raise CheckpointError(f"{name}: its rewrite no longer fits its base model {entry.get('base')!r} ({e})",
+                              fix=f"remove it (core.models.unregister({name!r}, confirm={name!r})) and rewrite again") \
+            from None
+    finally:
+        seen.pop()
+    model.source = name
+    return model
+
+
 def load_registered(name: str, device="cpu", download: bool = False, **options):
     """Load a published or user-added model by name (generator or segmenter)."""
     if name in catalog.PUBLISHED:
@@ -273,6 +307,8 @@ def load_registered(name: str, device="cpu", download: bool = False, **options):
             raise MissingWeightsError(f"{name}: its weights {path} are gone; put the file back there or "
                                       f"remove the entry (core.models.unregister({name!r}, confirm={name!r}))")
         kind, arch, opts = entry["kind"], entry["arch"], {**entry.get("options", {}), **options}
+        if arch == "rewrite":
+            return _load_rewrite(name, entry, path, device, opts)
     if kind == "generator":
         model = load_generator_file(path, arch=arch, device=device, **opts)
     else:
