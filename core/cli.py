@@ -73,7 +73,7 @@ from core.models import (
 from core.outputs.report import write_outputs
 from core.studies import comparisons, context, evaluation, over_seeds
 from core.studies import omissions as omission_study
-from core.studies.importance import importance_vs_interpretability, scene_images
+from core.studies.importance import importance_vs_interpretability, labelled_images
 from core.studies.probes import ToyworldProbes
 from core.studies.units import concept_units
 from core.training.run import VARIANTS, check_train, compact_run, train_gan
@@ -402,7 +402,8 @@ def _dissect_classifier(a):
     _emit(a, result, summary.to_string(index=False), tables={"units": units, "summary": summary})
 
 
-LABELLED = {"toyworld-scenes": "toyworld scenes rendered at 128 px, each labelled with its scene type"}
+LABELLED = {"toyworld-scenes": "toyworld scenes rendered at 128 px, each labelled with its scene type",
+            "toyworld-presence": "toyworld scenes rendered at 128 px, each labelled with the concepts it contains"}
 
 
 def cmd_importance(a):
@@ -431,7 +432,7 @@ def cmd_importance(a):
                                                            draws=a.draws, batch_size=a.batch_size,
                                                            cache=not a.no_cache)
     else:
-        images, labels = scene_images(a.samples, a.seed, model.input_size)
+        images, labels = labelled_images(model, a.samples, a.seed)
         res = unit_importance(model, layer, images, labels, top_n=a.top_n, draws=a.draws, batch_size=a.batch_size,
                               cache=not a.no_cache)
         table = res.units()

@@ -199,8 +199,8 @@ class _Slot:
 
 
 class _Canvas:
-    def __init__(self, n: int, size: int, record: bool):
-        self.n, self.size, self.record = n, size, record
+    def __init__(self, n: int, size: int, record: bool, omit: frozenset = frozenset()):
+        self.n, self.size, self.record, self.omit = n, size, record, omit
         ar = (torch.arange(size, dtype=torch.float32, device="cpu") + 0.5) / size
         self.xs = ar.view(1, 1, size)
         self.ys = ar.view(1, size, 1)
@@ -222,7 +222,10 @@ class _Canvas:
         return len(self.slots) - 1
 
     def paint(self, k: int, mask: torch.Tensor | None, present: torch.Tensor | None = None):
-        """Paint slot ``k`` where ``mask`` (uint8, broadcastable to N x H x W) is 1."""
+        """Paint slot ``k`` where ``mask`` (uint8, broadcastable to N x H x W) is 1 (nothing for an
+        omitted concept: what lies behind it shows)."""
+        if self.slots[k].concept in self.omit:
+            return
         if mask is None:
             mask = torch.ones(1, 1, 1, dtype=torch.uint8, device="cpu")
         if present is not None:
@@ -828,7 +831,7 @@ def _check(scene: str, n, size):
 
 
 def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bool = False,
-           start: int = 0):
+           start: int = 0, omit=()):
     """Render ``n`` scenes of type ``scene``.
 
     Returns ``(images, labels)`` — images float32 [n, 3, size, size] in [-1, 1], labels int64
@@ -839,8 +842,13 @@ def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bo
 
     Scene ``i`` of a seed is identical however many scenes are rendered; ``start`` skips the
     first scenes (``render(s, 5, seed, start=10)`` = scenes 10..14 of that seed).
+
+    ``omit``: concepts never painted (a world without them: ``omit=("cloud",)`` gives the same scenes with
+    the sky where the clouds were; every random draw is made as before, so scene ``i`` is otherwise the same).
+    Parts of an omitted concept still draw (omitting ``building`` leaves its windows and doors).
     """
     _check(scene, n, size)
+    omit = _check_omit(omit)
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise InputError(f"start must be a non-negative integer, got {start!r}")
     g = torch.Generator().manual_seed(int(seed))
@@ -852,16 +860,29 @@ def render(scene: str, n: int, seed: int = 0, size: int = 128, return_layers: bo
             torch.rand(m, _NCOLS, generator=g, device="cpu")
             left -= m
     with torch.no_grad():                         # every tensor here names the CPU: whatever the default device
-        return _render_all(scene, n, size, return_layers, g)
+        return _render_all(scene, n, size, return_layers, g, omit)
 
 
-def _render_all(scene: str, n: int, size: int, return_layers: bool, g: torch.Generator):
+def _check_omit(omit) -> frozenset:
+    if isinstance(omit, str):
+        omit = (omit,)
+    try:
+        names = list(omit)
+    except TypeError:
+        raise InputError(f"omit must be a list of concept names, got {type(omit).__name__}") from None
+    bad = [o for o in names if not isinstance(o, str) or o not in _LID or o == "-"]
+    if bad:
+        raise InputError(f"omit: unknown concepts {bad!r:.80}; toyworld's concepts are: {', '.join(LABELS[1:])}")
+    return frozenset(_LID[o] for o in names)
+
+
+def _render_all(scene: str, n: int, size: int, return_layers: bool, g: torch.Generator, omit: frozenset = frozenset()):
     chunk = max(1, (1 << 22) // (size * size))
     imgs, labs, lays = [], [], {}
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
         u = torch.rand(m, _NCOLS, generator=g, device="cpu")
-        im, lb, ly = _render_chunk(scene, u, size, return_layers)
+        im, lb, ly = _render_chunk(scene, u, size, return_layers, omit)
         imgs.append(im)
         labs.append(lb)
         for k, v in ly.items():
@@ -873,10 +894,10 @@ def _render_all(scene: str, n: int, size: int, return_layers: bool, g: torch.Gen
     return images, labels
 
 
-def _render_chunk(scene: str, u: torch.Tensor, size: int, record: bool):
+def _render_chunk(scene: str, u: torch.Tensor, size: int, record: bool, omit: frozenset = frozenset()):
     D = _Draw(u)
     n = u.shape[0]
-    C = _Canvas(n, size, record)
+    C = _Canvas(n, size, record, omit)
     # texture parameters first, so every scene type uses the same columns for them
     tile_off = ((D.u() * size).long().clamp_(max=size - 1), (D.u() * size).long().clamp_(max=size - 1))
     hper, vper, rfreq = D.u(0.02, 0.045), D.u(0.02, 0.05), D.u(25.0, 45.0)

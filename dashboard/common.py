@@ -205,6 +205,139 @@ def pick_model(key: str = "model", label: str = "Generator"):
         fail(f"Could not load {name}", e, fix_for(e))
 
 
+# ----------------------------------------------------------------------------- classifiers (Network Dissection)
+
+MODEL_KINDS = {"generator": "Generator", "classifier": "Classifier"}
+KIND_HELP = ("Generator: GAN Dissection, a generator's units against a segmenter on its own samples. Classifier: "
+             "Network Dissection, a classifier's units against probe images with exact labels (toyworld rendered at "
+             "the network's input size: objects, stuff, parts, colours, scene types).")
+PROBE_CHOICES = [30, 60, 150, 300, 600, 1500, 3000]
+IMPORTANCE_CHOICES = [30, 60, 90, 150, 300, 600, 1500]
+RULES_SHOWN = {"netdissect": "NetDissect (CVPR 2017): top 0.5%", "dissect2020": "dissect (PNAS 2020): top 1%"}
+RULE_HELP = ("How a unit's mask is cut. NetDissect (Bau et al. 2017, NetDissect-Lite): each unit thresholded at the "
+             "top 0.005 quantile of its activations over every position of every probe image; dissect (PNAS 2020): "
+             "the top 0.01. Either way the mask is upsampled to the labels, IoU is counted over the whole probe set, "
+             "and a unit is a detector when its best IoU exceeds 0.04.")
+
+
+def pick_kind(key: str = "model_kind") -> str:
+    """Sidebar: generator or classifier (remembered across the pages that take either)."""
+    default = st.session_state.get("shared_kind", "generator")
+    kind = st.sidebar.radio("Model kind", list(MODEL_KINDS), index=list(MODEL_KINDS).index(default),
+                            format_func=MODEL_KINDS.get, key=key, horizontal=True, help=KIND_HELP)
+    st.session_state["shared_kind"] = kind
+    return kind
+
+
+@st.cache_resource(show_spinner="Loading classifier…", max_entries=8)
+def _classifier(name: str, where: str):
+    return pin_cache_key(core.load_classifier(name, device=where))
+
+
+def classifier(name: str):
+    """The classifier ``name``, shared by every session and never mutated (as :func:`generator`)."""
+    return _classifier(name, str(device()))
+
+
+classifier.clear = _classifier.clear
+
+
+def _classifier_choices() -> dict:
+    from core.studies.classifier_views import classifier_choices
+    return classifier_choices()
+
+
+def pick_classifier(key: str = "classifier"):
+    """Sidebar classifier picker (remembers the choice across pages): the classifiers that can be
+    opened here; the help names the ones that need an optional package and its install. A classifier
+    that cannot be loaded is shown as its cause and fix, and stops the page."""
+    choices = _classifier_choices()
+    names = [n for n, why in choices.items() if why is None]
+    missing = {n: why for n, why in choices.items() if why is not None}
+    from core.models.classifiers import CLASSIFIERS
+    help = ("Classifiers, dissected on toyworld probe images: " + "; ".join(
+        f"`{n}`: {CLASSIFIERS[n][1]}" if n in CLASSIFIERS else f"`{n}`" for n in names)
+        + ". Toyworld's networks take 128 px images (seconds on 2 CPU cores); EfficientNet-Lite0 224 px "
+          "(about ten times slower per image).")
+    if missing:
+        help += " Not installed here: " + " ".join(f"`{n}`: {why} Then restart the dashboard."
+                                                   for n, why in missing.items())
+    if not names:
+        st.warning("No classifier can be opened here. " + " ".join(plain(w) for w in missing.values()))
+        st.stop()
+    default = st.session_state.get("shared_classifier", "toyworld-scenes")
+    name = st.sidebar.selectbox("Classifier", names, index=names.index(default) if default in names else 0,
+                                key=key, help=help)
+    st.session_state["shared_classifier"] = name
+    try:
+        return name, classifier(name)
+    except ERRORS as e:
+        fail(f"Could not load the classifier {name}", e, fix_for(e))
+
+
+def pick_classifier_layer(C, key="classifier_layer", default=None, sidebar=True):
+    layers = list(C.layer_names)
+    default = st.session_state.get("shared_classifier_layer", default)
+    where = st.sidebar if sidebar else st
+    layer = where.selectbox("Layer", layers, index=layers.index(default) if default in layers else len(layers) // 2,
+                            key=key)
+    st.session_state["shared_classifier_layer"] = layer
+    return layer
+
+
+def pick_probes(key="probe_n"):
+    """Sidebar: probe images and their seed, shared by the classifier pages."""
+    default = st.session_state.get("shared_probe_n", 150)
+    n = st.sidebar.select_slider("Probe images", PROBE_CHOICES, value=default if default in PROBE_CHOICES else 150,
+                                 key=key, help="Toyworld scenes (town, room, lake in turn) rendered at the network's "
+                                               "input size, with exact labels. toyworld-scenes, all five layers: 150 "
+                                               "images take about 2 s on 2 CPU cores, 1,500 about 20 s; "
+                                               "efficientnet-lite0 about ten times that. Saved to `cache/`.")
+    st.session_state["shared_probe_n"] = n
+    seed = st.sidebar.number_input("Probe seed", 0, 10_000, value=st.session_state.get("shared_probe_seed", 0),
+                                   key=f"{key}_seed", help="Which toyworld scenes: another seed draws other scenes "
+                                                           "(a check that a label is not an accident of the probes).")
+    st.session_state["shared_probe_seed"] = int(seed)
+    return n, int(seed)
+
+
+def pick_rule(key="classifier_rule", where=None):
+    where = where or st.sidebar
+    default = st.session_state.get("shared_rule", "netdissect")
+    rule = where.radio("Dissection rule", list(RULES_SHOWN), index=list(RULES_SHOWN).index(default),
+                       format_func=RULES_SHOWN.get, key=key, help=RULE_HELP)
+    st.session_state["shared_rule"] = rule
+    return rule
+
+
+def probes(C, n: int, seed: int):
+    from core.studies.probes import ToyworldProbes
+    return ToyworldProbes(C.input_size, n=n, seed=seed)
+
+
+def classifier_dissection(name: str, C, layers, n: int, seed: int, rule: str, compute: bool):
+    """The dissection of ``layers`` of classifier ``name`` on ``n`` toyworld probe images of ``seed``
+    by ``rule``: from the disk cache at once, or (when ``compute``) computed behind a status box with
+    a progress bar; None when it is not cached and not to be computed. Errors stop the page."""
+    try:
+        probe = probes(C, n, seed)
+        res = core.dissect_classifier(C, probe, list(layers), n, rule=rule, cached_only=True)
+        if res is not None or not compute:
+            return res
+        with st.status(f"Dissecting {', '.join(layers)} of {name} on {n} probe images…", expanded=True) as box:
+            note_turn(box)
+            bar = st.progress(0.0, text="Thresholds, then counts…")
+            res = core.dissect_classifier(
+                C, probe, list(layers), n, rule=rule,
+                progress=lambda d, t: bar.progress(min(d / t, 1.0), text=("thresholds" if d <= n else "counts")
+                                                   + f": {d if d <= n else d - n}/{n} images"))
+            box.update(label=f"Dissected {', '.join(layers)} of {name} in {res.meta.get('seconds', 0):.1f} s "
+                             "(saved to cache/)", state="complete", expanded=False)
+        return res
+    except ERRORS as e:
+        fail(f"Dissection of {name} failed", e, fix_for(e))
+
+
 def dissectable_layers(G) -> list[str]:
     return [n for n in layer_names(G) if not n.startswith("output")]
 

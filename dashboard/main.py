@@ -49,7 +49,9 @@ if os.environ.get("GANATOMY_LOGIN") == "1":       # logged in: the name beside m
 VIEWS = Path(__file__).resolve().parent / "views"
 pages = [st.Page(str(VIEWS / "concept_maps.py"), title="Concept maps", icon=":material/grid_view:", default=True),
          st.Page(str(VIEWS / "units.py"), title="Unit browser", icon=":material/biotech:"),
+         st.Page(str(VIEWS / "importance.py"), title="Unit importance", icon=":material/leaderboard:"),
          st.Page(str(VIEWS / "paint.py"), title="Paint", icon=":material/brush:"),
+         st.Page(str(VIEWS / "rewrite.py"), title="Rewrite", icon=":material/auto_fix_high:"),
          st.Page(str(VIEWS / "causal_units.py"), title="Causal units", icon=":material/target:"),
          st.Page(str(VIEWS / "whatif.py"), title="What-if", icon=":material/science:"),
          st.Page(str(VIEWS / "repair.py"), title="Artifact repair", icon=":material/healing:"),

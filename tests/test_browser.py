@@ -222,7 +222,8 @@ def test_dashboard_in_a_real_browser(tmp_path):
                 _ready(page, title, EDITED if title == "Paint" else None)
                 first_visit[title] = time.perf_counter() - t
                 _no_exception(page, title)
-                _shot(page, shots / f"{title.lower().replace(' ', '_').replace('-', '')}.png", shots == SHOTS)
+                shot = title.lower().replace(' ', '_').replace('-', '') + ("_first_visit" if title == "Rewrite" else "")
+                _shot(page, shots / f"{shot}.png", shots == SHOTS)           # rewrite.png: after a run (below)
             timings["first_visit_s"] = first_visit
 
             # page switches with cached results (every page visited once already)
@@ -435,3 +436,141 @@ def test_causal_units_rerun_with_the_curve_on_recomputes_nothing(tmp_path):
             browser.close()
     out = Path(os.environ.get("GANATOMY_CAUSAL_TIMINGS") or tmp_path / "causal_rerun.json")
     out.write_text(json.dumps({**timings, "load_average_1min": os.getloadavg()[0]}, indent=1) + "\n")
+
+
+def test_unit_importance_page_for_a_classifier(tmp_path):
+    """Issue #36: the Unit importance page for toyworld-scenes in a real browser, from an empty cache at the
+    page's defaults: the button measures behind a status box, then the table of the class's most important
+    units, its two ablation curves and the importance-vs-IoU scatter render, with no exception; a second
+    class shows its own top unit; then Concept maps and the Unit browser of the same classifier. Screenshots
+    (docs/screenshots/unit_importance_toyworld_scenes.png, classifier_concept_maps.png,
+    classifier_unit_browser.png with GANATOMY_SCREENSHOTS=1). The time to measure is recorded
+    (GANATOMY_IMPORTANCE_TIMINGS), never compared."""
+    from playwright.sync_api import sync_playwright
+
+    cache = tmp_path / "cache"
+    shots = SHOTS if os.environ.get("GANATOMY_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "GANATOMY_SHIPPED_RESULTS"}
+    env["GANATOMY_CACHE"] = str(cache)
+    timings = {}
+    with _dashboard(tmp_path, env) as (url, server, t0):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(GUARD_MS)
+            _goto_when_up(page, url + "/importance", server, t0)
+            _ready(page, "Unit importance")
+            _no_exception(page, "Unit importance")
+            assert page.get_by_text("Not measured yet").count() == 1
+            t = time.perf_counter()
+            page.get_by_role("button", name="Measure unit importance").click()
+            page.get_by_text("Top unit for town").wait_for(timeout=GUARD_MS)
+            _ready(page, "Unit importance", ".js-plotly-plot")
+            timings["measure_s"] = time.perf_counter() - t
+            _no_exception(page, "Unit importance after measuring")
+            assert page.locator(".js-plotly-plot").count() == 3          # two curves and the scatter
+            assert page.locator("[data-testid='stDataFrame']").count() == 1
+            assert page.get_by_text("Not measured yet").count() == 0             # the results alone, from cache/
+            page.set_viewport_size({"width": 1400, "height": 1900})           # the whole page in the screenshot
+            _ready(page, "Unit importance", ".js-plotly-plot")
+            _shot(page, shots / "unit_importance_toyworld_scenes.png", shots == SHOTS)
+            page.set_viewport_size({"width": 1400, "height": 1000})
+            page.locator(".st-key-imp_class button", has_text="lake").first.click()
+            page.get_by_text("Top unit for lake").wait_for(timeout=GUARD_MS)
+            _ready(page, "Unit importance", ".js-plotly-plot")
+            _no_exception(page, "Unit importance, class lake")
+            # the same classifier on Concept maps (its dissection at the default probe count) and the Unit browser
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Concept maps").first.click()
+            _ready(page, "Concept maps", ".js-plotly-plot")
+            page.locator('[data-testid="stSidebar"] label', has_text="Classifier").first.click()
+            page.get_by_role("button", name="Dissect", exact=True).click()
+            page.get_by_text("detectors", exact=False).first.wait_for(timeout=GUARD_MS)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=GUARD_MS)
+            _ready(page, "Concept maps", ".js-plotly-plot")
+            _no_exception(page, "Concept maps of a classifier")
+            page.set_viewport_size({"width": 1400, "height": 1900})
+            _ready(page, "Concept maps", ".js-plotly-plot")
+            _shot(page, shots / "classifier_concept_maps.png", shots == SHOTS)
+            page.set_viewport_size({"width": 1400, "height": 1000})
+            page.get_by_role("button", name="Open unit browser").click()
+            _ready(page, "Unit browser", "[data-testid='stImage'] img")
+            _no_exception(page, "Unit browser of a classifier")
+            page.set_viewport_size({"width": 1400, "height": 1700})
+            _ready(page, "Unit browser", "[data-testid='stImage'] img")
+            _shot(page, shots / "classifier_unit_browser.png", shots == SHOTS)
+            browser.close()
+    out = Path(os.environ.get("GANATOMY_IMPORTANCE_TIMINGS") or tmp_path / "importance.json")
+    out.write_text(json.dumps({**timings, "load_average_1min": os.getloadavg()[0]}, indent=1) + "\n")
+
+
+def _canvas_at(page, i, timeout=GUARD_S):
+    """The ``i``-th drawable canvas once it draws (as :func:`_canvas_ready`): its bounding box."""
+    canvas = page.locator("canvas.upper-canvas").nth(i)
+    canvas.scroll_into_view_if_needed()
+    t0 = time.perf_counter()
+    while True:
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + 4 + (time.perf_counter() * 10) % 3, box["y"] + 4)
+        if canvas.evaluate("c => c.style.cursor") == "crosshair":
+            return box
+        assert time.perf_counter() - t0 < timeout, f"canvas {i} never entered drawing mode"
+        page.wait_for_timeout(50)
+
+
+def test_rewrite_page_in_a_real_browser(tmp_path):
+    """Issue #35: the Rewrite page in a real browser: strokes on the copy and paste canvases, Run, then the
+    before/after pairs, with no exception. Small runs (20 steps, 50 key samples) unless
+    GANATOMY_SCREENSHOTS=1, which runs the paper's defaults (2,000 steps, 1,000 key samples) and refreshes
+    docs/screenshots/rewrite.png. Recorded (GANATOMY_REWRITE_TIMINGS), never compared: the click-to-pairs
+    time, the run's own time as the page reports it, and their difference (the pairs' latency)."""
+    from playwright.sync_api import sync_playwright
+
+    shots = SHOTS if os.environ.get("GANATOMY_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GANATOMY_CACHE": str(tmp_path / "cache"), "GANATOMY_MODELS": str(tmp_path / "models")}
+    timings: dict = {"defaults": shots == SHOTS, "load_average_1min": [os.getloadavg()[0]]}
+    with _dashboard(tmp_path, env) as (url, server, t0):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 2100})     # the whole page, pairs too
+            page.set_default_timeout(GUARD_MS)
+            _goto_when_up(page, url + "/rewrite", server, t0)
+            _ready(page, "Rewrite", ".st-key-rw_samples img")
+            _no_exception(page, "Rewrite")
+            if shots != SHOTS:
+                for label, value in [("Steps", "20"), ("Key samples", "50")]:
+                    box = page.get_by_label(label, exact=True)
+                    box.fill(value)
+                    box.press("Enter")
+                    _ready(page, "Rewrite")
+            for i, (x0, y0, x1, y1) in enumerate([(70, 110, 130, 120), (110, 190, 170, 200)]):
+                box = _canvas_at(page, i)
+                page.mouse.move(box["x"] + x0, box["y"] + y0)
+                page.mouse.down()
+                for s in range(1, 9):
+                    page.mouse.move(box["x"] + x0 + (x1 - x0) * s / 8, box["y"] + y0 + (y1 - y0) * s / 8)
+                page.mouse.up()
+                page.get_by_text("pixels marked").nth(i).wait_for()
+                _ready(page, "Rewrite")
+            run = page.get_by_role("button", name="Run rewrite")
+            page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => "
+                                   "b.innerText.includes('Run rewrite') && !b.disabled)")
+            t = time.perf_counter()
+            run.click()
+            page.wait_for_function("() => { const i = document.querySelectorAll('.st-key-rw_pair_grid img'); "
+                                   "return i.length >= 12 && [...i].every(x => x.complete && x.naturalWidth > 0); }",
+                                   timeout=600000, polling="raf")
+            timings["click_to_pairs_s"] = time.perf_counter() - t
+            _ready(page, "Rewrite")
+            _no_exception(page, "Rewrite after a run")
+            said = page.get_by_text("Run: ").first.inner_text()
+            timings["page_says"] = said
+            timings["run_s"] = float(said.split("Run: ", 1)[1].split(" s", 1)[0])
+            timings["pairs_latency_s"] = timings["click_to_pairs_s"] - timings["run_s"]
+            page.get_by_role("heading", name="Before and after", exact=False).scroll_into_view_if_needed()
+            _shot(page, shots / "rewrite.png", shots == SHOTS)
+            browser.close()
+    timings["load_average_1min"].append(os.getloadavg()[0])
+    out = Path(os.environ.get("GANATOMY_REWRITE_TIMINGS") or tmp_path / "rewrite.json")
+    out.write_text(json.dumps(timings, indent=1) + "\n")

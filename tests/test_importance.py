@@ -186,3 +186,132 @@ def test_cli_importance_json(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         core.cli.main(["importance", "--model", "toyworld-scenes", "--layer", "nope", "--samples", "3", "--json"])
     assert "unknown layer 'nope'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- multi-label (the presence head)
+
+class TinyMulti(nn.Module):
+    """Random 1x1 conv (6 units) + ReLU + pool + linear to 4 independent (multi-label) logits."""
+
+    multilabel = True
+
+    def __init__(self, skip: bool = False):
+        super().__init__()
+        self.input_size = S
+        self.skip = skip
+        g = torch.Generator().manual_seed(3)
+        self.units = nn.Sequential(nn.Conv2d(3, 6, 1), nn.ReLU())
+        self.fc = nn.Linear(6, 4)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        out = self.fc(self.units(x).mean((2, 3)))
+        return out + 0 * x.mean((1, 2, 3)).unsqueeze(1) if self.skip else out
+
+
+def multi_data(model, n=40):
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(n, 3, S, S, generator=g) * 2 - 1
+    with torch.no_grad():
+        model.fc.bias -= model(images).median(0).values + 1e-3          # each logit positive on about half
+        y = (model(images) > 0).to(torch.uint8)
+    flip = torch.rand(y.shape, generator=g) < 0.2                  # labels = decisions, 20% flipped
+    return images, torch.where(flip, 1 - y, y)
+
+
+def brute_multi(model, images, y, units_zeroed):
+    """(BA, balanced signed margin) per class, numpy, from a full forward of a copy with conv rows zeroed."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for u in units_zeroed:
+            m.units[0].weight[u] = 0
+            m.units[0].bias[u] = 0
+        z = m(images).double().numpy()
+    y = y.numpy().astype(bool)
+    ba, mg = [], []
+    for k in range(z.shape[1]):
+        p, q = y[:, k], ~y[:, k]
+        ba.append((((z[p, k] > 0).mean()) + ((z[q, k] <= 0).mean())) / 2)
+        mg.append((z[p, k].mean() + (-z[q, k]).mean()) / 2)
+    return np.array(ba), np.array(mg)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_multilabel_against_brute_force(skip):
+    model = TinyMulti(skip).eval()
+    images, y = multi_data(model)
+    res = unit_importance(model, "units", images, y, top_n=3, draws=2, batch_size=9, cache=False)
+    assert res.meta["multilabel"] and res.meta["path"] == ("full" if skip else "suffix")
+    b_ba, b_mg = brute_multi(model, images, y, [])
+    np.testing.assert_allclose(res.base, b_ba)
+    np.testing.assert_allclose(res.margin_base, b_mg, rtol=1e-5)
+    assert 0.6 < res.base.mean() < 0.95                            # the planted 20% label noise
+    for u in range(6):
+        ba, mg = brute_multi(model, images, y, [u])
+        np.testing.assert_allclose(res.ablated[u], ba)
+        np.testing.assert_allclose(res.margin_ablated[u], mg, rtol=1e-5, atol=1e-6)
+    assert (np.abs(res.drop) > 0).sum() >= 3                       # zeroing units moves decisions
+    for k in range(4):
+        for n in range(3):
+            ba, mg = brute_multi(model, images, y, res.ranking(k)[:n + 1])
+            assert res.top_curve[k, n] == pytest.approx(ba[k]) and res.margin_top[k, n] == pytest.approx(mg[k], 1e-5)
+            ba, _ = brute_multi(model, images, y, res.random_units[k, 1, :n + 1])
+            assert res.random_curve[k, 1, n] == pytest.approx(ba[k])
+    single = unit_importance(model, "units", images, y.argmax(1), top_n=2, draws=1, multilabel=False, cache=False)
+    assert not single.meta["multilabel"]                          # the same network as a one-of-K classifier
+    with pytest.raises(InputError, match=r"labels: a multi-label classifier needs 40 rows of 0/1"):
+        unit_importance(model, "units", images, y.argmax(1), cache=False)
+    with pytest.raises(InputError, match=r"labels: 3 columns for the classifier's 4 classes"):
+        unit_importance(model, "units", images, y[:, :3], cache=False)
+    with pytest.raises(UnknownNameError, match="unknown layer 'fc7'"):
+        unit_importance(model, "fc7", images, y, cache=False)
+
+
+def test_presence_classifier_and_its_labels():
+    import core
+    from core import toyworld
+    from core.studies.importance import labelled_images, presence_images
+    clf = core.load_classifier("toyworld-presence")
+    assert "toyworld-presence" in core.models.classifiers.list_classifiers()
+    assert clf.multilabel and clf.classes == list(toyworld.LABELS[1:]) and clf.layer_names[-1] == "proj"
+    images, pres = presence_images(6, seed=3)
+    im, lab = toyworld.render("room", 2, seed=3, size=128)            # images 1 and 4 are room scenes 0 and 1
+    np.testing.assert_array_equal(images[[1, 4]].numpy(), im.numpy())
+    for j, i in enumerate((1, 4)):
+        expect = [int((lab[j] == c).any()) for c in range(1, len(toyworld.LABELS))]
+        assert pres[i].tolist() == expect
+    feats = core.load_features("toyworld")
+    with torch.no_grad():
+        np.testing.assert_allclose(clf(images), feats.heads(feats(images))[1], atol=1e-5)
+    assert labelled_images(clf, 6, 3)[1].shape == (6, 27)
+
+
+def test_interval_over_seeds_and_relation_on_a_planted_table():
+    import pandas as pd
+    from scipy import stats as st
+
+    from core.studies.importance import relation_over_seeds, seed_interval
+    iv = seed_interval([0.1, 0.2, 0.3, float("nan")])
+    half = st.t.ppf(0.975, 2) * 0.1 / np.sqrt(3)                         # sd 0.1 over 3 seeds
+    assert iv["mean"] == pytest.approx(0.2) and iv["low"] == pytest.approx(0.2 - half)
+    assert iv["high"] == pytest.approx(0.2 + half) and iv["values"] == pytest.approx([0.1, 0.2, 0.3])
+    assert np.isnan(seed_interval([0.5])["low"])
+    rng = np.random.default_rng(0)
+    imp = rng.permutation(40).astype(float)
+    t = pd.DataFrame({"max_importance": imp, "max_margin_drop": -imp, "breadth": (imp >= 30) * 2 + (imp >= 20)})
+    for s, shift in ((0, 0.0), (1, 0.1), (2, 0.2)):          # IoU rises with importance; the margin version falls
+        t[f"iou_seed{s}"] = imp / 100 + shift
+        t[f"detector_seed{s}"] = imp >= 30 - s                  # the broadest units are the detectors
+    out = relation_over_seeds(t, [0, 1, 2], boots=20)
+    assert out["max_importance"]["over_seeds"]["mean"] == pytest.approx(1.0)
+    assert out["max_margin_drop"]["over_seeds"]["mean"] == pytest.approx(-1.0)
+    assert out["max_importance"]["bootstrap_95"][1] == pytest.approx([1.0, 1.0])
+    b = out["breadth"]
+    assert (b["units_b0"], b["units_b1"], b["units_b2plus"]) == (20, 10, 10)
+    assert b["det_b2plus"]["mean"] == 1.0 and b["det_b0"]["mean"] == 0.0
+    assert b["det_b1"]["values"] == pytest.approx([0.0, 0.1, 0.2])
+    assert b["spearman"]["mean"] > 0.8
+    with pytest.raises(InputError, match="table: lacks columns iou_seed5"):
+        relation_over_seeds(t, [5], boots=10)

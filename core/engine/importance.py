@@ -12,6 +12,12 @@ For a classifier, one layer and a labelled image set (images, one class index ea
   logit minus the largest other logit (``margin_base``, ``margin_ablated``, ``margin_drop``): balanced
   accuracy saturates where the classes are far apart (toyworld's scene types), the margin still moves;
   ties of the balanced-accuracy drop are ranked by the margin drop;
+- **multi-label** classifiers (``multilabel=True``, the default where ``model.multilabel`` is true, e.g. the
+  toyworld feature network's concept-presence head): ``labels`` are [N, K] 0/1 (class k present in image n or
+  not), class k is predicted present where its logit is above 0 (a sigmoid above 1/2), and each class is scored
+  one-vs-rest on its own decision: ``BA_k = (recall_k + TNR_k) / 2`` over the images where k is present / absent
+  (NaN when either set is empty); the margin is the balanced signed logit, ``(mean of z_k over the images with
+  k + mean of -z_k over the images without k) / 2``. Counts are accumulated per chunk, never per image;
 - the **top-N vs the rest curves**: per class k, ``BA_k`` with the class's top N units zeroed
   (N = 1 … ``top_n``) against N units drawn at random from the units outside that top-``top_n`` set
   (``draws`` nested draws: draw d's N units are the first N of one random permutation, seeded).
@@ -46,7 +52,8 @@ from core.base.hooks import Trace, resolve_layers
 from core.base.protocols import check_classifier
 from core.base.validate import check_bool, check_int
 
-__all__ = ["unit_importance", "UnitImportance", "balanced_accuracy", "class_margins", "IMPORTANCE_VERSION"]
+__all__ = ["unit_importance", "UnitImportance", "balanced_accuracy", "multilabel_scores", "class_margins",
+           "IMPORTANCE_VERSION"]
 
 IMPORTANCE_VERSION = "importance-v2"
 
@@ -173,6 +180,20 @@ def _rank(drop, margin_drop):
                        -np.nan_to_num(drop, nan=-np.inf)))
 
 
+def multilabel_scores(tp, tn, pos, neg, margin_pos, margin_neg):
+    """(balanced accuracy [..., K], balanced signed margin [..., K]) of a multi-label classifier from its counts:
+    ``tp`` / ``tn`` [..., K] the images with class k present and predicted present / absent and predicted absent,
+    ``pos`` / ``neg`` [K] the images with k present / absent, ``margin_pos`` / ``margin_neg`` [..., K] the sums of
+    the logit z_k over the images with k / of -z_k over the images without k. NaN where ``pos`` or ``neg`` is 0."""
+    pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
+    ok = (pos > 0) & (neg > 0)
+    p, q = np.maximum(pos, 1), np.maximum(neg, 1)
+    with np.errstate(invalid="ignore"):
+        ba = np.where(ok, (np.asarray(tp) / p + np.asarray(tn) / q) / 2, np.nan)
+        mg = np.where(ok, (np.asarray(margin_pos) / p + np.asarray(margin_neg) / q) / 2, np.nan)
+    return ba, mg
+
+
 def class_margins(margins, labels, n_classes: int) -> np.ndarray:
     """[..., K]: the mean over class-k images of ``margins`` [..., N] (NaN for a class without images)."""
     m = torch.as_tensor(margins, device="cpu").double()
@@ -239,6 +260,46 @@ def _choose_path(model, layer, images, masks):
     return "suffix" if ok else "full"
 
 
+def _run_variants_multilabel(model, layer, images, labels, masks, batch_size, chunk_bytes, unit_bytes, device,
+                             state):
+    """([V, K] balanced accuracy, [V, K] balanced signed margin) of every variant, multi-label (``labels`` [N, K]
+    0/1): the counts of :func:`multilabel_scores`, summed per chunk over its images."""
+    V, K = masks.shape[0], labels.shape[1]
+    tp = torch.zeros(V, K, dtype=torch.float64, device="cpu")
+    tn, mpos, mneg = tp.clone(), tp.clone(), tp.clone()
+    for s in range(0, images.shape[0], batch_size):
+        x = images[s:s + batch_size].to(device)
+        per_chunk = max(1, int(chunk_bytes // max(1, unit_bytes * x.shape[0])))
+        for v in range(0, V, per_chunk):
+            m = masks[v:v + per_chunk].to(device)
+            if state.get("path") is None:
+                state["path"] = _choose_path(model, layer, x, m)
+            z = _predict(model, layer, x, m, state["path"]).double()                 # [g, b, K]
+            if z.shape[-1] != K:
+                raise InputError(f"labels: {K} columns for {z.shape[-1]} logits",
+                                 fix=f"give one 0/1 column per class ({z.shape[-1]})")
+            y = labels[s:s + x.shape[0]].to(z.device).bool().unsqueeze(0)           # [1, b, K]
+            yes = z > 0
+            g = slice(v, v + m.shape[0])
+            tp[g] += (yes & y).sum(1).cpu().double()
+            tn[g] += (~yes & ~y).sum(1).cpu().double()
+            mpos[g] += torch.where(y, z, torch.zeros_like(z)).sum(1).cpu()
+            mneg[g] += torch.where(y, torch.zeros_like(z), -z).sum(1).cpu()
+    pos = labels.bool().sum(0).double().numpy()
+    neg = labels.shape[0] - pos
+    return multilabel_scores(tp.numpy(), tn.numpy(), pos, neg, mpos.numpy(), mneg.numpy())
+
+
+def _scores(model, layer, images, lab, masks, K, multilabel, batch_size, chunk_bytes, unit_bytes, device, state):
+    """([V, K] balanced accuracy, [V, K] margin) of the variants ``masks`` [V, C]."""
+    if multilabel:
+        return _run_variants_multilabel(model, layer, images, lab, masks, batch_size, chunk_bytes, unit_bytes,
+                                        device, state)
+    preds, margins = _run_variants(model, layer, images, lab, masks, batch_size, chunk_bytes, unit_bytes, device,
+                                   state)
+    return balanced_accuracy(preds, lab, K), class_margins(margins, lab, K)
+
+
 def _run_variants(model, layer, images, labels, masks, batch_size, chunk_bytes, unit_bytes, device, state):
     """([V, N] predictions, [V, N] true-class margins) of every variant over every image."""
     preds = torch.empty(masks.shape[0], images.shape[0], dtype=torch.long, device="cpu")
@@ -261,7 +322,7 @@ def _run_variants(model, layer, images, labels, masks, batch_size, chunk_bytes, 
 
 # ----------------------------------------------------------------------------- entry
 
-def _check_inputs(model, layer, images, labels, classes):
+def _check_inputs(model, layer, images, labels, classes, multilabel=False):
     try:
         check_classifier(model)
     except ProtocolError as e:
@@ -281,6 +342,16 @@ def _check_inputs(model, layer, images, labels, classes):
         raise ArgumentTypeError(f"labels: need one class index per image, got {type(labels).__name__}",
                                 fix="labels=torch.tensor([...]) of class indices")
     lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels, device="cpu")
+    if multilabel:
+        ok01 = lab.numel() > 0 and bool(((lab == 0) | (lab == 1)).all())
+        if lab.dim() != 2 or lab.shape[0] != images.shape[0] or not ok01:
+            raise InputError(f"labels: a multi-label classifier needs {images.shape[0]} rows of 0/1 (one column per "
+                             f"class: present or not), got {lab.dtype} {tuple(lab.shape)}",
+                             fix="labels: a 0/1 tensor of shape images x classes, or multilabel=False")
+        if classes is not None and (not isinstance(classes, (list, tuple)) or
+                                    not all(isinstance(c, str) for c in classes)):
+            raise ArgumentTypeError("classes: need a list of class names", fix="e.g. classes=['sky', 'grass']")
+        return layer[0], lab.to(torch.uint8)
     if lab.dtype.is_floating_point or lab.dtype == torch.bool or lab.dim() != 1 or lab.shape[0] != images.shape[0]:
         raise InputError(f"labels: need {images.shape[0]} integer class indices (one per image), got "
                          f"{lab.dtype} {tuple(lab.shape)}", fix="labels=torch.tensor([...], dtype=torch.long)")
@@ -300,14 +371,18 @@ def _data_key(images, labels) -> str:
 
 def unit_importance(model, layer: str, images: torch.Tensor, labels, *, classes: list[str] | None = None,
                     top_n: int = 20, draws: int = 5, seed: int = 0, batch_size: int = 64,
-                    chunk_bytes: int = 128 << 20, cache: bool = True,
+                    chunk_bytes: int = 128 << 20, multilabel: bool | None = None, cache: bool = True,
                     cached_only: bool = False) -> UnitImportance | None:
     """How much each unit of ``layer`` matters to each class of the classifier ``model`` on ``images``
     [N, 3, S, S] with class indices ``labels`` [N] (see the module): balanced accuracy unedited, with
     each unit zeroed, and the top-N vs random curves (N = 1 … ``top_n``, ``draws`` random draws from
-    ``seed``). ``classes``: names (default ``model.classes``, else ``"0"``, ``"1"``, ...). Runs on the
-    model's device. Cached (``cache=False`` skips; ``cached_only=True`` returns the stored result or None)."""
-    layer, lab = _check_inputs(model, layer, images, labels, classes)
+    ``seed``). ``classes``: names (default ``model.classes``, else ``"0"``, ``"1"``, ...). ``multilabel``
+    (default ``model.multilabel``, else False): ``labels`` are [N, K] 0/1 and each class is decided by its own
+    logit > 0 (see the module). Runs on the model's device.
+    Cached (``cache=False`` skips; ``cached_only=True`` returns the stored result or None)."""
+    multilabel = check_bool("multilabel", bool(getattr(model, "multilabel", False)) if multilabel is None
+                            else multilabel)
+    layer, lab = _check_inputs(model, layer, images, labels, classes, multilabel)
     top_n, draws, seed = check_int("top_n", top_n, 1), check_int("draws", draws, 1), check_int("seed", seed)
     batch_size = check_int("batch_size", batch_size, 1)
     chunk_bytes = check_int("chunk_bytes", chunk_bytes, 1 << 16)
@@ -329,7 +404,10 @@ def unit_importance(model, layer: str, images: torch.Tensor, labels, *, classes:
                      [str(i) for i in range(n_classes)])
         if len(names) != n_classes:
             raise InputError(f"classes: {len(names)} names for {n_classes} logits", fix=f"give {n_classes} class names")
-        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= n_classes):
+        if multilabel and lab.shape[1] != n_classes:
+            raise InputError(f"labels: {lab.shape[1]} columns for the classifier's {n_classes} classes",
+                             fix=f"give one 0/1 column per class ({n_classes})")
+        if not multilabel and lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= n_classes):
             bad = int(lab.min()) if int(lab.min()) < 0 else int(lab.max())
             raise InputError(f"labels: class index {bad} is out of range 0 .. {n_classes - 1} (the classifier has "
                              f"{n_classes} classes: {', '.join(names[:8])}{' …' if n_classes > 8 else ''})",
@@ -337,10 +415,12 @@ def unit_importance(model, layer: str, images: torch.Tensor, labels, *, classes:
         top_n = min(top_n, n_units)
         unit_bytes = a[0].numel() * 4
         parts = {"layer": layer, "data": _data_key(images, lab), "top_n": top_n, "draws": draws, "seed": seed}
+        if multilabel:
+            parts["task"] = "multilabel"
         res = _cache.measure(
             "unit-importance", IMPORTANCE_VERSION, models={"classifier": model}, parts=parts,
             compute=lambda: _compute(model, layer, images, lab, names, n_units, top_n, draws, seed, batch_size,
-                                     chunk_bytes, unit_bytes, device),
+                                     chunk_bytes, unit_bytes, device, multilabel),
             codec=UnitImportance, cache=cache, cached_only=cached_only)
     finally:
         model.train(was_training)
@@ -351,17 +431,15 @@ def unit_importance(model, layer: str, images: torch.Tensor, labels, *, classes:
 
 @torch.no_grad()
 def _compute(model, layer, images, lab, names, n_units, top_n, draws, seed, batch_size, chunk_bytes, unit_bytes,
-             device) -> UnitImportance:
+             device, multilabel=False) -> UnitImportance:
     t0 = time.perf_counter()
     K = len(names)
     state = {}
     singles = torch.ones(n_units + 1, n_units, device="cpu")              # row 0: unedited; row 1 + u: u zeroed
     singles[torch.arange(1, n_units + 1, device="cpu"), torch.arange(n_units, device="cpu")] = 0
-    preds, margins = _run_variants(model, layer, images, lab, singles, batch_size, chunk_bytes, unit_bytes, device,
-                                   state)
-    ba = balanced_accuracy(preds, lab, K)                                     # [1 + U, K]
+    ba, mg = _scores(model, layer, images, lab, singles, K, multilabel, batch_size, chunk_bytes, unit_bytes, device,
+                     state)                                                   # [1 + U, K] each
     base, ablated = ba[0], ba[1:]
-    mg = class_margins(margins, lab, K)
     margin_base, margin_ablated = mg[0], mg[1:]
     t1 = time.perf_counter()
     # the curves: per class, its top N units (N = 1 … top_n), and N of the others at random (nested draws)
@@ -383,15 +461,17 @@ def _compute(model, layer, images, lab, names, n_units, top_n, draws, seed, batc
                 m = torch.ones(n_units, device="cpu")
                 m[torch.as_tensor(perm[:j + 1], dtype=torch.long, device="cpu")] = 0
                 masks.append(m)
-    preds, margins = _run_variants(model, layer, images, lab, torch.stack(masks), batch_size, chunk_bytes,
-                                   unit_bytes, device, state)
+    cba, cmg = _scores(model, layer, images, lab, torch.stack(masks), K, multilabel, batch_size, chunk_bytes,
+                       unit_bytes, device, state)
     idx = np.arange(K)
-    per_class = balanced_accuracy(preds, lab, K).reshape(K, 1 + draws, top_n, K)[idx, :, :, idx]  # [K, 1+draws, N]
-    per_margin = class_margins(margins, lab, K).reshape(K, 1 + draws, top_n, K)[idx, :, :, idx]
+    per_class = cba.reshape(K, 1 + draws, top_n, K)[idx, :, :, idx]              # [K, 1+draws, N]
+    per_margin = cmg.reshape(K, 1 + draws, top_n, K)[idx, :, :, idx]
     t2 = time.perf_counter()
     meta = {"path": state.get("path"), "units": n_units, "ablation_seconds": t1 - t0, "curve_seconds": t2 - t1,
             "seconds": t2 - t0, "device": str(device), "code_version": IMPORTANCE_VERSION, "cached": False,
-            "class_counts": np.bincount(lab.numpy(), minlength=K).tolist()}
+            "multilabel": bool(multilabel),
+            "class_counts": (lab.long().sum(0).tolist() if multilabel
+                             else np.bincount(lab.numpy(), minlength=K).tolist())}
     return UnitImportance(layer=layer, classes=names, base=base, ablated=ablated, top_curve=per_class[:, 0],
                           random_curve=per_class[:, 1:], random_units=rand_units, margin_base=margin_base,
                           margin_ablated=margin_ablated, margin_top=per_margin[:, 0], margin_random=per_margin[:, 1:],

@@ -134,20 +134,43 @@ class ToySceneClassifier(nn.Module):
     It shares the feature network's modules (no copy of the weights; nothing of the network is
     changed) under flat names, its layers ``stem`` (24 x 64 x 64), ``d2`` (48 x 32 x 32), ``d3``
     (96 x 16 x 16), ``d4`` (160 x 8 x 8) and ``proj`` (256 x 8 x 8, the features before the pool).
-    The network's two other heads, concept presence and coverage, are multi-label: they are not a
-    one-of-K prediction, so they are not exposed as classes here."""
+    The presence head is :class:`ToyPresenceClassifier`; the coverage head is a regression, not exposed."""
 
     input_size = NATIVE
+    multilabel = False
+    head_name = "scene_head"
 
     def __init__(self, features: ToyFeatures):
         super().__init__()
         self.stem, self.d2, self.d3, self.d4 = features.enc.stem, features.enc.d2, features.enc.d3, features.enc.d4
-        self.proj, self.scene_head = features.proj, features.scene_head
-        self.classes = list(toyworld.SCENES)
+        self.proj = features.proj
+        setattr(self, self.head_name, getattr(features, self.head_name))
+        self.classes = self._classes()
         self.layer_names = ["stem", "d2", "d3", "d4", "proj"]
         self.name = "toyworld-scenes"
+
+    def _classes(self) -> list[str]:
+        return list(toyworld.SCENES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = _to_native(images).contiguous(memory_format=torch.channels_last)
         x = self.proj(self.d4(self.d3(self.d2(self.stem(x)))))
-        return self.scene_head(x.mean((2, 3)))
+        return getattr(self, self.head_name)(x.mean((2, 3)))
+
+
+class ToyPresenceClassifier(ToySceneClassifier):
+    """The shipped feature network's concept-presence head as a **multi-label** classifier: the same
+    layers as :class:`ToySceneClassifier`, logits N x 26, one per concept of :data:`core.toyworld.LABELS`
+    (``"-"`` left out), concept k predicted present when its logit is above 0 (the head was trained with a
+    sigmoid cross-entropy against "the concept covers at least one pixel"). ``multilabel = True`` tells
+    :func:`core.engine.importance.unit_importance` to score each concept one-vs-rest on its own decision."""
+
+    multilabel = True
+    head_name = "presence_head"
+
+    def __init__(self, features: ToyFeatures):
+        super().__init__(features)
+        self.name = "toyworld-presence"
+
+    def _classes(self) -> list[str]:
+        return list(toyworld.LABELS[1:])

@@ -16,8 +16,9 @@ from core.base.sampling import z_at, z_range
 from core.base.validate import check_choice, check_int, check_samples, unit_list
 from core.engine.tally import GEOMETRIES
 
-__all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "signed_change", "png_bytes", "data_uri",
-           "activation_histograms"]
+__all__ = ["to_uint8", "unit_masks", "overlay", "unit_strips", "classifier_unit_strips", "signed_change",
+           "png_bytes", "data_uri", "activation_histograms",
+           "heat_overlay", "side_by_side"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -99,6 +100,83 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
     return out
 
 
+def _outline(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
+    """``image`` [H, W, 3] uint8 with the outline of ``mask`` [H, W] drawn in ``colour``."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    out = image.copy()
+    out[mask & ~inner] = colour
+    return out
+
+
+@torch.no_grad()
+def classifier_unit_strips(model, probe, layer: str, units, thresholds, probe_index: np.ndarray,
+                           gap: int = 2, geometry: str = "half-pixel", concepts=None,
+                           concept_outline=(0, 229, 255)) -> dict[int, np.ndarray]:
+    """A classifier's :func:`unit_strips`: per unit, its top probe images (``probe_index[j]`` for
+    ``units[j]``, e.g. :meth:`ClassifierDissection.topk`'s; -1 skipped) side by side, darkened outside
+    the unit's mask (its featuremap upsampled in the dissection's ``geometry`` to the image and
+    thresholded at ``thresholds[j]``) with the mask outlined in yellow. ``concepts[j]`` (a label
+    index of ``probe.labels``, or None / 0 for none): that concept's exact probe label outlined too, in
+    ``concept_outline`` (cyan), nearest-upsampled from the label resolution. One forward per image."""
+    check_choice("geometry", geometry, GEOMETRIES)
+    layer = resolve_layers(model, [layer])[0]
+    units = unit_list(units, "units")
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if len(thresholds) != len(units):
+        raise InputError(f"thresholds has {len(thresholds)} values for {len(units)} units",
+                         fix="give one threshold per unit")
+    concepts = [None] * len(units) if concepts is None else list(concepts)
+    if len(concepts) != len(units):
+        raise InputError(f"concepts has {len(concepts)} entries for {len(units)} units",
+                         fix="give one label index (or None) per unit")
+    check_int("gap", gap, 0)
+    idx = np.asarray(probe_index).reshape(len(units), -1)
+    n = len(probe)
+    if idx.size and (idx.max() >= n):
+        raise InputError(f"probe_index holds image {int(idx.max())}, the probe set has {n}",
+                         fix="give indices of the probe set the dissection ran on")
+    dev = device_of(model)
+    was_training = model.training
+    model.eval()
+    imgs, acts, labels = {}, {}, {}
+    try:
+        for s in np.unique(idx[idx >= 0]):
+            im, lab = probe.batch(int(s), int(s) + 1)
+            with Trace(model, capture=[layer]) as tr:
+                model(im.to(dev))
+            imgs[int(s)], acts[int(s)], labels[int(s)] = im[0], tr[layer][0], lab[0]
+    finally:
+        model.train(was_training)
+    out = {}
+    for j, u in enumerate(units):
+        tiles = []
+        for s in idx[j]:
+            if s < 0:
+                continue
+            im = imgs[int(s)]
+            m = unit_masks(acts[int(s)][None, u:u + 1], [thresholds[j]], im.shape[-1], geometry)[0, 0].cpu().numpy()
+            tile = overlay(to_uint8(im[None])[0], m)
+            if concepts[j]:
+                lab = labels[int(s)]
+                lab = lab[None] if lab.dim() == 2 else lab                    # [K, S, S]
+                hit = (lab == int(concepts[j])).any(0).float()[None, None]
+                hit = F.interpolate(hit, size=im.shape[-2:], mode="nearest")[0, 0].cpu().numpy() > 0.5
+                tile = _outline(tile, hit, concept_outline)
+            tiles.append(tile)
+        if not tiles:
+            continue
+        sep = np.full((tiles[0].shape[0], gap, 3), 255, np.uint8)
+        row = [tiles[0]]
+        for t in tiles[1:]:
+            row += [sep, t]
+        out[u] = np.concatenate(row, 1)
+    return out
+
+
 def signed_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Per pixel, the edit's change of brightness (mean over RGB of ``after - before``) in
     [-1, 1]: 0 where nothing changed, for a diverging colour map centred on zero."""
@@ -153,3 +231,38 @@ def activation_histograms(generator, layer: str, n_samples: int = 64, seed: int 
     edges = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, bins + 1, dtype=torch.float64,
                                                               device=x.device)[None]
     return counts.numpy(), edges.numpy()
+
+
+def heat_overlay(image: np.ndarray, heat, lo: float, hi: float, color=(255, 40, 150),
+                 opacity: float = 0.7) -> np.ndarray:
+    """``image`` [H, W, 3] uint8 tinted with ``color`` where ``heat`` (a map [h, w] on any grid that
+    divides the image, e.g. a layer's featuremap; each cell covers its block of pixels) is high: the
+    tint's strength is ``opacity`` x (heat - ``lo``) / (``hi`` - ``lo``), clipped to [0, 1] (nothing at or
+    below ``lo``, full at or above ``hi``)."""
+    image = np.asarray(image)
+    h = np.asarray(heat.detach().cpu() if isinstance(heat, torch.Tensor) else heat, np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3 or h.ndim != 2 or h.size == 0:
+        raise InputError(f"heat_overlay: image {image.shape} must be [H, W, 3] and heat {h.shape} a map [h, w]",
+                         fix="pass one uint8 RGB image and one 2-D map")
+    if image.shape[0] % h.shape[0] or image.shape[1] % h.shape[1]:
+        raise InputError(f"heat_overlay: the map's grid {h.shape} does not divide the image {image.shape[:2]}",
+                         fix="pass a featuremap of the layer that made the image")
+    if not hi > lo:
+        raise InputError(f"heat_overlay: hi ({hi}) must be above lo ({lo})", fix="pass hi > lo")
+    big = np.repeat(np.repeat(h, image.shape[0] // h.shape[0], 0), image.shape[1] // h.shape[1], 1)
+    a = (opacity * np.clip((np.nan_to_num(big, nan=lo) - lo) / (hi - lo), 0, 1))[..., None]
+    out = (1 - a) * image.astype(np.float32) + a * np.asarray(color, np.float32)
+    return out.round().astype(np.uint8)
+
+
+def side_by_side(images, gap: int = 2, fill: int = 255) -> np.ndarray:
+    """Images [H, W_i, 3] of one height side by side, ``gap`` columns of ``fill`` between them."""
+    images = [np.asarray(i) for i in images]
+    if not images or any(i.ndim != 3 or i.shape[0] != images[0].shape[0] for i in images):
+        raise InputError("side_by_side: give one or more [H, W, 3] images of the same height",
+                         fix="pass images of the same height")
+    sep = np.full((images[0].shape[0], gap, images[0].shape[2]), fill, images[0].dtype)
+    row = [images[0]]
+    for i in images[1:]:
+        row += [sep, i]
+    return np.concatenate(row, 1)

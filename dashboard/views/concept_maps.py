@@ -16,12 +16,21 @@ from dashboard.common import (
     fitted_basis,
     fix_for,
     generator,
+    pick_kind,
     pick_samples,
     segmenter,
     zoo,
 )
 
 st.title("Concept maps")
+if pick_kind() == "classifier":
+    from dashboard import classifier_pages
+    st.caption("Network Dissection of a classifier: each layer's units thresholded at their top quantile, upsampled, "
+               "and compared with the exact labels of toyworld probe images (objects, stuff, parts, colours, scene "
+               "types). A unit is a detector when its best IoU over the probe set exceeds 0.04; its label is that "
+               "concept. Hover for counts and mean IoU; click a bar to browse those units.")
+    classifier_pages.concept_maps()
+    st.stop()
 st.caption("Units per concept for every scene type and layer: each bar counts the units labelled with "
            "that concept (interpretable: I/H above 0.01 and IoU above 0.05, on held-out samples at the unit's "
            "threshold), coloured by concept, sorted. "

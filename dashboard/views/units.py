@@ -16,6 +16,7 @@ from dashboard.common import (
     fail,
     fix_for,
     page_basis,
+    pick_kind,
     pick_layer,
     pick_model,
     pick_samples,
@@ -23,6 +24,14 @@ from dashboard.common import (
 )
 
 st.title("Unit browser")
+if pick_kind() == "classifier":
+    from dashboard import classifier_pages
+    st.caption("Every unit of a classifier's layer with its label by Network Dissection: the concept of highest IoU "
+               "between the unit's thresholded, upsampled activation and the exact labels of toyworld probe images, a "
+               "detector above 0.04. Pick a unit for its top-activating probe images (its mask outlined, and the "
+               "concept's exact label), its best concepts and its best concept in each category.")
+    classifier_pages.unit_browser()
+    st.stop()
 st.caption("Every unit of a layer with its label (paper §3.1), by the rule of the paper's 2018 code: the "
            "concept whose mask agreement with the unit's thresholded, upsampled activation has the highest "
            "information quality (I/H); the IoU and I/H that make it interpretable are measured on held-out "

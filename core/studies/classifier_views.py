@@ -1,0 +1,169 @@
+"""What the dashboard shows of a classifier (issue #36), computed once here so that the pages stay thin:
+which classifiers can be opened (:func:`classifier_choices`), a classifier dissection as concept maps
+(:func:`classifier_concept_map`, :func:`detectors_by_category`), one unit's labels per category
+(:func:`unit_categories`, :func:`best_concepts`), and unit importance beside the dissection
+(:func:`importance_table`, :func:`importance_vs_iou`).
+
+The dissection is :func:`core.engine.classifier_dissection.dissect_classifier` (its ``units``: one row per
+unit, ``detector`` when its best IoU passes the rule's threshold); the importance
+:func:`core.engine.importance.unit_importance`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core import toyworld
+from core.base.errors import InputError, MissingPackageError
+from core.base.validate import check_int
+from core.models import efficientnet
+from core.models.classifiers import list_classifiers
+from core.studies.importance import scene_images, spearman
+
+__all__ = ["classifier_choices", "classifier_concept_map", "detectors_by_category", "unit_categories",
+           "best_concepts", "importance_table", "importance_vs_iou", "default_layers", "importance_images"]
+
+# classifiers that need an optional package: name -> a check that raises MissingPackageError (naming the pip command)
+_NEEDS = {efficientnet.NAME: efficientnet.weights_path}
+
+
+def classifier_choices() -> dict[str, str | None]:
+    """Every classifier of :func:`core.models.classifiers.list_classifiers`, in its order: ``None`` when
+    it can be loaded here, else why not and how to install what it needs (a missing optional package)."""
+    out = {}
+    for name in list_classifiers():
+        check = _NEEDS.get(name)
+        try:
+            if check is not None:
+                check()
+            out[name] = None
+        except MissingPackageError as e:
+            out[name] = str(e)
+    return out
+
+
+def default_layers(layers, at_most: int = 5) -> list[str]:
+    """The layers a page opens with: all of them when there are at most ``at_most``, else the last
+    ``at_most`` evenly spread over the network (the last one always)."""
+    layers = list(layers)
+    at_most = check_int("at_most", at_most, 1)
+    if len(layers) <= at_most:
+        return layers
+    pick = np.linspace(0, len(layers) - 1, at_most).round().astype(int)
+    return [layers[i] for i in sorted(set(pick.tolist()))]
+
+
+def classifier_concept_map(res, layers=None, iou_threshold: float | None = None) -> pd.DataFrame:
+    """How many detectors of each layer have each concept as their label (a classifier's concept map):
+    one row per (layer, concept) with its ``category``, ``units`` (detectors labelled with it), their
+    ``mean_iou`` / ``max_iou``, ``unit_list`` (best first) and ``layer_units``; rows in the layers' order,
+    then by decreasing count, then concept name. ``iou_threshold``: default the dissection's rule."""
+    rows = []
+    layers = list(layers or res.layers)
+    for layer in layers:
+        u = res.units(layer, iou_threshold)
+        for concept, g in u[u.detector].groupby("concept"):
+            rows.append({"layer": layer, "category": g.category.iloc[0], "concept": concept, "units": len(g),
+                         "mean_iou": float(g.iou.mean()), "max_iou": float(g.iou.max()),
+                         "unit_list": g.sort_values("iou", ascending=False).unit.tolist(), "layer_units": len(u)})
+    cols = ["layer", "category", "concept", "units", "mean_iou", "max_iou", "unit_list", "layer_units"]
+    df = pd.DataFrame(rows, columns=cols)
+    if len(df):
+        df["_l"] = df.layer.map({ly: i for i, ly in enumerate(layers)})
+        df = df.sort_values(["_l", "units", "concept"], ascending=[True, False, True]).drop(columns="_l")
+    return df.reset_index(drop=True)
+
+
+def detectors_by_category(res, iou_threshold: float | None = None) -> pd.DataFrame:
+    """One row per (layer, category) of :meth:`ClassifierDissection.summary`: ``detectors`` and
+    ``unique`` (distinct concepts among them, NetDissect's count), and the layer's ``units``."""
+    s = res.summary(iou_threshold)
+    rows = [{"layer": r["layer"], "category": cat, "detectors": int(r[f"{cat}_detectors"]),
+             "unique": int(r[f"{cat}_unique"]), "units": int(r["units"])}
+            for _, r in s.iterrows() for cat in res.categories]
+    return pd.DataFrame(rows, columns=["layer", "category", "detectors", "unique", "units"])
+
+
+def unit_categories(res, layer: str, unit: int, iou_threshold: float | None = None) -> pd.DataFrame:
+    """One row per category of the probe set: the unit's best concept within it, its IoU, and whether
+    that IoU passes the rule's threshold (``detector``)."""
+    iou = res.iou(layer)
+    unit = check_int("unit", unit, 0, len(iou) - 1)
+    t = res.options.iou_min if iou_threshold is None else float(iou_threshold)
+    rows = []
+    for cat, names in res.categories.items():
+        idx = [res.labels.index(c) for c in names if c in res.labels]
+        if not idx:
+            continue
+        j = idx[int(np.argmax(iou[unit, idx]))]
+        rows.append({"category": cat, "concept": res.labels[j], "iou": float(iou[unit, j]),
+                     "detector": bool(iou[unit, j] > t)})
+    return pd.DataFrame(rows, columns=["category", "concept", "iou", "detector"])
+
+
+def best_concepts(res, layer: str, unit: int, k: int = 6) -> pd.Series:
+    """The unit's ``k`` concepts of highest IoU (concept -> IoU, largest first)."""
+    iou = res.iou(layer)
+    unit = check_int("unit", unit, 0, len(iou) - 1)
+    s = pd.Series(iou[unit], index=res.labels).drop(res.labels[0])
+    return s.sort_values(ascending=False, kind="stable").head(check_int("k", k, 1))
+
+
+def _labels(res, layer, n_units):
+    if res is None:
+        return None
+    u = res.units(layer)
+    if len(u) != n_units:
+        raise InputError(f"the dissection's {layer!r} has {len(u)} units, the importance {n_units}",
+                         fix="give the dissection and the importance of the same classifier and layer")
+    return u
+
+
+def importance_table(imp, res=None, klass=0, k: int | None = None) -> pd.DataFrame:
+    """Class ``klass``'s units (index or name) by importance (:meth:`UnitImportance.ranking`: the drop of
+    its balanced accuracy when the unit is zeroed, ties by the margin drop), best first, ``k`` of them
+    (default all): ``rank``, ``unit``, ``drop`` (balanced accuracy), ``margin_drop``, and with a
+    dissection ``res`` of the same layer the unit's ``concept``, ``category``, ``iou`` and ``label``
+    (the concept for a detector, else ``""``)."""
+    order = imp.ranking(klass)                       # checks the class
+    c = imp.classes.index(klass) if isinstance(klass, str) else int(klass)
+    if k is not None:
+        order = order[:check_int("k", k, 1)]
+    out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "unit": order, "drop": imp.drop[order, c],
+                        "margin_drop": imp.margin_drop[order, c]})
+    u = _labels(res, imp.layer, imp.drop.shape[0])
+    if u is not None:
+        for col in ("label", "concept", "category", "iou"):
+            out[col] = u[col].to_numpy()[order]
+    return out
+
+
+def importance_vs_iou(imp, res) -> tuple[pd.DataFrame, dict]:
+    """(table, stats): per unit its largest drop of balanced accuracy over the classes (``max_importance``)
+    and of the margin (``max_margin_drop``), the class of it, its best concept, category, IoU and whether
+    it is a detector; ``stats``: Spearman's rho of each importance with the IoU over the units (NaN
+    when one side is constant, e.g. balanced accuracy saturated)."""
+    t = imp.units()[["unit", "max_importance", "max_margin_drop", "class"]].copy()
+    u = _labels(res, imp.layer, len(t))
+    for col in ("concept", "category", "iou", "detector", "label"):
+        t[col] = u[col].to_numpy()
+    stats = {"accuracy": spearman(t.max_importance, t.iou), "margin": spearman(t.max_margin_drop, t.iou),
+             "units": len(t), "detectors": int(t.detector.sum())}
+    return t, stats
+
+
+def importance_images(model, n: int, seed: int = 100):
+    """(images, labels) for :func:`core.engine.importance.unit_importance` of ``model``: toyworld scenes
+    labelled with their scene type (:func:`core.studies.importance.scene_images`), which only a classifier
+    whose classes are toyworld's scene types predicts; any other is refused before rendering."""
+    classes = list(getattr(model, "classes", None) or [])
+    if classes != list(toyworld.SCENES):
+        shown = (f"predicts {', '.join(map(str, classes[:5]))}" + (f" … ({len(classes)} classes)" if len(classes) > 5
+                                                                       else "")
+                 if classes else "names no classes (no `classes` attribute: e.g. ImageNet's 1,000)")
+        raise InputError(f"model: unit importance is measured here on toyworld scenes labelled "
+                         f"{', '.join(toyworld.SCENES)}; this classifier {shown}",
+                         fix="pick a classifier of toyworld's scene types (toyworld-scenes), or call "
+                             "core.engine.importance.unit_importance with images labelled in the classifier's own "
+                             "classes")
+    return scene_images(n, seed, model.input_size)
