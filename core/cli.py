@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import io
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from core import toyworld
-from core.base.cache import atomic_write_text, model_fingerprint
+from core.base.cache import atomic_write_bytes, atomic_write_text, model_fingerprint
 from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, ConceptAbsentError, GanatomyError, InputError, UnknownNameError
 from core.base.hooks import layer_names, layer_shape, layer_units, resolve_layers
@@ -59,6 +61,7 @@ from core.engine.repair import repair_table, unit_fid
 from core.models import (
     architectures,
     card_quality,
+    catalog,
     checkpoint_series,
     fetch,
     is_classifier,
@@ -71,10 +74,12 @@ from core.models import (
     status,
 )
 from core.outputs.report import write_outputs
-from core.studies import comparisons, context, evaluation, over_seeds
+from core.outputs.visualize import png_bytes, side_by_side
+from core.studies import comparisons, context, evaluation, over_seeds, rewrite_rules, rewriting
 from core.studies import omissions as omission_study
 from core.studies.importance import importance_vs_interpretability, labelled_images
 from core.studies.probes import ToyworldProbes
+from core.studies.rewriting import Request
 from core.studies.units import concept_units
 from core.training.run import VARIANTS, check_train, compact_run, train_gan
 from core.userdata.flags import load_flags
@@ -835,6 +840,70 @@ def cmd_omissions(a):
                      + _table(table, a.show), tables={"omissions": table})
 
 
+def cmd_rewrite(a):
+    """Rewrite a rule of the generator ("Rewriting a Deep Generative Model", ECCV 2020) from a request saved
+    by the Rewrite page (or written by hand: docs/usage.md): copy / paste / context, the layer, rank, steps.
+    Writes to --out the weight deltas (rewrite.pt), the request as run (request.json), the metrics
+    (rewrite.json: times, the loss, and with --source / --target the share of source pixels that become the
+    target and the change outside them on --eval-samples fresh samples) and a before/after grid
+    (before_after.png: top row before, bottom row after). --save NAME also registers the rewritten model
+    under NAME (yours; it then loads by name in every page and command)."""
+    _flag("--eval-samples", check_int, "eval_samples", a.eval_samples, 0)
+    _flag("--seed", check_int, "seed", a.seed)
+    _check_run(a)
+    if (a.source is None) != (a.target is None):
+        raise InputError("--source and --target go together", fix="give both (e.g. --source cloud --target sky) "
+                                                                  "or neither")
+    req = _flag("--request", Request.load, a.request)
+    overrides = {k: getattr(a, k) for k in ("method", "rank", "steps", "lr") if getattr(a, k) is not None}
+    if a.model is not None:
+        overrides["model"] = a.model
+    req = replace(req, **overrides).checked()
+    if a.save:
+        _flag("--save", catalog.check_new_name, a.save)
+    G = load_generator(req.model, device=_device(a), download=a.download)
+    seg = load_segmenter(a.segmenter, device=_device(a), download=a.download) if a.source else None
+    bar = _LazyBar(desc="rewrite", unit="step")
+    run = rewriting.run_request(G, req, progress=lambda stage, d, t: bar.set(d, t) if stage == "rewrite" else None,
+                                cache=not a.no_cache)
+    bar.close()
+    out = Path(a.out) if a.out else None
+    result = {"model": req.model, "layer": req.layer, "method": req.method, "rank": req.rank, "steps": req.steps,
+              "seconds": run.seconds, "loss_first": run.rewrite.losses[0] if run.rewrite.losses else None,
+              "loss_last": run.rewrite.losses[-1] if run.rewrite.losses else None}
+    if a.source:
+        g1 = run.rewrite.apply(G)
+        bar = _LazyBar(desc="evaluate", unit="img")
+        rows = rewrite_rules.compare_variants(G, seg, {"rewritten": lambda z, im, sg: g1(z)}, a.source, a.target,
+                                              n=a.eval_samples, seed=a.seed, progress=lambda st, d, t: bar.set(d, t),
+                                              cache=not a.no_cache)
+        bar.close()
+        result["effect"] = rows
+    if out is not None:
+        buf = io.BytesIO()
+        torch.save(run.rewrite.stored, buf)
+        atomic_write_bytes(out / "rewrite.pt", buf.getvalue())
+        atomic_write_text(out / "request.json", req.dumps() + "\n")
+        grid = rewriting.before_after(G, run, range(a.grid))
+        atomic_write_bytes(out / "before_after.png", png_bytes(np.concatenate(
+            [side_by_side(list(grid.before)), np.full((2, side_by_side(list(grid.before)).shape[1], 3), 255, np.uint8),
+             side_by_side(list(grid.after))], 0)))
+    if a.save:
+        entry = rewriting.save_rewrite(a.save, run, added_by=a.added_by or os.environ.get("USER", ""))
+        result["saved"] = {"name": a.save, "path": entry["path"]}
+    eff = result.get("effect")
+    text = (f"{req.method} rewrite of {req.model} {req.layer} (rank {req.rank}, {req.steps} steps): loss "
+            f"{result['loss_first']:.4g} -> {result['loss_last']:.4g} in {run.seconds['total']:.1f} s")
+    if eff:
+        r = eff["rewritten"]
+        text += (f"\n{a.source} -> {a.target} on {a.eval_samples} samples: {r['success']:.1%} of {a.source} pixels "
+                 f"become {a.target}; outside {a.source}: pixel L1 {r['outside_l1']:.4f}, labels changed "
+                 f"{r['outside_seg']:.2%}")
+    if a.save:
+        text += f"\nsaved as {a.save}: core.load_generator({a.save!r})"
+    _emit(a, result, text)
+
+
 def cmd_fit_basis(a):
     """Fit a basis of a layer (PCA or a sparse dictionary) once and store it; print its health."""
     _flag("--health-samples", check_samples, "n_samples", a.health_samples, 1)
@@ -1425,6 +1494,28 @@ def _main(argv=None):
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--show", type=int, default=30, help="classes listed (default 30; the JSON has all)")
     _run_flags(p, tables="omissions.csv")
+
+    p = _sub(sub, "rewrite", cmd_rewrite, "rewrite a rule of the generator from a request (Rewrite page)")
+    p.add_argument("--request", required=True, help="a request file (JSON) saved by the Rewrite page")
+    p.add_argument("--model", default=None, help="run it on this generator instead of the request's (" + MODEL_HELP
+                                                  + ")")
+    p.add_argument("--download", action="store_true", help="download a missing published model")
+    p.add_argument("--segmenter", default="toyworld", help="segments the samples for --source / --target")
+    p.add_argument("--method", choices=list(rewriting.ALL_METHODS), default=None,
+                   help="rank (the paper's), full (full-rank baseline) or finetune (every weight); default: the "
+                        "request's")
+    p.add_argument("--rank", type=int, default=None, help="directions (default: the request's)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the request's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the request's)")
+    p.add_argument("--source", default=None, help="a concept the rule changes, to measure (e.g. cloud)")
+    p.add_argument("--target", default=None, help="what it should become (e.g. sky)")
+    p.add_argument("--eval-samples", type=int, default=1000, help="fresh samples measured (default 1,000)")
+    p.add_argument("--seed", type=int, default=rewrite_rules.EVAL_OFFSET, help="their seed (default "
+                                                                              f"{rewrite_rules.EVAL_OFFSET})")
+    p.add_argument("--grid", type=int, default=8, help="samples in before_after.png (default 8)")
+    p.add_argument("--save", default=None, help="also register the rewritten model under this new name")
+    p.add_argument("--added-by", default=None, help="the owner's name for --save (default $USER)")
+    _run_flags(p, tables="")
 
     # ------------------------------------------------------------------------- bases, tracing, insertion values
     p = _sub(sub, "fit-basis", cmd_fit_basis, "fit a layer's PCA / sparse dictionary (stored) and its health")

@@ -56,6 +56,7 @@ pages = [st.Page(str(VIEWS / "concept_maps.py"), title="Concept maps", icon=":ma
          st.Page(str(VIEWS / "whatif.py"), title="What-if", icon=":material/science:"),
          st.Page(str(VIEWS / "repair.py"), title="Artifact repair", icon=":material/healing:"),
          st.Page(str(VIEWS / "evolution.py"), title="Training evolution", icon=":material/timeline:"),
+         st.Page(str(VIEWS / "omissions.py"), title="Omissions", icon=":material/visibility_off:"),
          st.Page(str(VIEWS / "tracing.py"), title="Tracing", icon=":material/conversion_path:"),
          st.Page(str(VIEWS / "models.py"), title="Models", icon=":material/inventory_2:"),
          st.Page(str(VIEWS / "toyworld.py"), title="Toyworld", icon=":material/cottage:")]

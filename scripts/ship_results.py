@@ -16,6 +16,10 @@ cache looks there after ``cache/``):
   of every scene type's base model, in float16 (each decodes to float32; a 256-unit layer's
   dictionary of 1,024 features is about 1 MB), so Unit browser, Paint and Concept maps show
   sparse features without minutes of fitting. (PCA fits in seconds: not shipped.)
+- the omission statistics (``core.studies.omissions.toyworld_omissions``: generated vs real scenes
+  through the segmenter, the real-vs-real floor, the exact labels) of every scene type's base model
+  at the Omissions page's default (2,000 images per side), at full precision (a few 27 x 27
+  sums each; FSD is a small difference of traces, so its sums are not rounded).
 
 Every entry is keyed by the weights' hash, the segmenter's and the code's version, as the cache
 is: weights trained again, or a change of the labelling code, make a shipped entry unreachable
@@ -39,9 +43,11 @@ DEST = ROOT / "core" / "weights" / "results"
 DASHBOARD_SAMPLES = 500          # dashboard/common.py: default_samples()
 EVOLUTION_SAMPLES = 200          # dashboard/views/evolution.py: the slider's default
 INSERTION_SAMPLES = 100          # paint.py: min(100, n); whatif.py: 100
-KINDS = ("dissect", "insertion", "basis")
+OMISSION_SAMPLES = 2000          # dashboard/views/omissions.py: the sample count's default
+KINDS = ("dissect", "insertion", "basis", "omissions")
 BUDGET_MB = 7.5                  # the repository's history grows by at most this much per re-ship (--kinds: less)
 HALF = ("basis",)                # kinds whose float arrays ship as float16
+FULL = ("omissions",)            # kinds whose arrays ship as they are (float64, int64)
 
 
 def plan(layers=("layer4", "layer6")) -> list[dict]:
@@ -95,6 +101,28 @@ def check_bases(layers) -> list[str]:
             if bases.fit_basis(core.load_generator(m), layer, "sae", cached_only=True) is None]
 
 
+def compute_omissions(progress=print) -> int:
+    """The omission statistics of every base model at the Omissions page's default, into the current cache."""
+    import core
+    from core.studies.omissions import toyworld_omissions
+    seg = core.load_segmenter("toyworld")
+    for m in base_models():
+        t = time.perf_counter()
+        res = toyworld_omissions(core.load_generator(m), seg, n_samples=OMISSION_SAMPLES)
+        progress(f"omissions {m} n={OMISSION_SAMPLES}: FSD {res.fsd()['fsd']:.4f} (floor "
+                 f"{res.floor_fsd()['fsd']:.4f}), omitted {res.omitted() or 'none'}, {time.perf_counter() - t:.1f} s")
+    return len(base_models())
+
+
+def check_omissions() -> list[str]:
+    """The planned omission statistics that the shipped results do not answer."""
+    import core
+    from core.studies.omissions import toyworld_omissions
+    seg = core.load_segmenter("toyworld")
+    return [f"omissions {m} n={OMISSION_SAMPLES}" for m in base_models()
+            if toyworld_omissions(core.load_generator(m), seg, n_samples=OMISSION_SAMPLES, cached_only=True) is None]
+
+
 def compute(items, layers, progress=print):
     """Dissect every planned item into the current cache, and the insertion values of every
     concept each base model's layers show."""
@@ -131,7 +159,7 @@ def compact(src_root: Path, dst_root: Path, kind: str) -> int:
     """Copy the ``kind`` entries of the cache at ``src_root`` to ``dst_root`` in their shipped form:
     float64 arrays as float32 (float16 for the kinds in ``HALF``) and int64 as int32 (7 significant
     digits: far below any difference the labelling or the plots can show; decoding restores the
-    dtypes), deflated, checksummed."""
+    dtypes; the kinds in ``FULL`` as they are), deflated, checksummed."""
     import numpy as np
 
     from core.base import cache
@@ -141,8 +169,9 @@ def compact(src_root: Path, dst_root: Path, kind: str) -> int:
     for key in keys:
         arrays, meta = cache.load(kind, key)
         flt = np.float16 if kind in HALF else np.float32
-        entries.append((key, {k: v.astype(flt) if v.dtype in (np.float64, np.float32) else
-                              v.astype(np.int32) if v.dtype == np.int64 else v for k, v in arrays.items()}, meta))
+        entries.append((key, arrays if kind in FULL else
+                        {k: v.astype(flt) if v.dtype in (np.float64, np.float32) else
+                         v.astype(np.int32) if v.dtype == np.int64 else v for k, v in arrays.items()}, meta))
     os.environ["GANATOMY_CACHE"] = str(dst_root)
     for key, arrays, meta in entries:
         cache.save(kind, key, arrays, meta, strict=True, compress=True)
@@ -173,7 +202,7 @@ def main(argv=None):
     if a.check:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["GANATOMY_CACHE"] = tmp           # only the shipped results can answer
-            missing = check(plan(layers)) + check_bases(layers)
+            missing = check(plan(layers)) + check_bases(layers) + check_omissions()
         print("shipped results are current" if not missing else "not answered by the shipped results:\n  "
               + "\n  ".join(missing))
         sys.exit(1 if missing else 0)
@@ -186,6 +215,8 @@ def main(argv=None):
         skipped = compute(items, layers) if rebuild & {"dissect", "insertion"} else None
         if "basis" in rebuild:
             compute_bases(layers)
+        if "omissions" in rebuild:
+            compute_omissions()
         staged = Path(tmp) / "_staged"
         n_entries = {}
         for kind in KINDS:
@@ -202,7 +233,11 @@ def main(argv=None):
                  "not_shipped": skipped,
                  "bases": [f"{m} {layer}" for m in base_models() for layer in layers],
                  "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1),
-                 "torch": old_index.get("torch") if not rebuild & {"dissect", "insertion"} else _torch_version()}
+                 "torch": old_index.get("torch") if not rebuild & {"dissect", "insertion"} else _torch_version(),
+                 "omissions": ([f"{m} n={OMISSION_SAMPLES}" for m in base_models()]
+                               if n_entries.get("omissions") else []),
+                 "omissions_torch": (_torch_version() if "omissions" in rebuild
+                                     else old_index.get("omissions_torch"))}
         (staged / "index.json").write_text(json.dumps(index, indent=1) + "\n")
         old = DEST.with_name(DEST.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -222,8 +222,9 @@ def test_dashboard_in_a_real_browser(tmp_path):
                 _ready(page, title, EDITED if title == "Paint" else None)
                 first_visit[title] = time.perf_counter() - t
                 _no_exception(page, title)
-                shot = title.lower().replace(' ', '_').replace('-', '') + ("_first_visit" if title == "Rewrite" else "")
-                _shot(page, shots / f"{shot}.png", shots == SHOTS)           # rewrite.png: after a run (below)
+                later = title in ("Rewrite", "Omissions")     # rewrite.png: after a run (below); omissions.png: shipped
+                shot = title.lower().replace(' ', '_').replace('-', '') + ("_first_visit" if later else "")
+                _shot(page, shots / f"{shot}.png", shots == SHOTS)
             timings["first_visit_s"] = first_visit
 
             # page switches with cached results (every page visited once already)
@@ -330,13 +331,15 @@ FIRST_VIEW = {   # page -> (what shows its real result, the compute button it mu
     "Unit browser": ("[data-testid='stMetric'], [data-testid='stImage'] img", "Dissect"),
     "Paint": (EDITED, "Dissect"),
     "Training evolution": (".js-plotly-plot .scatterlayer path", "Dissect every checkpoint"),
+    "Omissions": (".js-plotly-plot .bars path", "Compute omissions"),
 }
 
 
 def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
     """Issue 20's first view: an empty cache, the default sample count and the results shipped
-    with the zoo (core/weights/results). Concept maps, Unit browser, Paint and Training evolution
-    each show real results without a compute button being pressed, and nothing is dissected.
+    with the zoo (core/weights/results). Concept maps, Unit browser, Paint, Training evolution and
+    Omissions each show real results without a compute button being pressed, and nothing is dissected
+    or measured (docs/screenshots/omissions.png is this view).
     Each page's time to ready is recorded (GANATOMY_FIRST_VIEW_TIMINGS), never compared."""
     from playwright.sync_api import sync_playwright
 
@@ -367,11 +370,14 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
                 _no_exception(page, title)
                 assert page.get_by_role("button", name=button, exact=True).count() == 0, \
                     f"{title} asks to press {button!r} on a fresh clone"
-                _shot(page, shots / f"first_view_{title.lower().replace(' ', '_')}.png", shots == SHOTS)
+                _shot(page, shots / ("omissions.png" if title == "Omissions" else
+                                     f"first_view_{title.lower().replace(' ', '_')}.png"), shots == SHOTS)
             assert "Not dissected yet" not in page.inner_text("body")
             browser.close()
     assert not (cache / "dissect").exists() or not any((cache / "dissect").iterdir()), \
         "a page dissected instead of showing the shipped results"
+    assert not (cache / "omissions").exists() or not any((cache / "omissions").iterdir()), \
+        "the Omissions page measured instead of showing the shipped results"
     out = Path(os.environ.get("GANATOMY_FIRST_VIEW_TIMINGS") or tmp_path / "first_view.json")
     out.write_text(json.dumps({"ready_s": ready, "load_average_1min": os.getloadavg()[0],
                                "when": time.strftime("%Y-%m-%d %H:%M:%S"),

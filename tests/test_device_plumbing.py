@@ -162,6 +162,7 @@ CPU_BY_DESIGN = {
     "core/engine/rewrite.py": "users' masks become grid coverage on the CPU (moved to the featuremaps); a "
                               "rewrite's deltas are stored float32 on the CPU, so a model made from them is the "
                               "same in memory and reloaded",
+    "core/studies/rewrite_rules.py": "choosing a request's regions reads the pool's segmentation as numpy on the CPU",
     "core/engine/bases.py": "a basis is stored and read back on the CPU and moved with Basis.to(); training "
                             "draws its shuffles from a seeded CPU generator (the same on every device)",
 }

@@ -226,7 +226,7 @@ def test_request_round_trip_and_refusals(planted):
     refused(lambda o: o["copy"].update(mask={"rows": ["0" * 16] * 16}), "copy's mask is empty")
     refused(lambda o: o["paste"].update(mask={"size": [16, 16], "boxes": [[10, 10, 20, 20]]}), "outside")
     refused(lambda o: o.update(rank=0), "rank")
-    refused(lambda o: o.update(stepz=3), "unknown keys")
+    refused(lambda o: o.update(stepz=3), "unknown keys in the request .the first: .stepz")
     refused(lambda o: o.update(method="magic"), "method")
     refused(lambda o: o.pop("paste"), "paste")
     refused(lambda o: o.update(ganatomy_rewrite=7), "not a GANatomy rewrite request")
@@ -308,3 +308,101 @@ def test_a_rewrite_that_does_not_fit_its_base_is_refused(lab):
         core.models.add_rewrite("lab/bad", "toyworld/town", {"nope.weight": torch.zeros(3, device="cpu")}, {},
                                 layer="layer6", method="full", added_by="ana")
     assert "lab/bad" not in core.models.user_models()
+
+
+def test_cli_rewrite_writes_the_delta_metrics_grid_and_saves(lab, capsys):
+    from core.base.checkpoints import load_checkpoint
+    from core.cli import main
+    path = lab / "rule.json"
+    path.write_text(_town_request(steps=5).dumps())
+    out = lab / "out"
+    main(["rewrite", "--request", str(path), "--out", str(out), "--source", "window", "--target", "door",
+          "--eval-samples", "6", "--grid", "3", "--save", "lab/cli", "--added-by", "ana", "--json"])
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    res = rec["result"]
+    assert res["steps"] == 5 and res["saved"]["name"] == "lab/cli"
+    assert set(res["effect"]) == {"original", "rewritten"} and res["effect"]["original"]["outside_l1"] == 0
+    stored = load_checkpoint(out / "rewrite.pt")
+    assert set(stored) == {"layer6.conv.weight#a", "layer6.conv.weight#d", "layer6.conv.weight#dim"}
+    assert Request.load(out / "request.json").steps == 5
+    from PIL import Image
+    assert Image.open(out / "before_after.png").size[0] > 3 * 64
+    import core
+    G, G1 = core.load_generator("toyworld/town"), core.load_generator("lab/cli")
+    z = z_range(0, 0, 2, G.z_dim)
+    with torch.no_grad():
+        expected = R.Rewrite("layer6", "rank", stored).apply(G)(z)
+        assert torch.equal(G1(z), expected)
+    for argv, words in [(["--request", str(lab / "none.json")], "does not exist"),
+                        (["--request", str(path), "--source", "cloud"], "go together"),
+                        (["--request", str(path), "--save", "lab/cli", "--added-by", "bob"], "taken"),
+                        (["--request", str(path), "--rank", "0"], "rank")]:
+        with pytest.raises(SystemExit):
+            main(["rewrite", *argv])
+        assert words in capsys.readouterr().err
+
+
+def test_rule_measures_count_what_they_say():
+    """compare_variants on a planted generator and segmenter: the left half of every image is source
+    (red > 0), the right half target; a variant that flips the red of the top rows turns exactly half
+    the source into target and changes the top right quarter outside the source."""
+    from core.studies.rewrite_rules import compare_variants
+
+    class Halves(nn.Module):
+        z_dim = 4
+
+        def forward(self, z):
+            x = torch.full((z.shape[0], 3, 8, 8), -0.5, device=z.device)
+            x[:, 0, :, :4] = 0.5
+            return x + 0.01 * z[:, :1, None, None]
+
+    class Seg:
+        labels = ["-", "window", "door"]
+
+        def segment(self, images):
+            return torch.where(images[:, 0] > 0, 1, 2)
+
+    def flip_top(z, im, seg):
+        out = im.clone()
+        out[:, 0, :4] = -out[:, 0, :4]
+        return out
+
+    rows = compare_variants(Halves(), Seg(), {"flip": flip_top}, "window", "door", n=10, batch=4)
+    assert rows["original"]["success"] == 0 and rows["original"]["outside_seg"] == 0
+    f = rows["flip"]
+    assert f["success"] == pytest.approx(0.5)                          # the top half of the source
+    assert f["outside_seg"] == pytest.approx(0.5)                      # top right: door -> window
+    assert f["outside_l1"] == pytest.approx(2 * 0.5 / 3 * 0.5, rel=0.05)   # |2r| on one of 3 channels, half the pixels
+    assert f["source_share"] == pytest.approx(0.5) and rows["original"]["target_share"] == pytest.approx(0.5)
+    with pytest.raises(InputError, match="not a concept"):
+        compare_variants(Halves(), Seg(), {"flip": flip_top}, "cloud", "door", n=4)
+
+
+def test_auto_request_picks_regions_the_segmentation_agrees_with():
+    import core
+    from core.studies.rewrite_rules import PICK_OFFSET, RULES, auto_request
+    rule = RULES["no-clouds"]
+    G, S = core.load_generator(rule.model), core.load_segmenter()
+    req = auto_request(G, S, rule, seed=0, pool=24, n_context=3)
+    assert req.seed == PICK_OFFSET and req.layer == rule.layer and len(req.context) == 3
+    with torch.no_grad():
+        seg = S.segment(G(z_at(req.seed, [req.copy.sample, req.paste.sample, *[c.sample for c in req.context]],
+                               G.z_dim))).numpy()
+    cloud, sky = S.labels.index("cloud"), S.labels.index("sky")
+    assert (seg[0][req.copy.mask] == sky).all()                         # copy: a box of pure sky
+    assert req.copy.mask.sum() == req.paste.mask.sum()                  # the size of the paste
+    assert (seg[1][req.paste.mask] == cloud).mean() > 0.3               # paste: over a cloud
+    for i, c in enumerate(req.context):
+        assert c.mask.any() and (seg[2 + i][c.mask] == cloud).all()      # context: clouds only
+
+
+def test_a_run_is_saved_only_as_a_rewrite_of_the_model_it_ran_on(lab):
+    import core
+    town, room = core.load_generator("toyworld/town"), core.load_generator("toyworld/room")
+    with pytest.raises(InputError, match="the request is for 'toyworld/town'"):
+        run_request(room, _town_request(), cache=False)
+    room.source = ""                                  # a model object without its name: runs, but...
+    run = run_request(room, _town_request(steps=2), cache=False)
+    with pytest.raises(InputError, match="made on another model"):
+        save_rewrite("lab/wrong", run, added_by="ana")   # ...is never saved as a rewrite of town
+    assert "lab/wrong" not in core.models.user_models() and town.source == "toyworld/town"

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from core import toyworld as tw
+from core.base.errors import InputError
 
 
 def test_shapes_dtypes_ranges():
@@ -222,3 +223,20 @@ def test_colorize_and_label_index():
 def test_bad_input_names_the_fix(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tw.render(**kwargs)
+
+
+def test_a_world_without_a_concept_is_the_same_world_with_what_lay_behind():
+    """render(..., omit=) draws every scene with the same random draws, the omitted concept left out:
+    its pixels show what it covered (clouds: the sky, or the sun behind them); every other pixel and
+    label is unchanged."""
+    im, lab = tw.render("lake", 40, seed=3, size=64)
+    im2, lab2 = tw.render("lake", 40, seed=3, size=64, omit=("cloud",))
+    cloud = lab == tw.label_index("cloud")
+    assert cloud.sum() > 500 and not (lab2 == tw.label_index("cloud")).any()
+    behind = lab2[cloud]
+    assert ((behind == tw.label_index("sky")) | (behind == tw.label_index("sun"))).all()
+    assert (behind == tw.label_index("sky")).float().mean() > 0.95
+    assert torch.equal(lab[~cloud], lab2[~cloud]) and torch.equal(im.permute(0, 2, 3, 1)[~cloud],
+                                                                 im2.permute(0, 2, 3, 1)[~cloud])
+    with pytest.raises(InputError, match="unknown concepts"):
+        tw.render("lake", 2, omit=("unicorn",))

@@ -62,6 +62,7 @@ __all__ = [
     "add_upload",
     "available_generators",
     "available_segmenters",
+    "check_new_name",
     "is_known",
     "missing_message",
     "models_dir",
@@ -165,6 +166,13 @@ def _check_new_name(name) -> None:
             or looks_like(name.split("/")[0], "toyworld"):
         raise InputError(f"model name {name!r} is (or looks like) a built-in model name",
                          fix="choose another name, such as 'lab/" + name.split("/")[-1] + "-mine'")
+
+
+def check_new_name(name, replace: bool = False) -> None:
+    """Refuse, before any work, a name a user model cannot take: malformed, built-in, or another user's
+    (unless ``replace``)."""
+    _check_new_name(name)
+    check_free(name, check_switch(replace, "replace"))
 
 
 def _inspect(p: Path, arch: str | None, opts: dict) -> str:

@@ -15,6 +15,7 @@ import json
 
 import torch
 
+from core.base.cache import weights_hash
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.hooks import expand_deltas, with_delta
 from core.models import catalog
@@ -28,14 +29,16 @@ MAX_REQUEST_CHARS = 1 << 20
 
 
 def add_rewrite(name: str, base: str, stored: dict, request: dict, *, layer: str, method: str,
-                added_by: str = "", replace: bool = False) -> dict:
+                added_by: str = "", replace: bool = False, base_hash: str | None = None) -> dict:
     """Save a rewrite of generator ``base`` (a name: shipped, published or added) as the new model ``name``.
 
     ``stored``: the rewrite's deltas in their stored form (``Rewrite.stored``); ``request``: the request
     that made it (JSON-ready, kept with the entry so the rule can be reviewed and rerun). The deltas are
     checked against the base model first (each names one of its parameters, with its shape, finite), so a
     saved rewrite always loads. A ``name`` someone else owns is refused unless it is theirs to replace
-    (``replace=True`` replaces only one's own, or as an admin). Returns the registry entry."""
+    (``replace=True`` replaces only one's own, or as an admin). ``base_hash``: the weights hash of the model
+    the rewrite was made on; the base loaded by name must have it (a rewrite made on one model is never
+    saved as a rewrite of another). Returns the registry entry."""
     catalog._check_new_name(name)
     replace = check_switch(replace, "replace")
     added_by = check_added_by(added_by)
@@ -57,7 +60,11 @@ def add_rewrite(name: str, base: str, stored: dict, request: dict, *, layer: str
         if not isinstance(v, str) or not v:
             raise ArgumentTypeError(f"{what} must be a non-empty string", fix=f"pass the rewrite's {what}")
     check_free(name, replace)
-    with_delta(load_generator(base), expand_deltas(stored))          # refuses deltas that do not fit the base
+    model = load_generator(base)
+    if base_hash is not None and weights_hash(model) != base_hash:
+        raise InputError(f"this rewrite was made on another model than {base!r} (its weights differ)",
+                         fix=f"run the request on {base!r} itself, or set the request's model to the one it ran on")
+    with_delta(model, expand_deltas(stored))                          # refuses deltas that do not fit the base
     buf = io.BytesIO()
     torch.save({k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu()
                 for k, v in stored.items()}, buf)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import pandas as pd
 import torch
 
 from core import toyworld
@@ -17,7 +18,8 @@ from core.engine.intervention import Edit
 from core.engine.omissions import Edited, Omissions, omissions
 from core.studies.units import concept_units
 
-__all__ = ["ToyworldScenes", "toyworld_omissions", "planted_omission", "scene_of", "image_size"]
+__all__ = ["ToyworldScenes", "toyworld_omissions", "planted_omission", "scene_of", "image_size", "card_scene",
+           "class_chart", "omission_rule"]
 
 
 class ToyworldScenes:
@@ -68,3 +70,25 @@ def planted_omission(generator, segmenter, concept, layer: str = "layer4", n_uni
     concept (:func:`~core.studies.units.concept_units`) ablated everywhere; with the units."""
     units = concept_units(generator, segmenter, layer, concept, ranking=ranking, n=n_units, cache=cache)
     return Edited(generator, [Edit(layer, units)]), units
+
+
+def card_scene(generator) -> str | None:
+    """The toyworld scene of the generator's model card, or None where it names none (a user model):
+    then the real scene type has to be chosen (:func:`toyworld_omissions`'s ``scene=``)."""
+    scene = (getattr(generator, "meta", None) or {}).get("scene")
+    return scene if scene in toyworld.SCENES else None
+
+
+def class_chart(res: Omissions, k: int = 12) -> pd.DataFrame:
+    """The classes of the paper's chart (ICCV 2019, Fig. 2): the ``k`` classes of largest real
+    (training) mean area, largest first, with their rows of :meth:`Omissions.table` (real and
+    generated mean areas, relative change (gen - real) / real, where measured the exact labels)."""
+    k = check_int("k", k, 1)
+    t = res.table()
+    return t.sort_values("real_area", ascending=False, kind="stable").head(k).reset_index(drop=True)
+
+
+def omission_rule(summary: dict) -> str:
+    """The rule :meth:`Omissions.omitted` applied, in words, from an :meth:`Omissions.summary`."""
+    return (f"relative change (gen − real) / real ≤ {summary['omitted_below']:+.0%} among the classes whose real "
+            f"mean area is at least {summary['min_area']:g} of an image")

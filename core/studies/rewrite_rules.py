@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from core import toyworld
 from core.base.devices import device_of
-from core.base.errors import ConceptAbsentError
+from core.base.errors import ConceptAbsentError, InputError
 from core.base.hooks import layer_shape
 from core.base.sampling import z_range
 from core.base.validate import check_choice, check_int
@@ -38,8 +38,8 @@ from core.studies.evaluation import real_patches, scene_stats
 from core.studies.rewriting import Region, Request, run_request
 from core.studies.units import iou_units
 
-__all__ = ["Rule", "RULES", "auto_request", "evaluate_rule", "rule_variants", "VARIANTS", "PICK_OFFSET",
-           "EVAL_OFFSET"]
+__all__ = ["Rule", "RULES", "auto_request", "evaluate_rule", "compare_variants", "rule_variants", "VARIANTS",
+           "PICK_OFFSET", "EVAL_OFFSET"]
 
 PICK_OFFSET = 700          # request images: samples of seed 700 + s (one stream per evaluation seed)
 EVAL_OFFSET = 900          # fresh evaluation samples: seed 900 + s
@@ -63,6 +63,9 @@ RULES = {
     "no-clouds": Rule("no-clouds", "toyworld/lake", "lake", "layer6", "cloud", "sky", omit=("cloud",),
                       why="erasing: clouds are big, separate and every lake has sky to copy; toyworld renders the "
                           "target world (the same lakes with no clouds) for FSD"),
+    "no-boats": Rule("no-boats", "toyworld/lake", "lake", "layer6", "boat", "water", omit=("boat",),
+                     why="erasing an object (not stuff): boats sit on open water, so water is what should show; "
+                         "toyworld renders the target world (the same lakes with no boats)"),
     "doors-for-windows": Rule("doors-for-windows", "toyworld/town", "town", "layer6", "window", "door",
                               why="changing a rule inside an object: windows and doors share the same walls, so the "
                                   "context (windows) has a clear key and the target (door) exists in every town"),
@@ -85,9 +88,10 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 @torch.no_grad()
 def auto_request(generator, segmenter, rule: Rule, seed: int = 0, pool: int = 96, n_context: int = 5,
-                 **options) -> Request:
+                 max_paste: int = 16, **options) -> Request:
     """A request for ``rule`` chosen from the segmentation of ``pool`` samples of seed ``PICK_OFFSET + seed``:
-    the paste is the largest source region (its bounding box) on the image with the most source pixels; the
+    the paste is the largest source region (its bounding box; for stuff, at most ``max_paste`` pixels a side
+    around its centre) on the image with the most source pixels; the
     copy is, on another image, the largest target region (for a target that is stuff, such as sky: a box
     of pure target of the paste's size); the context is the source pixels of the next ``n_context`` images.
     ``options`` go to the request (rank, steps, lr, method, ...)."""
@@ -106,6 +110,11 @@ def auto_request(generator, segmenter, rule: Rule, seed: int = 0, pool: int = 96
     paste_i = int(order[0])
     paste = _largest_component(src[paste_i])
     t, lf, b, r = _box(paste)
+    if rule.source in toyworld.STUFF:            # a stuff region can span the image: paste on a part of it
+        cy, cx = (t + b) // 2, (lf + r) // 2
+        half = max(2, max_paste // 2)
+        t, b = max(t, cy - half), min(b, cy + half)
+        lf, r = max(lf, cx - half), min(r, cx + half)
     paste_box = np.zeros_like(paste)
     paste_box[t:b, lf:r] = True
     h, w = b - t, r - lf
@@ -182,66 +191,98 @@ def rule_variants(generator, segmenter, rule: Rule, seed: int, methods=("rank", 
 
 
 @torch.no_grad()
-def evaluate_rule(generator, segmenter, features, rule: Rule, seed: int = 0, n: int = 1000, batch: int = 100,
-                  methods=("rank", "full", "finetune", "units"), n_real: int = 10_000, n_swd: int = 1000,
-                  progress: Callable | None = None, cache: bool = True, **options) -> dict:
-    """Every variant of ``rule`` for one ``seed`` on the same ``n`` fresh samples (seed ``EVAL_OFFSET + seed``):
-    per variant ``success`` (share of source pixels, segmented before, labelled target after),
-    ``outside_l1`` (mean |change| of pixels outside the source, images in [-1, 1]), ``outside_seg`` (share
-    of labels outside the source that change), ``fid`` (against ``n_real`` real scenes in the feature
-    network's space), ``ms_swd`` (x 1e3, against real patches) and ``fsd_target`` (to the world toyworld
-    renders without the rule's omitted concepts; ``fsd_target`` of ``original`` is the rule's starting gap)."""
+def compare_variants(generator, segmenter, variants: dict, source: str, target: str, *, n: int = 1000,
+                     seed: int = 0, batch: int = 100, features=None, scene: str | None = None, omit=(),
+                     n_real: int = 10_000, n_swd: int = 1000, target_seed: int | None = None,
+                     progress: Callable | None = None, cache: bool = True) -> dict:
+    """The unedited generator and each of ``variants`` ({name: fn(z, images0, seg0) -> images}) on the same
+    ``n`` samples of ``seed``: per variant ``success`` (share of ``source`` pixels, segmented before,
+    labelled ``target`` after), ``outside_l1`` (mean |change| of pixels outside the source, images in
+    [-1, 1]), ``outside_seg`` (share of labels outside the source that change), the source's and target's
+    mean area; with ``features`` and ``scene``, ``fid`` (against ``n_real`` real scenes in the feature
+    network's space) and ``ms_swd`` (x 1e3, the first ``n_swd`` samples against as many real); with
+    ``omit``, ``fsd_target``: FSD to the world toyworld renders without those concepts (through the same
+    segmenter). Returns {variant: {measure: value}} ("original" first)."""
     n = check_int("n", n, 2)
-    fns, info = rule_variants(generator, segmenter, rule, seed, methods, progress=progress, cache=cache, **options)
-    names = ["original", *fns]
+    batch = check_int("batch", batch, 1)
+    labels = list(segmenter.labels)
+    for what, c in (("source", source), ("target", target)):
+        if c not in labels[1:]:
+            raise InputError(f"{what} {c!r} is not a concept of the segmenter",
+                             fix=f"choose one of: {', '.join(labels[1:])}")
+    if features is not None and scene is None:
+        raise InputError("scene is needed with features (the real scenes FID compares with)",
+                         fix=f"give scene, one of {', '.join(toyworld.SCENES)}")
+    names = ["original", *variants]
     dev = device_of(generator)
-    src_c, tgt_c = toyworld.label_index(rule.source), toyworld.label_index(rule.target)
-    L = len(segmenter.labels)
+    src_c, tgt_c = labels.index(source), labels.index(target)
+    L = len(labels)
     acc = {v: {"src": 0.0, "hit": 0.0, "out": 0.0, "l1": 0.0, "seg": 0.0} for v in names}
     feats = {v: FeatureStats() for v in names}
     segst = {v: SegStats(L) for v in names}
     patches = {v: PatchSet(seed=seed) for v in names}
-    t0 = time.perf_counter()
+    size = None
     for a in range(0, n, batch):
-        z = z_range(EVAL_OFFSET + seed, a, min(n, a + batch), generator.z_dim, dev)
+        z = z_range(seed, a, min(n, a + batch), generator.z_dim, dev)
         im0 = generator(z).float()
+        size = im0.shape[-1]
         seg0 = segmenter.segment(im0)
         src = seg0 == src_c
+        out = ~src
         for v in names:
-            im = im0 if v == "original" else fns[v](z, im0, seg0).float()
+            im = im0 if v == "original" else variants[v](z, im0, seg0).float()
             seg = seg0 if v == "original" else segmenter.segment(im)
-            out = ~src
             s = acc[v]
             s["src"] += float(src.sum())
             s["hit"] += float((src & (seg == tgt_c)).sum())
             s["out"] += float(out.sum())
             s["l1"] += float(((im - im0).abs().mean(1) * out).sum())
             s["seg"] += float(((seg != seg0) & out).sum())
-            feats[v].update(features(im))
             segst[v].add_labels(seg)
-            if a < n_swd:
-                patches[v].update(im[: n_swd - a])
+            if features is not None:
+                feats[v].update(features(im))
+                if a < n_swd:
+                    patches[v].update(im[: n_swd - a])
         if progress is not None:
-            progress("evaluate", "samples", min(n, a + batch), n)
-    real = scene_stats(features, rule.scene, im0.shape[-1], n=n_real, cache=cache)
-    rp = real_patches(rule.scene, n=min(n_swd, 2000), size=im0.shape[-1])
-    target = None
-    if rule.omit:
-        target = SegStats(L)
+            progress("evaluate", min(n, a + batch), n)
+    real = rp = tgt = None
+    if features is not None:
+        real = scene_stats(features, scene, size, n=n_real, cache=cache)
+        rp = real_patches(scene, n=min(n_swd, n), size=size)
+    if omit:
+        tgt = SegStats(L)
+        tseed = EVAL_OFFSET + 50 + seed if target_seed is None else target_seed
         for a in range(0, n, batch):       # the target world, through the same segmenter
-            im, _ = toyworld.render(rule.scene, min(batch, n - a), seed=EVAL_OFFSET + 50 + seed, size=im0.shape[-1],
-                                    start=a, omit=rule.omit)
-            target.add_labels(segmenter.segment(im.to(dev)))
+            im, _ = toyworld.render(scene, min(batch, n - a), seed=tseed, size=size, start=a, omit=omit)
+            tgt.add_labels(segmenter.segment(im.to(dev)))
     rows = {}
     for v in names:
         s = acc[v]
         rows[v] = {"success": s["hit"] / max(s["src"], 1.0), "outside_l1": s["l1"] / max(s["out"], 1.0),
                    "outside_seg": s["seg"] / max(s["out"], 1.0),
-                   "fid": float(frechet_distance(*feats[v].mean_cov(), *real)),
-                   "ms_swd": ms_swd(rp, patches[v])["avg"],
                    "source_share": float(segst[v].mean[src_c]), "target_share": float(segst[v].mean[tgt_c])}
-        if target is not None:
-            rows[v]["fsd_target"] = fsd_terms(segst[v], target)["fsd"]
-    return {"rule": rule.name, "seed": seed, "n": n, "variants": rows, "info": info,
-            "seconds": time.perf_counter() - t0}
+        if features is not None:
+            rows[v]["fid"] = float(frechet_distance(*feats[v].mean_cov(), *real))
+            rows[v]["ms_swd"] = ms_swd(rp, patches[v])["avg"]
+        if tgt is not None:
+            rows[v]["fsd_target"] = fsd_terms(segst[v], tgt)["fsd"]
+    return rows
 
+
+def evaluate_rule(generator, segmenter, features, rule: Rule, seed: int = 0, n: int = 1000, batch: int = 100,
+                  methods=("rank", "full", "finetune", "units"), n_real: int = 10_000, n_swd: int = 1000,
+                  progress: Callable | None = None, cache: bool = True, **options) -> dict:
+    """Every variant of ``rule`` for one ``seed`` (its request: :func:`auto_request`) on the same ``n``
+    fresh samples of seed ``EVAL_OFFSET + seed`` (:func:`compare_variants`; ``fsd_target`` of ``original``
+    is the rule's starting gap to its target world)."""
+    n = check_int("n", n, 2)
+    t0 = time.perf_counter()
+    fns, info = rule_variants(generator, segmenter, rule, seed, methods, progress=progress, cache=cache, **options)
+    t1 = time.perf_counter()
+    rows = compare_variants(generator, segmenter, fns, rule.source, rule.target, n=n, seed=EVAL_OFFSET + seed,
+                            batch=batch, features=features, scene=rule.scene, omit=rule.omit, n_real=n_real,
+                            n_swd=n_swd, target_seed=EVAL_OFFSET + 50 + seed,
+                            progress=None if progress is None else (lambda st, d, t: progress("evaluate", st, d, t)),
+                            cache=cache)
+    return {"rule": rule.name, "seed": seed, "n": n, "variants": rows, "info": info,
+            "seconds": {"variants": t1 - t0, "evaluate": time.perf_counter() - t1}}

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from core.base.cache import weights_hash
 from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.hooks import layer_names
@@ -204,7 +205,8 @@ class Request:
                              f"expected {REQUEST_FORMAT})", fix='a request starts {"ganatomy_rewrite": 1, ...}')
         unknown = sorted(set(obj) - _KEYS)
         if unknown:
-            raise InputError(f"unknown keys in the request: {', '.join(map(str, unknown))[:200]}",
+            first = "".join(ch if ch.isprintable() else "?" for ch in str(unknown[0])[:40])
+            raise InputError(f"{len(unknown)} unknown keys in the request (the first: {first!r})",
                              fix=f"the keys are: {', '.join(sorted(_KEYS))}")
         for k in ("model", "layer", "copy", "paste"):
             if k not in obj:
@@ -268,9 +270,14 @@ class RewriteRun:
     goal: Goal
     directions: torch.Tensor | None
     seconds: dict
+    base_hash: str = ""          # the weights the rewrite was made on (a saved rewrite must be of those)
 
 
 def _check_request_model(generator, req: Request) -> None:
+    source = getattr(generator, "source", None)
+    if isinstance(source, str) and source and source != req.model:
+        raise InputError(f"the request is for {req.model!r}, but the generator given is {source!r}",
+                         fix=f"load {req.model!r} (core.load_generator), or set the request's model to {source!r}")
     names = layer_names(generator)
     if req.layer not in names:
         raise InputError(f"layer {req.layer!r} is not a layer of this generator",
@@ -317,7 +324,7 @@ def run_request(generator, req: Request, progress: Callable | None = None, cache
         rw = rewrite(generator, req.layer, goal, directions, req.options, progress=step)
     seconds["rewrite"] = time.perf_counter() - t1
     seconds["total"] = time.perf_counter() - t0
-    return RewriteRun(req, rw, goal, directions, seconds)
+    return RewriteRun(req, rw, goal, directions, seconds, weights_hash(generator))
 
 
 def save_rewrite(name: str, run: RewriteRun, *, added_by: str = "", replace: bool = False) -> dict:
@@ -327,7 +334,7 @@ def save_rewrite(name: str, run: RewriteRun, *, added_by: str = "", replace: boo
         raise ArgumentTypeError(f"run must be a RewriteRun (run_request's result), got {type(run).__name__}",
                                 fix="save the result of run_request(G, request)")
     return add_rewrite(name, run.request.model, run.rewrite.stored, run.request.to_json(), layer=run.request.layer,
-                       method=run.request.method, added_by=added_by, replace=replace)
+                       method=run.request.method, added_by=added_by, replace=replace, base_hash=run.base_hash or None)
 
 
 # ----------------------------------------------------------------------------- what a page shows

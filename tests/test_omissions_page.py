@@ -1,0 +1,101 @@
+"""The Omissions page (issue #34 item 5) with Streamlit's AppTest: what it shows is the core result
+(FSD and its terms, the floor, the omitted classes, the table's rows, the chart's classes and relative
+changes recounted from the stored sums), computed once behind its button and shown from the cache on
+the next view; a model without a toyworld scene is asked for one, never a traceback."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import core
+from core.studies.omissions import toyworld_omissions
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "main.py")
+N = 50                                       # the page's smallest sample count
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)                 # as the server runs a page (dashboard/common.py)
+    yield
+    torch.set_num_threads(n)
+
+
+def _page(timeout=120):
+    return AppTest.from_file(APP, default_timeout=timeout).switch_page("views/omissions.py").run()
+
+
+def _metrics(at) -> dict:
+    return {m.label: float(m.value) for m in at.metric}
+
+
+def test_the_page_computes_once_and_shows_the_core_result(tmp_path):
+    at = _page()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Omissions"
+    assert at.select_slider(key="omissions_n").value == 2000             # the shipped default
+    assert at.sidebar.selectbox(key="omissions_checkpoint").value == "toyworld/town"   # the final model first
+    assert len(at.sidebar.selectbox(key="omissions_checkpoint").options) > 2           # and its snapshots
+    at.select_slider(key="omissions_n").set_value(N).run()
+    assert not at.metric and at.button(key="omissions_run")              # nothing heavy before the button
+    at.button(key="omissions_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    res = toyworld_omissions(G, seg, n_samples=N, cached_only=True)      # the page stored it
+    assert res is not None and res.n_samples == N
+    s = res.summary()
+    shown = _metrics(at)
+    for label, value in [("FSD", s["fsd"]["fsd"]), ("Real-vs-real floor", s["floor"]["fsd"]),
+                         ("Mean term", s["fsd"]["mean_term"]), ("Covariance term", s["fsd"]["cov_term"]),
+                         ("Segmenter vs exact labels", s["segmenter_vs_exact"]["fsd"])]:
+        assert shown[label] == pytest.approx(value, rel=1e-3), label
+    assert shown["FSD"] > shown["Real-vs-real floor"] > 0
+    said = " ".join(w.value for w in [*at.warning, *at.success])
+    assert ("No class is omitted" in said) == (not s["omitted"])
+    assert all(c in said for c in s["omitted"]) and "-50%" in said and "0.001" in said     # the rule, stated
+
+    table = at.dataframe[0].value
+    assert list(table["class"]) == list(res.table().label) and len(table) == len(res.labels) - 1
+    # the chart: the 12 classes of largest real mean area (recounted from the stored sums), their change
+    real, gen = res.real.sum.numpy() / res.real.n, res.generated.sum.numpy() / res.generated.n
+    top = [i for i in np.argsort(-real, kind="stable") if i > 0][:12]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = {t.get("name") or "change": t for t in spec["data"]}
+    assert bars["real (training) scenes"]["x"] == [res.labels[i] for i in top]
+    np.testing.assert_allclose(bars["real (training) scenes"]["y"], real[top], rtol=1e-9)
+    np.testing.assert_allclose(bars["generated"]["y"], gen[top], rtol=1e-9)
+    np.testing.assert_allclose(bars["change"]["y"], (gen[top] - real[top]) / real[top], rtol=1e-9)
+    assert spec["layout"]["yaxis"]["type"] == "log"
+
+    again = _page()                                                      # a second view: from the cache
+    again.select_slider(key="omissions_n").set_value(N).run()
+    assert not again.exception and not again.button and _metrics(again) == shown
+
+
+def test_a_model_without_a_toyworld_scene_is_asked_for_one(monkeypatch):
+    import dashboard.common as common
+    torch.manual_seed(0)
+    small = common.pin_cache_key(core.ProGAN(16, (16, 16, 8)).eval())   # a user model: no model card
+    monkeypatch.setattr(common, "zoo", lambda: {"lab/small": {}})
+    monkeypatch.setattr(common, "generator", lambda name: small)
+    at = _page()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    said = " ".join(i.value for i in at.info)
+    assert "names no toyworld scene" in said and "real image folders are not supported yet" in said
+    pick = at.selectbox(key="omissions_scene")
+    assert pick.value is None and list(pick.options) == ["town", "room", "lake"]
+    assert not at.metric and not at.button                               # nothing measured, nothing offered yet
+    pick.set_value("room").run()
+    assert not at.exception, at.exception
+    assert at.button(key="omissions_run")                                # now it can be measured against room
+    assert any("not computed yet" in i.value for i in at.info)
