@@ -34,6 +34,9 @@ SHOTS = ROOT / "docs" / "screenshots"
 SAMPLES = 50                       # dissection samples of the test's private cache
 GUARD_S = 180                      # a step that takes longer than this has hung: fail, saying where
 GUARD_MS = GUARD_S * 1000
+# Streamlit folds a sidebar of more than 12 pages to its first 10 ("View N more"); expanded, as a user
+# who pressed it once has it (the choice is kept in the browser's localStorage), every page has its link
+EXPAND_NAV = "window.localStorage.setItem('sidebarNavState', 'expanded')"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -204,6 +207,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.set_default_timeout(GUARD_MS)           # every click and wait: a hang guard, not a limit
+            ctx.add_init_script(EXPAND_NAV)
             page = ctx.new_page()
             _goto_when_up(page, url, server, t0)
             _ready(page, "Concept maps", ".js-plotly-plot")
@@ -354,6 +358,7 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(GUARD_MS)
+            page.add_init_script(EXPAND_NAV)
             _goto_when_up(page, url, server, t0)
             t_up = time.perf_counter()                   # the server answers: the first session starts now
             _ready(page, "Concept maps", FIRST_VIEW["Concept maps"][0])
@@ -370,8 +375,13 @@ def test_a_fresh_clone_shows_real_results_without_computing(tmp_path):
                 _no_exception(page, title)
                 assert page.get_by_role("button", name=button, exact=True).count() == 0, \
                     f"{title} asks to press {button!r} on a fresh clone"
-                _shot(page, shots / ("omissions.png" if title == "Omissions" else
-                                     f"first_view_{title.lower().replace(' ', '_')}.png"), shots == SHOTS)
+                if title == "Omissions":                 # the whole page in its screenshot
+                    page.set_viewport_size({"width": 1400, "height": 2300})
+                    _ready(page, title, result)
+                    _shot(page, shots / "omissions.png", shots == SHOTS)
+                    page.set_viewport_size({"width": 1400, "height": 1000})
+                else:
+                    _shot(page, shots / f"first_view_{title.lower().replace(' ', '_')}.png", shots == SHOTS)
             assert "Not dissected yet" not in page.inner_text("body")
             browser.close()
     assert not (cache / "dissect").exists() or not any((cache / "dissect").iterdir()), \

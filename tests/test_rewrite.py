@@ -333,6 +333,9 @@ def test_cli_rewrite_writes_the_delta_metrics_grid_and_saves(lab, capsys):
     with torch.no_grad():
         expected = R.Rewrite("layer6", "rank", stored).apply(G)(z)
         assert torch.equal(G1(z), expected)
+    main(["dissect", "--model", "lab/cli", "--layers", "layer6", "--samples", "4", "--out", str(lab / "d")])
+    assert json.loads((lab / "d" / "dissection.json").read_text())["model"] == "lab/cli"   # loads by name
+    capsys.readouterr()
     for argv, words in [(["--request", str(lab / "none.json")], "does not exist"),
                         (["--request", str(path), "--source", "cloud"], "go together"),
                         (["--request", str(path), "--save", "lab/cli", "--added-by", "bob"], "taken"),

@@ -168,3 +168,29 @@ def test_the_shipped_dictionaries_load_at_once_in_float16_and_reconstruct(fresh)
     assert b.decoder.dtype == torch.float32 and b.n_features == 4 * layer_shape(G, "layer6")[0] and b.meta["refit"]
     h = bases.basis_health(b, bases.layer_activations(G, "layer6", 20, seed=123))
     assert h["fvu"] < 0.2 and h["mean_l0"] < 0.1 * b.n_features
+
+
+def test_the_shipped_omissions_answer_the_page_default_and_equal_an_independent_run(fresh, seg):
+    """Every scene type's base model is shipped at the Omissions page's default (2,000 images per side),
+    at full precision, and equals docs/reports/omissions.json: scripts/report_omissions.py's own run
+    of the same measurement (same seeds, computed apart from the shipping), FSD terms and omitted classes."""
+    import re
+
+    from core.studies.omissions import toyworld_omissions
+    ship = _ship_module()
+    page = (ROOT / "dashboard" / "views" / "omissions.py").read_text()
+    assert int(re.search(r"^DEFAULT_SAMPLES = (\d+)", page, re.M).group(1)) == ship.OMISSION_SAMPLES
+    assert ship.check_omissions() == [], "re-ship them: python scripts/ship_results.py --kinds omissions"
+    report = json.loads((ROOT / "docs" / "reports" / "omissions.json").read_text())
+    assert report["samples_per_side"] == ship.OMISSION_SAMPLES
+    index = json.loads((SHIPPED / "index.json").read_text())
+    same = index.get("omissions_torch") == report["provenance"]["versions"]["torch"]
+    for m in ship.base_models():
+        res = toyworld_omissions(core.load_generator(m), seg, n_samples=ship.OMISSION_SAMPLES, cached_only=True)
+        assert res.generated.sum.dtype == torch.float64 and res.generated.n == ship.OMISSION_SAMPLES
+        s, r = res.summary(), report["generators"][m]
+        for side in ("fsd", "floor", "segmenter_vs_exact"):
+            for term in ("fsd", "mean_term", "cov_term"):
+                assert s[side][term] == pytest.approx(r[side][term], rel=1e-6 if same else 0.02), f"{m} {side} {term}"
+        assert s["omitted"] == r["omitted"]
+    assert not fresh.exists() or not any((fresh / "omissions").glob("*"))     # answered, nothing computed

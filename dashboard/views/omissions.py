@@ -62,8 +62,8 @@ except ERRORS as e:
     fail(f"Reading the omission statistics of {name} failed", e, fix_for(e))
 if res is None:
     st.info(f"The omission statistics of {plain(name)} over {n:,} images per side are not computed yet "
-            f"({3 * n:,} images generated or rendered and segmented: about {max(1, round(3 * n / 160))} s on 2 "
-            "CPU cores; saved to `cache/`, so any later visit shows them at once).")
+            f"({3 * n:,} images generated or rendered and segmented: about {max(1, round(3 * n / 160))} s on 2 idle "
+            "CPU cores, longer on a busy server; saved to `cache/`, so any later visit shows them at once).")
     if not st.button("Compute omissions", type="primary", key="omissions_run"):
         st.stop()
     with st.status(f"Segmenting {n:,} generated and {2 * n:,} real scenes…", expanded=True) as box:
@@ -116,7 +116,7 @@ fig.add_trace(go.Bar(x=x, y=change, showlegend=False, name="change",
                      marker_line_width=1, hovertemplate="%{x}: %{y:+.1%}<extra>change</extra>"), row=2, col=1)
 fig.add_hline(y=summary["omitted_below"], line_dash="dash", line_color="#d62728", row=2, col=1,
               annotation_text="omitted below", annotation_position="bottom left")
-fig.update_yaxes(type="log", row=1, col=1)
+fig.update_yaxes(type="log", dtick=1, row=1, col=1)          # ticks at powers of ten only
 fig.update_yaxes(tickformat="+.0%", zeroline=True, zerolinecolor="#888", row=2, col=1)
 fig.update_layout(barmode="group", height=520, margin=dict(t=40, b=10, l=10, r=10),
                   legend=dict(orientation="h", yanchor="bottom", y=1.06, x=1, xanchor="right"))
@@ -127,18 +127,20 @@ st.caption(f"The {len(chart)} classes of largest mean area in the real (training
 
 st.subheader("Every class")
 table = res.table()
-shown = {"label": "class", "real_area": "real area", "generated_area": "generated area",
-         "relative_change": "relative change", "floor_change": "floor (real vs real)", "real_share": "real: in images",
-         "generated_share": "generated: in images", "exact_area": "exact area (labels)",
-         "segmenter_change": "segmenter vs exact", "judged": "judged"}
+shown = {"label": "class", "real_area": "real area", "generated_area": "gen. area", "relative_change": "change",
+         "floor_change": "floor change", "real_share": "real: in", "generated_share": "gen.: in",
+         "exact_area": "exact area", "segmenter_change": "segmenter bias", "judged": "judged"}
 st.dataframe(table[[c for c in shown if c in table]].rename(columns=shown), hide_index=True, width="stretch",
              key="omissions_table",
-             column_config={c: st.column_config.NumberColumn(format="percent") for c in
-                            ("relative change", "floor (real vs real)", "real: in images", "generated: in images",
-                             "segmenter vs exact")})
-st.caption("Sortable (click a header). Most omitted first; areas are mean shares of an image; \"in images\": the "
-           f"share of images where the class appears at all. Classes whose real area is below {summary['min_area']:g} "
-           "are not judged (too few pixels) and come last.")
+             column_config={**{c: st.column_config.NumberColumn(format="percent") for c in
+                               ("change", "floor change", "real: in", "gen.: in", "segmenter bias")},
+                            **{c: st.column_config.NumberColumn(format="%.4f") for c in
+                               ("real area", "gen. area", "exact area")}})
+st.caption("Sortable (click a header). Most omitted first. Areas: mean share of an image, real scenes and generated "
+           "ones through the segmenter, *exact area* from the real scenes' exact labels; *change*: (gen − real) / "
+           "real; *floor change*: the second real set against the first (noise); *in*: the share of images where the "
+           "class appears at all; *segmenter bias*: (segmenter − exact) / exact on the same real scenes. Classes "
+           f"whose real area is below {summary['min_area']:g} are not judged (too few pixels) and come last.")
 
 if res.exact is not None:
     st.subheader("The segmenter's bias, apart from the generator's")
