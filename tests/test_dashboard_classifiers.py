@@ -140,6 +140,50 @@ def test_unit_importance_page_shows_the_top_unit_of_core(scenes):
     assert again.dataframe[0].value.unit.iloc[0] == int(direct.ranking("town")[0])
 
 
+def test_unit_importance_page_for_the_multilabel_presence_head():
+    """toyworld-presence (27 concepts, multi-label): the page measures it on presence_images, opens on the least
+    saturated concept (the lowest balanced accuracy among those a single unit moves), and shows that concept's
+    balanced accuracy, margin and top units as a direct multi-label unit_importance call gives them."""
+    import numpy as np
+
+    from core.engine.importance import unit_importance
+    from core.models.classifiers import load_classifier
+    from core.studies.importance import presence_images
+    at = AppTest.from_file(APP, default_timeout=60).switch_page("views/importance.py")
+    for key, value in {"classifier": "toyworld-presence", "imp_n": 30, "imp_top_n": 2, "imp_draws": 1,
+                       "probe_n": 30, "imp_seed": 100}.items():
+        at.session_state[key] = value
+    at.run()
+    _ok(at)
+    assert not at.get("plotly_chart")
+    at.button(key="imp_go").click().run()
+    _ok(at)
+    model = load_classifier("toyworld-presence")
+    images, labels = presence_images(30, 100, model.input_size)
+    assert labels.shape == (30, 27)
+    direct = unit_importance(model, "d4", images, labels, multilabel=True, top_n=2, draws=1, cache=False)
+    moved = np.nan_to_num(direct.drop, nan=0.0).max(0) > 0
+    base = np.where(moved & np.isfinite(direct.base), direct.base, np.inf)
+    opened = direct.classes[int(np.argmin(base))]
+    assert moved.any() and direct.base[direct.classes.index(opened)] < 1
+    assert at.selectbox(key="imp_concept").value == opened
+    for cls in (opened, "bed"):
+        if cls != opened:
+            at.selectbox(key="imp_concept").set_value(cls).run()
+            _ok(at)
+        k = direct.classes.index(cls)
+        top = int(direct.ranking(cls)[0])
+        assert [m.value for m in at.metric][:3] == [f"{direct.base[k]:.3f}", f"{direct.margin_base[k]:.2f}",
+                                                    f"{int(labels[:, k].sum())} / 30"]
+        table = at.dataframe[0].value
+        assert table.unit.tolist()[:3] == direct.ranking(cls)[:3].tolist()
+        assert table["drop"].iloc[0] == pytest.approx(direct.drop[top, k])
+        assert any(f"Top unit for {cls}: **unit {top}**" in c.value for c in at.caption)
+        ba = json.loads(at.get("plotly_chart")[0].proto.spec)
+        top_curve = [t for t in ba["data"] if t["name"].startswith("top N")][0]["y"]
+        assert top_curve == pytest.approx([direct.base[k], *direct.top_curve[k]], rel=1e-6)
+
+
 def test_a_classifier_that_cannot_load_is_a_clear_message(monkeypatch):
     """efficientnet-lite0 listed (as when its package is installed) but its package cannot be imported:
     the page says what to install, never a traceback; and when it is missing it is not offered, the

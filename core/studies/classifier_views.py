@@ -2,7 +2,10 @@
 which classifiers can be opened (:func:`classifier_choices`), a classifier dissection as concept maps
 (:func:`classifier_concept_map`, :func:`detectors_by_category`), one unit's labels per category
 (:func:`unit_categories`, :func:`best_concepts`), and unit importance beside the dissection
-(:func:`importance_table`, :func:`importance_vs_iou`).
+(:func:`importance_table`, :func:`importance_vs_iou`), with its labelled images (:func:`importance_images`:
+scene types, or for a multi-label classifier the concepts present), its page's defaults
+(:func:`importance_defaults`) and per class the unedited scores and the class a page opens on
+(:func:`importance_classes`, :func:`default_class`).
 
 The dissection is :func:`core.engine.classifier_dissection.dissect_classifier` (its ``units``: one row per
 unit, ``detector`` when its best IoU passes the rule's threshold); the importance
@@ -18,10 +21,11 @@ from core.base.errors import InputError, MissingPackageError
 from core.base.validate import check_int
 from core.models import efficientnet
 from core.models.classifiers import list_classifiers
-from core.studies.importance import scene_images, spearman
+from core.studies.importance import presence_images, scene_images, spearman
 
 __all__ = ["classifier_choices", "classifier_concept_map", "detectors_by_category", "unit_categories",
-           "best_concepts", "importance_table", "importance_vs_iou", "default_layers", "importance_images"]
+           "best_concepts", "importance_table", "importance_vs_iou", "default_layers", "importance_images",
+           "importance_defaults", "importance_classes", "default_class"]
 
 # classifiers that need an optional package: name -> a check that raises MissingPackageError (naming the pip command)
 _NEEDS = {efficientnet.NAME: efficientnet.weights_path}
@@ -152,18 +156,82 @@ def importance_vs_iou(imp, res) -> tuple[pd.DataFrame, dict]:
     return t, stats
 
 
+def _importance_kind(model) -> str | None:
+    """``"scenes"`` for a single-label classifier of toyworld's scene types, ``"presence"`` for a multi-label
+    one of toyworld's concepts (``toyworld.LABELS`` without ``"-"``), else None (toyworld cannot label it)."""
+    classes = list(getattr(model, "classes", None) or [])
+    multilabel = bool(getattr(model, "multilabel", False))
+    if not multilabel and classes == list(toyworld.SCENES):
+        return "scenes"
+    if multilabel and classes == list(toyworld.LABELS[1:]):
+        return "presence"
+    return None
+
+
 def importance_images(model, n: int, seed: int = 100):
     """(images, labels) for :func:`core.engine.importance.unit_importance` of ``model``: toyworld scenes
-    labelled with their scene type (:func:`core.studies.importance.scene_images`), which only a classifier
-    whose classes are toyworld's scene types predicts; any other is refused before rendering."""
-    classes = list(getattr(model, "classes", None) or [])
-    if classes != list(toyworld.SCENES):
+    labelled with their scene type (:func:`core.studies.importance.scene_images`) for a classifier of
+    toyworld's scene types, or with the concepts present in their exact labels
+    (:func:`core.studies.importance.presence_images`, [n, K] 0/1) for a multi-label classifier of toyworld's
+    concepts (``toyworld-presence``); any other classifier is refused before rendering."""
+    kind = _importance_kind(model)
+    if kind is None:
+        classes = list(getattr(model, "classes", None) or [])
         shown = (f"predicts {', '.join(map(str, classes[:5]))}" + (f" … ({len(classes)} classes)" if len(classes) > 5
                                                                        else "")
                  if classes else "names no classes (no `classes` attribute: e.g. ImageNet's 1,000)")
-        raise InputError(f"model: unit importance is measured here on toyworld scenes labelled "
-                         f"{', '.join(toyworld.SCENES)}; this classifier {shown}",
-                         fix="pick a classifier of toyworld's scene types (toyworld-scenes), or call "
+        raise InputError(f"model: unit importance is measured here on toyworld scenes labelled with their scene type "
+                         f"({', '.join(toyworld.SCENES)}) or, for a multi-label classifier, with the "
+                         f"{len(toyworld.LABELS) - 1} toyworld concepts present; this classifier {shown}",
+                         fix="pick a classifier of toyworld's classes (toyworld-scenes, toyworld-presence), or call "
                              "core.engine.importance.unit_importance with images labelled in the classifier's own "
                              "classes")
-    return scene_images(n, seed, model.input_size)
+    fn = presence_images if kind == "presence" else scene_images
+    return fn(n, seed, model.input_size)
+
+
+def importance_defaults(model) -> dict:
+    """The Unit importance page's defaults for ``model`` (``n`` images, ``top_n``, ``draws``) and what its
+    images are (``labels``, words) and take (``seconds``, words: measured on 2 CPU cores, layer d4, all the
+    classes' curves). A multi-label classifier's curves are per class (27 concepts, not 3 scene types), so it
+    opens with a shorter curve: the time grows with images x (units + classes x top N x (draws + 1))."""
+    if _importance_kind(model) == "presence":
+        return {"n": 90, "top_n": 3, "draws": 2, "multilabel": True,
+                "labels": f"toyworld scenes (town, room, lake in turn), each labelled with the "
+                          f"{len(toyworld.LABELS) - 1} concepts present or not in its exact label map",
+                "seconds": "toyworld-presence's d4 (160 units, 27 concepts) with 90 images, top 3 and 2 draws, "
+                           "takes about 10 s on 2 CPU cores (top 10 and 3 draws: about 40 s)"}
+    return {"n": 90, "top_n": 10, "draws": 3, "multilabel": bool(getattr(model, "multilabel", False)),
+            "labels": "labelled toyworld scenes (town, room, lake in turn)",
+            "seconds": "toyworld-scenes' d4 (160 units) with 90 images, top 10 and 3 draws, takes about 5 s on 2 "
+                       "CPU cores"}
+
+
+def importance_classes(imp) -> pd.DataFrame:
+    """One row per class of ``imp`` (:class:`core.engine.importance.UnitImportance`), in its order: ``class``,
+    ``base`` (unedited balanced accuracy, one class vs the rest), ``margin_base``, ``images`` (images of the
+    class; for a multi-label result, images where it is present), ``largest_drop`` (the largest drop of its
+    balanced accuracy by one zeroed unit; NaN for a class without a score), ``moved`` (that drop > 0: not
+    saturated, some single unit moves it) and ``measured`` (a finite score: images with and without it)."""
+    counts = imp.meta.get("class_counts") or [np.nan] * len(imp.classes)
+    drop = imp.drop
+    largest = np.where(np.isnan(drop).all(0), np.nan,
+                       np.nanmax(np.where(np.isnan(drop), -np.inf, drop), 0)) if drop.size else \
+        np.full(len(imp.classes), np.nan)
+    base = np.asarray(imp.base, dtype=np.float64)
+    return pd.DataFrame({"class": list(imp.classes), "base": base,
+                         "margin_base": np.asarray(imp.margin_base, dtype=np.float64),
+                         "images": np.asarray(counts, dtype=np.float64), "largest_drop": largest,
+                         "moved": np.nan_to_num(largest, nan=0.0) > 0, "measured": np.isfinite(base)})
+
+
+def default_class(imp) -> str:
+    """The class a page opens on: among the classes that one zeroed unit moves (:func:`importance_classes`'
+    ``moved``), the one of lowest unedited balanced accuracy (the least saturated: a concept the classifier
+    never predicts stays at 0.5 and is left out, as nothing moves it); without one, the lowest finite
+    balanced accuracy; else the first class."""
+    t = importance_classes(imp)
+    for pick in (t[t.moved & t.measured], t[t.measured]):
+        if len(pick):
+            return str(pick.sort_values(["base", "class"], kind="stable")["class"].iloc[0])
+    return str(imp.classes[0])

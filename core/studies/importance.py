@@ -47,7 +47,7 @@ def scene_images(n: int, seed: int = 0, size: int = 128):
 
 
 def presence_images(n: int, seed: int = 0, size: int = 128, batch: int = 250):
-    """(images [n, 3, size, size] in [-1, 1], presence [n, 26] uint8): the images of :func:`scene_images`,
+    """(images [n, 3, size, size] in [-1, 1], presence [n, 27] uint8): the images of :func:`scene_images`,
     column k 1 where concept ``toyworld.LABELS[k + 1]`` covers at least one pixel of the image's exact label
     map (at ``size``; exact where toyworld renders that size, e.g. 128), as the feature network's presence
     head was trained."""

@@ -2,7 +2,6 @@
 most, with their dissection labels, and the ablation curves (its top N units vs N random others)."""
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -28,19 +27,24 @@ st.caption("How much each unit of a classifier's layer matters to each class (PN
            "accuracy (one class against the rest) with the unit zeroed, and the margin (the true class's logit minus "
            "the largest other, averaged over the class's images), which still moves where balanced accuracy is "
            "saturated. Units ranked per class, with their Network Dissection labels; the curves zero the class's top "
-           "N units against N units drawn at random from the others.")
+           "N units against N units drawn at random from the others. A multi-label classifier (toyworld-presence: "
+           "which of toyworld's concepts an image contains) is scored per concept on its own decision (logit > 0), "
+           "one concept against its absence, and its margin is the balanced signed logit.")
 name, C = pick_classifier()
 layer = pick_classifier_layer(C, default=C.layer_names[-2] if len(C.layer_names) > 1 else None)
+defaults = cv.importance_defaults(C)
+multilabel = defaults["multilabel"]
 st.sidebar.divider()
 n_images = st.sidebar.select_slider(
-    "Images", IMPORTANCE_CHOICES, value=90, key="imp_n",
-    help="Labelled toyworld scenes (town, room, lake in turn). Every unit of the layer is zeroed in turn, then the "
-         "curves' variants: toyworld-scenes' d4 (160 units) with 90 images, top 10 and 3 draws, takes about 5 s on 2 "
-         "CPU cores; the time grows with images x (units + 3 x top N x (draws + 1)). Saved to `cache/`.")
+    "Images", IMPORTANCE_CHOICES, value=defaults["n"], key="imp_n",
+    help=f"{defaults['labels'][0].upper()}{defaults['labels'][1:]}. Every unit of the layer is zeroed in turn, then "
+         f"the curves' variants: {defaults['seconds']}; the time grows with images x (units + classes x top N x "
+         "(draws + 1)). Saved to `cache/`.")
 image_seed = int(st.sidebar.number_input("Image seed", 0, 10_000, value=100, key="imp_seed",
                                          help="Which scenes (kept apart from the probe images' seeds)."))
-top_n = st.sidebar.slider("Top N", 1, 30, 10, key="imp_top_n", help="The curves zero a class's top 1 … N units.")
-draws = st.sidebar.slider("Random draws", 1, 10, 3, key="imp_draws",
+top_n = st.sidebar.slider("Top N", 1, 30, defaults["top_n"], key="imp_top_n",
+                          help="The curves zero a class's top 1 … N units.")
+draws = st.sidebar.slider("Random draws", 1, 10, defaults["draws"], key="imp_draws",
                           help="Random units drawn from the rest of the layer, nested (draw d's N units are the first "
                                "N of one seeded permutation); the band is their range.")
 st.sidebar.divider()
@@ -51,15 +55,15 @@ rule = pick_rule()
 try:
     images, labels = cv.importance_images(C, n_images, image_seed)
     imp = core.engine.importance.unit_importance(C, layer, images, labels, top_n=top_n, draws=draws, seed=0,
-                                                 cached_only=True)
+                                                 multilabel=multilabel, cached_only=True)
 except ERRORS as e:
     fail(f"Unit importance of {name} cannot be measured here", e, fix_for(e))
 res = classifier_dissection(name, C, [layer], n_probes, probe_seed, rule, compute=False)
 if imp is None or res is None:
     todo = ([f"importance over {n_images} images"] if imp is None else []) + \
            ([f"the dissection of {layer} on {n_probes} probe images"] if res is None else [])
-    st.info(f"Not measured yet for {layer} of {name}: {' and '.join(todo)} (seconds for toyworld-scenes on 2 CPU "
-            "cores; saved to `cache/`, so every later visit is instant).")
+    st.info(f"Not measured yet for {layer} of {name}: {' and '.join(todo)} ({defaults['seconds']}; saved to "
+            "`cache/`, so every later visit is instant).")
     if not st.button("Measure unit importance", type="primary", key="imp_go"):
         st.stop()
     if imp is None:
@@ -69,7 +73,7 @@ if imp is None or res is None:
                      f"{draws} random draws: one forward per batch, the rest of the network on every variant at once.")
             try:
                 imp = core.engine.importance.unit_importance(C, layer, images, labels, top_n=top_n, draws=draws,
-                                                             seed=0)
+                                                             seed=0, multilabel=multilabel)
             except ERRORS as e:
                 box.update(label="Unit importance failed", state="error")
                 fail(f"Unit importance of {name} failed", e, fix_for(e))
@@ -80,12 +84,32 @@ if imp is None or res is None:
         res = classifier_dissection(name, C, [layer], n_probes, probe_seed, rule, compute=True)
     st.rerun()                                  # the results alone, read back from cache/
 
-metrics = st.columns(len(imp.classes))
-for col, c, ba, mg in zip(metrics, imp.classes, imp.base, imp.margin_base):
-    col.metric(f"{c}: balanced accuracy", f"{ba:.3f}", help="Unedited; one class against the rest.")
-    col.caption(f"margin {mg:.2f} (true logit minus the largest other)")
-saturated = bool(np.nan_to_num(imp.drop, nan=0.0).max() <= 0)     # no single unit moves any class
-klass = st.segmented_control("Class", imp.classes, default=imp.classes[0], key="imp_class") or imp.classes[0]
+per_class = cv.importance_classes(imp).set_index("class")
+if multilabel:
+    klass = st.selectbox(
+        "Concept", imp.classes, index=imp.classes.index(cv.default_class(imp)), key="imp_concept",
+        format_func=lambda c: f"{c} · balanced accuracy {per_class.base[c]:.3f} · in {per_class.images[c]:.0f} "
+                              f"of {imp.n_samples} images",
+        help="Each concept scored one against the rest (present or not), on its own decision (logit > 0). Opens on "
+             "the least saturated: the lowest unedited balanced accuracy among the concepts some single unit moves.")
+    row = per_class.loc[klass]
+    m1, m2, m3 = st.columns(3)
+    m1.metric(f"{klass}: balanced accuracy", f"{row.base:.3f}", help="Unedited; this concept against the rest.")
+    m2.metric(f"{klass}: margin", f"{row.margin_base:.2f}",
+              help="Balanced signed logit: (mean logit over the images with it + mean of minus the logit over the "
+                   "images without it) / 2.")
+    m3.metric("Images with it", f"{row.images:.0f} / {imp.n_samples}")
+    if not row.measured:
+        st.info(f"{klass} is in {'every' if row.images else 'none'} of these {imp.n_samples} images: its balanced "
+                "accuracy is undefined. Pick another concept, or more images.")
+        st.stop()
+else:
+    metrics = st.columns(len(imp.classes))
+    for col, c, ba, mg in zip(metrics, imp.classes, imp.base, imp.margin_base):
+        col.metric(f"{c}: balanced accuracy", f"{ba:.3f}", help="Unedited; one class against the rest.")
+        col.caption(f"margin {mg:.2f} (true logit minus the largest other)")
+    klass = st.segmented_control("Class", imp.classes, default=imp.classes[0], key="imp_class") or imp.classes[0]
+saturated = not bool(per_class.moved[klass])                      # no single unit moves this class
 try:
     table = cv.importance_table(imp, res, klass, k=min(20, imp.drop.shape[0]))
     table["detector"] = table.label != ""
@@ -110,8 +134,8 @@ left.dataframe(table, hide_index=True, width="stretch", height=460,
 top_unit = int(table.unit.iloc[0])
 top_label = table.label.iloc[0] or f"no detector; best {table.concept.iloc[0]}"
 left.caption(f"Top unit for {klass}: **unit {top_unit}** ({top_label}, IoU {table.iou.iloc[0]:.3f})"
-             + (". Balanced accuracy is saturated here (no single unit moves it): the ranking follows the margin drop."
-                if saturated else "."))
+             + (f". No single unit moves the balanced accuracy of {klass} here: the ranking follows the margin "
+                "drop." if saturated else "."))
 
 o1, o2 = left.columns([3, 2])
 browse = o1.selectbox("Unit", table.unit.tolist(), key="imp_unit", label_visibility="collapsed",
