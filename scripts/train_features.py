@@ -13,19 +13,10 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from core import toyworld, training
 from core.models import toynets as nets
-
-
-def targets(labels: torch.Tensor):
-    L = len(toyworld.LABELS)
-    n = labels.shape[0]
-    counts = torch.zeros(n, L).scatter_add_(1, labels.view(n, -1), torch.ones(n, labels[0].numel()))
-    cover = counts[:, 1:] / labels[0].numel()
-    return (cover > 0).float(), cover.sqrt()
 
 
 def main():
@@ -55,10 +46,7 @@ def main():
     bar = tqdm(range(start, a.steps), initial=start, total=a.steps, desc="features")
     for step in bar:
         images, labels, scene = training.mixed_batch(step, per, training.FEATURES_SEED0)
-        presence, cover = targets(labels)
-        s_logit, p_logit, c_pred = model.heads(model.features(images))
-        loss = (F.cross_entropy(s_logit, scene) + F.binary_cross_entropy_with_logits(p_logit, presence)
-                + 10.0 * F.mse_loss(c_pred, cover))
+        loss = model.training_loss(images, labels, scene)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

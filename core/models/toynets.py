@@ -125,6 +125,25 @@ class ToyFeatures(nn.Module):
     def heads(self, feats: torch.Tensor):
         return self.scene_head(feats), self.presence_head(feats), self.coverage_head(feats)
 
+    def training_loss(self, images: torch.Tensor, labels: torch.Tensor, scene: torch.Tensor) -> torch.Tensor:
+        """The network's training loss on scenes with their exact labels and scene types: scene
+        cross-entropy + presence BCE + 10 x coverage MSE (targets: :func:`feature_targets`)."""
+        presence, cover = feature_targets(labels)
+        s_logit, p_logit, c_pred = self.heads(self.features(images))
+        return (F.cross_entropy(s_logit, scene) + F.binary_cross_entropy_with_logits(p_logit, presence)
+                + 10.0 * F.mse_loss(c_pred, cover))
+
+
+def feature_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, from exact label maps [n, H, W]: concept presence (0/1) and the square root of each
+    concept's coverage, [n, len(LABELS) - 1] each (the feature network's training targets)."""
+    n = labels.shape[0]
+    flat = labels.reshape(n, -1)
+    counts = torch.zeros(n, len(toyworld.LABELS), device=labels.device).scatter_add_(
+        1, flat, torch.ones(flat.shape, device=labels.device))
+    cover = counts[:, 1:] / flat.shape[1]
+    return (cover > 0).float(), cover.sqrt()
+
 
 class ToySceneClassifier(nn.Module):
     """The shipped feature network's scene head as a classifier (the classifier protocol of

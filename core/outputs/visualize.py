@@ -80,6 +80,12 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
         for j, s in enumerate(chunk):
             imgs[int(s)] = im[j]
             acts[int(s)] = r[j]
+    return _strips(units, idx, imgs, acts, thresholds, geometry, gap)
+
+
+def _strips(units, idx, imgs, acts, thresholds, geometry, gap, decorate=None) -> dict[int, np.ndarray]:
+    """Per unit ``units[j]``: its images ``idx[j]`` (-1 skipped) darkened outside its mask (``acts``
+    thresholded at ``thresholds[j]``, upsampled in ``geometry``), ``decorate(tile, j, s)`` applied, side by side."""
     out = {}
     for j, u in enumerate(units):
         tiles = []
@@ -88,15 +94,10 @@ def unit_strips(generator, layer: str, units, thresholds, sample_index: np.ndarr
                 continue
             im = imgs[int(s)]
             m = unit_masks(acts[int(s)][None, u:u + 1], [thresholds[j]], im.shape[-1], geometry)[0, 0].cpu().numpy()
-            tiles.append(overlay(to_uint8(im[None])[0], m))
-        if not tiles:
-            continue
-        h = tiles[0].shape[0]
-        sep = np.full((h, gap, 3), 255, np.uint8)
-        row = [tiles[0]]
-        for t in tiles[1:]:
-            row += [sep, t]
-        out[u] = np.concatenate(row, 1)
+            tile = overlay(to_uint8(im[None])[0], m)
+            tiles.append(tile if decorate is None else decorate(tile, j, int(s)))
+        if tiles:
+            out[u] = side_by_side(tiles, gap)
     return out
 
 
@@ -151,30 +152,16 @@ def classifier_unit_strips(model, probe, layer: str, units, thresholds, probe_in
             imgs[int(s)], acts[int(s)], labels[int(s)] = im[0], tr[layer][0], lab[0]
     finally:
         model.train(was_training)
-    out = {}
-    for j, u in enumerate(units):
-        tiles = []
-        for s in idx[j]:
-            if s < 0:
-                continue
-            im = imgs[int(s)]
-            m = unit_masks(acts[int(s)][None, u:u + 1], [thresholds[j]], im.shape[-1], geometry)[0, 0].cpu().numpy()
-            tile = overlay(to_uint8(im[None])[0], m)
-            if concepts[j]:
-                lab = labels[int(s)]
-                lab = lab[None] if lab.dim() == 2 else lab                    # [K, S, S]
-                hit = (lab == int(concepts[j])).any(0).float()[None, None]
-                hit = F.interpolate(hit, size=im.shape[-2:], mode="nearest")[0, 0].cpu().numpy() > 0.5
-                tile = _outline(tile, hit, concept_outline)
-            tiles.append(tile)
-        if not tiles:
-            continue
-        sep = np.full((tiles[0].shape[0], gap, 3), 255, np.uint8)
-        row = [tiles[0]]
-        for t in tiles[1:]:
-            row += [sep, t]
-        out[u] = np.concatenate(row, 1)
-    return out
+
+    def concept(tile, j, s):
+        if not concepts[j]:
+            return tile
+        lab = labels[s]
+        lab = lab[None] if lab.dim() == 2 else lab                    # [K, S, S]
+        hit = (lab == int(concepts[j])).any(0).float()[None, None]
+        hit = F.interpolate(hit, size=imgs[s].shape[-2:], mode="nearest")[0, 0].cpu().numpy() > 0.5
+        return _outline(tile, hit, concept_outline)
+    return _strips(units, idx, imgs, acts, thresholds, geometry, gap, concept)
 
 
 def signed_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from core import toyworld
 from core.base.errors import InputError, UnknownNameError
@@ -112,16 +111,6 @@ def sparsity_of(model: nn.Module) -> dict:
     return {"total": sum(zeros.values()) / max(total, 1), **{k: zeros[k] / w[k].numel() for k in w}}
 
 
-def _targets(labels: torch.Tensor):
-    L = len(toyworld.LABELS)
-    n = labels.shape[0]
-    flat = labels.view(n, -1)
-    counts = torch.zeros(n, L, device=labels.device).scatter_add_(
-        1, flat, torch.ones(flat.shape, device=labels.device))
-    cover = counts[:, 1:] / flat.shape[1]
-    return (cover > 0).float(), cover.sqrt()
-
-
 def finetune(model: ToyFeatures, masks: dict, steps: int = 100, per_scene: int = 8, lr: float = 1e-3,
              seed0: int = FINETUNE_SEED0, progress: Callable | None = None) -> ToyFeatures:
     """A fine-tuned copy of the pruned feature network ``model`` (never changed) with ``masks`` held: ``steps``
@@ -148,10 +137,7 @@ def finetune(model: ToyFeatures, masks: dict, steps: int = 100, per_scene: int =
             lbs.append(lb)
             sc.append(torch.full((per_scene,), i, dtype=torch.long, device=im.device))
         images, labels, scene = torch.cat(ims), torch.cat(lbs), torch.cat(sc)
-        presence, cover = _targets(labels)
-        s_logit, p_logit, c_pred = new.heads(new.features(images))
-        loss = (F.cross_entropy(s_logit, scene) + F.binary_cross_entropy_with_logits(p_logit, presence)
-                + 10.0 * F.mse_loss(c_pred, cover))
+        loss = new.training_loss(images, labels, scene)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
