@@ -23,6 +23,7 @@ from dashboard.common import (
     pick_probes,
     pick_rule,
     probes,
+    unit_table,
 )
 
 CATEGORY_COLOURS = {"object": "#4c78a8", "stuff": "#9d755d", "part": "#72b7b2", "colour": "#e45756",
@@ -191,21 +192,7 @@ def unit_browser():
         table = table[units.label == show]
     table = table.sort_values("iou", ascending=False).reset_index(drop=True)
 
-    def pick_row():
-        rows = st.session_state["cunit_table"].selection.rows
-        if rows:
-            st.session_state["cunit_pick"] = int(table.unit[rows[0]])
-
-    st.dataframe(table, hide_index=True, width="stretch", height=250, key="cunit_table", on_select=pick_row,
-                 selection_mode="single-row",
-                 column_config={"iou": st.column_config.ProgressColumn("IoU", min_value=0.0, max_value=1.0,
-                                                                       format="%.3f"),
-                                "label": st.column_config.TextColumn("label", help="the best concept of a detector"),
-                                "threshold": st.column_config.NumberColumn(format="%.3f"),
-                                "top_value": st.column_config.NumberColumn("top activation", format="%.2f")})
-    if table.empty:
-        st.info("No units match this choice.")
-        st.stop()
+    unit_table(table, "cunit_table", "cunit_pick", "the best concept of a detector")
     options = table.unit.tolist()
     if st.session_state.get("cunit_pick") not in options:
         st.session_state["cunit_pick"] = options[0]

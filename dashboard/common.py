@@ -466,3 +466,24 @@ def parse_units(text: str, n_units: int, layer: str) -> list[int]:
         raise InputError(f"units: {', '.join(repr(b) for b in bad[:5])} "
                          f"{'is not a whole number' if len(bad) == 1 else 'are not whole numbers'}", fix=how)
     return check_units([int(p) for p in pieces], n_units, layer, "units")
+
+
+def unit_table(table, key: str, pick_key: str, label_help: str, extra_columns: dict | None = None):
+    """The Unit browser's unit table (a generator's or a classifier's): sortable, one row selectable (the
+    pick lands in ``st.session_state[pick_key]``); stops the page with a note when no unit matches."""
+    def pick_row():
+        rows = st.session_state[key].selection.rows
+        if rows:
+            st.session_state[pick_key] = int(table.unit[rows[0]])
+
+    st.dataframe(table, hide_index=True, width="stretch", height=250, key=key, on_select=pick_row,
+                 selection_mode="single-row",
+                 column_config={"iou": st.column_config.ProgressColumn("IoU", min_value=0.0, max_value=1.0,
+                                                                       format="%.3f"),
+                                "label": st.column_config.TextColumn("label", help=label_help),
+                                "threshold": st.column_config.NumberColumn(format="%.3f"),
+                                **(extra_columns or {}),
+                                "top_value": st.column_config.NumberColumn("top activation", format="%.2f")})
+    if table.empty:
+        st.info("No units match this choice.")
+        st.stop()

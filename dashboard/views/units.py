@@ -21,6 +21,7 @@ from dashboard.common import (
     pick_model,
     pick_samples,
     segmenter,
+    unit_table,
 )
 
 st.title("Unit browser")
@@ -80,25 +81,11 @@ elif show != "all units":
 table = table.sort_values("iou", ascending=False).reset_index(drop=True)
 
 
-def pick_row():
-    rows = st.session_state["unit_table"].selection.rows
-    if rows:
-        st.session_state["unit_pick"] = int(table.unit[rows[0]])
-
-
-st.dataframe(table, hide_index=True, width="stretch", height=250, key="unit_table", on_select=pick_row,
-             selection_mode="single-row",
-             column_config={"iou": st.column_config.ProgressColumn("IoU", min_value=0.0, max_value=1.0, format="%.3f"),
-                            "label": st.column_config.TextColumn("label", help="best concept when interpretable"),
-                            "threshold": st.column_config.NumberColumn(format="%.3f"),
-                            "accuracy": st.column_config.NumberColumn(
-                                "pixel accuracy", format="%.3f",
-                                help="share of all pixels where the unit's mask (at its threshold) and its "
-                                     "concept agree, inside both or outside both (the paper's Fig. 5 asks > 0.75)"),
-                            "top_value": st.column_config.NumberColumn("top activation", format="%.2f")})
-if table.empty:
-    st.info("No units match this choice.")
-    st.stop()
+unit_table(table, "unit_table", "unit_pick", "best concept when interpretable",
+           {"accuracy": st.column_config.NumberColumn(
+               "pixel accuracy", format="%.3f",
+               help="share of all pixels where the unit's mask (at its threshold) and its concept agree, inside "
+                    "both or outside both (the paper's Fig. 5 asks > 0.75)")})
 options = table.unit.tolist()
 if st.session_state.get("unit_pick") not in options:
     st.session_state["unit_pick"] = options[0]
