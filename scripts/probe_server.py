@@ -1495,6 +1495,102 @@ def _(box):
         "kept through 3 reads; purged with its file at the next upload"
 
 
+# ----------------------------------------------------------------------------- rewritten models (#35)
+
+def _rewrite_request(steps: int = 3):
+    from core.studies.rewriting import Region, Request
+    m = np.zeros((64, 64), bool)
+    m[40:52, 8:20] = True
+    p = np.zeros((64, 64), bool)
+    p[16:28, 30:42] = True
+    return Request(model="toyworld/town", layer="layer6", copy=Region(1, m), paste=Region(2, p), steps=steps,
+                   key_samples=20)
+
+
+def _rewrite(box: Box, name: str, by: str, base: str = "toyworld/town", replace: bool = False, steps: int = 3):
+    from dataclasses import replace as with_
+
+    from core.studies.rewriting import run_request, save_rewrite
+    req = with_(_rewrite_request(steps), model=base)
+    return save_rewrite(name, run_request(core.load_generator(base), req, cache=False), added_by=by, replace=replace)
+
+
+@probe("rewrite/request-not-json", "a request file of binary junk: refused, naming JSON, no byte of it echoed")
+def _(box):
+    from core.studies.rewriting import Request
+    junk = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4 + b"SECRET-TOKEN"
+    ok, msg = refusal(lambda: Request.loads(junk), core.InputError, "not")
+    return ok and "SECRET" not in msg and "PNG" not in msg, first(msg)
+
+
+@probe("rewrite/request-nested-deep", "a 1 MB request of nested brackets: refused as bad JSON, no crash")
+def _(box):
+    from core.studies.rewriting import Request
+    deep = b"[" * 500_000 + b"]" * 500_000
+    t = time.perf_counter()
+    ok, msg = refusal(lambda: Request.loads(deep), core.InputError)
+    return ok and time.perf_counter() - t < 5, first(msg)
+
+
+@probe("rewrite/request-key-echo", "an unknown 10 KB key of markup: refused, the key cut to 40 characters")
+def _(box):
+    from core.studies.rewriting import Request
+    obj = json.loads(_rewrite_request().dumps())
+    obj["<script>alert(1)</script>" + "x" * 10_000] = 1
+    ok, msg = refusal(lambda: Request.from_json(obj), core.InputError, "unknown keys")
+    return ok and "x" * 41 not in msg and len(msg) < 600, first(msg)
+
+
+@probe("rewrite/another-users-name", "saving a rewrite under another user's model name: refused, theirs unchanged")
+def _(box):
+    entry = _rewrite(box, "lab/rw", "ann")
+    before = sha(entry["path"])
+    ok, msg = refusal(lambda: _rewrite(box, "lab/rw", "bob", replace=True), core.InputError)
+    after = catalog.user_models()["lab/rw"]
+    return ok and after["added_by"] == "ann" and sha(after["path"]) == before, first(msg)
+
+
+@probe("rewrite/shared-model-untouched", "three rewrites run and saved: the shared model's weights bit-identical")
+def _(box):
+    G = core.load_generator("toyworld/town")
+    h = cache.weights_hash(G)
+    from core.studies.rewriting import run_request
+    for i in range(3):
+        run = run_request(G, _rewrite_request(), cache=False)
+        run.rewrite.apply(G)
+    _rewrite(box, "lab/rw", "ann")
+    return cache.weights_hash(G) == h, f"weights hash {h[:12]} before and after"
+
+
+@probe("rewrite/chain-loop", "a rewrite whose base chain loops back to itself: refused when loaded, no hang")
+def _(box):
+    _rewrite(box, "lab/a", "ann")
+    _rewrite(box, "lab/b", "ann", base="lab/a")
+    _rewrite(box, "lab/a", "ann", base="lab/b", replace=True)          # a -> b -> a
+    t = time.perf_counter()
+    ok, msg = refusal(lambda: core.load_generator("lab/a"), core.CheckpointError, "loops")
+    return ok and time.perf_counter() - t < 30, first(msg)
+
+
+@probe("rewrite/delta-swapped-for-pickle", "a saved rewrite's delta file replaced by a code-running pickle: "
+                                          "refused when loaded, the code never runs")
+def _(box):
+    entry = _rewrite(box, "lab/rw", "ann")
+    marker = box.root / "ran"
+    torch.save({"layer6.conv.weight": _RunsCode(marker)}, entry["path"])
+    ok, msg = refusal(lambda: core.load_generator("lab/rw"), core.CheckpointError)
+    return ok and not marker.exists(), first(msg)
+
+
+@probe("rewrite/base-removed", "a rewrite whose base model was removed: loading it names the base and the fix, "
+                                "never a traceback")
+def _(box):
+    _rewrite(box, "lab/base", "ann")
+    _rewrite(box, "lab/rw", "bob", base="lab/base")
+    catalog.unregister("lab/base", confirm="lab/base", by="ann")
+    return refusal(lambda: core.load_generator("lab/rw"), core.CheckpointError, "lab/base", "no longer")
+
+
 # ----------------------------------------------------------------------------- the command line
 
 def _table(rows: list[dict]) -> str:

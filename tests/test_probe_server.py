@@ -24,7 +24,7 @@ def probes():
 
 SOME = ["file/zip-bomb", "file/pickle-runs-code", "path/symlink-out-of-the-roots", "names/look-alike-model-names",
         "runtime/nan-for-some-z-dissect", "disk/flag-write", "kill/after-file-before-registry",
-        "own/race-restore", "cache/symlinked-trash"]
+        "own/race-restore", "cache/symlinked-trash", "rewrite/chain-loop"]
 
 
 def test_the_suite_has_its_cases(probes):

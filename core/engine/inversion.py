@@ -323,7 +323,8 @@ class Inversion:
 
 def invert(generator, layer: str, encoder: LayerEncoder, images: torch.Tensor, steps: int = 200, lr: float = 0.01,
            features: Callable | None = None, progress: Callable | None = None, *, perceptual_weight: float = 1.0,
-           anchor_weight: float = 0.01, batch_size: int = 100, units_off: Sequence[int] = ()) -> Inversion:
+           anchor_weight: float = 0.01, batch_size: int = 100, units_off: Sequence[int] = (),
+           init: torch.Tensor | None = None) -> Inversion:
     """Invert ``images`` (N x 3 x S x S in [-1, 1]) into ``layer``: featuremaps initialised by
     ``encoder``, then ``steps`` of Adam (``lr``) on, per image, the L1 of the rendering
     (:func:`render_from`) + ``perceptual_weight`` x the feature-map distance through ``features``
@@ -331,8 +332,9 @@ def invert(generator, layer: str, encoder: LayerEncoder, images: torch.Tensor, s
     x the squared distance to the encoder's guess (scaled by its mean square). All images of a chunk
     of ``batch_size`` are optimised together (one Adam, the loss summed over images so each image's
     gradient is its own). ``units_off``: units of the layer the rendering never sees (a planted
-    omission). ``progress(done, total)`` counts steps over all chunks. Everything is checked before
-    any work."""
+    omission). ``init``: featuremaps N x C x h x w to start from instead of the encoder's guesses
+    (the anchor then keeps near them). ``progress(done, total)`` counts steps over all chunks.
+    Everything is checked before any work."""
     check_generator(generator, probe=False)
     layer = check_layer(generator, layer)
     steps = check_int("steps", steps, 0)
@@ -349,6 +351,11 @@ def invert(generator, layer: str, encoder: LayerEncoder, images: torch.Tensor, s
     images = check_images(images, encoder.image_size)
     shape = layer_shape(generator, layer)
     encoder = _check_encoder(encoder, shape)
+    if init is not None and not (isinstance(init, torch.Tensor) and tuple(init.shape) == (len(images), *shape)
+                                 and init.is_floating_point() and bool(torch.isfinite(init).all())):
+        raise InputError(f"init must be finite float featuremaps {len(images)} x {' x '.join(map(str, shape))}, "
+                         f"got {tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__}",
+                         fix="leave init=None to start from the encoder's guesses")
     units_off = unit_list(units_off, "units_off") if len(units_off) else []
     if any(u >= shape[0] for u in units_off):
         raise InputError(f"units_off: {layer} has {shape[0]} units, got unit {max(units_off)}",
@@ -365,12 +372,12 @@ def invert(generator, layer: str, encoder: LayerEncoder, images: torch.Tensor, s
     for a, b in chunks:
         x = images[a:b].to(dev)
         with torch.no_grad():
-            init = encoder(x)
-            r0 = render_from(generator, layer, init, units_off)
+            start = encoder(x) if init is None else init[a:b].to(dev)
+            r0 = render_from(generator, layer, start, units_off)
             targets = [t.detach() for t in _feature_maps(features, x)] if features is not None and \
                 perceptual_weight else []
-        anchor_scale = init.pow(2).flatten(1).mean(1).clamp_min(1e-8)
-        p = init.clone().requires_grad_(True)
+        anchor_scale = start.pow(2).flatten(1).mean(1).clamp_min(1e-8)
+        p = start.clone().requires_grad_(True)
         opt = torch.optim.Adam([p], lr=lr)
         for s in range(steps):
             y = render_from(generator, layer, p, units_off)
@@ -378,7 +385,7 @@ def invert(generator, layer: str, encoder: LayerEncoder, images: torch.Tensor, s
             if targets:
                 per = per + perceptual_weight * _perceptual(_feature_maps(features, y), targets)
             if anchor_weight:
-                per = per + anchor_weight * (p - init).pow(2).flatten(1).mean(1) / anchor_scale
+                per = per + anchor_weight * (p - start).pow(2).flatten(1).mean(1) / anchor_scale
             g, = torch.autograd.grad(per.sum(), [p])
             p.grad = g
             opt.step()
@@ -389,7 +396,7 @@ def invert(generator, layer: str, encoder: LayerEncoder, images: torch.Tensor, s
         with torch.no_grad():
             fm = p.detach()
             outs["f"].append(fm)
-            outs["i"].append(init)
+            outs["i"].append(start)
             outs["r"].append(render_from(generator, layer, fm, units_off))
             outs["r0"].append(r0)
     cat = {k: torch.cat(v) for k, v in outs.items()}

@@ -275,8 +275,14 @@ def _load_rewrite(name: str, entry: dict, path: Path, device, options: dict):
         raise CheckpointError(f"{name}: its chain of bases ({' -> '.join(seen + [name])}) loops or is deeper than "
                               f"{MAX_REWRITE_CHAIN}", fix="save the rewrite on a model that is not itself a rewrite")
     seen.append(name)
+    base_name = entry.get("base", "")
+    if not (catalog.is_known(base_name, "generator") or base_name.startswith(PREFIX)):
+        seen.pop()
+        raise CheckpointError(f"{name}: its base model {base_name!r} is no longer registered (removed?)",
+                              fix=f"restore {base_name!r} (Models page, Recently removed) or remove {name!r} "
+                                  f"(core.models.unregister({name!r}, confirm={name!r}))")
     try:
-        base = load_generator(entry.get("base", ""), device=device)
+        base = load_generator(base_name, device=device)
         stored = load_checkpoint(path)
         model = with_delta(base, expand_deltas(stored))
     except (ArgumentTypeError, UnknownNameError) as e:
