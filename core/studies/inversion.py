@@ -159,7 +159,7 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
     feats = perceptual_maps(features) if features is not None else None
     t0 = time.perf_counter()
     images, labels = toyworld.render(scene, n, seed=seed, size=size)
-    lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device="cpu")
+    lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device=labels.device)
     real = _side(generator, segmenter, encoder, layer, images, lut[labels], steps, lr, feats, units_off,
                  batch_size, progress)
     gen = None
