@@ -23,6 +23,7 @@ respect to the encoder or the featuremap only, so no ``.grad`` of a shared model
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -212,6 +213,7 @@ def train_inverter(generator, layer: str = "layer4", steps: int = 1500, batch: i
     ``image_weight`` x L1 of the rest of the generator's rendering of the guess against the image
     (the first ``image_batch`` of the batch: that pass is the costly one; 0 turns it off).
 
+    The encoder's initial weights come from ``seed`` too: a run is a function of its arguments.
     ``resume_state``: a state returned before (in the second element, ``"state"``) to continue from.
     ``checkpoint(state)`` is called every ``checkpoint_every`` steps and at the end. ``progress(step,
     steps, losses)``. Returns ``(encoder, {"state": ..., "log": {...}})``; the encoder is in eval mode."""
@@ -245,7 +247,9 @@ def train_inverter(generator, layer: str = "layer4", steps: int = 1500, batch: i
                              fix="resume with the arguments of the run that saved it")
         enc.load_state_dict(resume_state["encoder"])
     else:
-        enc = LayerEncoder(size, shape[0], shape[1], widths).to(dev)
+        with torch.random.fork_rng(devices=[]):          # the initial weights from seed: the global RNG untouched
+            torch.manual_seed(seed)
+            enc = LayerEncoder(size, shape[0], shape[1], widths).to(dev)
     cfg["encoder"] = enc.config()
     opt = torch.optim.Adam(enc.parameters(), lr=lr)
     start, log = 0, TrainLog()
@@ -260,7 +264,7 @@ def train_inverter(generator, layer: str = "layer4", steps: int = 1500, batch: i
 
     def state(step):
         return {"encoder": {k: v.detach().clone() for k, v in enc.state_dict().items()},
-                "optimizer": opt.state_dict(), "step": step, "config": cfg,
+                "optimizer": copy.deepcopy(opt.state_dict()), "step": step, "config": cfg,
                 "log": {"steps": log.steps, "layer": log.layer, "image": log.image, "seconds": log.seconds}}
 
     t0 = time.perf_counter()

@@ -28,6 +28,7 @@ from core.engine.inversion import LayerEncoder, check_layer, invert
 from core.studies.omissions import image_size
 
 __all__ = ["INVERSION_REAL_SEED", "INVERSION_GEN_SEED", "Recall", "class_recall", "reconstruction_recall",
+           "segmenter_recall",
            "perceptual_maps", "save_encoder", "load_encoder"]
 
 INVERSION_REAL_SEED = 4_000_000   # held out: the GANs trained on seeds 3,000,000 + step (< 35,000 steps)
@@ -103,7 +104,8 @@ class Reconstructions:
 
 def perceptual_maps(features) -> Callable:
     """The perceptual network of an inversion from a toyworld feature network: its encoder's two middle
-    stages' maps (at 1/4 and 1/8 of a 64-px image; a network without ``enc`` is used as it is)."""
+    stages' maps (d2, d3: 1/4 and 1/8 of the image), run on the images at their own size (64 px, not
+    the network's native 128: four times cheaper per step); a network without ``enc`` is used as it is."""
     enc = getattr(features, "enc", None)
     if enc is None:
         return features
@@ -171,6 +173,21 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
         gen = _side(generator, segmenter, encoder, layer, g, g_labels, steps, lr, feats, units_off, batch_size,
                     progress)
     return Reconstructions(real, gen, scene, n, steps, time.perf_counter() - t0)
+
+
+def segmenter_recall(segmenter, scene: str, n: int = 100, seed: int = INVERSION_REAL_SEED, size: int = 64,
+                     device="cpu") -> Recall:
+    """The same per-class recall for the real scenes themselves segmented (no reconstruction): what a
+    perfect reconstruction would score, the segmenter's own misses against the exact labels."""
+    check_segmenter(segmenter)
+    scene = check_choice("scene", scene, toyworld.SCENES)
+    n, seed, size = check_int("n", n, 1, 100_000), check_int("seed", seed, 0), check_int("size", size, 8, 1024)
+    images, labels = toyworld.render(scene, n, seed=seed, size=size)
+    lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device=labels.device)
+    with torch.no_grad():
+        t, h = class_recall(lut[labels].to(device), segmenter.segment(images.to(device)), len(segmenter.labels))
+    zero = np.zeros(n)
+    return Recall(list(segmenter.labels), t.cpu().numpy(), h.cpu().numpy(), h.cpu().numpy(), zero, zero)
 
 
 # ----------------------------------------------------------------------------- encoder files
