@@ -56,12 +56,18 @@ def pin_cache_key(model):
     return model
 
 
-def _revision(name: str) -> str:
+def _revision(name: str, depth: int = 0) -> str:
     """What a cached model is keyed by besides its name: for a user-added model, its registry
     entry's file, digest and time, so a model replaced under its name (Models page) is loaded
-    anew by every session, never served from the shared cache."""
+    anew by every session, never served from the shared cache; for a rewrite, its base's too (a
+    rewrite follows its base by name)."""
     entry = core.models.user_models().get(name)
-    return "" if entry is None else f"{entry.get('path')}|{entry.get('sha256', '')}|{entry.get('added_at', '')}"
+    if entry is None:
+        return ""
+    own = f"{entry.get('path')}|{entry.get('sha256', '')}|{entry.get('added_at', '')}"
+    if entry.get("arch") == "rewrite" and depth < 8:
+        own += " < " + _revision(str(entry.get("base", "")), depth + 1)
+    return own
 
 
 def note_turn(box) -> None:

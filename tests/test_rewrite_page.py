@@ -168,3 +168,27 @@ def test_request_files_bad_and_good():
     assert np.array_equal(masks[f"rw-copy-{MODEL}-2-3"], _mask(*COPY))
     assert np.array_equal(masks[f"rw-paste-{MODEL}-2-4"], _mask(*PASTE))
     assert [r.sample for r in at.session_state["rw_contexts"][(MODEL, 2)]] == [5]
+
+
+def test_a_rewrite_is_loaded_anew_when_its_base_is_replaced(tmp_path, monkeypatch):
+    """The dashboard's shared model key of a saved rewrite follows its base: replacing the base (by its
+    owner) changes the rewrite's revision, so no session is served the old object."""
+    monkeypatch.setenv("GANATOMY_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    import core
+    from core.studies.rewriting import Region, Request, run_request, save_rewrite
+    from dashboard import common
+    m = np.zeros((64, 64), bool)
+    m[40:52, 8:20] = True
+
+    def rw(name, base, replace=False):
+        req = Request(model=base, layer="layer6", copy=Region(1, m), paste=Region(2, m), steps=2, key_samples=10)
+        return save_rewrite(name, run_request(core.load_generator(base), req, cache=False), added_by="ann",
+                            replace=replace)
+
+    rw("lab/base", "toyworld/town")
+    rw("lab/top", "lab/base")
+    before = common._revision("lab/top")
+    assert common._revision("lab/base") in before
+    rw("lab/base", "toyworld/room", replace=True)
+    assert common._revision("lab/top") != before and common._revision("toyworld/town") == ""
