@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from core.base.cache import weights_hash
+from core.base.cache import model_fingerprint
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.hooks import expand_deltas, with_delta
 from core.models import catalog
@@ -36,7 +36,7 @@ def add_rewrite(name: str, base: str, stored: dict, request: dict, *, layer: str
     that made it (JSON-ready, kept with the entry so the rule can be reviewed and rerun). The deltas are
     checked against the base model first (each names one of its parameters, with its shape, finite), so a
     saved rewrite always loads. A ``name`` someone else owns is refused unless it is theirs to replace
-    (``replace=True`` replaces only one's own, or as an admin). ``base_hash``: the weights hash of the model
+    (``replace=True`` replaces only one's own, or as an admin). ``base_hash``: the cache fingerprint (model_fingerprint) of the model
     the rewrite was made on; the base loaded by name must have it (a rewrite made on one model is never
     saved as a rewrite of another). Returns the registry entry."""
     catalog._check_new_name(name)
@@ -61,7 +61,7 @@ def add_rewrite(name: str, base: str, stored: dict, request: dict, *, layer: str
             raise ArgumentTypeError(f"{what} must be a non-empty string", fix=f"pass the rewrite's {what}")
     check_free(name, replace)
     model = load_generator(base)
-    if base_hash is not None and weights_hash(model) != base_hash:
+    if base_hash is not None and model_fingerprint(model) != base_hash:
         raise InputError(f"this rewrite was made on another model than {base!r} (its weights differ)",
                          fix=f"run the request on {base!r} itself, or set the request's model to the one it ran on")
     with_delta(model, expand_deltas(stored))                          # refuses deltas that do not fit the base

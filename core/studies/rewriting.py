@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.base.cache import weights_hash
+from core.base.cache import model_fingerprint
 from core.base.devices import device_of
 from core.base.errors import ArgumentTypeError, InputError
 from core.base.hooks import layer_names
@@ -270,7 +270,7 @@ class RewriteRun:
     goal: Goal
     directions: torch.Tensor | None
     seconds: dict
-    base_hash: str = ""          # the weights the rewrite was made on (a saved rewrite must be of those)
+    base_hash: str = ""          # the model it was made on (its cache fingerprint: pinned once on a shared model)
 
 
 def _check_request_model(generator, req: Request) -> None:
@@ -324,7 +324,7 @@ def run_request(generator, req: Request, progress: Callable | None = None, cache
         rw = rewrite(generator, req.layer, goal, directions, req.options, progress=step)
     seconds["rewrite"] = time.perf_counter() - t1
     seconds["total"] = time.perf_counter() - t0
-    return RewriteRun(req, rw, goal, directions, seconds, weights_hash(generator))
+    return RewriteRun(req, rw, goal, directions, seconds, model_fingerprint(generator) or "")
 
 
 def save_rewrite(name: str, run: RewriteRun, *, added_by: str = "", replace: bool = False) -> dict:
