@@ -37,8 +37,8 @@ def add_rewrite(name: str, base: str, stored: dict, request: dict, *, layer: str
     checked against the base model first (each names one of its parameters, with its shape, finite), so a
     saved rewrite always loads. A ``name`` someone else owns is refused unless it is theirs to replace
     (``replace=True`` replaces only one's own, or as an admin). ``base_hash``: the cache fingerprint
-    (``model_fingerprint``) of the model the rewrite was made on; the base loaded by name must have it (a rewrite made on one model is never
-    saved as a rewrite of another). Returns the registry entry."""
+    (``model_fingerprint``) of the model the rewrite was made on; the base loaded by name must have it
+    (a rewrite made on one model is never saved as a rewrite of another). Returns the registry entry."""
     catalog._check_new_name(name)
     replace = check_switch(replace, "replace")
     added_by = check_added_by(added_by)
