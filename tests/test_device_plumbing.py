@@ -170,10 +170,10 @@ CPU_BY_DESIGN = {
 BUILD_TIME = {("core/models/stylegan2.py", "_fir_kernel")}
 
 
-def _violations():
+def _violations(root=ROOT):
     out = []
-    for path in sorted((ROOT / "core").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
+    for path in sorted((root / "core").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
         tree = ast.parse(path.read_text())
         parents = {}
         for node in ast.walk(tree):
@@ -215,11 +215,10 @@ def test_every_tensor_in_core_names_its_device():
 
 
 def test_the_scan_can_fail(tmp_path, monkeypatch):
-    """The scan sees an unplaced factory and a fixed CPU one (a planted file under core/)."""
-    planted = ROOT / "core" / "_planted_device_scan.py"
+    """The scan sees an unplaced factory and a fixed CPU one (a planted file under a core/ of its own: never
+    in the repository's, where a parallel worker's scan would see it)."""
+    planted = tmp_path / "core" / "_planted_device_scan.py"
+    planted.parent.mkdir()
     planted.write_text("import torch\n\ndef f(x):\n    return x + torch.zeros(3) + torch.ones(3, device='cpu')\n")
-    try:
-        bad = [v for v in _violations() if "_planted_device_scan" in v]
-    finally:
-        planted.unlink()
+    bad = [v for v in _violations(tmp_path) if "_planted_device_scan" in v]
     assert len(bad) == 2 and any("names no device" in b for b in bad) and any("by design" in b for b in bad)
