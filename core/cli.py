@@ -81,7 +81,7 @@ from core.studies.importance import importance_vs_interpretability, labelled_ima
 from core.studies.probes import ToyworldProbes
 from core.studies.rewriting import Request
 from core.studies.units import concept_units
-from core.training.run import VARIANTS, check_train, compact_run, train_gan
+from core.training.run import VARIANTS, check_planting, check_train, compact_run, train_gan
 from core.userdata.flags import load_flags
 
 __all__ = ["main"]
@@ -1126,6 +1126,14 @@ def cmd_train(a):
                     for x in (str(e), e.fix))
         raise type(e)(msg, fix=fix) from None
     _check_run(a)
+    try:
+        check_planting(a.omit or (), a.init, a.freeze, a.d_warmup, a.fid_every)
+    except GanatomyError as e:
+        flags = {"omit": "--omit", "init": "--init", "freeze": "--freeze", "d_warmup": "--d-warmup",
+                 "fid_every": "--fid-every"}
+        msg, fix = (re.sub(r"\b(omit|init|freeze|d_warmup|fid_every)\b", lambda m: flags[m.group(1)], x or "")
+                    for x in (str(e), e.fix))
+        raise type(e)(msg, fix=fix) from None
     if a.threads:
         torch.set_num_threads(a.threads)
     bar = _LazyBar(desc=f"train {a.scene}", unit="step")
@@ -1136,7 +1144,8 @@ def cmd_train(a):
             bar.bar.set_postfix(d=f"{info['d']:.3f}", g=f"{info['g']:.3f}")
 
     res = train_gan(a.out, a.scene, resume=a.resume, device=a.device, progress=progress,
-                    note=lambda text: tqdm.write(text, file=sys.stderr), **options)
+                    note=lambda text: tqdm.write(text, file=sys.stderr), omit=tuple(a.omit or ()), init=a.init,
+                    freeze=a.freeze, d_warmup=a.d_warmup, **options)
     bar.close()
     snaps = res["snapshots"]
     _emit(a, res, f"{res['name']}: step {res['start']} -> {res['step']} in {res['seconds']} s; checkpoint "
@@ -1612,6 +1621,13 @@ def _main(argv=None):
     p.add_argument("--compact-to", default=None, metavar="FILE",
                    help="only write a compact copy of --out/ckpt.pt to FILE (~15 MB, to carry the run to another "
                         "machine; there, copy it to --out/ckpt.pt and --resume) and exit")
+    p.add_argument("--omit", nargs="+", default=None, metavar="CONCEPT",
+                   help="train on a world without these concepts (a planted omission, #34); needs --fid-every 0")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start G from this trained generator (a zoo name or a snapshot file) with a fresh D")
+    p.add_argument("--freeze", default=None, metavar="LAYER",
+                   help="with --init: keep G's layers up to and including LAYER fixed (e.g. layer4)")
+    p.add_argument("--d-warmup", type=int, default=0, help="steps that train D alone first (default 0)")
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object (command, arguments, result) on stdout "
                                                        "and nothing else")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core import toyworld
-from core.base.cache import atomic_path
+from core.base.cache import atomic_path, cache_root, weights_hash
 from core.base.checkpoints import load_checkpoint
 from core.base.devices import device_of
 from core.base.errors import CheckpointError, InputError
@@ -29,10 +29,11 @@ from core.studies.omissions import image_size
 
 __all__ = ["INVERSION_REAL_SEED", "INVERSION_GEN_SEED", "Recall", "class_recall", "reconstruction_recall",
            "segmenter_recall",
-           "perceptual_maps", "save_encoder", "load_encoder"]
+           "perceptual_maps", "save_encoder", "load_encoder", "encoder_for", "encoder_paths", "SHIPPED_INVERTERS"]
 
 INVERSION_REAL_SEED = 4_000_000   # held out: the GANs trained on seeds 3,000,000 + step (< 35,000 steps)
 INVERSION_GEN_SEED = 11           # the generated samples of the ceiling (the encoder trained on seed 7)
+SHIPPED_INVERTERS = Path(__file__).resolve().parents[1] / "weights" / "inverters"
 
 
 def class_recall(labels: torch.Tensor, predicted: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,3 +214,39 @@ def load_encoder(path, device="cpu") -> tuple[LayerEncoder, dict]:
     enc = LayerEncoder(**blob["config"])
     enc.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
     return enc.to(device).eval().requires_grad_(False), dict(blob.get("meta") or {})
+
+
+def encoder_paths(generator_name: str, layer: str = "layer4") -> list[Path]:
+    """Where an inverter of ``generator_name`` (a zoo name like ``toyworld/town``, or a checkpoint of
+    it ``toyworld/town@step-N`` when it has one of its own) into ``layer`` is looked for, first
+    first: the user's trained one in ``cache/inverters/`` (``scripts/train_inverter.py``), then
+    the shipped one in ``core/weights/inverters/``. Files are named ``<scene>-<layer>.pt``."""
+    stem = str(generator_name).split("/")[-1].replace("@", "_")
+    return [cache_root() / "inverters" / f"{stem}-{layer}.pt", SHIPPED_INVERTERS / f"{stem}-{layer}.pt"]
+
+
+def encoder_for(generator, generator_name: str, layer: str = "layer4", device=None) -> tuple[LayerEncoder, dict]:
+    """The inverter trained for this generator and ``layer`` (see :func:`encoder_paths`), with its
+    meta (``meta["path"]`` says which file). An encoder records the weights it was trained on; one
+    trained on other weights (a fine-tune, a rewrite under the same name) is refused with a
+    :class:`CheckpointError` naming the generator, as is a generator with none."""
+    check_generator(generator, probe=False)
+    layer = check_layer(generator, layer)
+    want = weights_hash(generator)
+    seen = []
+    for path in encoder_paths(generator_name, layer):
+        if not path.is_file():
+            continue
+        enc, meta = load_encoder(path, device=device if device is not None else device_of(generator))
+        if meta.get("weights") == want:
+            meta["path"] = str(path)
+            return enc, meta
+        seen.append(path)
+    if seen:
+        raise CheckpointError(f"generator: the inverter at {seen[0]} was trained on other weights than "
+                              f"{generator_name}'s", fix="train one for this generator: python "
+                              "scripts/train_inverter.py --phase train --scenes SCENE --resume")
+    raise CheckpointError(f"generator: no inverter into {layer} for {generator_name} (looked in cache/inverters/ "
+                          "and core/weights/inverters/)",
+                          fix="train one (about 25 min on 2 CPU cores): python scripts/train_inverter.py --phase "
+                              "train --scenes SCENE --steps 1200 --resume")

@@ -114,10 +114,11 @@ class EMA:
 
 class RealScenes(torch.utils.data.IterableDataset):
     """Endless stream of real toyworld batches, rendered in DataLoader workers; batch ``i`` is
-    always ``render(scene, batch, seed0 + i)`` whatever the number of workers."""
+    always ``render(scene, batch, seed0 + i, omit=omit)`` whatever the number of workers."""
 
-    def __init__(self, scene: str, batch: int, size: int, seed0: int, start: int = 0):
+    def __init__(self, scene: str, batch: int, size: int, seed0: int, start: int = 0, omit=()):
         self.scene, self.batch, self.size, self.seed0, self.start = scene, batch, size, seed0, start
+        self.omit = tuple(omit)     # concepts the world is rendered without (toyworld.render's omit)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -126,5 +127,5 @@ class RealScenes(torch.utils.data.IterableDataset):
             torch.set_num_threads(1)
         i = self.start + wid
         while True:
-            yield toyworld.render(self.scene, self.batch, seed=self.seed0 + i, size=self.size)[0]
+            yield toyworld.render(self.scene, self.batch, seed=self.seed0 + i, size=self.size, omit=self.omit)[0]
             i += nw

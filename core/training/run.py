@@ -36,7 +36,8 @@ from core.training.loop import (
     shipped_state,
 )
 
-__all__ = ["D_CHANNELS", "G_CHANNELS", "SNAPSHOTS", "VARIANTS", "check_train", "compact_run", "train_gan"]
+__all__ = ["D_CHANNELS", "G_CHANNELS", "SNAPSHOTS", "VARIANTS", "check_planting", "check_train", "compact_run",
+           "train_gan"]
 
 # Generator widths per resolution (4x4, 8x8, ...): 256 units at the 8x8 layers (the layers the
 # paper dissects), narrower elsewhere so that a model is ~1.5M parameters (3 MB in fp16) and
@@ -105,7 +106,8 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
               r1_every: int = 4, z_dim: int = 128, seed: int = 0, workers: int = 1, fid_every: int = 500,
               fid_n: int = 1000, swd_n: int = 500, snapshot_every: int = 1000, ckpt_every: int = 250,
               resume: bool = False, device=None, progress: Callable | None = None,
-              note: Callable | None = None) -> dict:
+              note: Callable | None = None, omit=(), init=None, freeze: str | None = None,
+              d_warmup: int = 0) -> dict:
     """Train a toyworld ProGAN on ``scene`` for ``steps`` steps into the folder ``run`` (see the
     module docs), or continue it from ``run/ckpt.pt`` with ``resume=True`` (a full or a compact
     checkpoint; ``lr``, ``r1`` and ``batch`` may change, the networks may not).
@@ -118,6 +120,15 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
     after every step; ``note(text)`` for each message (resumed, FID, stopped). SIGTERM / Ctrl-C
     (in the main thread) finish the step, save and return.
 
+    A planted omission (#34: a generator that never draws a concept the real scenes have):
+    ``omit`` renders the real scenes without those concepts (``toyworld.render(..., omit=)``);
+    ``init`` starts G and its EMA from a trained generator (a zoo name or a generator of the same
+    widths) instead of random weights, with a fresh D; ``freeze`` keeps G's layers up to and
+    including that one fixed (e.g. ``"layer4"``: the featuremap that an inverter into layer4
+    reads is the init's, so its encoder serves the new generator); ``d_warmup`` steps train D
+    alone first (a fresh D against a trained G). Training-time FID is refused with ``omit`` (its
+    reference is the full world): give ``fid_every=0``.
+
     Returns ``{"run", "name", "start", "step", "images", "seconds", "checkpoint", "snapshots",
     "log", "config", "stopped"}``."""
     gch, dch = check_train(scene, steps=steps, res=res, batch=batch, g_channels=g_channels, d_channels=d_channels,
@@ -126,6 +137,7 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
                            ckpt_every=ckpt_every)
     check_callable("progress", progress)
     check_callable("note", note)
+    omit, freeze, d_warmup = check_planting(omit, init, freeze, d_warmup, fid_every)
     note = note or (lambda text: None)
     run = Path(run)
     name = scene + (f"_{variant}" if variant else "")
@@ -136,13 +148,20 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
               "variant": variant}
     # the batch may change across resumes (a GPU takes larger ones); the log and the images
     # count say what each stretch used
+    if omit or init is not None or freeze:      # only then: older runs' configs resume unchanged
+        config.update({"omit": list(omit), "init": _init_name(init), "freeze": freeze, "d_warmup": d_warmup})
     same_net = {k: v for k, v in config.items() if k != "batch"}
     G = ProGAN(z_dim, gch, pixelnorm=variant != "nopn").to(dev)
+    if init is not None and not (resume and (run / "ckpt.pt").exists()):
+        _load_init(G, init)
+    frozen = _frozen_layers(G, freeze)
+    for name_, p in G.named_parameters():
+        p.requires_grad_(name_.split(".")[0] not in frozen)
     D = gan.Discriminator(dch, mbstd=variant != "nostd").to(dev)
     if dev.type == "cuda":
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     ema = gan.EMA(G)
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_g = torch.optim.Adam([p for p in G.parameters() if p.requires_grad], lr=lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
     start, spent, log, images = 0, 0.0, [], 0
     ck_path = run / "ckpt.pt"
@@ -187,7 +206,7 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
         return round(q["fid"], 3), None if q["ms_swd"] is None else round(q["ms_swd"]["avg"], 2)
 
     data = torch.utils.data.DataLoader(
-        gan.RealScenes(scene, batch, res, GAN_SEED0, start=start), batch_size=None,
+        gan.RealScenes(scene, batch, res, GAN_SEED0, start=start, omit=omit), batch_size=None,
         num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=workers > 0,
         # its own generator: creating the iterator must not draw from the global RNG that the z
         # samples come from, or a resumed run would drift from an uninterrupted one
@@ -200,7 +219,9 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
                 "ms_swd": ms_swd, "ms_swd_samples": swd_n, "z_dim": z_dim, "pixelnorm": variant != "nopn",
                 "minibatch_stddev": variant != "nostd", "train_seconds": round(timer.elapsed(), 1),
                 "hardware": hardware(), "loss": f"non-saturating + R1 (gamma {r1:g})", "batch": batch, "lr": lr,
-                "fid_samples": fid_n, "g_channels": list(gch), "images": images}
+                "fid_samples": fid_n, "g_channels": list(gch), "images": images,
+                **({"omit": list(omit), "init": _init_name(init), "freeze": freeze, "d_warmup": d_warmup}
+                   if "omit" in config else {})}
         save_atomic({"state_dict": shipped_state(ema.model), "meta": meta}, run / "snapshots" / f"step-{step}.pt")
 
     stop = {"now": False}
@@ -227,14 +248,15 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
                 r1_pen = gan.r1_penalty(D, reals.float())
                 (0.5 * r1 * r1_every * r1_pen).backward()
             opt_d.step()
-            # generator
+            # generator (after the discriminator's warm-up)
             z = torch.randn(batch, z_dim, device=dev)
             with torch.autocast(**amp):
                 lg = gan.g_loss(D(G(z)).float())
-            opt_g.zero_grad(set_to_none=True)
-            lg.backward()
-            opt_g.step()
-            ema.update(G, beta=min(0.999, (1 + step) / (10 + step)))
+            if step >= d_warmup:
+                opt_g.zero_grad(set_to_none=True)
+                lg.backward()
+                opt_g.step()
+                ema.update(G, beta=min(0.999, (1 + step - d_warmup) / (10 + step - d_warmup)))
             images += batch
             info = {}
             if step % 50 == 0:
@@ -273,6 +295,58 @@ def train_gan(run: str | Path, scene: str, *, steps: int = 30_000, res: int = 64
             "seconds": round(timer.elapsed(), 1), "checkpoint": str(ck_path),
             "snapshots": [{"step": s, "path": str(p)} for s, p in run_snapshots(run)], "log": log,
             "config": config, "stopped": stop["now"]}
+
+
+def check_planting(omit, init, freeze, d_warmup, fid_every):
+    """(omit as a sorted tuple of concept names, freeze, d_warmup), checked before any work."""
+    if isinstance(omit, str):
+        omit = (omit,)
+    toyworld._check_omit(omit)                      # unknown concepts: one refusal naming them
+    omit = tuple(sorted(set(omit)))
+    if omit and fid_every > 0:
+        raise InputError("omit: training-time FID measures against the full world, not the one without "
+                         f"{', '.join(omit)}", fix="give fid_every=0 (--fid-every 0) with omit")
+    if init is not None and not isinstance(init, (str, Path, torch.nn.Module)):
+        raise InputError(f"init must be a generator's name or a generator, got {type(init).__name__}",
+                         fix="e.g. init='toyworld/town'")
+    if freeze is not None and (not isinstance(freeze, str) or not freeze.startswith("layer")):
+        raise InputError(f"freeze must be a generator layer name such as 'layer4', got {freeze!r:.40}",
+                         fix="give freeze='layer4' (that layer and the ones before it stay fixed)")
+    if freeze is not None and init is None:
+        raise InputError("freeze without init would keep random layers fixed", fix="give init= a trained generator")
+    d_warmup = check_int("d_warmup", d_warmup, 0)
+    return omit, freeze, d_warmup
+
+
+def _init_name(init) -> str | None:
+    if init is None or isinstance(init, (str, Path)):
+        return None if init is None else str(init)
+    return str(getattr(init, "source", None) or type(init).__name__)
+
+
+def _load_init(G, init) -> None:
+    """G's weights from ``init`` (a zoo name, a snapshot path or a generator), refused when the
+    widths differ."""
+    if isinstance(init, (str, Path)):
+        from core.models import load_generator
+        init = load_generator(str(init), device="cpu")
+    state = {k: v.float() for k, v in init.state_dict().items()}
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as e:
+        raise InputError(f"init: its layers do not match the run's generator ({str(e)[:200]})",
+                         fix="give the run the init's widths (--g-channels) and z size (--z-dim)") from None
+
+
+def _frozen_layers(G, freeze: str | None) -> set[str]:
+    """The names of G's top-level layers up to and including ``freeze``."""
+    if freeze is None:
+        return set()
+    names = [n for n, _ in G.named_children()]
+    if freeze not in names:
+        raise InputError(f"freeze: the generator has no layer {freeze!r}; its layers: {', '.join(names)}",
+                         fix="give freeze= one of them, e.g. 'layer4'")
+    return set(names[:names.index(freeze) + 1])
 
 
 def compact_run(run: str | Path, dest: str | Path) -> dict:
