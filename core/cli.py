@@ -10,6 +10,9 @@ to ``DIR/<command>.json`` (tables also as CSV); progress bars go to stderr.
     ganatomy ace --model toyworld/town --layer layer4 --concept door --json     # causal units (eq. 5-6)
     ganatomy curve --model toyworld/town --layer layer4 --concept door --seeds 0 1 2 --json
     ganatomy unit-fid --model toyworld/town --layer layer4 --samples 2000 --top 200 --json
+    ganatomy omissions --model my-gan --real-dir photos/ --samples 500 --out DIR   # vs your real images
+    ganatomy invert --model toyworld/town --scene town --n 8 --steps 100 --out DIR  # layer inversion
+    ganatomy invert --model toyworld/town --images photos/ --out DIR                # your own images
     ganatomy precompute --model my-gan --layers layer4 layer6 --bases sae   # the pages, instant
     ganatomy train --scene lake --steps 2000 --out runs/lake              # resumable (--resume)
     ganatomy train --scene lake --out runs/lake --compact-to carry/lake.pt  # a small copy to carry
@@ -57,6 +60,7 @@ from core.engine.classifier_dissection import RULES, dissect_classifier
 from core.engine.dissection import dissect, label_categories
 from core.engine.importance import unit_importance
 from core.engine.intervention import Edit, insertion_constants
+from core.engine.inversion import invert
 from core.engine.repair import repair_table, unit_fid
 from core.models import (
     architectures,
@@ -74,10 +78,12 @@ from core.models import (
     status,
 )
 from core.outputs.report import write_outputs
-from core.outputs.visualize import png_bytes, side_by_side
+from core.outputs.visualize import png_bytes, side_by_side, to_uint8
 from core.studies import comparisons, context, evaluation, over_seeds, rewrite_rules, rewriting
 from core.studies import omissions as omission_study
+from core.studies.image_folder import ImageFolder
 from core.studies.importance import importance_vs_interpretability, labelled_images
+from core.studies.inversion import INVERSION_REAL_SEED, class_recall, encoder_for, perceptual_maps
 from core.studies.probes import ToyworldProbes
 from core.studies.rewriting import Request
 from core.studies.units import concept_units
@@ -815,29 +821,170 @@ def cmd_repair(a):
 
 def cmd_omissions(a):
     """What the generator leaves out ("Seeing What a GAN Cannot Generate"): per class, the mean area
-    and share of images of --samples generated images against as many real toyworld scenes (through
-    the segmenter and from their exact labels), the relative change, and the Fréchet Segmentation
-    Distance with its mean and covariance terms and its real-vs-real floor."""
+    and share of images of --samples generated images against as many real images: toyworld scenes
+    (through the segmenter and from their exact labels) or, with --real-dir, a folder of your own PNG /
+    JPEG images at the generator's size (through the segmenter only; it needs 2 x --samples images: the
+    real-vs-real floor compares two disjoint halves of the folder), the relative change, and the Fréchet
+    Segmentation Distance with its mean and covariance terms and its real-vs-real floor. --out also
+    writes omissions.png, the chart of the classes of largest real area."""
     _flag("--samples", check_samples, "n_samples", a.samples, 2, images_per_sample=3)
     _flag("--seed", check_int, "seed", a.seed)
     _flag("--real-seed", check_int, "real_seed", a.real_seed)
     _flag("--batch-size", check_int, "batch_size", a.batch_size, 1)
+    if a.real_dir is not None and a.scene is not None:
+        raise InputError("--scene and --real-dir both given: the real images are toyworld scenes or a folder",
+                         fix="drop --scene (your images) or --real-dir (toyworld scenes)")
+    if a.real_dir is None and (a.resize or a.convert):
+        raise InputError("--resize / --convert apply to the images of --real-dir", fix="give --real-dir DIR or "
+                         "drop them")
+    _check_real_dir(a.real_dir, "--real-dir")
     _check_run(a)
     G, seg = _load(a, segmenter=True)
-    scene = _flag("--scene", omission_study.scene_of, G, a.scene)
     bar = _LazyBar(desc="omissions", unit="img")
-    res = omission_study.toyworld_omissions(G, seg, scene, a.samples, seed=a.seed, real_seed=a.real_seed,
-                                            batch_size=a.batch_size, progress=bar.set, cache=not a.no_cache)
+    if a.real_dir is not None:
+        scene = None
+        real = ImageFolder(a.real_dir, omission_study.image_size(G), resize=a.resize, convert=a.convert,
+                           seed=a.real_seed, arg="--real-dir")
+        res = omission_study.folder_omissions(G, seg, real, a.samples, seed=a.seed, real_seed=a.real_seed,
+                                              batch_size=a.batch_size, progress=bar.set, cache=not a.no_cache)
+        what = f"real images of {a.real_dir} ({len(real)} in the folder; no exact labels)"
+    else:
+        scene = _flag("--scene", omission_study.scene_of, G, a.scene)
+        res = omission_study.toyworld_omissions(G, seg, scene, a.samples, seed=a.seed, real_seed=a.real_seed,
+                                                batch_size=a.batch_size, progress=bar.set, cache=not a.no_cache)
+        what = f"real {scene} scenes"
     bar.close()
     table = res.table()
     summary = res.summary()
-    result = {"scene": scene, **summary, "classes": table}
+    result = {"scene": scene, "real_dir": None if a.real_dir is None else str(a.real_dir), **summary,
+              "classes": table}
     f, fl = summary["fsd"], summary["floor"]
     _emit(a, result, f"FSD {f['fsd']:.4g} (mean {f['mean_term']:.4g}, covariance {f['cov_term']:.4g}); real vs real "
-                     f"floor {fl['fsd']:.4g}; {res.n_samples} generated vs {res.n_samples} real {scene} scenes\n"
+                     f"floor {fl['fsd']:.4g}; {res.n_samples} generated vs {res.n_samples} {what}\n"
                      f"omitted (relative change <= {summary['omitted_below']:.0%}, real area >= "
                      f"{summary['min_area']:g}): {', '.join(summary['omitted']) or 'none'}\n"
                      + _table(table, a.show), tables={"omissions": table})
+    if a.out:
+        chart = atomic_write_bytes(Path(a.out) / "omissions.png", png_bytes(omission_study.chart_png(res)))
+        if not a.json:
+            print(f"wrote {chart}")
+
+
+def _check_real_dir(folder, flag: str):
+    """The cheap part of a folder's checks, before any model is loaded (the rest needs the model's size)."""
+    if folder is None:
+        return
+    p = Path(folder).expanduser()
+    if not str(folder).strip() or not p.exists():
+        raise InputError(f"{flag}: the folder {ascii(str(folder))[1:-1][:80]} does not exist",
+                         fix=f"give {flag} an existing folder of PNG or JPEG images")
+    if not p.is_dir():
+        raise InputError(f"{flag}: {ascii(str(folder))[1:-1][:80]} is a file, not a folder",
+                         fix=f"give {flag} the folder that holds the images")
+
+
+def _file_stem(name: str) -> str:
+    """A file name's stem made safe for an output file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).stem)[:60] or "image"
+
+
+def cmd_invert(a):
+    """Reconstruct images through the generator by layer inversion ("Seeing What a GAN Cannot Generate",
+    section 3): each image's --layer featuremap starts from the model's trained inverter (shipped for
+    toyworld/town; others: python scripts/train_inverter.py) and is optimised for --steps steps (L1 + the
+    toyworld feature network's perceptual term, --no-perceptual drops it); the rest of the generator renders
+    it. The images: a folder of your own PNG / JPEG images at the generator's size (--images, sorted by name;
+    --n: the first N) or --n toyworld scenes of --scene (seed --seed, held out from the GANs' training).
+    --out gets per image NAME-reconstruction.png and NAME-grid.png (original | reconstruction; for toyworld
+    scenes also the segmentation of both) and invert.json / invert.csv: per image the reconstruction's L1
+    (pixels in [-1, 1]) and, for toyworld scenes, the per-class recall of the exact labels in the
+    reconstruction's segmentation (and the segmenter's on the originals: a perfect reconstruction's)."""
+    if (a.images is None) == (a.scene is None):
+        raise InputError("give one of --images DIR (your images) or --scene SCENE (toyworld scenes)"
+                         + (", not both" if a.images is not None else ""),
+                         fix="e.g. --images photos/ or --scene town --n 8")
+    if a.images is None and (a.resize or a.convert):
+        raise InputError("--resize / --convert apply to the images of --images", fix="give --images DIR or drop them")
+    n = None if a.n is None else _flag("--n", check_int, "n", a.n, 1, 10_000)
+    _flag("--steps", check_int, "steps", a.steps, 0, 100_000)
+    _flag("--lr", check_float, "lr", a.lr, 0, lo_open=True)
+    _flag("--seed", check_int, "seed", a.seed, 0)
+    _flag("--batch-size", check_int, "batch_size", a.batch_size, 1)
+    _check_real_dir(a.images, "--images")
+    _check_run(a)
+    G, seg = _load(a, segmenter=a.scene is not None)
+    layer = _layer_of(G, a.layer)
+    enc, meta = _flag("--model", encoder_for, G, a.model, layer)
+    size = omission_study.image_size(G)
+    if enc.image_size != size:
+        raise InputError(f"--model: its inverter takes {enc.image_size}-px images, the generator makes {size}-px "
+                         "ones", fix="train the inverter again for this generator: python scripts/train_inverter.py")
+    if a.images is not None:
+        folder = ImageFolder(a.images, size, resize=a.resize, convert=a.convert, arg="--images")
+        n = folder.check_count(n if n is not None else len(folder), "images (--n)")
+        names = [f"{i:03d}-{_file_stem(f)}" for i, f in enumerate(folder.names[:n])]
+        images, labels, source = folder.load(range(n)), None, {"images": str(a.images), "files": folder.names[:n]}
+    else:
+        n = n if n is not None else 8
+        missing = [c for c in toyworld.LABELS if c not in seg.labels]
+        if missing:
+            raise InputError(f"--segmenter: it lacks toyworld's labels {missing[:5]}",
+                             fix="use --segmenter toyworld for toyworld scenes")
+        images, labels = toyworld.render(a.scene, n, seed=a.seed, size=size)
+        names = [f"{i:03d}-{a.scene}-{a.seed}" for i in range(n)]
+        source = {"scene": a.scene, "seed": a.seed}
+    feats = None if a.no_perceptual else perceptual_maps(load_features("toyworld", device=device_of(G)))
+    bar = _LazyBar(desc="invert", unit="step")
+    inv = invert(G, layer, enc, images, a.steps, a.lr, feats, bar.set, batch_size=a.batch_size)
+    bar.close()
+    dev = device_of(G)
+    with torch.no_grad():
+        l1 = inv.l1(images).cpu().numpy()
+        l1_0 = (inv.initial_reconstruction - images.to(dev)).abs().flatten(1).mean(1).cpu().numpy()
+    rows = [{"image": names[i], "l1": float(l1[i]), "l1_encoder_only": float(l1_0[i])} for i in range(n)]
+    result = {"model": a.model, "layer": layer, "inverter": meta.get("path"), "n": n, "steps": a.steps, "lr": a.lr,
+              "perceptual": not a.no_perceptual, **source, "seconds": inv.seconds, "mean_l1": float(l1.mean()),
+              "mean_l1_encoder_only": float(l1_0.mean())}
+    panels = [to_uint8(images), to_uint8(inv.reconstruction)]
+    if labels is not None:
+        C = len(seg.labels)
+        with torch.no_grad():
+            seg_real, seg_rec = seg.segment(images.to(dev)), seg.segment(inv.reconstruction)
+            exact = torch.tensor([seg.labels.index(c) for c in toyworld.LABELS], device=dev)[labels.to(dev)]
+            true, hit = (t.cpu().numpy() for t in class_recall(exact, seg_rec, C))
+            _, hit_seg = (t.cpu().numpy() for t in class_recall(exact, seg_real, C))
+            to_toy = torch.tensor([toyworld.LABELS.index(c) if c in toyworld.LABELS else 0 for c in seg.labels],
+                                  device=dev)
+            panels += [toyworld.colorize(to_toy[m]).cpu().numpy() for m in (seg_real, seg_rec)]
+        present = true > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(present, hit / np.maximum(true, 1), np.nan)
+        for i, r in enumerate(rows):
+            r["recall"] = float(np.nanmean(recall[i]))
+            r.update({f"recall_{seg.labels[c]}": float(recall[i, c]) for c in range(C) if present[i, c]})
+        pooled = {seg.labels[c]: float(hit[:, c].sum() / true[:, c].sum()) for c in range(C) if true[:, c].sum() > 0}
+        seg_pooled = {seg.labels[c]: float(hit_seg[:, c].sum() / true[:, c].sum()) for c in range(C)
+                      if true[:, c].sum() > 0}
+        result.update({"mean_recall": float(np.mean(list(pooled.values()))), "per_class_recall": pooled,
+                       "segmenter_mean_recall": float(np.mean(list(seg_pooled.values()))),
+                       "segmenter_per_class_recall": seg_pooled})
+    out = Path(a.out)
+    for i, name in enumerate(names):
+        rows[i]["reconstruction"] = atomic_write_bytes(out / f"{name}-reconstruction.png", png_bytes(panels[1][i])).name
+        rows[i]["grid"] = atomic_write_bytes(out / f"{name}-grid.png", png_bytes(side_by_side([p[i] for p in panels]),
+                                                                                   scale=2)).name
+    result["images"] = rows
+    first = ["image", "l1", "l1_encoder_only", "recall"]
+    recalls = [f"recall_{c}" for c in (seg.labels if seg is not None else ()) if any(f"recall_{c}" in r for r in rows)]
+    table = pd.DataFrame(rows, columns=[c for c in first if c in rows[0]] + recalls + ["reconstruction", "grid"])
+    text = f"{n} images inverted into {layer} ({a.steps} steps, {inv.seconds:.1f} s): mean L1 {l1.mean():.4f} " \
+           f"(encoder only {l1_0.mean():.4f})"
+    if labels is not None:
+        text += f"; mean recall over classes {result['mean_recall']:.3f} (the segmenter on the originals: " \
+                f"{result['segmenter_mean_recall']:.3f})"
+    _emit(a, result, text + "\n" + _table(table[[c for c in ("image", "l1", "l1_encoder_only", "recall")
+                                                  if c in table]], a.show)
+          + f"\nwrote {2 * n} PNGs to {out}", tables={"invert": table})
 
 
 def cmd_rewrite(a):
@@ -1143,9 +1290,17 @@ def cmd_train(a):
         if info:                             # the losses, every 50 steps
             bar.bar.set_postfix(d=f"{info['d']:.3f}", g=f"{info['g']:.3f}")
 
-    res = train_gan(a.out, a.scene, resume=a.resume, device=a.device, progress=progress,
-                    note=lambda text: tqdm.write(text, file=sys.stderr), omit=tuple(a.omit or ()), init=a.init,
-                    freeze=a.freeze, d_warmup=a.d_warmup, **options)
+    # denormal floats in a trained generator's activations slow a CPU step several times (a 30-step
+    # fine-tune of toyworld/town: 25.6 s with them, 9.7 s flushed to zero); the setting is the
+    # process's, so it is put back afterwards for a caller that runs commands in-process
+    flushed = torch.set_flush_denormal(True)
+    try:
+        res = train_gan(a.out, a.scene, resume=a.resume, device=a.device, progress=progress,
+                        note=lambda text: tqdm.write(text, file=sys.stderr), omit=tuple(a.omit or ()), init=a.init,
+                        freeze=a.freeze, d_warmup=a.d_warmup, **options)
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
     bar.close()
     snaps = res["snapshots"]
     _emit(a, res, f"{res['name']}: step {res['start']} -> {res['step']} in {res['seconds']} s; checkpoint "
@@ -1288,6 +1443,13 @@ def _labeling_flags(p):
     p.add_argument("--objects-only", action="store_true", help="label units with objects only (no stuff classes)")
     p.add_argument("--pixel-accuracy", type=float, default=None, help="also ask pixel accuracy above this (Fig. 5: "
                                                                        "0.75)")
+
+
+def _image_flags(p, flag: str):
+    p.add_argument("--resize", action="store_true", help=f"centre-crop and resize the images of {flag} to the "
+                                                         "generator's size (default: other sizes are refused)")
+    p.add_argument("--convert", action="store_true", help=f"convert grey / RGBA / palette images of {flag} to RGB "
+                                                          "(default: refused)")
 
 
 def _run_flags(p, cache: bool = True, device: bool = True, tables: str = ""):
@@ -1501,8 +1663,31 @@ def _main(argv=None):
     p.add_argument("--real-seed", type=int, default=OMISSIONS_REAL_SEED,
                    help=f"real scenes' seed (default {OMISSIONS_REAL_SEED}; the floor's: its stream omissions.floor)")
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--real-dir", default=None, help="real images: a folder of your PNG / JPEG images at the "
+                                                    "generator's size, 2 x --samples of them (instead of --scene)")
+    _image_flags(p, "--real-dir")
     p.add_argument("--show", type=int, default=30, help="classes listed (default 30; the JSON has all)")
-    _run_flags(p, tables="omissions.csv")
+    _run_flags(p, tables="omissions.csv, omissions.png")
+
+    p = _sub(sub, "invert", cmd_invert, "reconstruct images through the generator by layer inversion")
+    _model_flags(p)
+    _layer_flag(p)
+    p.add_argument("--images", default=None, help="a folder of your PNG / JPEG images at the generator's size")
+    p.add_argument("--scene", choices=list(toyworld.SCENES), default=None, help="or toyworld scenes of this type")
+    p.add_argument("--n", type=int, default=None, help="images inverted (default: 8 scenes, or every image of "
+                                                       "--images; there the first N by name)")
+    p.add_argument("--seed", type=int, default=INVERSION_REAL_SEED,
+                   help=f"the scenes' seed (default {INVERSION_REAL_SEED}: held out from the GANs' training)")
+    p.add_argument("--steps", type=int, default=100, help="optimisation steps per image (default 100)")
+    p.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (default 0.01)")
+    p.add_argument("--batch-size", type=int, default=100, help="images optimised together (default 100)")
+    p.add_argument("--no-perceptual", action="store_true", help="L1 only (no toyworld feature-network term)")
+    _image_flags(p, "--images")
+    p.add_argument("--show", type=int, default=30, help="images listed (default 30; the JSON has all)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU if there is one)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (command, arguments, result) on stdout "
+                                                       "and nothing else")
+    p.add_argument("--out", required=True, help="the folder for the PNGs, invert.json and invert.csv")
 
     p = _sub(sub, "rewrite", cmd_rewrite, "rewrite a rule of the generator from a request (Rewrite page)")
     p.add_argument("--request", required=True, help="a request file (JSON) saved by the Rewrite page")

@@ -20,6 +20,10 @@ cache looks there after ``cache/``):
   through the segmenter, the real-vs-real floor, the exact labels) of every scene type's base model
   at the Omissions page's default (2,000 images per side), at full precision (a few 27 x 27
   sums each; FSD is a small difference of traces, so its sums are not rounded).
+- the reconstruction gallery of the Omissions page (``core.studies.inversion.reconstruction_gallery``:
+  ``GALLERY_N`` held-out real scenes inverted into layer4 in ``GALLERY_STEPS`` steps, their
+  reconstructions, segmentations and what each drops) of every base model with a shipped inverter
+  (``core/weights/inverters``), as stored (PNGs and uint8 label maps, about 60 KB each).
 
 Every entry is keyed by the weights' hash, the segmenter's and the code's version, as the cache
 is: weights trained again, or a change of the labelling code, make a shipped entry unreachable
@@ -44,10 +48,12 @@ DASHBOARD_SAMPLES = 500          # dashboard/common.py: default_samples()
 EVOLUTION_SAMPLES = 200          # dashboard/views/evolution.py: the slider's default
 INSERTION_SAMPLES = 100          # paint.py: min(100, n); whatif.py: 100
 OMISSION_SAMPLES = 2000          # dashboard/views/omissions.py: the sample count's default
-KINDS = ("dissect", "insertion", "basis", "omissions")
+GALLERY_N, GALLERY_STEPS = 8, 100  # dashboard/views/omissions.py: the gallery's scenes and steps
+KINDS = ("dissect", "insertion", "basis", "omissions", "gallery")
+STORED = {"gallery": "inversion.gallery"}   # the cache kind of a shipped kind, where the names differ
 BUDGET_MB = 7.5                  # the repository's history grows by at most this much per re-ship (--kinds: less)
 HALF = ("basis",)                # kinds whose float arrays ship as float16
-FULL = ("omissions",)            # kinds whose arrays ship as they are (float64, int64)
+FULL = ("omissions", "inversion.gallery")   # kinds whose arrays ship as they are (float64, int64)
 
 
 def plan(layers=("layer4", "layer6")) -> list[dict]:
@@ -121,6 +127,42 @@ def check_omissions() -> list[str]:
     seg = core.load_segmenter("toyworld")
     return [f"omissions {m} n={OMISSION_SAMPLES}" for m in base_models()
             if toyworld_omissions(core.load_generator(m), seg, n_samples=OMISSION_SAMPLES, cached_only=True) is None]
+
+
+def gallery_models() -> list[str]:
+    """The base models with a shipped inverter (``core/weights/inverters/<scene>-layer4.pt``)."""
+    from core.studies.inversion import encoder_paths
+    return [m for m in base_models() if encoder_paths(m)[-1].is_file()]
+
+
+def _gallery(m: str, progress=None, cached_only: bool = False):
+    import core
+    from core.studies.inversion import encoder_for, reconstruction_gallery
+    from core.studies.omissions import card_scene
+    G = core.load_generator(m)
+    enc, _ = encoder_for(G, m)
+    return reconstruction_gallery(G, core.load_segmenter("toyworld"), enc, card_scene(G), GALLERY_N,
+                                  steps=GALLERY_STEPS, features=core.load_features(), progress=progress,
+                                  cached_only=cached_only)
+
+
+def compute_gallery(progress=print) -> int:
+    """The Omissions page's reconstruction gallery of every base model with a shipped inverter, into the
+    current cache (the inverter is the shipped one: the current cache is empty)."""
+    for m in gallery_models():
+        t = time.perf_counter()
+        s = _gallery(m).summary()
+        worst = sorted(s["per_class"].items(), key=lambda kv: kv[1])[:3]
+        progress(f"gallery {m} n={GALLERY_N} steps={GALLERY_STEPS}: mean recall {s['mean_recall']:.3f} (segmenter "
+                 f"alone {s['segmenter_mean_recall']:.3f}), L1 {s['l1']:.4f}, dropped most "
+                 f"{', '.join(f'{c} {r:.2f}' for c, r in worst)}, {time.perf_counter() - t:.1f} s")
+    return len(gallery_models())
+
+
+def check_gallery() -> list[str]:
+    """The planned galleries that the shipped results do not answer."""
+    return [f"gallery {m} n={GALLERY_N} steps={GALLERY_STEPS}" for m in gallery_models()
+            if _gallery(m, cached_only=True) is None]
 
 
 def compute(items, layers, progress=print):
@@ -202,7 +244,7 @@ def main(argv=None):
     if a.check:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["GANATOMY_CACHE"] = tmp           # only the shipped results can answer
-            missing = check(plan(layers)) + check_bases(layers) + check_omissions()
+            missing = check(plan(layers)) + check_bases(layers) + check_omissions() + check_gallery()
         print("shipped results are current" if not missing else "not answered by the shipped results:\n  "
               + "\n  ".join(missing))
         sys.exit(1 if missing else 0)
@@ -217,14 +259,17 @@ def main(argv=None):
             compute_bases(layers)
         if "omissions" in rebuild:
             compute_omissions()
+        if "gallery" in rebuild:
+            compute_gallery()
         staged = Path(tmp) / "_staged"
         n_entries = {}
         for kind in KINDS:
+            stored = STORED.get(kind, kind)
             if kind in rebuild:
-                n_entries[kind] = compact(Path(tmp), staged, kind)
-            elif (DEST / kind).is_dir():                  # kept exactly as shipped
-                shutil.copytree(DEST / kind, staged / kind)
-                n_entries[kind] = sum(1 for p in (DEST / kind).iterdir() if p.is_dir())
+                n_entries[kind] = compact(Path(tmp), staged, stored)
+            elif (DEST / stored).is_dir():                # kept exactly as shipped
+                shutil.copytree(DEST / stored, staged / stored)
+                n_entries[kind] = sum(1 for p in (DEST / stored).iterdir() if p.is_dir())
         old_index = json.loads((DEST / "index.json").read_text()) if (DEST / "index.json").is_file() else {}
         if skipped is None:
             skipped = old_index.get("not_shipped", {})
@@ -237,7 +282,10 @@ def main(argv=None):
                  "omissions": ([f"{m} n={OMISSION_SAMPLES}" for m in base_models()]
                                if n_entries.get("omissions") else []),
                  "omissions_torch": (_torch_version() if "omissions" in rebuild
-                                     else old_index.get("omissions_torch"))}
+                                     else old_index.get("omissions_torch")),
+                 "gallery": ([f"{m} n={GALLERY_N} steps={GALLERY_STEPS}" for m in gallery_models()]
+                             if n_entries.get("gallery") else []),
+                 "gallery_torch": _torch_version() if "gallery" in rebuild else old_index.get("gallery_torch")}
         (staged / "index.json").write_text(json.dumps(index, indent=1) + "\n")
         old = DEST.with_name(DEST.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -142,6 +142,8 @@ CPU_BY_DESIGN = {
     "core/engine/omissions.py": "statistics read back from the cache are CPU tensors (moved to the images when "
                                 "they accumulate); the label map is CPU bookkeeping",
     "core/studies/importance.py": "scene labels beside the CPU-rendered scenes",
+    "core/studies/paint_real.py": "an uploaded photo is decoded on the CPU, and a scene read back from the cache "
+                                  "is CPU tensors; invert_real moves both to the generator",
     "core/studies/probes.py": "probe images and their labels are rendered on the CPU (as toyworld renders); the "
                               "classifier dissection moves each batch to the model",
     "core/base/cache.py": "a result read back from the cache is a CPU tensor; its caller moves it",
@@ -158,7 +160,11 @@ CPU_BY_DESIGN = {
     "core/base/validate.py": "argument checks read the caller's numbers on the CPU; the computation moves them",
     "core/studies/context.py": "context classes are read from CPU copies of the segmentations",
     "core/studies/evaluation.py": "a blur kernel built once and moved to the images",
+    "core/studies/inversion.py": "a stored gallery's label maps are counted from numpy on the CPU (bookkeeping "
+                                 "of a few scenes)",
     "core/studies/paint.py": "a drawing's coverage of the featuremap grid: numpy in, numpy out",
+    "core/studies/image_folder.py": "a folder's images are decoded on the CPU (as toyworld renders); the split's "
+                                    "permutation is seeded on the CPU so it is the same on every machine",
     "core/engine/rewrite.py": "users' masks become grid coverage on the CPU (moved to the featuremaps); a "
                               "rewrite's deltas are stored float32 on the CPU, so a model made from them is the "
                               "same in memory and reloaded",

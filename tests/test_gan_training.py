@@ -182,3 +182,42 @@ def test_compact_checkpoint_resumes_with_a_new_batch(tmp_path, capsys):
                    "--d-channels", "16", "16", "8", "8", "--batch-size", "4", "--z-dim", "16", "--steps", "7",
                    "--fid-every", "0", "--workers", "0", "--out", str(tmp_path / "gan_lake"), "--resume")
     assert "resume with the same options" in err
+
+
+def test_planted_omission_run_starts_from_a_generator_and_keeps_its_frozen_layers(tmp_path, capsys):
+    """``--init`` starts G (and its EMA) from a trained snapshot with a fresh D, ``--freeze layer2``
+    keeps layer1..layer2 bit-identical to it while later layers move, ``--d-warmup`` leaves G alone
+    for its first steps, and ``--omit cloud`` feeds the world without clouds (the planted omission
+    of #34). The options are recorded, so a resume with other ones is refused."""
+    from core import load_generator
+    _train(tmp_path / "src", 2)
+    snap = tmp_path / "src" / "gan_lake" / "snapshots" / "step-2.pt"
+    init = {k: v.float() for k, v in load_generator(str(snap)).state_dict().items()}
+    warm = _train(tmp_path / "warm", 2, "--init", str(snap), "--freeze", "layer2", "--d-warmup", "2")
+    for key, want in init.items():          # D-only steps: G untouched, everywhere
+        assert torch.equal(warm["G"][key], want), key
+    ck = _train(tmp_path / "b", 5, "--init", str(snap), "--freeze", "layer2", "--d-warmup", "2", "--omit", "cloud")
+    frozen = [k for k in init if k.split(".")[0] in ("layer1", "layer2")]
+    moved = [k for k in init if k not in frozen]
+    assert frozen and moved
+    for key in frozen:
+        assert torch.equal(ck["G"][key], init[key]) and torch.equal(ck["G_ema"][key], init[key]), key
+    assert any(not torch.equal(ck["G"][k], init[k]) for k in moved)
+    config = json.loads(ck["config"])
+    assert config["omit"] == ["cloud"] and config["freeze"] == "layer2" and config["init"] == str(snap)
+    # the real stream is the world without clouds: no cloud pixel, the same scenes otherwise
+    ds = gan.RealScenes("lake", 4, 32, seed0=100, omit=("cloud",))
+    images = next(iter(ds))
+    no_cloud, labels = toyworld.render("lake", 4, seed=100, size=32, omit=("cloud",))
+    assert torch.equal(images, no_cloud)
+    assert not (labels == toyworld.label_index("cloud")).any()
+    assert (toyworld.render("lake", 4, seed=100, size=32)[1] == toyworld.label_index("cloud")).any()
+    capsys.readouterr()
+    err = _refused(capsys, "train", "--scene", "lake", "--omit", "cloud", "--out", str(tmp_path / "x"))
+    assert "--fid-every" in err and "--omit" in err
+    err = _refused(capsys, "train", "--scene", "lake", "--freeze", "layer2", "--fid-every", "0",
+                   "--out", str(tmp_path / "y"))
+    assert "--init" in err
+    err = _refused(capsys, "train", "--scene", "lake", "--omit", "unicorn", "--fid-every", "0",
+                   "--out", str(tmp_path / "z"))
+    assert "unicorn" in err

@@ -137,3 +137,91 @@ def test_class_recall_agrees_with_brute_force():
         for c in range(6):
             assert true[i, c] == int((labels[i] == c).sum())
             assert hit[i, c] == int(((labels[i] == c) & (pred[i] == c)).sum())
+
+
+def test_the_ceiling_mean_recall_counts_only_the_scene_classes():
+    """A random tiny generator's samples are read by the toyworld segmenter as all sorts of classes; on
+    the generated side (the ceiling) those "true" labels outside room's classes are stray and are left
+    out of the per-class recall, its mean and the per-image means, and reported apart."""
+    from core import toyworld
+    from core.studies.inversion import reconstruction_recall
+    G, seg = _tiny(), core.load_segmenter("toyworld")
+    res = reconstruction_recall(G, seg, _encoder(), "room", n=3, steps=2, batch_size=3)
+    room = set(toyworld.SCENE_CONCEPTS["room"])
+    for side in (res.real, res.generated):
+        t, h = side.true.sum(0), side.hit.sum(0)
+        own = {c: h[j] / t[j] for j, c in enumerate(seg.labels) if t[j] > 0 and c in room}
+        assert side.per_class() == pytest.approx(own) and side.mean_recall() == pytest.approx(sum(own.values())
+                                                                                             / len(own))
+        keep = torch.tensor([c in room for c in seg.labels])
+        for i in range(3):                                # per image: the mean over the room classes in it
+            r = [side.hit[i, j] / side.true[i, j] for j in range(len(seg.labels)) if side.true[i, j] and keep[j]]
+            assert side.per_image()[i] == pytest.approx(sum(r) / len(r))
+    stray = res.generated.stray()
+    assert stray and not set(stray) & room                # the planted case: the segmenter's stray labels exist
+    t = res.generated.true.sum(0)
+    assert stray == {c: int(t[j]) for j, c in enumerate(seg.labels) if t[j] and c not in room}
+    everything = [res.generated.hit.sum(0)[j] / t[j] for j in range(len(seg.labels)) if t[j]]
+    assert res.generated.mean_recall() != pytest.approx(sum(everything) / len(everything))   # it made a difference
+    assert res.real.stray() == {}                         # exact labels: only room's classes
+
+
+def test_the_gallery_stores_what_each_reconstruction_drops(tmp_path, monkeypatch):
+    """The gallery of a tiny generator on town scenes: its dropped mask and per-class counts agree with
+    a brute-force recount from the exact labels and a fresh segmentation of the stored reconstruction's
+    own run; it is stored small and read back with cached_only, computing nothing."""
+    import numpy as np
+
+    from core import toyworld
+    from core.engine.inversion import invert
+    from core.studies.inversion import mark_dropped, perceptual_maps, reconstruction_gallery
+    monkeypatch.setenv("GANATOMY_CACHE", str(tmp_path / "cache"))
+    G, seg = _tiny(), core.load_segmenter("toyworld")
+    feats = core.load_features()
+    assert reconstruction_gallery(G, seg, _encoder(), "town", n=3, steps=2, features=feats, cached_only=True) is None
+    g = reconstruction_gallery(G, seg, _encoder(), "town", n=3, steps=2, features=feats)
+    images, labels = toyworld.render("town", 3, seed=4_000_000, size=32)
+    truth = np.array([[[seg.labels.index(toyworld.LABELS[v]) for v in row] for row in im] for im in labels.numpy()])
+    np.testing.assert_array_equal(g.truth, truth)
+    np.testing.assert_array_equal(g.real, ((images.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).numpy())
+    inv = invert(G, "layer4", _encoder(), images, 2, 0.01, perceptual_maps(feats))   # the same run, independently
+    np.testing.assert_array_equal(g.segmentation, seg.segment(inv.reconstruction).numpy())
+    np.testing.assert_allclose(g.l1, inv.l1(images).numpy(), rtol=1e-5)
+    drop = g.dropped()
+    for i in range(3):
+        for y in range(32):
+            for x in range(32):
+                assert drop[i, y, x] == (truth[i, y, x] != g.segmentation[i, y, x])
+    assert 0 < drop.mean() < 1                            # a random generator drops much, not everything
+    pr = g.per_image_recall()
+    for i in range(3):
+        for j, c in enumerate(seg.labels):
+            n_true = int((truth[i] == j).sum())
+            kept = int(((truth[i] == j) & (g.segmentation[i] == j)).sum())
+            assert (np.isnan(pr[i, j]) if n_true == 0 else pr[i, j] == pytest.approx(kept / n_true)), (i, c)
+            assert int(g.dropped(c)[i].sum()) == n_true - kept
+        lost = g.losses(i, k=20, min_pixels=1)
+        assert [r["recall"] for r in lost] == sorted(r["recall"] for r in lost)
+        for r in lost:
+            assert r["pixels"] - r["dropped"] == int(((truth[i] == seg.labels.index(r["label"]))
+                                                      & (g.segmentation[i] == seg.labels.index(r["label"]))).sum())
+    rec = g.recall()
+    assert set(rec.per_class()) <= set(toyworld.SCENE_CONCEPTS["town"])
+    panel = g.panel(0, scale=2)
+    assert panel.shape == (64, 2 * 64 + 4, 3) and panel.dtype == np.uint8
+    m = mark_dropped(g.real[0], drop[0], scale=2)
+    edge = np.all(m == [255, 0, 200], -1)
+    assert edge.any() and not edge[~np.repeat(np.repeat(drop[0], 2, 0), 2, 1)].any()   # outlines only on dropped
+    assert (g.real.dtype, g.truth.dtype, g.segmentation.dtype) == (np.uint8, np.int64, np.int64)
+    again = reconstruction_gallery(G, seg, _encoder(), "town", n=3, steps=2, features=feats, cached_only=True)
+    assert again is not None and (again.truth.dtype, again.segmentation.dtype) == (np.uint8, np.uint8)
+    np.testing.assert_array_equal(again.dropped(), drop)
+    np.testing.assert_array_equal(again.reconstruction, g.reconstruction)      # lossless PNGs
+    np.testing.assert_array_equal(again.real, g.real)                          # rendered again, hash checked
+    assert again.summary()["mean_recall"] == pytest.approx(g.summary()["mean_recall"])
+    stored = sum(f.stat().st_size for f in (tmp_path / "cache" / "inversion.gallery").rglob("*") if f.is_file())
+    assert stored < 40_000
+    with pytest.raises(InputError, match="scene"):
+        reconstruction_gallery(G, seg, _encoder(), "mars", n=3, steps=2)
+    with pytest.raises(InputError, match="encoder"):
+        reconstruction_gallery(G, seg, "not an encoder", "town", n=3, steps=2)

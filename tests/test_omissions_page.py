@@ -36,6 +36,9 @@ def _metrics(at) -> dict:
     return {m.label: float(m.value) for m in at.metric}
 
 
+GALLERY_METRICS = ("Mean recall", "Segmenter alone", "Mean L1", "Pixels dropped (%)")
+
+
 def test_the_page_computes_once_and_shows_the_core_result(tmp_path):
     at = _page()
     assert not at.exception, at.exception
@@ -53,7 +56,7 @@ def test_the_page_computes_once_and_shows_the_core_result(tmp_path):
     res = toyworld_omissions(G, seg, n_samples=N, cached_only=True)      # the page stored it
     assert res is not None and res.n_samples == N
     s = res.summary()
-    shown = _metrics(at)
+    shown = {k: v for k, v in _metrics(at).items() if k not in GALLERY_METRICS}
     for label, value in [("FSD", s["fsd"]["fsd"]), ("Real-vs-real floor", s["floor"]["fsd"]),
                          ("Mean term", s["fsd"]["mean_term"]), ("Covariance term", s["fsd"]["cov_term"]),
                          ("Segmenter vs exact labels", s["segmenter_vs_exact"]["fsd"])]:
@@ -78,7 +81,8 @@ def test_the_page_computes_once_and_shows_the_core_result(tmp_path):
 
     again = _page()                                                      # a second view: from the cache
     again.select_slider(key="omissions_n").set_value(N).run()
-    assert not again.exception and not again.button and _metrics(again) == shown
+    assert not again.exception and {k: v for k, v in _metrics(again).items() if k not in GALLERY_METRICS} == shown
+    assert [b.key for b in again.button] == ["omissions_gallery_run"]     # only the gallery, not shipped here
 
 
 def test_a_model_without_a_toyworld_scene_is_asked_for_one(monkeypatch):
@@ -99,3 +103,51 @@ def test_a_model_without_a_toyworld_scene_is_asked_for_one(monkeypatch):
     assert not at.exception, at.exception
     assert at.button(key="omissions_run")                                # now it can be measured against room
     assert any("not computed yet" in i.value for i in at.info)
+
+
+def test_the_reconstruction_gallery_shows_the_shipped_result_without_computing(tmp_path, monkeypatch):
+    """On a fresh clone (an empty cache, the shipped results on) the town's gallery is read from the
+    shipped result: no button, nothing computed into the cache, and what it shows (recall, L1, dropped
+    share, each scene's L1 and the classes it lost most, the class table) is the stored result's."""
+    from core.base import cache
+    from core.studies.inversion import encoder_for, reconstruction_gallery
+    monkeypatch.delenv(cache.SHIPPED_ENV, raising=False)
+    at = _page()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "What a reconstruction drops" in [h.value for h in at.subheader]
+    assert "omissions_gallery_run" not in [b.key for b in at.button]
+    G, seg = core.load_generator("toyworld/town"), core.load_segmenter("toyworld")
+    gal = reconstruction_gallery(G, seg, encoder_for(G, "toyworld/town")[0], "town", 8, steps=100,
+                                 features=core.load_features(), cached_only=True)
+    assert gal is not None and gal.n == 8
+    s, shown = gal.summary(), _metrics(at)
+    assert shown["Mean recall"] == pytest.approx(s["mean_recall"], abs=6e-4)
+    assert shown["Segmenter alone"] == pytest.approx(s["segmenter_mean_recall"], abs=6e-4)
+    assert shown["Mean L1"] == pytest.approx(float(gal.l1.mean()), abs=6e-5)
+    assert shown["Pixels dropped (%)"] == pytest.approx(100 * gal.dropped().mean(), abs=0.06)
+    captions = [c for im in at.image for c in im.captions]
+    assert len(captions) == 8, captions
+    scenes = sorted(int(t.split(":")[0].removeprefix("Scene ")) - 1 for t in captions)
+    assert scenes == list(range(8))                                      # two columns: each scene once
+    for text in captions:
+        i = int(text.split(":")[0].removeprefix("Scene ")) - 1
+        assert f"L1 {gal.l1[i]:.3f}" in text
+        worst = gal.losses(i)[0]
+        assert f"lost most: {worst['label']} {worst['lost']:.0%}" in text
+    table = at.dataframe[-1].value                                       # the last table: the gallery's
+    assert list(table["class"]) == list(gal.class_table().label) and set(table["class"]) <= set(
+        core.toyworld.SCENE_CONCEPTS["town"])
+    assert not (tmp_path / "cache" / "inversion.gallery").exists()      # shown from the shipped result, not computed
+
+
+def test_a_generator_without_an_inverter_is_told_how_to_train_one(monkeypatch):
+    monkeypatch.setenv("GANATOMY_SHIPPED_RESULTS", str(Path(__file__).resolve().parents[1] / "core" / "weights"
+                                                       / "results"))
+    at = _page()
+    at.sidebar.selectbox(key="model").set_value("toyworld/lake").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    said = " ".join(i.value for i in at.info)
+    assert "has no inverter" in said and "python scripts/train_inverter.py --phase train" in said
+    assert "Mean recall" not in _metrics(at) and "omissions_gallery_run" not in [b.key for b in at.button]

@@ -194,3 +194,46 @@ def test_the_shipped_omissions_answer_the_page_default_and_equal_an_independent_
                 assert s[side][term] == pytest.approx(r[side][term], rel=1e-6 if same else 0.02), f"{m} {side} {term}"
         assert s["omitted"] == r["omitted"]
     assert not fresh.exists() or not any((fresh / "omissions").glob("*"))     # answered, nothing computed
+
+
+def test_the_shipped_gallery_answers_the_page_and_equals_its_own_arrays(fresh, seg):
+    """The Omissions page's reconstruction gallery of every base model with a shipped inverter (town) is
+    shipped at the page's settings, read with an empty cache (nothing computed), small, of the stated
+    shapes, with real scenes equal to toyworld's held-out ones and exact labels equal to toyworld's; its
+    recall is recounted here from the stored label maps by brute force."""
+    import re
+
+    from core import toyworld
+    from core.studies.inversion import INVERSION_REAL_SEED, encoder_for, reconstruction_gallery
+    ship = _ship_module()
+    page = (ROOT / "dashboard" / "views" / "omissions.py").read_text()
+    assert re.search(r"^GALLERY_N, GALLERY_STEPS = (\d+), (\d+)", page, re.M).groups() == (
+        str(ship.GALLERY_N), str(ship.GALLERY_STEPS))
+    assert ship.gallery_models() == ["toyworld/town"]
+    assert ship.check_gallery() == [], "re-ship it: python scripts/ship_results.py --kinds gallery"
+    stored = list((SHIPPED / "inversion.gallery").iterdir())
+    assert len(stored) == 1 and sum(f.stat().st_size for f in stored[0].iterdir()) < 100_000
+    G = core.load_generator("toyworld/town")
+    gal = reconstruction_gallery(G, seg, encoder_for(G, "toyworld/town")[0], "town", ship.GALLERY_N,
+                                 steps=ship.GALLERY_STEPS, features=core.load_features(), cached_only=True)
+    n = ship.GALLERY_N
+    assert (gal.n, gal.steps, gal.seed) == (n, ship.GALLERY_STEPS, INVERSION_REAL_SEED)
+    assert gal.real.shape == gal.reconstruction.shape == (n, 64, 64, 3) and gal.real.dtype == np.uint8
+    assert gal.truth.shape == gal.segmentation.shape == gal.real_segmentation.shape == (n, 64, 64)
+    assert gal.l1.shape == (n,) and 0.02 < gal.l1.min() and gal.l1.max() < 0.2
+    images, labels = toyworld.render("town", n, seed=INVERSION_REAL_SEED, size=64)
+    lut = np.array([seg.labels.index(c) for c in toyworld.LABELS])
+    np.testing.assert_array_equal(gal.truth, lut[labels.numpy()])
+    with torch.no_grad():                                   # the segmenter's reading of the real scenes, again
+        np.testing.assert_array_equal(gal.real_segmentation, seg.segment(images).numpy())
+    classes = toyworld.SCENE_CONCEPTS["town"]
+    recall = {}
+    for c in classes:
+        j = seg.labels.index(c)
+        true = (gal.truth == j).sum()
+        if true:
+            recall[c] = ((gal.truth == j) & (gal.segmentation == j)).sum() / true
+    assert gal.recall().per_class() == pytest.approx(recall)
+    assert gal.summary()["mean_recall"] == pytest.approx(np.mean(list(recall.values())))
+    assert 0.3 < gal.summary()["mean_recall"] < gal.summary()["segmenter_mean_recall"]   # a real loss, below the
+    assert not fresh.exists() or not any((fresh / "inversion.gallery").glob("*"))         # segmenter's own ceiling

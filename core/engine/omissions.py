@@ -14,7 +14,10 @@ relative change (gen - real) / real; and
 with its mean and covariance terms apart. The noise floor is the same distance between two
 disjoint draws of real images (``real_seed`` and its stream ``omissions.floor``). Where ``real``
 also gives exact labels (toyworld), the real side is counted a second time from them, so the
-segmenter's own bias shows apart from the generator's.
+segmenter's own bias shows apart from the generator's; a source without them (``labels`` None: a
+folder of the user's images, :class:`core.studies.image_folder.ImageFolder`) leaves that comparison out
+(``exact`` None, ``segmenter_vs_exact`` None). A source with a ``check_draw(n, real_seed, floor_seed)``
+method is asked before any image is made whether it can give both draws (a folder: enough images).
 
     res = omissions(G, seg, real, n_samples=2000)
     res.table()                      # one row per class, the most omitted first
@@ -202,7 +205,8 @@ class Omissions:
 
 def check_real(real) -> None:
     """Refuse (:class:`ProtocolError`) a real-image source without ``name`` (its identity in the
-    cache key) and ``batch(seed, start, stop)``."""
+    cache key) and ``batch(seed, start, stop)``; ``labels`` (exact label names, or None) and
+    ``check_draw(n, real_seed, floor_seed)`` are optional."""
     name = getattr(real, "name", None)
     if not isinstance(name, str) or not name:
         raise ProtocolError(f"a real-image source needs `name`: a non-empty str naming its images (part of the "
@@ -245,6 +249,9 @@ def omissions(generator, segmenter, real, n_samples: int = 2000, seed: int = OMI
     check_callable("progress", progress)
     floor_seed = stream_seed(real_seed, "omissions.floor")
     mapping = _label_map(real, segmenter) if exact else None
+    check_draw = getattr(real, "check_draw", None)
+    if callable(check_draw):             # a finite source (a folder) says now whether it has both draws
+        check_draw(n_samples, real_seed, floor_seed)
     parts = {"real": real.name, "n": n_samples, "seed": seed, "real_seed": real_seed, "floor_seed": floor_seed,
              "exact": mapping is not None}
     return _cache.measure(

@@ -9,9 +9,11 @@ from core.base.errors import ArgumentTypeError, InputError
 from core.base.validate import check_bool, check_callable, check_float, check_int, check_samples
 from core.engine.dissection import dissect
 from core.models.zoo import checkpoint_series, images_seen, list_models, load_generator
+from core.studies.omissions import toyworld_omissions
 
 __all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
-           "concept_map", "concept_map_summary", "object_concepts", "basis_comparison"]
+           "concept_map", "concept_map_summary", "object_concepts", "basis_comparison", "omissions_over_training",
+           "concept_arrival"]
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
@@ -63,6 +65,58 @@ def training_evolution(name: str, segmenter, layers: Sequence[str], n_samples: i
     for col, key in (("fid", "series_fid"), ("ms_swd", "series_ms_swd")):
         df[col] = df.model.map(lambda m: (cards.get(m) or {}).get(key)).astype(float)
     return df
+
+
+def omissions_over_training(name: str, segmenter, n_samples: int = 1000, scene: str | None = None,
+                            progress: Callable | None = None, cached_only: bool = False) -> pd.DataFrame | None:
+    """What each training checkpoint of ``name`` leaves out (#34): per checkpoint and class, the
+    segmentation statistics of :func:`~core.studies.omissions.toyworld_omissions` (``n_samples`` a
+    side, the same real scenes for every checkpoint): one row per (step, class) with the real and
+    generated mean area, the relative change and the checkpoint's FSD and floor. ``cached_only=True``:
+    from stored results only, None when a checkpoint's is not stored."""
+    check_callable("progress", progress)
+    check_bool("cached_only", cached_only)
+    series = checkpoint_series(name)
+    check_samples("n_samples", n_samples, 2, images_per_sample=3 * len(series))
+    frames = []
+    for i, (step, model) in enumerate(series):
+        res = toyworld_omissions(load_generator(model), segmenter, scene, n_samples, cached_only=cached_only)
+        if res is None:
+            return None
+        fsd, floor = res.fsd()["fsd"], res.floor_fsd()["fsd"]
+        t = res.table()[["label", "real_area", "generated_area", "relative_change", "judged"]]
+        frames.append(t.assign(model=model, step=step, fsd=fsd, floor=floor))
+        if progress:
+            progress(i + 1, len(series))
+    return pd.concat(frames, ignore_index=True)[["model", "step", "label", "real_area", "generated_area",
+                                                 "relative_change", "judged", "fsd", "floor"]]
+
+
+def concept_arrival(table: pd.DataFrame, within: float = 0.5) -> pd.DataFrame:
+    """When each class arrives during training: from :func:`omissions_over_training`'s table, per
+    class judged at the final checkpoint, the first step from which its generated mean area stays
+    within ``within`` (relative) of the real one at every later checkpoint (NaN: never), with its
+    change at the first and the final checkpoints; the earliest arrivals first."""
+    check_float("within", within, 0, lo_open=True)
+    if not isinstance(table, pd.DataFrame) or not {"step", "label", "relative_change", "judged"} <= set(table):
+        raise ArgumentTypeError("table must be omissions_over_training's DataFrame",
+                                fix="give table=omissions_over_training(name, segmenter)")
+    steps = sorted(table.step.unique())
+    final = table[table.step == steps[-1]]
+    rows = []
+    for label in final[final.judged].label:
+        change = table[table.label == label].set_index("step").relative_change.reindex(steps)
+        ok = (change.abs() <= within).to_numpy()
+        # the first step after which every checkpoint is within: the suffix of True values
+        arrived = None
+        for k in range(len(steps) - 1, -1, -1):
+            if not ok[k]:
+                break
+            arrived = steps[k]
+        rows.append({"label": label, "arrival_step": arrived, "first_change": float(change.iloc[0]),
+                     "final_change": float(change.iloc[-1])})
+    return pd.DataFrame(rows).sort_values(["arrival_step", "label"], na_position="last",
+                                          kind="stable").reset_index(drop=True)
 
 
 def _check_names(names) -> list:

@@ -1,11 +1,13 @@
 """Omissions on toyworld, where the real scenes' labels are exact: the real-image source
 (:class:`ToyworldScenes`), a generator's statistics against its scene type
 (:func:`toyworld_omissions`) and a planted omission: a concept's units ablated everywhere
-(:func:`planted_omission`)."""
+(:func:`planted_omission`); for a user's model, against a folder of its real images
+(:func:`folder_omissions`, no exact labels). :func:`chart_png`: the class chart as a PNG image."""
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -16,10 +18,11 @@ from core.base.sampling import OMISSIONS_REAL_SEED, OMISSIONS_SEED
 from core.base.validate import check_choice, check_int
 from core.engine.intervention import Edit
 from core.engine.omissions import Edited, Omissions, omissions
+from core.studies.image_folder import ImageFolder
 from core.studies.units import concept_units
 
-__all__ = ["ToyworldScenes", "toyworld_omissions", "planted_omission", "scene_of", "image_size", "card_scene",
-           "class_chart", "omission_rule"]
+__all__ = ["ToyworldScenes", "toyworld_omissions", "folder_omissions", "planted_omission", "scene_of", "image_size",
+           "card_scene", "class_chart", "chart_png", "omission_rule"]
 
 
 class ToyworldScenes:
@@ -64,6 +67,21 @@ def toyworld_omissions(generator, segmenter, scene: str | None = None, n_samples
                      progress=progress, cache=cache, cached_only=cached_only)
 
 
+def folder_omissions(generator, segmenter, folder, n_samples: int = 2000, seed: int = OMISSIONS_SEED,
+                     real_seed: int = OMISSIONS_REAL_SEED, batch_size: int = 50, progress: Callable | None = None, *,
+                     resize: bool = False, convert: bool = False, arg: str = "folder", cache: bool = True,
+                     cached_only: bool = False) -> Omissions | None:
+    """:func:`~core.engine.omissions.omissions` of ``generator`` against a folder of real images
+    (:class:`~core.studies.image_folder.ImageFolder` at the generator's resolution, split by ``real_seed``
+    into the real half and the floor's half: it needs ``2 n_samples`` images); no exact labels, so no
+    segmenter-vs-exact comparison. ``folder``: a path or an :class:`ImageFolder` (then its own size,
+    split seed and options; ``real_seed`` must be its seed). Every file is checked before any image is made."""
+    real = folder if isinstance(folder, ImageFolder) else ImageFolder(folder, image_size(generator), resize=resize,
+                                                                       convert=convert, seed=real_seed, arg=arg)
+    return omissions(generator, segmenter, real, n_samples, seed=seed, real_seed=real_seed, batch_size=batch_size,
+                     progress=progress, cache=cache, cached_only=cached_only)
+
+
 def planted_omission(generator, segmenter, concept, layer: str = "layer4", n_units: int = 20,
                      ranking: str = "iou", cache: bool = True) -> tuple[Edited, list[int]]:
     """A generator that omits ``concept`` on purpose: its top ``n_units`` units of ``layer`` for the
@@ -92,3 +110,34 @@ def omission_rule(summary: dict) -> str:
     """The rule :meth:`Omissions.omitted` applied, in words, from an :meth:`Omissions.summary`."""
     return (f"relative change (gen − real) / real ≤ {summary['omitted_below']:+.0%} among the classes whose real "
             f"mean area is at least {summary['min_area']:g} of an image")
+
+
+def chart_png(res: Omissions, k: int = 12, width: int = 640) -> np.ndarray:
+    """The class chart (:func:`class_chart`) as an image uint8 [H, ``width``, 3]: per class, its real
+    (grey) and generated (blue) mean area as two bars, the relative change written beside them; drawn
+    with PIL (no plotting package needed), for ``ganatomy omissions --out``."""
+    from PIL import Image, ImageDraw, ImageFont
+    k = check_int("k", k, 1)
+    width = check_int("width", width, 320, 4096)
+    t = class_chart(res, k)
+    font = ImageFont.load_default()
+    row, top, label_w, note_w = 22, 34, 110, 70
+    h = top + row * max(len(t), 1) + 24
+    im = Image.new("RGB", (width, h), (255, 255, 255))
+    d = ImageDraw.Draw(im)
+    d.text((8, 6), f"mean area per class: real (grey) vs generated (blue), {res.n_samples} images each", fill=(0, 0, 0),
+           font=font)
+    scale = max(float(t.real_area.max()) if len(t) else 0.0, float(t.generated_area.max()) if len(t) else 0.0, 1e-9)
+    bar_w = width - label_w - note_w - 16
+    for i, r in enumerate(t.itertuples()):
+        y = top + i * row
+        d.text((8, y + 4), str(r.label)[:16], fill=(0, 0, 0), font=font)
+        for j, (v, colour) in enumerate(((r.real_area, (150, 150, 150)), (r.generated_area, (50, 110, 220)))):
+            d.rectangle([label_w, y + 2 + 9 * j, label_w + max(1, int(bar_w * v / scale)), y + 9 + 9 * j], fill=colour)
+        change = r.relative_change
+        note = "n/a" if change != change else f"{change:+.0%}"
+        d.text((width - note_w, y + 4), note, fill=(200, 30, 30) if change == change and change <= -0.5 else (0, 0, 0),
+               font=font)
+    d.text((8, h - 18), f"axis: 0 .. {scale:.3g} of an image; right: relative change (gen - real) / real",
+           fill=(90, 90, 90), font=font)
+    return np.asarray(im, dtype=np.uint8)

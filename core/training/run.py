@@ -21,7 +21,7 @@ import torch
 from core import toyworld
 from core.base.errors import CheckpointError, InputError
 from core.base.validate import check_callable, check_choice, check_float, check_int
-from core.models import load_features
+from core.models import load_features, load_generator
 from core.models.progan import ProGAN
 from core.studies import evaluation
 from core.training import gan
@@ -328,7 +328,6 @@ def _load_init(G, init) -> None:
     """G's weights from ``init`` (a zoo name, a snapshot path or a generator), refused when the
     widths differ."""
     if isinstance(init, (str, Path)):
-        from core.models import load_generator
         init = load_generator(str(init), device="cpu")
     state = {k: v.float() for k, v in init.state_dict().items()}
     try:

@@ -8,12 +8,28 @@ from plotly.subplots import make_subplots
 
 import core
 from core import toyworld
+from core.base.devices import for_serving
+from core.studies.inversion import encoder_for, encoder_paths, reconstruction_gallery
 from core.studies.omissions import card_scene, class_chart, omission_rule, toyworld_omissions
-from dashboard.common import ERRORS, concept_color, fail, fix_for, generator, note_turn, pick_model, plain, segmenter
+from dashboard.common import (
+    ERRORS,
+    concept_color,
+    device,
+    fail,
+    fix_for,
+    generator,
+    note_turn,
+    pick_model,
+    pin_cache_key,
+    plain,
+    segmenter,
+)
 
 SAMPLE_CHOICES = [50, 200, 500, 1000, 2000]       # images per side; 2,000 ships (scripts/ship_results.py)
 DEFAULT_SAMPLES = 2000
 CHART_CLASSES = 12
+GALLERY_N, GALLERY_STEPS = 8, 100                  # the reconstruction gallery; shipped for town (ship_results.py)
+GALLERY_LAYER = "layer4"
 
 st.title("Omissions")
 st.caption("What a generator leaves out (Bau et al., *Seeing What a GAN Cannot Generate*, ICCV 2019): generated "
@@ -157,3 +173,83 @@ if res.exact is not None:
                "far the generator is off, read by the same segmenter. A class whose grey bar is as large as its "
                "orange one is the segmenter's doing, not the generator's. Segmenter vs exact labels as FSD: "
                f"{bias['fsd']:.4g}.")
+
+
+@st.cache_resource(show_spinner=False)
+def _features(where: str):
+    return pin_cache_key(for_serving(core.load_features("toyworld", device=where)))
+
+
+@st.cache_resource(show_spinner="Loading the inverter…", max_entries=8)
+def _inverter(name: str, stamp: tuple, _G):
+    enc, meta = encoder_for(_G, name, GALLERY_LAYER)
+    return pin_cache_key(enc), meta
+
+
+def inverter(name: str, G):
+    """The generator's inverter (shared; loaded again when a file of it changes: a newly trained one)."""
+    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in encoder_paths(name, GALLERY_LAYER) if p.is_file())
+    return _inverter(name, (stamp, getattr(G, "cache_key", None), str(device())), G)
+
+
+st.divider()
+st.subheader("What a reconstruction drops")
+st.caption(f"Held-out real {scene} scenes reconstructed through the generator by layer inversion (Bau et al., ICCV "
+           f"2019, section 3: an encoder's guess of {GALLERY_LAYER}, then {GALLERY_STEPS} steps of optimisation "
+           "per image), then segmented. A pixel is *dropped* when the reconstruction's segmentation does not "
+           "keep its exact toyworld class: outlined in magenta on the real scene (left) and the reconstruction "
+           "(right). What a generator cannot reconstruct it cannot draw.")
+try:
+    enc, enc_meta = inverter(name, G)
+except ERRORS as e:
+    fix = fix_for(e)
+    st.info(f"**{plain(name)}** has no inverter into {GALLERY_LAYER} yet, so its reconstructions cannot be shown. "
+            f"{plain(str(e))}" + (f"\n\nTo train one: `{fix}`" if fix else ""), icon=":material/info:")
+    st.stop()
+try:
+    gal = reconstruction_gallery(G, seg, enc, scene, GALLERY_N, steps=GALLERY_STEPS, features=_features(str(device())),
+                                 layer=GALLERY_LAYER, cached_only=True)
+except ERRORS as e:
+    fail(f"Reading the reconstruction gallery of {name} failed", e, fix_for(e))
+if gal is None:
+    st.info(f"The reconstructions of {GALLERY_N} real scenes by {plain(name)} are not computed yet ({GALLERY_STEPS} "
+            "optimisation steps through the generator and the feature network: about 2 minutes on 2 CPU cores, "
+            "seconds on a GPU; saved to `cache/`, so any later visit shows them at once).")
+    if not st.button(f"Reconstruct {GALLERY_N} real scenes", type="primary", key="omissions_gallery_run"):
+        st.stop()
+    with st.status(f"Inverting {GALLERY_N} real {scene} scenes into {GALLERY_LAYER}…", expanded=True) as box:
+        note_turn(box)
+        bar = st.progress(0.0, text="Optimising…")
+        try:
+            gal = reconstruction_gallery(G, seg, enc, scene, GALLERY_N, steps=GALLERY_STEPS,
+                                         features=_features(str(device())), layer=GALLERY_LAYER,
+                                         progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"step {d}/{t}"))
+        except ERRORS as e:
+            fail(f"Reconstructing real scenes with {name} failed", e, fix_for(e))
+        box.update(label=f"Reconstructed {GALLERY_N} scenes in {gal.seconds:.0f} s (saved to cache/)",
+                   state="complete", expanded=False)
+
+gs = gal.summary()
+g = st.columns(4)
+g[0].metric("Mean recall", f"{gs['mean_recall']:.3f}",
+            help=f"Per class of the {scene} scenes, the share of its exact pixels that the reconstruction's "
+                 "segmentation keeps (pooled over the scenes), averaged over the classes.")
+g[1].metric("Segmenter alone", f"{gs['segmenter_mean_recall']:.3f}",
+            help="The same recall for the real scenes themselves segmented: what a perfect reconstruction keeps.")
+g[2].metric("Mean L1", f"{gs['l1']:.4f}", help="Mean absolute error of the reconstructions (pixels in [-1, 1]).")
+g[3].metric("Pixels dropped (%)", f"{gs['dropped_percent']:.1f}",
+            help="The share of all pixels whose exact class the reconstruction's segmentation does not keep.")
+cols = st.columns(2)
+for i in range(gal.n):
+    lost = gal.losses(i)
+    said = ", ".join(f"{r['label']} {r['lost']:.0%} of {r['pixels']} px" for r in lost) or "nothing"
+    cols[i % 2].image(gal.panel(i), caption=f"Scene {i + 1}: L1 {gs['l1_per_image'][i]:.3f} · lost most: {said}")
+st.dataframe(gal.class_table().rename(columns={"label": "class", "pixels": "exact pixels", "dropped": "dropped",
+                                               "recall": "recall", "segmenter_recall": "segmenter alone"}),
+             hide_index=True, width="stretch", key="omissions_gallery_table",
+             column_config={c: st.column_config.NumberColumn(format="percent")
+                            for c in ("recall", "segmenter alone")})
+st.caption(f"Per class over the {gal.n} scenes (toyworld seed {gal.seed}, held out from training), the classes the "
+           "reconstructions lose most first. *Segmenter alone*: the segmenter's own reading of the real scenes; a "
+           "class it already misses is not the generator's doing. Reconstructed in "
+           f"{gal.seconds:.0f} s with the inverter `{plain(enc_meta.get('path', '').split('/')[-1])}`.")

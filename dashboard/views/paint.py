@@ -1,5 +1,6 @@
 """Paint (GANPaint-style): draw over a generated image to add or remove a concept where you paint,
-then ask where in this image the concept can go at all (context study, paper Fig. 11)."""
+then ask where in this image the concept can go at all (context study, paper Fig. 11). "Paint on: real
+scene" paints a held-out toyworld scene or an uploaded photo instead (dashboard/paint_real.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +28,7 @@ from dashboard.common import (
     pick_samples,
     segmenter,
 )
+from dashboard.paint_real import real_scene_painter
 
 SIZE = 320          # canvas and image size on screen (px): three columns fit a 1400 px window
 
@@ -37,6 +39,10 @@ st.caption("GANPaint: paint on the left and the concept's units are set to their
            "grid is the layer's featuremap: at layer4 of a 64 px model one cell is 8 px, about one door.")
 name, G = pick_model()
 layer = pick_layer(G)
+on = st.segmented_control("Paint on", ["generated image", "real scene"], default="generated image", key="paint_on",
+                          help="A real scene (a held-out toyworld scene or your photo) is inverted into the layer "
+                               "and the generator adapted to it (SIGGRAPH 2019), then painted like a generated "
+                               "image; the change is blended into the photo around the stroke.") or "generated image"
 n = pick_samples()
 seg = segmenter()
 try:
@@ -72,7 +78,8 @@ concept = c1.selectbox("Concept", concepts, key="paint_concept",
 mode = c2.segmented_control("Paint to", paint.MODES, default="add", key="paint_mode",
                             format_func=lambda m: {"add": ":material/add: add",
                                                    "remove": ":material/remove: remove"}[m]) or "add"
-seed = int(c3.number_input("Seed", 0, 10**6, 0, key="paint_seed", help="Which generated image to paint on"))
+seed = 0 if on == "real scene" else int(c3.number_input("Seed", 0, 10**6, 0, key="paint_seed",
+                                                         help="Which generated image to paint on"))
 n_paint = 1 if n_units == 1 else c4.slider(
     "Units", 1, n_units, min(20, n_units), key="paint_units",
     help="How many of the concept's units the paint drives (causal ranking when the Causal units page "
@@ -108,6 +115,10 @@ try:
     base = original(name, seed, G)
 except ERRORS as e:
     fail(f"Cannot paint {concept}", e, fix_for(e))
+if on == "real scene":
+    real_scene_painter(name, G, layer, (rows, cols), units=units, k=k, mode=mode, strength=strength, basis=basis,
+                       brush=brush, concept=concept, what=what, size=SIZE)
+    st.stop()
 z = z_range(seed, 0, 1, G.z_dim)
 background = png_bytes(paint.grid_image(base, (rows, cols), SIZE))
 canvas_key = f"paint-canvas-{name}-{layer}-{seed}"
