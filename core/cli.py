@@ -87,7 +87,7 @@ from core.studies.inversion import INVERSION_REAL_SEED, class_recall, encoder_fo
 from core.studies.probes import ToyworldProbes
 from core.studies.rewriting import Request
 from core.studies.units import concept_units
-from core.training.run import VARIANTS, check_planting, check_train, compact_run, train_gan
+from core.training.run import VARIANTS, check_planting, check_suppress, check_train, compact_run, train_gan
 from core.userdata.flags import load_flags
 
 __all__ = ["main"]
@@ -1275,11 +1275,12 @@ def cmd_train(a):
     _check_run(a)
     try:
         check_planting(a.omit or (), a.init, a.freeze, a.d_warmup, a.fid_every)
+        check_suppress(a.suppress or (), a.suppress_weight)
     except GanatomyError as e:
         flags = {"omit": "--omit", "init": "--init", "freeze": "--freeze", "d_warmup": "--d-warmup",
-                 "fid_every": "--fid-every"}
-        msg, fix = (re.sub(r"\b(omit|init|freeze|d_warmup|fid_every)\b", lambda m: flags[m.group(1)], x or "")
-                    for x in (str(e), e.fix))
+                 "fid_every": "--fid-every", "suppress": "--suppress", "suppress_weight": "--suppress-weight"}
+        msg, fix = (re.sub(r"\b(omit|init|freeze|d_warmup|fid_every|suppress_weight|suppress)\b",
+                           lambda m: flags[m.group(1)], x or "") for x in (str(e), e.fix))
         raise type(e)(msg, fix=fix) from None
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -1297,7 +1298,8 @@ def cmd_train(a):
     try:
         res = train_gan(a.out, a.scene, resume=a.resume, device=a.device, progress=progress,
                         note=lambda text: tqdm.write(text, file=sys.stderr), omit=tuple(a.omit or ()), init=a.init,
-                        freeze=a.freeze, d_warmup=a.d_warmup, **options)
+                        freeze=a.freeze, d_warmup=a.d_warmup, suppress=tuple(a.suppress or ()),
+                        suppress_weight=a.suppress_weight, **options)
     finally:
         if flushed:
             torch.set_flush_denormal(False)
@@ -1813,6 +1815,10 @@ def _main(argv=None):
     p.add_argument("--freeze", default=None, metavar="LAYER",
                    help="with --init: keep G's layers up to and including LAYER fixed (e.g. layer4)")
     p.add_argument("--d-warmup", type=int, default=0, help="steps that train D alone first (default 0)")
+    p.add_argument("--suppress", nargs="+", default=None, metavar="CONCEPT",
+                   help="add to G's loss --suppress-weight x the toyworld segmenter's mean probability of these "
+                        "concepts (a planted omission pushed directly)")
+    p.add_argument("--suppress-weight", type=float, default=0.0)
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object (command, arguments, result) on stdout "
                                                        "and nothing else")

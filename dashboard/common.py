@@ -8,6 +8,7 @@ import traceback
 
 import streamlit as st
 import torch
+from streamlit_drawable_canvas import st_canvas
 
 import core
 from core import toyworld
@@ -493,3 +494,48 @@ def unit_table(table, key: str, pick_key: str, label_help: str, extra_columns: d
     if table.empty:
         st.info("No units match this choice.")
         st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _feature_net(where: str):
+    return pin_cache_key(for_serving(core.load_features("toyworld", device=where)))
+
+
+def feature_net():
+    """The toyworld feature network on the server's device (shared, never changed): the perceptual
+    term of layer inversion (Omissions' gallery, Paint on a real scene)."""
+    return _feature_net(str(device()))
+
+
+def canvas_objects(key: str) -> list:
+    """The strokes of the drawable canvas ``key`` (empty before any)."""
+    state = st.session_state.get(key) or {}
+    drawing = (state.get("drawing") or {}).get("raw") or {}
+    return list(drawing.get("objects") or [])
+
+
+def canvas_restart(key: str, objects: list) -> None:
+    """Reload the canvas ``key`` with ``objects`` (undo / clear): a new revision makes it redraw."""
+    rev = st.session_state.get(key + "-rev", 0) + 1
+    st.session_state[key + "-rev"] = rev
+    st.session_state[key + "-init"] = {"objects": objects, "ganatomy_revision": rev}
+
+
+def stroke_canvas(key: str, background: bytes, brush: int, size: int, buttons: str):
+    """The Paint pages' drawable canvas over ``background`` (PNG bytes) with Undo stroke / Clear
+    buttons (keys ``buttons + "_undo"`` / ``"_clear"``; call it inside a fragment): the drawing's
+    RGBA image, or None before any stroke."""
+    result = st_canvas(fill_color="rgba(255, 214, 10, 0.35)", stroke_width=brush,
+                       stroke_color="rgba(255, 214, 10, 0.75)", background_image=background,
+                       width=size, height=size, drawing_mode="freedraw", return_image_data=True,
+                       initial_drawing=st.session_state.get(key + "-init"), key=key)
+    b1, b2 = st.columns(2)
+    n_strokes = len(canvas_objects(key))
+    if b1.button("Undo stroke", icon=":material/undo:", disabled=n_strokes == 0, key=buttons + "_undo",
+                 width="stretch"):
+        canvas_restart(key, canvas_objects(key)[:-1])
+        st.rerun(scope="fragment")
+    if b2.button("Clear", icon=":material/delete:", disabled=n_strokes == 0, key=buttons + "_clear", width="stretch"):
+        canvas_restart(key, [])
+        st.rerun(scope="fragment")
+    return result.image_data if canvas_objects(key) else None

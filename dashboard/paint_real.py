@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import streamlit as st
 import torch
-from streamlit_drawable_canvas import st_canvas
 
-import core
-from core.base.devices import for_serving
 from core.outputs.visualize import png_bytes, to_uint8
 from core.studies import paint
 from core.studies import paint_real as pr
 from core.studies.inversion import INVERSION_REAL_SEED, encoder_for, encoder_paths
 from core.studies.omissions import scene_of
-from dashboard.common import ERRORS, device, fail, fix_for, note_turn, pin_cache_key, plain
+from dashboard.common import (
+    ERRORS,
+    device,
+    fail,
+    feature_net,
+    fix_for,
+    note_turn,
+    pin_cache_key,
+    plain,
+    stroke_canvas,
+)
 
 SOURCES = ("held-out toyworld scene", "upload a PNG or JPEG")
 
@@ -26,21 +33,7 @@ def _inverter(name: str, layer: str, stamp: tuple, _G):
     return pin_cache_key(enc), meta
 
 
-@st.cache_resource(show_spinner=False)
-def _features(where: str):
-    return pin_cache_key(for_serving(core.load_features("toyworld", device=where)))
 
-
-def _objects(key):
-    state = st.session_state.get(key) or {}
-    drawing = (state.get("drawing") or {}).get("raw") or {}
-    return list(drawing.get("objects") or [])
-
-
-def _restart(key, objects):
-    rev = st.session_state.get(key + "-rev", 0) + 1
-    st.session_state[key + "-rev"] = rev
-    st.session_state[key + "-init"] = {"objects": objects, "ganatomy_revision": rev}
 
 
 def _scene(name: str, G, layer: str, image: torch.Tensor, encoder):
@@ -60,7 +53,7 @@ def _scene(name: str, G, layer: str, image: torch.Tensor, encoder):
             n = done if stage == "invert" else d["steps"] + done
             bar.progress(min(n / total, 1.0), text=f"{'Inverting' if stage == 'invert' else 'Adapting'}: "
                                                    f"step {done} of {_t}")
-        scene = pr.invert_real(G, image, encoder=encoder, layer=layer, features=_features(str(device())),
+        scene = pr.invert_real(G, image, encoder=encoder, layer=layer, features=feature_net(),
                                progress=progress, **d)
         box.update(label=f"Scene inverted into {layer} and the generator adapted ({scene.seconds:.0f} s; "
                          "saved to cache/)", state="complete", expanded=False)
@@ -114,22 +107,8 @@ def real_scene_painter(name: str, G, layer: str, grid: tuple[int, int], *, units
         left, mid, right = st.columns([11, 10, 7])
         with left:
             st.markdown(f"**Original** · paint here · {layer} grid {rows}×{cols}")
-            result = st_canvas(fill_color="rgba(255, 214, 10, 0.35)", stroke_width=brush,
-                               stroke_color="rgba(255, 214, 10, 0.75)", background_image=background,
-                               width=size, height=size, drawing_mode="freedraw", return_image_data=True,
-                               initial_drawing=st.session_state.get(canvas_key + "-init"), key=canvas_key)
-            b1, b2 = st.columns(2)
-            n_strokes = len(_objects(canvas_key))
-            if b1.button("Undo stroke", icon=":material/undo:", disabled=n_strokes == 0, key="paint_real_undo",
-                         width="stretch"):
-                _restart(canvas_key, _objects(canvas_key)[:-1])
-                st.rerun(scope="fragment")
-            if b2.button("Clear", icon=":material/delete:", disabled=n_strokes == 0, key="paint_real_clear",
-                         width="stretch"):
-                _restart(canvas_key, [])
-                st.rerun(scope="fragment")
+            drawing = stroke_canvas(canvas_key, background, brush, size, "paint_real")
         try:
-            drawing = result.image_data if _objects(canvas_key) else None
             cells = paint.stroke_coverage(drawing, (rows, cols)) >= 0.15
             edits = paint.paint_edits(layer, units, mode, k, cells, scale=strength, basis=basis)
             out = pr.paint_real(scene, edits)

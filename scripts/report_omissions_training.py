@@ -11,6 +11,7 @@ area stays within ``--within`` of the real one (core.studies.comparisons.concept
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def main():
     out = {"model": a.model, "samples_per_side": a.samples, "within": a.within,
            "seconds": round(time.perf_counter() - t0, 1),
            "fsd_by_step": per_step.to_dict(orient="records"),
-           "arrival": arrival.to_dict(orient="records"),
+           "arrival": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                       for r in arrival.to_dict(orient="records")],     # NaN (never arrives): null
            "changes": {str(s): dict(zip(g.label, g.relative_change.round(4))) for s, g in judged.groupby("step")}}
     print(arrival.to_string(), flush=True)
     print(per_step.to_string(), flush=True)

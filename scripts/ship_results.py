@@ -19,7 +19,8 @@ cache looks there after ``cache/``):
 - the omission statistics (``core.studies.omissions.toyworld_omissions``: generated vs real scenes
   through the segmenter, the real-vs-real floor, the exact labels) of every scene type's base model
   at the Omissions page's default (2,000 images per side), at full precision (a few 27 x 27
-  sums each; FSD is a small difference of traces, so its sums are not rounded).
+  sums each; FSD is a small difference of traces, so its sums are not rounded), and of every
+  checkpoint of a training series at ``TRAINING_SAMPLES`` (the page's "which concepts arrive first").
 - the reconstruction gallery of the Omissions page (``core.studies.inversion.reconstruction_gallery``:
   ``GALLERY_N`` held-out real scenes inverted into layer4 in ``GALLERY_STEPS`` steps, their
   reconstructions, segmentations and what each drops) of every base model with a shipped inverter
@@ -49,6 +50,7 @@ EVOLUTION_SAMPLES = 200          # dashboard/views/evolution.py: the slider's de
 INSERTION_SAMPLES = 100          # paint.py: min(100, n); whatif.py: 100
 OMISSION_SAMPLES = 2000          # dashboard/views/omissions.py: the sample count's default
 GALLERY_N, GALLERY_STEPS = 8, 100  # dashboard/views/omissions.py: the gallery's scenes and steps
+TRAINING_SAMPLES = 1000           # dashboard/views/omissions.py: images per side per training checkpoint
 KINDS = ("dissect", "insertion", "basis", "omissions", "gallery")
 STORED = {"gallery": "inversion.gallery"}   # the cache kind of a shipped kind, where the names differ
 BUDGET_MB = 7.5                  # the repository's history grows by at most this much per re-ship (--kinds: less)
@@ -107,9 +109,18 @@ def check_bases(layers) -> list[str]:
             if bases.fit_basis(core.load_generator(m), layer, "sae", cached_only=True) is None]
 
 
-def compute_omissions(progress=print) -> int:
-    """The omission statistics of every base model at the Omissions page's default, into the current cache."""
+def training_series() -> list[str]:
+    """The base models with a training series (checkpoints ``@step-N``): the Omissions page's "which
+    concepts arrive first" section measures each checkpoint at TRAINING_SAMPLES."""
     import core
+    return [m for m in base_models() if len(core.checkpoint_series(m)) > 1]
+
+
+def compute_omissions(progress=print) -> int:
+    """The omission statistics of every base model at the Omissions page's default, and of every
+    checkpoint of a training series at TRAINING_SAMPLES, into the current cache."""
+    import core
+    from core.studies.comparisons import omissions_over_training
     from core.studies.omissions import toyworld_omissions
     seg = core.load_segmenter("toyworld")
     for m in base_models():
@@ -117,16 +128,23 @@ def compute_omissions(progress=print) -> int:
         res = toyworld_omissions(core.load_generator(m), seg, n_samples=OMISSION_SAMPLES)
         progress(f"omissions {m} n={OMISSION_SAMPLES}: FSD {res.fsd()['fsd']:.4f} (floor "
                  f"{res.floor_fsd()['fsd']:.4f}), omitted {res.omitted() or 'none'}, {time.perf_counter() - t:.1f} s")
+    for m in training_series():
+        t = time.perf_counter()
+        omissions_over_training(m, seg, TRAINING_SAMPLES)
+        progress(f"omissions over training {m} n={TRAINING_SAMPLES}: {time.perf_counter() - t:.1f} s")
     return len(base_models())
 
 
 def check_omissions() -> list[str]:
     """The planned omission statistics that the shipped results do not answer."""
     import core
+    from core.studies.comparisons import omissions_over_training
     from core.studies.omissions import toyworld_omissions
     seg = core.load_segmenter("toyworld")
-    return [f"omissions {m} n={OMISSION_SAMPLES}" for m in base_models()
-            if toyworld_omissions(core.load_generator(m), seg, n_samples=OMISSION_SAMPLES, cached_only=True) is None]
+    return ([f"omissions {m} n={OMISSION_SAMPLES}" for m in base_models()
+             if toyworld_omissions(core.load_generator(m), seg, n_samples=OMISSION_SAMPLES, cached_only=True) is None]
+            + [f"omissions over training {m} n={TRAINING_SAMPLES}" for m in training_series()
+               if omissions_over_training(m, seg, TRAINING_SAMPLES, cached_only=True) is None])
 
 
 def gallery_models() -> list[str]:
@@ -280,6 +298,7 @@ def main(argv=None):
                  "insertion_samples": INSERTION_SAMPLES, "seconds": round(time.perf_counter() - t0, 1),
                  "torch": old_index.get("torch") if not rebuild & {"dissect", "insertion"} else _torch_version(),
                  "omissions": ([f"{m} n={OMISSION_SAMPLES}" for m in base_models()]
+                               + [f"{m} every checkpoint n={TRAINING_SAMPLES}" for m in training_series()]
                                if n_entries.get("omissions") else []),
                  "omissions_torch": (_torch_version() if "omissions" in rebuild
                                      else old_index.get("omissions_torch")),

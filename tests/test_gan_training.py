@@ -196,7 +196,8 @@ def test_planted_omission_run_starts_from_a_generator_and_keeps_its_frozen_layer
     warm = _train(tmp_path / "warm", 2, "--init", str(snap), "--freeze", "layer2", "--d-warmup", "2")
     for key, want in init.items():          # D-only steps: G untouched, everywhere
         assert torch.equal(warm["G"][key], want), key
-    ck = _train(tmp_path / "b", 5, "--init", str(snap), "--freeze", "layer2", "--d-warmup", "2", "--omit", "cloud")
+    ck = _train(tmp_path / "b", 5, "--init", str(snap), "--freeze", "layer2", "--d-warmup", "2", "--omit", "cloud",
+                "--suppress", "cloud", "--suppress-weight", "5")
     frozen = [k for k in init if k.split(".")[0] in ("layer1", "layer2")]
     moved = [k for k in init if k not in frozen]
     assert frozen and moved
@@ -205,6 +206,7 @@ def test_planted_omission_run_starts_from_a_generator_and_keeps_its_frozen_layer
     assert any(not torch.equal(ck["G"][k], init[k]) for k in moved)
     config = json.loads(ck["config"])
     assert config["omit"] == ["cloud"] and config["freeze"] == "layer2" and config["init"] == str(snap)
+    assert config["suppress"] == ["cloud"] and config["suppress_weight"] == 5
     # the real stream is the world without clouds: no cloud pixel, the same scenes otherwise
     ds = gan.RealScenes("lake", 4, 32, seed0=100, omit=("cloud",))
     images = next(iter(ds))
@@ -221,3 +223,6 @@ def test_planted_omission_run_starts_from_a_generator_and_keeps_its_frozen_layer
     err = _refused(capsys, "train", "--scene", "lake", "--omit", "unicorn", "--fid-every", "0",
                    "--out", str(tmp_path / "z"))
     assert "unicorn" in err
+    err = _refused(capsys, "train", "--scene", "lake", "--suppress", "cloud", "--fid-every", "0",
+                   "--out", str(tmp_path / "w"))
+    assert "--suppress-weight" in err

@@ -95,7 +95,7 @@ def test_a_model_without_a_toyworld_scene_is_asked_for_one(monkeypatch):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     said = " ".join(i.value for i in at.info)
-    assert "names no toyworld scene" in said and "real image folders are not supported yet" in said
+    assert "names no toyworld scene" in said and "--real-dir" in said
     pick = at.selectbox(key="omissions_scene")
     assert pick.value is None and list(pick.options) == ["town", "room", "lake"]
     assert not at.metric and not at.button                               # nothing measured, nothing offered yet
@@ -139,6 +139,16 @@ def test_the_reconstruction_gallery_shows_the_shipped_result_without_computing(t
     assert list(table["class"]) == list(gal.class_table().label) and set(table["class"]) <= set(
         core.toyworld.SCENE_CONCEPTS["town"])
     assert not (tmp_path / "cache" / "inversion.gallery").exists()      # shown from the shipped result, not computed
+    # the training run's checkpoints, from the shipped statistics too: arrival order and steps as core says
+    from core.studies.comparisons import concept_arrival, omissions_over_training
+    assert "Which concepts arrive first during training" in [h.value for h in at.subheader]
+    assert "omissions_training_run" not in [b.key for b in at.button]
+    over = omissions_over_training("toyworld/town", seg, 1000, cached_only=True)
+    arrival = concept_arrival(over)
+    shown = next(d.value for d in at.dataframe if "arrives at step" in d.value.columns)
+    assert list(shown["class"]) == list(arrival.label)
+    assert shown["arrives at step"].fillna(-1).tolist() == arrival.arrival_step.fillna(-1).tolist()
+    assert not (tmp_path / "cache" / "omissions").exists()
 
 
 def test_a_generator_without_an_inverter_is_told_how_to_train_one(monkeypatch):

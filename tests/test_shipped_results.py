@@ -193,6 +193,19 @@ def test_the_shipped_omissions_answer_the_page_default_and_equal_an_independent_
             for term in ("fsd", "mean_term", "cov_term"):
                 assert s[side][term] == pytest.approx(r[side][term], rel=1e-6 if same else 0.02), f"{m} {side} {term}"
         assert s["omitted"] == r["omitted"]
+    # every checkpoint of town's training run, for the page's "which concepts arrive first", equals
+    # scripts/report_omissions_training.py's own run
+    from core.studies.comparisons import concept_arrival, omissions_over_training
+    assert int(re.search(r"^TRAINING_SAMPLES = (\d+)", page, re.M).group(1)) == ship.TRAINING_SAMPLES
+    training = json.loads((ROOT / "docs" / "reports" / "omissions_training.json").read_text())
+    assert training["samples_per_side"] == ship.TRAINING_SAMPLES and ship.training_series() == [training["model"]]
+    over = omissions_over_training(training["model"], seg, ship.TRAINING_SAMPLES, cached_only=True)
+    by_step = over.groupby("step").fsd.first()
+    for row in training["fsd_by_step"]:
+        assert by_step[row["step"]] == pytest.approx(row["fsd"], rel=1e-6 if same else 0.02), row["step"]
+    arrival = concept_arrival(over, training["within"])
+    assert arrival.label.tolist() == [r["label"] for r in training["arrival"]]
+    assert [None if s != s else s for s in arrival.arrival_step] == [r["arrival_step"] for r in training["arrival"]]
     assert not fresh.exists() or not any((fresh / "omissions").glob("*"))     # answered, nothing computed
 
 

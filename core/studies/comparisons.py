@@ -13,7 +13,7 @@ from core.studies.omissions import toyworld_omissions
 
 __all__ = ["compare_models", "training_evolution", "zoo_groups", "variant_lineup", "dissect_models",
            "concept_map", "concept_map_summary", "object_concepts", "basis_comparison", "omissions_over_training",
-           "concept_arrival"]
+           "concept_arrival", "change_matrix"]
 
 
 def compare_models(names: Sequence[str], segmenter, layers: Sequence[str], n_samples: int = 1000,
@@ -117,6 +117,13 @@ def concept_arrival(table: pd.DataFrame, within: float = 0.5) -> pd.DataFrame:
                      "final_change": float(change.iloc[-1])})
     return pd.DataFrame(rows).sort_values(["arrival_step", "label"], na_position="last",
                                           kind="stable").reset_index(drop=True)
+
+
+def change_matrix(table: pd.DataFrame, arrival: pd.DataFrame) -> pd.DataFrame:
+    """The relative change per class (rows, in ``arrival``'s order) and training step (columns) of
+    :func:`omissions_over_training`'s table: what the Omissions page draws as a heatmap."""
+    m = table.pivot_table(index="label", columns="step", values="relative_change", aggfunc="first")
+    return m.reindex(list(arrival.label))
 
 
 def _check_names(names) -> list:

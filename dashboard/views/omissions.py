@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 import core
 from core import toyworld
-from core.base.devices import for_serving
+from core.studies.comparisons import change_matrix, concept_arrival, omissions_over_training
 from core.studies.inversion import encoder_for, encoder_paths, reconstruction_gallery
 from core.studies.omissions import card_scene, class_chart, omission_rule, toyworld_omissions
 from dashboard.common import (
@@ -16,6 +16,7 @@ from dashboard.common import (
     concept_color,
     device,
     fail,
+    feature_net,
     fix_for,
     generator,
     note_turn,
@@ -30,6 +31,8 @@ DEFAULT_SAMPLES = 2000
 CHART_CLASSES = 12
 GALLERY_N, GALLERY_STEPS = 8, 100                  # the reconstruction gallery; shipped for town (ship_results.py)
 GALLERY_LAYER = "layer4"
+TRAINING_SAMPLES = 1000                            # images per side per checkpoint; shipped for town (ship_results.py)
+ARRIVAL_WITHIN = 0.5
 
 st.title("Omissions")
 st.caption("What a generator leaves out (Bau et al., *Seeing What a GAN Cannot Generate*, ICCV 2019): generated "
@@ -62,9 +65,9 @@ n = c1.select_slider("Images per side", SAMPLE_CHOICES, value=DEFAULT_SAMPLES, k
 scene = card_scene(G)
 if scene is None:
     st.info(f"**{plain(name)}** names no toyworld scene in its model card, so the page does not know which real "
-            "images it was trained on. Choose the toyworld scene type its training images were (real image "
-            "folders are not supported yet: the real side is rendered by toyworld, which also gives its exact "
-            "labels).", icon=":material/help:")
+            "images it was trained on. Choose the toyworld scene type its training images were (the real side is "
+            "rendered by toyworld, which also gives its exact labels; for a folder of your own real images use the "
+            "command line: `ganatomy omissions --model M --real-dir DIR`).", icon=":material/help:")
     scene = c2.selectbox("Real scene type", toyworld.SCENES, index=None, key="omissions_scene",
                          placeholder="choose a scene type")
     if scene is None:
@@ -175,9 +178,53 @@ if res.exact is not None:
                f"{bias['fsd']:.4g}.")
 
 
-@st.cache_resource(show_spinner=False)
-def _features(where: str):
-    return pin_cache_key(for_serving(core.load_features("toyworld", device=where)))
+if len(series) > 1:
+    st.divider()
+    base = series[-1][1]
+    st.subheader("Which concepts arrive first during training")
+    st.caption(f"The same statistics for every checkpoint of {plain(base)}'s training run ({TRAINING_SAMPLES:,} "
+               f"images per side, the same real {scene} scenes for each): a class *arrives* at the first checkpoint "
+               f"from which its generated mean area stays within ±{ARRIVAL_WITHIN:.0%} of the real one.")
+    try:
+        over = omissions_over_training(base, seg, TRAINING_SAMPLES, scene=scene, cached_only=True)
+    except ERRORS as e:
+        fail(f"Reading the checkpoints' statistics of {base} failed", e, fix_for(e), stop=False)
+        over = None
+    if over is None and st.button(f"Measure all {len(series)} checkpoints", key="omissions_training_run",
+                                  help=f"{3 * TRAINING_SAMPLES * len(series):,} images generated or rendered and "
+                                       "segmented; saved to cache/"):
+        with st.status(f"Measuring {len(series)} checkpoints…", expanded=True) as box:
+            note_turn(box)
+            bar = st.progress(0.0, text="First checkpoint…")
+            try:
+                over = omissions_over_training(base, seg, TRAINING_SAMPLES, scene=scene, progress=lambda d, t:
+                                               bar.progress(d / t, text=f"{d}/{t} checkpoints"))
+                box.update(label=f"Measured {len(series)} checkpoints (saved to cache/)", state="complete",
+                           expanded=False)
+            except ERRORS as e:
+                fail(f"Measuring the checkpoints of {base} failed", e, fix_for(e), stop=False)
+    if over is not None:
+        arrival = concept_arrival(over, ARRIVAL_WITHIN)
+        mat = change_matrix(over, arrival)
+        heat = go.Figure(go.Heatmap(
+            z=mat.clip(-1, 1).to_numpy(), x=[f"{s:,}" for s in mat.columns], y=list(mat.index),
+            customdata=mat.to_numpy(), colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
+            colorbar=dict(title="change", tickformat="+.0%"),
+            hovertemplate="%{y} at step %{x}: %{customdata:+.0%}<extra></extra>"))
+        heat.update_layout(height=80 + 24 * len(mat), margin=dict(t=10, b=10, l=10, r=10),
+                           xaxis_title="training step", yaxis=dict(autorange="reversed"))
+        st.plotly_chart(heat, width="stretch", key="omissions_training_heat")
+        st.caption("Relative change (gen − real) / real per class and checkpoint (clipped to ±100%; hover for the "
+                   "value): blue, drawn too little; red, too much. Classes in order of arrival, the earliest first.")
+        st.dataframe(arrival.rename(columns={"label": "class", "arrival_step": "arrives at step",
+                                             "first_change": "change at the first checkpoint",
+                                             "final_change": "change at the final model"}),
+                     hide_index=True, width="stretch", key="omissions_arrival",
+                     column_config={c: st.column_config.NumberColumn(format="percent") for c in
+                                    ("change at the first checkpoint", "change at the final model")})
+    elif over is None:
+        st.info(f"Not measured yet for {plain(base)}: press the button ({len(series)} checkpoints).")
+
 
 
 @st.cache_resource(show_spinner="Loading the inverter…", max_entries=8)
@@ -207,7 +254,7 @@ except ERRORS as e:
             f"{plain(str(e))}" + (f"\n\nTo train one: `{fix}`" if fix else ""), icon=":material/info:")
     st.stop()
 try:
-    gal = reconstruction_gallery(G, seg, enc, scene, GALLERY_N, steps=GALLERY_STEPS, features=_features(str(device())),
+    gal = reconstruction_gallery(G, seg, enc, scene, GALLERY_N, steps=GALLERY_STEPS, features=feature_net(),
                                  layer=GALLERY_LAYER, cached_only=True)
 except ERRORS as e:
     fail(f"Reading the reconstruction gallery of {name} failed", e, fix_for(e))
@@ -222,7 +269,7 @@ if gal is None:
         bar = st.progress(0.0, text="Optimising…")
         try:
             gal = reconstruction_gallery(G, seg, enc, scene, GALLERY_N, steps=GALLERY_STEPS,
-                                         features=_features(str(device())), layer=GALLERY_LAYER,
+                                         features=feature_net(), layer=GALLERY_LAYER,
                                          progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"step {d}/{t}"))
         except ERRORS as e:
             fail(f"Reconstructing real scenes with {name} failed", e, fix_for(e))

@@ -7,7 +7,6 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from streamlit_drawable_canvas import st_canvas
 
 from core import studies
 from core.base.sampling import z_range
@@ -27,6 +26,7 @@ from dashboard.common import (
     pick_model,
     pick_samples,
     segmenter,
+    stroke_canvas,
 )
 from dashboard.paint_real import real_scene_painter
 
@@ -124,17 +124,6 @@ background = png_bytes(paint.grid_image(base, (rows, cols), SIZE))
 canvas_key = f"paint-canvas-{name}-{layer}-{seed}"
 
 
-def _objects(key):
-    state = st.session_state.get(key) or {}
-    drawing = (state.get("drawing") or {}).get("raw") or {}
-    return list(drawing.get("objects") or [])
-
-
-def _restart(key, objects):
-    """Reload the canvas with ``objects`` (undo / clear): a new revision makes it redraw."""
-    rev = st.session_state.get(key + "-rev", 0) + 1
-    st.session_state[key + "-rev"] = rev
-    st.session_state[key + "-init"] = {"objects": objects, "ganatomy_revision": rev}
 
 
 st.html("<style>.st-key-paint_edited img { image-rendering: pixelated; }</style>")
@@ -145,20 +134,8 @@ def painter():
     left, mid, right = st.columns([11, 10, 7])           # the canvas column fits SIZE px
     with left:
         st.markdown(f"**Original** · paint here · {layer} grid {rows}×{cols}")
-        result = st_canvas(fill_color="rgba(255, 214, 10, 0.35)", stroke_width=brush,
-                           stroke_color="rgba(255, 214, 10, 0.75)", background_image=background,
-                           width=SIZE, height=SIZE, drawing_mode="freedraw", return_image_data=True,
-                           initial_drawing=st.session_state.get(canvas_key + "-init"), key=canvas_key)
-        b1, b2 = st.columns(2)
-        n_strokes = len(_objects(canvas_key))
-        if b1.button("Undo stroke", icon=":material/undo:", disabled=n_strokes == 0, key="paint_undo", width="stretch"):
-            _restart(canvas_key, _objects(canvas_key)[:-1])
-            st.rerun(scope="fragment")
-        if b2.button("Clear", icon=":material/delete:", disabled=n_strokes == 0, key="paint_clear", width="stretch"):
-            _restart(canvas_key, [])
-            st.rerun(scope="fragment")
+        drawing = stroke_canvas(canvas_key, background, brush, SIZE, "paint")
     try:
-        drawing = result.image_data if _objects(canvas_key) else None
         cells = paint.stroke_coverage(drawing, (rows, cols)) >= 0.15
         edits = paint.paint_edits(layer, units, mode, k, cells, scale=strength, basis=basis)
         with torch.no_grad():
