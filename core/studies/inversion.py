@@ -145,9 +145,9 @@ def perceptual_maps(features) -> Callable:
 
 
 def _side(generator, segmenter, encoder, layer, images, labels, steps, lr, feats, units_off, batch_size,
-          progress, classes=None) -> Recall:
+          progress, classes=None, anchor_weight: float = 0.01) -> Recall:
     inv = invert(generator, layer, encoder, images, steps, lr, feats, progress, units_off=units_off,
-                 batch_size=batch_size)
+                 batch_size=batch_size, anchor_weight=anchor_weight)
     dev = device_of(generator)
     C = len(segmenter.labels)
     labels = labels.to(dev)
@@ -163,13 +163,15 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
                           seed: int = INVERSION_REAL_SEED, *, steps: int = 100, lr: float = 0.01, features=None,
                           layer: str = "layer4", units_off: Sequence[int] = (), ceiling: bool = True,
                           gen_seed: int = INVERSION_GEN_SEED, batch_size: int = 100,
-                          progress: Callable | None = None) -> Reconstructions:
+                          progress: Callable | None = None, anchor_weight: float = 0.01) -> Reconstructions:
     """``n`` real ``scene`` scenes (toyworld seed ``seed``, held out from the GANs' training) inverted
     into ``layer`` (:func:`~core.engine.inversion.invert`, ``steps`` of Adam at ``lr``, the perceptual
     term through ``features``: a toyworld feature network or any callable); per class, the recall of
     the real exact pixels in the segmentation of the reconstruction, and its L1. ``ceiling``: the
     same for ``n`` of the generator's own samples (``gen_seed``), recall against the segmentation of
-    the sample itself. ``units_off``: a planted omission (those units never reach the rendering)."""
+    the sample itself. ``units_off``: a planted omission (those units never reach the rendering).
+    ``anchor_weight``: :func:`~core.engine.inversion.invert`'s pull towards the encoder's guess (larger
+    keeps the featuremap nearer what the generator makes of its own samples)."""
     import time
     check_generator(generator, probe=False)
     check_segmenter(segmenter)
@@ -193,7 +195,7 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
     lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device=labels.device)
     classes = toyworld.SCENE_CONCEPTS[scene]
     real = _side(generator, segmenter, encoder, layer, images, lut[labels], steps, lr, feats, units_off,
-                 batch_size, progress, classes)
+                 batch_size, progress, classes, anchor_weight)
     gen = None
     if ceiling:
         dev = device_of(generator)
@@ -201,7 +203,7 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
             g = generator(z_range(gen_seed, 0, n, generator.z_dim, dev))
             g_labels = segmenter.segment(g)
         gen = _side(generator, segmenter, encoder, layer, g, g_labels, steps, lr, feats, units_off, batch_size,
-                    progress, classes)
+                    progress, classes, anchor_weight)
     return Reconstructions(real, gen, scene, n, steps, time.perf_counter() - t0)
 
 
