@@ -201,8 +201,9 @@ def test_the_shipped_omissions_answer_the_page_default_and_equal_an_independent_
     assert training["samples_per_side"] == ship.TRAINING_SAMPLES and ship.training_series() == [training["model"]]
     over = omissions_over_training(training["model"], seg, ship.TRAINING_SAMPLES, cached_only=True)
     by_step = over.groupby("step").fsd.first()
-    for row in training["fsd_by_step"]:
-        assert by_step[row["step"]] == pytest.approx(row["fsd"], rel=1e-6 if same else 0.02), row["step"]
+    for row in training["fsd_by_step"]:          # the report ran on 1 thread, the shipping on 2: the
+        # convolutions sum in another order, which moves an FSD (a difference of traces) by up to ~2e-5
+        assert by_step[row["step"]] == pytest.approx(row["fsd"], rel=1e-4 if same else 0.02), row["step"]
     arrival = concept_arrival(over, training["within"])
     assert arrival.label.tolist() == [r["label"] for r in training["arrival"]]
     assert [None if s != s else s for s in arrival.arrival_step] == [r["arrival_step"] for r in training["arrival"]]
