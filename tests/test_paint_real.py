@@ -181,6 +181,25 @@ def test_photo_image_converts_and_says_so():
         pr.photo_image(b"not an image")
 
 
+def test_hostile_uploads_are_refused_from_their_header(monkeypatch):
+    """A decompression bomb is refused from its header, never decoded (PIL's own decoder is made to fail
+    if it is reached); a 16-bit or float image, which has no RGB reading, is refused by its mode."""
+    def png(im):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        return buf.getvalue()
+    bomb = png(Image.new("RGB", (5000, 5000)))             # 25 M pixels: a few kB of zeros on disk
+    monkeypatch.setattr(Image.Image, "load", lambda self: (_ for _ in ()).throw(AssertionError("decoded")))
+    with pytest.raises(InputError, match="5000 x 5000 pixels") as e:
+        pr.photo_image(bomb)
+    assert e.value.fix and len(str(e.value)) < 300
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="16-bit or float"):
+        pr.photo_image(png(Image.new("I;16", (64, 64))))
+    x, note = pr.photo_image(png(Image.new("L", (64, 64), 255)))
+    assert "from L to RGB" in note and torch.equal(x, torch.ones(1, 3, 64, 64))
+
+
 # ----------------------------------------------------------------------------- the Paint page in real-scene mode
 
 def _page_setup(tmp_path, monkeypatch, models=("toyworld/town",)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +36,7 @@ from core.base.validate import check_bool, check_callable, check_choice, check_f
 from core.engine.adapt import ADAPT_VERSION, adapt, blend_change, cells_region, later_parameters
 from core.engine.intervention import check_edits, edit_fn, resize_mask
 from core.engine.inversion import LayerEncoder, check_layer, invert, render_from
+from core.studies.image_folder import CONVERTIBLE_MODES, MAX_IMAGE_PIXELS
 from core.studies.inversion import INVERSION_REAL_SEED, encoder_for, perceptual_maps
 from core.studies.omissions import image_size
 
@@ -104,9 +106,15 @@ def photo_image(data, size: int = 64) -> tuple[torch.Tensor, str | None]:
     size = check_int("size", size, 1)
     if isinstance(data, (bytes, bytearray)):
         try:
-            im = Image.open(io.BytesIO(data))
-            im.load()
-        except (UnidentifiedImageError, OSError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data))
+                w, h = im.size                     # from the header: a bomb is refused before it is decoded
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise InputError(f"data: the image is {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                                     "accepted", fix="upload a smaller image (the generator draws 64 x 64)")
+                im.load()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise InputError(f"data: not a readable PNG or JPEG image ({type(e).__name__})",
                              fix="upload a PNG or JPEG file") from None
     elif isinstance(data, Image.Image):
@@ -117,6 +125,9 @@ def photo_image(data, size: int = 64) -> tuple[torch.Tensor, str | None]:
         raise ArgumentTypeError(f"data must be image bytes, a PIL image or an H x W x 3 uint8 array, got "
                                 f"{type(data).__name__}", fix="pass the uploaded file's bytes (file.getvalue())")
     note = None
+    if im.mode != "RGB" and im.mode not in CONVERTIBLE_MODES:
+        raise InputError(f"data: images of mode {im.mode!r:.20} (16-bit or float) have no RGB reading here",
+                         fix="save the photo as an 8-bit RGB PNG or JPEG")
     if im.mode != "RGB":
         note = f"converted from {im.mode} to RGB"
         im = im.convert("RGB")

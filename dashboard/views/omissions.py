@@ -212,10 +212,10 @@ if len(series) > 1:
             colorbar=dict(title="change", tickformat="+.0%"),
             hovertemplate="%{y} at step %{x}: %{customdata:+.0%}<extra></extra>"))
         heat.update_layout(height=80 + 24 * len(mat), margin=dict(t=10, b=10, l=10, r=10),
-                           xaxis_title="training step", yaxis=dict(autorange="reversed"))
+                           xaxis=dict(title="training step", type="category"), yaxis=dict(autorange="reversed"))
         st.plotly_chart(heat, width="stretch", key="omissions_training_heat")
         st.caption("Relative change (gen − real) / real per class and checkpoint (clipped to ±100%; hover for the "
-                   "value): blue, drawn too little; red, too much. Classes in order of arrival, the earliest first.")
+                   "value): red, drawn too little; blue, too much. Classes in order of arrival, the earliest first.")
         st.dataframe(arrival.rename(columns={"label": "class", "arrival_step": "arrives at step",
                                              "first_change": "change at the first checkpoint",
                                              "final_change": "change at the final model"}),
