@@ -83,7 +83,14 @@ from core.studies import comparisons, context, evaluation, over_seeds, rewrite_r
 from core.studies import omissions as omission_study
 from core.studies.image_folder import ImageFolder
 from core.studies.importance import importance_vs_interpretability, labelled_images
-from core.studies.inversion import INVERSION_REAL_SEED, class_recall, encoder_for, perceptual_maps
+from core.studies.inversion import (
+    INVERSION_REAL_SEED,
+    Recall,
+    class_recall,
+    encoder_for,
+    perceptual_maps,
+    real_scenes,
+)
 from core.studies.probes import ToyworldProbes
 from core.studies.rewriting import Request
 from core.studies.units import concept_units
@@ -926,11 +933,7 @@ def cmd_invert(a):
         images, labels, source = folder.load(range(n)), None, {"images": str(a.images), "files": folder.names[:n]}
     else:
         n = n if n is not None else 8
-        missing = [c for c in toyworld.LABELS if c not in seg.labels]
-        if missing:
-            raise InputError(f"--segmenter: it lacks toyworld's labels {missing[:5]}",
-                             fix="use --segmenter toyworld for toyworld scenes")
-        images, labels = toyworld.render(a.scene, n, seed=a.seed, size=size)
+        images, labels = _flag("--segmenter", real_scenes, a.scene, n, a.seed, size, seg)   # labels: seg's
         names = [f"{i:03d}-{a.scene}-{a.seed}" for i in range(n)]
         source = {"scene": a.scene, "seed": a.seed}
     feats = None if a.no_perceptual else perceptual_maps(load_features("toyworld", device=device_of(G)))
@@ -950,24 +953,22 @@ def cmd_invert(a):
         C = len(seg.labels)
         with torch.no_grad():
             seg_real, seg_rec = seg.segment(images.to(dev)), seg.segment(inv.reconstruction)
-            exact = torch.tensor([seg.labels.index(c) for c in toyworld.LABELS], device=dev)[labels.to(dev)]
+            exact = labels.to(dev)
             true, hit = (t.cpu().numpy() for t in class_recall(exact, seg_rec, C))
             _, hit_seg = (t.cpu().numpy() for t in class_recall(exact, seg_real, C))
             to_toy = torch.tensor([toyworld.LABELS.index(c) if c in toyworld.LABELS else 0 for c in seg.labels],
                                   device=dev)
             panels += [toyworld.colorize(to_toy[m]).cpu().numpy() for m in (seg_real, seg_rec)]
-        present = true > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(present, hit / np.maximum(true, 1), np.nan)
+        classes = toyworld.SCENE_CONCEPTS[a.scene]      # the reconstruction's and the segmenter's own recall
+        rec = Recall(list(seg.labels), true, hit, hit, l1, l1_0, classes)
+        own = Recall(list(seg.labels), true, hit_seg, hit_seg, l1 * 0, l1 * 0, classes)
+        per_image, per_image_class = rec.per_image(), rec.per_image_class()
         for i, r in enumerate(rows):
-            r["recall"] = float(np.nanmean(recall[i]))
-            r.update({f"recall_{seg.labels[c]}": float(recall[i, c]) for c in range(C) if present[i, c]})
-        pooled = {seg.labels[c]: float(hit[:, c].sum() / true[:, c].sum()) for c in range(C) if true[:, c].sum() > 0}
-        seg_pooled = {seg.labels[c]: float(hit_seg[:, c].sum() / true[:, c].sum()) for c in range(C)
-                      if true[:, c].sum() > 0}
-        result.update({"mean_recall": float(np.mean(list(pooled.values()))), "per_class_recall": pooled,
-                       "segmenter_mean_recall": float(np.mean(list(seg_pooled.values()))),
-                       "segmenter_per_class_recall": seg_pooled})
+            r["recall"] = float(per_image[i])
+            r.update({f"recall_{seg.labels[c]}": float(per_image_class[i, c]) for c in range(C)
+                      if not np.isnan(per_image_class[i, c])})
+        result.update({"mean_recall": rec.mean_recall(), "per_class_recall": rec.per_class(),
+                       "segmenter_mean_recall": own.mean_recall(), "segmenter_per_class_recall": own.per_class()})
     out = Path(a.out)
     for i, name in enumerate(names):
         rows[i]["reconstruction"] = atomic_write_bytes(out / f"{name}-reconstruction.png", png_bytes(panels[1][i])).name

@@ -8,7 +8,6 @@ import traceback
 
 import streamlit as st
 import torch
-from streamlit_drawable_canvas import st_canvas
 
 import core
 from core import toyworld
@@ -28,6 +27,7 @@ from core.base.errors import (
 from core.base.hooks import layer_names
 from core.base.validate import check_units
 from core.engine import bases
+from core.studies.inversion import encoder_for, encoder_paths
 
 SAMPLE_CHOICES = [50, 100, 200, 500, 1000, 2000]
 
@@ -525,6 +525,9 @@ def stroke_canvas(key: str, background: bytes, brush: int, size: int, buttons: s
     """The Paint pages' drawable canvas over ``background`` (PNG bytes) with Undo stroke / Clear
     buttons (keys ``buttons + "_undo"`` / ``"_clear"``; call it inside a fragment): the drawing's
     RGBA image, or None before any stroke."""
+    # imported here: the component registers itself on import, which needs a running Streamlit
+    # app (importing this module from a script or a test must not)
+    from streamlit_drawable_canvas import st_canvas
     result = st_canvas(fill_color="rgba(255, 214, 10, 0.35)", stroke_width=brush,
                        stroke_color="rgba(255, 214, 10, 0.75)", background_image=background,
                        width=size, height=size, drawing_mode="freedraw", return_image_data=True,
@@ -539,3 +542,16 @@ def stroke_canvas(key: str, background: bytes, brush: int, size: int, buttons: s
         canvas_restart(key, [])
         st.rerun(scope="fragment")
     return result.image_data if canvas_objects(key) else None
+
+
+@st.cache_resource(show_spinner="Loading the inverter…", max_entries=8)
+def _inverter(name: str, layer: str, stamp: tuple, _G):
+    enc, meta = encoder_for(_G, name, layer)
+    return pin_cache_key(enc), meta
+
+
+def inverter(name: str, G, layer: str = "layer4"):
+    """The generator's inverter into ``layer`` and its meta (shared, never changed; loaded again when a
+    file of it changes: a newly trained one). No inverter: the CheckpointError of ``encoder_for``."""
+    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in encoder_paths(name, layer) if p.is_file())
+    return _inverter(name, layer, (stamp, getattr(G, "cache_key", None), str(device())), G)

@@ -10,30 +10,20 @@ import torch
 from core.outputs.visualize import png_bytes, to_uint8
 from core.studies import paint
 from core.studies import paint_real as pr
-from core.studies.inversion import INVERSION_REAL_SEED, encoder_for, encoder_paths
+from core.studies.inversion import INVERSION_REAL_SEED
 from core.studies.omissions import scene_of
 from dashboard.common import (
     ERRORS,
-    device,
     fail,
     feature_net,
     fix_for,
+    inverter,
     note_turn,
-    pin_cache_key,
     plain,
     stroke_canvas,
 )
 
 SOURCES = ("held-out toyworld scene", "upload a PNG or JPEG")
-
-
-@st.cache_resource(show_spinner="Loading the inverter…", max_entries=8)
-def _inverter(name: str, layer: str, stamp: tuple, _G):
-    enc, meta = encoder_for(_G, name, layer)
-    return pin_cache_key(enc), meta
-
-
-
 
 
 def _scene(name: str, G, layer: str, image: torch.Tensor, encoder):
@@ -68,8 +58,7 @@ def real_scene_painter(name: str, G, layer: str, grid: tuple[int, int], *, units
     """The real-scene part of the Paint page: choose a scene, invert and adapt once, then paint."""
     rows, cols = grid
     try:
-        stamp = tuple((str(p), p.stat().st_mtime_ns) for p in encoder_paths(name, layer) if p.is_file())
-        encoder, _ = _inverter(name, layer, (stamp, getattr(G, "cache_key", None), str(device())), G)
+        encoder, _ = inverter(name, G, layer)
     except ERRORS as e:
         st.info(f"Real scenes are painted through an inverter into {layer}, and **{plain(name)}** has none yet "
                 f"({e}). Train one, then reload this page:")

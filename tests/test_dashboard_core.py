@@ -145,3 +145,14 @@ def test_variant_lineup_compares_at_equal_training_steps():
     assert studies.variant_lineup(same, studies.zoo_groups(same)["x"])["matched"]
     same["b"].pop("steps")
     assert not studies.variant_lineup(same, studies.zoo_groups(same)["x"])["matched"]
+
+
+def test_the_dashboards_shared_module_imports_outside_a_running_app():
+    """dashboard.common is imported by scripts and tests too: nothing in it may need a running
+    Streamlit app at import time (the drawable canvas registers its component when imported)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    r = subprocess.run([sys.executable, "-c", "import dashboard.common, dashboard.paint_real"],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

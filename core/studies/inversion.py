@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,7 +35,8 @@ from core.studies.omissions import image_size
 
 __all__ = ["INVERSION_REAL_SEED", "INVERSION_GEN_SEED", "Recall", "class_recall", "reconstruction_recall",
            "segmenter_recall", "Gallery", "reconstruction_gallery", "mark_dropped", "GALLERY_VERSION",
-           "perceptual_maps", "save_encoder", "load_encoder", "encoder_for", "encoder_paths", "SHIPPED_INVERTERS"]
+           "perceptual_maps", "real_scenes", "toyworld_labels", "save_encoder", "load_encoder", "encoder_for",
+           "encoder_paths", "SHIPPED_INVERTERS"]
 
 INVERSION_REAL_SEED = 4_000_000   # held out: the GANs trained on seeds 3,000,000 + step (< 35,000 steps)
 INVERSION_GEN_SEED = 11           # the generated samples of the ceiling (the encoder trained on seed 7)
@@ -87,13 +89,17 @@ class Recall:
         """The mean over the scene's classes (present in any image) of the pooled recall."""
         return float(np.mean(list(self.per_class(initial).values())))
 
-    def per_image(self, initial: bool = False) -> np.ndarray:
-        """Per image, the mean over the scene's classes present in it of their recall."""
+    def per_image_class(self, initial: bool = False) -> np.ndarray:
+        """N x C: per image and class of the scene, the share of its exact pixels recalled (NaN where
+        the class is absent from the image or not the scene's)."""
         h = self.hit0 if initial else self.hit
         present = (self.true > 0) & self._in_scope()[None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(present, h / np.maximum(self.true, 1), np.nan)
-        return np.nanmean(r, 1)
+            return np.where(present, h / np.maximum(self.true, 1), np.nan)
+
+    def per_image(self, initial: bool = False) -> np.ndarray:
+        """Per image, the mean over the scene's classes present in it of their recall."""
+        return np.nanmean(self.per_image_class(initial), 1)
 
     def stray(self) -> dict[str, int]:
         """Pixels per class outside the scene's classes (the segmenter's stray labels), left out of the recall."""
@@ -144,6 +150,29 @@ def perceptual_maps(features) -> Callable:
     return maps
 
 
+def toyworld_labels(segmenter) -> torch.Tensor:
+    """toyworld's label indices mapped to ``segmenter``'s (a lookup table: ``lut[labels]``); a segmenter
+    without all of toyworld's labels is refused, naming ``segmenter``."""
+    missing = [c for c in toyworld.LABELS if c not in segmenter.labels]
+    if missing:
+        raise InputError(f"segmenter: it lacks toyworld's labels {missing[:5]}", fix="use the toyworld segmenter")
+    return torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device="cpu")
+
+
+def real_scenes(scene: str, n: int, seed: int, size: int, segmenter) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` real toyworld ``scene`` scenes (seed ``seed``, ``size`` px) and their exact labels as the
+    segmenter's indices (both on the CPU, as toyworld renders)."""
+    lut = toyworld_labels(segmenter)
+    images, labels = toyworld.render(scene, n, seed=seed, size=size)
+    return images, lut[labels]
+
+
+def _check_encoder_size(encoder: LayerEncoder, size: int) -> None:
+    if encoder.image_size != size:
+        raise InputError(f"encoder: it takes {encoder.image_size}-px images, the generator makes {size}-px ones",
+                         fix="give the encoder trained for this generator")
+
+
 def _side(generator, segmenter, encoder, layer, images, labels, steps, lr, feats, units_off, batch_size,
           progress, classes=None, anchor_weight: float = 0.01) -> Recall:
     inv = invert(generator, layer, encoder, images, steps, lr, feats, progress, units_off=units_off,
@@ -172,7 +201,6 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
     the sample itself. ``units_off``: a planted omission (those units never reach the rendering).
     ``anchor_weight``: :func:`~core.engine.inversion.invert`'s pull towards the encoder's guess (larger
     keeps the featuremap nearer what the generator makes of its own samples)."""
-    import time
     check_generator(generator, probe=False)
     check_segmenter(segmenter)
     scene = check_choice("scene", scene, toyworld.SCENES)
@@ -183,18 +211,13 @@ def reconstruction_recall(generator, segmenter, encoder: LayerEncoder, scene: st
         raise InputError(f"encoder must be a LayerEncoder, got {type(encoder).__name__}",
                          fix="train one (core.engine.inversion.train_inverter) or load_encoder(path)")
     size = image_size(generator)
-    if encoder.image_size != size:
-        raise InputError(f"encoder: it takes {encoder.image_size}-px images, the generator makes {size}-px ones",
-                         fix="give the encoder trained for this generator")
-    missing = [c for c in toyworld.LABELS if c not in segmenter.labels]
-    if missing:
-        raise InputError(f"segmenter: it lacks toyworld's labels {missing[:5]}", fix="use the toyworld segmenter")
+    _check_encoder_size(encoder, size)
+    toyworld_labels(segmenter)
     feats = perceptual_maps(features) if features is not None else None
     t0 = time.perf_counter()
-    images, labels = toyworld.render(scene, n, seed=seed, size=size)
-    lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device=labels.device)
+    images, labels = real_scenes(scene, n, seed, size, segmenter)
     classes = toyworld.SCENE_CONCEPTS[scene]
-    real = _side(generator, segmenter, encoder, layer, images, lut[labels], steps, lr, feats, units_off,
+    real = _side(generator, segmenter, encoder, layer, images, labels, steps, lr, feats, units_off,
                  batch_size, progress, classes, anchor_weight)
     gen = None
     if ceiling:
@@ -214,10 +237,9 @@ def segmenter_recall(segmenter, scene: str, n: int = 100, seed: int = INVERSION_
     check_segmenter(segmenter)
     scene = check_choice("scene", scene, toyworld.SCENES)
     n, seed, size = check_int("n", n, 1, 100_000), check_int("seed", seed, 0), check_int("size", size, 8, 1024)
-    images, labels = toyworld.render(scene, n, seed=seed, size=size)
-    lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device=labels.device)
+    images, labels = real_scenes(scene, n, seed, size, segmenter)
     with torch.no_grad():
-        t, h = class_recall(lut[labels].to(device), segmenter.segment(images.to(device)), len(segmenter.labels))
+        t, h = class_recall(labels.to(device), segmenter.segment(images.to(device)), len(segmenter.labels))
     zero = np.zeros(n)
     return Recall(list(segmenter.labels), t.cpu().numpy(), h.cpu().numpy(), h.cpu().numpy(), zero, zero,
                   toyworld.SCENE_CONCEPTS[scene])
@@ -400,7 +422,6 @@ def reconstruction_gallery(generator, segmenter, encoder: LayerEncoder, scene: s
     feature network's fingerprints and every argument): ``cached_only=True`` returns the stored
     result or None, computing nothing. ``progress(done, total)`` counts optimisation steps.
     Everything is checked before any work."""
-    import time
     check_generator(generator, probe=False)
     check_segmenter(segmenter)
     scene = check_choice("scene", scene, toyworld.SCENES)
@@ -417,21 +438,16 @@ def reconstruction_gallery(generator, segmenter, encoder: LayerEncoder, scene: s
     if features is not None and not callable(features):
         raise InputError(f"features must be a feature network or None, got {type(features).__name__}",
                          fix="e.g. features=core.load_features()")
-    missing = [c for c in toyworld.LABELS if c not in segmenter.labels]
-    if missing:
-        raise InputError(f"segmenter: it lacks toyworld's labels {missing[:5]}", fix="use the toyworld segmenter")
+    toyworld_labels(segmenter)
+    size = image_size(generator)
+    _check_encoder_size(encoder, size)
     models = {"generator": generator, "segmenter": segmenter, "encoder": encoder}
     if features is not None:
         models["features"] = features
 
     def compute() -> Gallery:
-        size = image_size(generator)
-        if encoder.image_size != size:
-            raise InputError(f"encoder: it takes {encoder.image_size}-px images, the generator makes {size}-px ones",
-                             fix="give the encoder trained for this generator")
         t0 = time.perf_counter()
-        images, labels = toyworld.render(scene, n, seed=seed, size=size)
-        lut = torch.tensor([segmenter.labels.index(c) for c in toyworld.LABELS], device=labels.device)
+        images, labels = real_scenes(scene, n, seed, size, segmenter)
         feats = perceptual_maps(features) if features is not None else None
         inv = invert(generator, layer, encoder, images, steps, lr, feats, progress, batch_size=batch_size)
         dev = device_of(generator)
@@ -439,7 +455,7 @@ def reconstruction_gallery(generator, segmenter, encoder: LayerEncoder, scene: s
             seg_rec = segmenter.segment(inv.reconstruction).cpu().numpy()
             seg_real = segmenter.segment(images.to(dev)).cpu().numpy()
             l1 = inv.l1(images).cpu().numpy().astype(np.float32)
-        return Gallery(scene, list(segmenter.labels), to_uint8(images), lut[labels].cpu().numpy(),
+        return Gallery(scene, list(segmenter.labels), to_uint8(images), labels.numpy(),
                        to_uint8(inv.reconstruction), seg_rec, seg_real, l1, layer, steps, seed,
                        time.perf_counter() - t0)
 

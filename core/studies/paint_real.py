@@ -35,7 +35,7 @@ from core.base.protocols import check_generator
 from core.base.validate import check_bool, check_callable, check_choice, check_float, check_int
 from core.engine.adapt import ADAPT_VERSION, adapt, blend_change, cells_region, later_parameters
 from core.engine.intervention import check_edits, edit_fn, resize_mask
-from core.engine.inversion import LayerEncoder, check_layer, invert, render_from
+from core.engine.inversion import LayerEncoder, check_images, check_layer, invert, render_from
 from core.studies.image_folder import CONVERTIBLE_MODES, MAX_IMAGE_PIXELS
 from core.studies.inversion import INVERSION_REAL_SEED, encoder_for, perceptual_maps
 from core.studies.omissions import image_size
@@ -43,7 +43,8 @@ from core.studies.omissions import image_size
 __all__ = ["RealScene", "PaintedReal", "check_real_image", "image_hash", "real_image", "photo_image",
            "invert_real", "paint_real", "outside_change", "REAL_DEFAULTS"]
 
-# the Paint page's settings: ~20 s for inversion + adaptation of one 64 px scene on 2 CPU cores
+# the Paint page's settings: inversion + adaptation of one 64 px scene takes 1-2 s on 2 idle CPU cores
+# (7.9 s at load 3; docs/findings.md, "Costs on 2 CPU cores (#34)");
 # adapting from layer9 on (the 64 px layers): the reconstruction's L1 drops by about a fifth while a door
 # painted on a wall draws as it does without adaptation; adapting from layer5 or layer7 fits the photo
 # closer but the coarse layers learn to ignore the paint (measured on held-out town scenes 1-3).
@@ -58,25 +59,11 @@ def check_real_image(image, size: int, name: str = "image") -> torch.Tensor:
         raise ArgumentTypeError(f"{name} must be a torch tensor 1 x 3 x {size} x {size} in [-1, 1], got a numpy "
                                 f"array {image.shape}", fix="read a photo with photo_image(...) or convert: "
                                 "torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1")
-    if not isinstance(image, torch.Tensor):
-        raise ArgumentTypeError(f"{name} must be a torch tensor 1 x 3 x {size} x {size} in [-1, 1], got "
-                                f"{type(image).__name__}", fix="read a photo with photo_image(bytes)")
-    x = image[None] if image.dim() == 3 else image
-    if x.dim() != 4 or x.shape[0] != 1:
+    x = image[None] if isinstance(image, torch.Tensor) and image.dim() == 3 else image
+    x = check_images(x, size, name)                # a float tensor N x 3 x size x size, finite
+    if x.shape[0] != 1:
         raise InputError(f"{name} must be one image 3 x H x W or 1 x 3 x H x W, got shape {tuple(image.shape)}",
                          fix=f"give one image at a time ({name}[i:i + 1])")
-    if x.shape[1] != 3:
-        raise InputError(f"{name} must be RGB (3 channels), got {x.shape[1]} channels",
-                         fix="convert it to RGB (PIL: Image.convert('RGB'); photo_image does it)")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be float in [-1, 1], got {x.dtype}",
-                         fix=f"convert 8-bit pixels: {name}.float() / 127.5 - 1")
-    if tuple(x.shape[2:]) != (size, size):
-        raise InputError(f"{name} must be {size} x {size} pixels (the generator's size), got "
-                         f"{x.shape[2]} x {x.shape[3]}", fix=f"resize it to {size} x {size} first "
-                         "(photo_image(data, size) resizes and says so)")
-    if not bool(torch.isfinite(x).all()):
-        raise InputError(f"{name} has NaN or infinite values", fix=f"give a finite {name} in [-1, 1]")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1 - 1e-4 or hi > 1 + 1e-4:
         raise InputError(f"{name} must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]",

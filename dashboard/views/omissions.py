@@ -9,19 +9,18 @@ from plotly.subplots import make_subplots
 import core
 from core import toyworld
 from core.studies.comparisons import change_matrix, concept_arrival, omissions_over_training
-from core.studies.inversion import encoder_for, encoder_paths, reconstruction_gallery
+from core.studies.inversion import reconstruction_gallery
 from core.studies.omissions import card_scene, class_chart, omission_rule, toyworld_omissions
 from dashboard.common import (
     ERRORS,
     concept_color,
-    device,
     fail,
     feature_net,
     fix_for,
     generator,
+    inverter,
     note_turn,
     pick_model,
-    pin_cache_key,
     plain,
     segmenter,
 )
@@ -227,18 +226,6 @@ if len(series) > 1:
 
 
 
-@st.cache_resource(show_spinner="Loading the inverter…", max_entries=8)
-def _inverter(name: str, stamp: tuple, _G):
-    enc, meta = encoder_for(_G, name, GALLERY_LAYER)
-    return pin_cache_key(enc), meta
-
-
-def inverter(name: str, G):
-    """The generator's inverter (shared; loaded again when a file of it changes: a newly trained one)."""
-    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in encoder_paths(name, GALLERY_LAYER) if p.is_file())
-    return _inverter(name, (stamp, getattr(G, "cache_key", None), str(device())), G)
-
-
 st.divider()
 st.subheader("What a reconstruction drops")
 st.caption(f"Held-out real {scene} scenes reconstructed through the generator by layer inversion (Bau et al., ICCV "
@@ -247,7 +234,7 @@ st.caption(f"Held-out real {scene} scenes reconstructed through the generator by
            "keep its exact toyworld class: outlined in magenta on the real scene (left) and the reconstruction "
            "(right). What a generator cannot reconstruct it cannot draw.")
 try:
-    enc, enc_meta = inverter(name, G)
+    enc, enc_meta = inverter(name, G, GALLERY_LAYER)
 except ERRORS as e:
     fix = fix_for(e)
     st.info(f"**{plain(name)}** has no inverter into {GALLERY_LAYER} yet, so its reconstructions cannot be shown. "
